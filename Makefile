@@ -1,0 +1,43 @@
+# AlphaForge: `make run` and `make test` on a fresh machine (Python 3.11, pip).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= fast
+
+.PHONY: install run test test-fast ui bench lint format clean
+
+# pip, not uv/poetry: `torch==2.13.0` must resolve to the CPU wheel that lies on the machine.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## materialize every asset on the bundled data (PROFILE=fast|full)
+	$(BIN)/alphaforge run --profile $(PROFILE)
+
+test: install  ## the whole suite
+	$(BIN)/python -m pytest
+
+test-fast: install  ## unit and asset tests only
+	$(BIN)/python -m pytest -m "not integration and not slow"
+
+ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
+	$(BIN)/alphaforge ui
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf .alphaforge

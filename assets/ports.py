@@ -1,0 +1,45 @@
+"""What the assets need from the outside world, as protocols.
+
+Assets depend on these shapes, not on ``pipelines/``; ``pipelines/resources.py`` provides the
+implementations (local and production) and the ``Definitions`` bind them by resource key. This
+keeps the import direction ``pipelines -> assets -> models``.
+"""
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+from dagster import AssetExecutionContext
+
+
+class PriceSource(Protocol):
+    def load_prices(self) -> pl.DataFrame:
+        """Raw price rows with ``source_file`` and ``source_row``; columns may still be strings."""
+
+    def describe(self) -> str:
+        """Where the prices come from, for metadata and messages."""
+
+
+class AltDataSource(Protocol):
+    def load_alt_data(self) -> pl.DataFrame:
+        """Long ``[series, kind, date, available_date, value]`` frame."""
+
+
+class Tracker(Protocol):
+    experiment_name: str
+
+    def asset_run(self, context: AssetExecutionContext) -> AbstractContextManager:
+        """An MLflow run for this asset, nested under the pipeline run's parent run."""
+
+    def run_url(self, run_id: str) -> str:
+        """Link to a run in the MLflow UI."""
+
+
+class ReportStore(Protocol):
+    def write(self, name: str, data: bytes | str) -> Path:
+        """Write a report file atomically and return its path."""
+
+    def paths(self) -> Iterator[Path]:
+        """Every report file written so far."""

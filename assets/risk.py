@@ -1,0 +1,92 @@
+"""Risk group: VaR / CVaR of the strategies and historical stress tests of today's book."""
+
+import json
+
+import mlflow
+import numpy as np
+import polars as pl
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
+from pydantic import Field
+
+from assets._meta import image, png_bytes, table, to_markdown
+from assets.ports import ReportStore, Tracker
+from models.backtest import performance
+from models.plots import var_lines
+from models.risk import stress_test, var_table
+
+
+class RiskConfig(Config):
+    levels: list[float] = Field(default=[0.95, 0.99], description="VaR / CVaR confidence levels.")
+    horizons: list[int] = Field(default=[1, 10], description="VaR horizons in trading days.")
+    strategy: str = Field(default="ml_top_k", description="Strategy whose returns and live book are assessed.")
+
+
+@asset(group_name="risk", kinds={"polars", "mlflow"}, io_manager_key="lake")
+def risk_report(
+    context: AssetExecutionContext,
+    config: RiskConfig,
+    backtest: pl.DataFrame,
+    portfolio_weights: pl.DataFrame,
+    market_prices: pl.DataFrame,
+    alt_data: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[dict]:
+    """Historical and parametric VaR / CVaR of every strategy's out-of-sample net returns, and
+    today's book replayed through historical stress episodes; written to ``reports/``."""
+    var = pl.concat(
+        var_table(p["net"].to_numpy(), config.levels, horizon=h).with_columns(strategy=pl.lit(name))
+        for (name,), p in backtest.group_by("strategy", maintain_order=True)
+        for h in config.horizons
+    ).select("strategy", "horizon_days", "method", "level", "var", "cvar")
+    live = portfolio_weights.filter((pl.col("kind") == "live") & (pl.col("strategy") == config.strategy))
+    benchmark = alt_data.filter(pl.col("series") == "SP500").select("date", pl.col("value").alias("close"), symbol=pl.lit("SP500"))
+    stress = stress_test(dict(zip(live["symbol"], live["weight"], strict=True)), market_prices, benchmark=benchmark)
+    perf = pl.DataFrame(
+        [{"strategy": name, **performance(p["net"].to_numpy())} for (name,), p in backtest.group_by("strategy", maintain_order=True)]
+    )
+    chosen = backtest.filter(pl.col("strategy") == config.strategy)
+    one_day = var.filter((pl.col("strategy") == config.strategy) & (pl.col("horizon_days") == 1) & (pl.col("method") == "historical"))
+    figure = var_lines(chosen["date"].to_numpy(), chosen["net"].to_numpy(), {f"VaR{int(r['level'] * 100)}": r["var"] for r in one_day.to_dicts()})
+    png = png_bytes(figure)
+    markdown = _markdown(perf, var, stress, live, context.run_id)
+    written = [
+        reports.write("risk_report.md", markdown),
+        reports.write("risk_report.json", json.dumps({"var": var.to_dicts(), "stress": stress.with_columns(pl.col("start", "end").cast(pl.String)).to_dicts(), "performance": perf.to_dicts()}, indent=2)),
+        reports.write("var_backtest.png", png),
+    ]
+    with tracker.asset_run(context) as run:
+        for row in var.filter(pl.col("strategy") == config.strategy).to_dicts():
+            key = f"{row['method']}_{int(row['level'] * 100)}_{row['horizon_days']}d"
+            mlflow.log_metrics({f"var_{key}": row["var"], f"cvar_{key}": row["cvar"]})
+        for path in written:
+            mlflow.log_artifact(str(path), "report")
+    return Output(
+        {"var": var, "stress": stress, "performance": perf},
+        metadata={
+            "var": table(var),
+            "stress": table(stress),
+            "report": MetadataValue.path(str(written[0])),
+            "var_backtest": image(png, "returns vs VaR"),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+        },
+    )
+
+
+def _markdown(perf: pl.DataFrame, var: pl.DataFrame, stress: pl.DataFrame, live: pl.DataFrame, run_id: str) -> str:
+    return "\n\n".join(
+        [
+            "# AlphaForge risk report",
+            f"Dagster run `{run_id}`. Every figure below is out-of-sample and net of costs. "
+            "The bundled universe is today's S&P 500 names: survivorship bias flatters the results.",
+            "## Strategy performance (out-of-sample)",
+            to_markdown(perf),
+            "## Value at risk and expected shortfall (loss as a fraction of value)",
+            to_markdown(var),
+            "![returns vs VaR](var_backtest.png)",
+            "## Stress test: today's book replayed through historical episodes",
+            to_markdown(stress),
+            "## Today's book",
+            to_markdown(live.select("symbol", "weight")),
+        ]
+    ) + "\n"

@@ -1,0 +1,10 @@
+"""Data contracts: versioned Great Expectations suites (``suites/*.json``) and the parsers
+that turn raw user files into typed frames, naming the file, column and row of every problem.
+
+No Dagster and no MLflow here; ``assets/`` wraps these as blocking asset checks.
+"""
+
+from data_contracts.prices import PRICE_COLUMNS, parse_prices
+from data_contracts.validate import ContractViolation, Violation, validate
+
+__all__ = ["PRICE_COLUMNS", "ContractViolation", "Violation", "parse_prices", "validate"]

@@ -1,0 +1,75 @@
+"""Figures people would rather look at than tables. Pure: each returns a matplotlib Figure."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import shap
+from matplotlib.figure import Figure
+
+
+def equity_curves(daily: pl.DataFrame, title: str = "Out-of-sample equity (net of costs)") -> Figure:
+    """Cumulative net growth of each strategy in ``[date, strategy, net]``."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
+        ax.plot(part["date"].to_numpy(), np.cumprod(1 + part["net"].to_numpy()), label=name)
+    ax.set(title=title, ylabel="growth of 1", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def ic_over_time(ic: pl.DataFrame, window: int = 63) -> Figure:
+    """Daily Rank IC per model with its rolling mean, from ``[date, model, ic]``."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for (name,), part in ic.sort("date").group_by("model", maintain_order=True):
+        ax.plot(part["date"].to_numpy(), part["ic"].rolling_mean(window, min_samples=5).to_numpy(), label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(title=f"Out-of-fold Rank IC, {window}-day rolling mean", ylabel="Rank IC")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def var_lines(dates: np.ndarray, returns: np.ndarray, var: dict[str, float]) -> Figure:
+    """Daily returns against constant VaR lines, exceptions marked."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    ax.plot(dates, returns, lw=0.6, color="grey", label="daily net return")
+    for name, value in var.items():
+        line = ax.axhline(-value, lw=1, ls="--", label=f"-{name} = {value:.2%}")
+        hits = returns < -value
+        ax.scatter(dates[hits], returns[hits], s=8, color=line.get_color())
+    ax.set(title="Daily returns vs VaR (exceptions marked)", ylabel="return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary(explanation: shap.Explanation, max_display: int = 15) -> Figure:
+    """SHAP beeswarm summary (shap draws on pyplot's current figure)."""
+    plt.close("all")
+    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.set_size_inches(9, 6)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def correlation_map(returns: pl.DataFrame) -> Figure:
+    """Correlation heat-map of the columns of a wide returns table (``date`` excluded)."""
+    wide = returns.drop("date")
+    corr = np.corrcoef(np.nan_to_num(wide.to_numpy()), rowvar=False)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    im = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(wide.columns)), wide.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(wide.columns)), wide.columns, fontsize=7)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Correlation of daily returns (holdings)")
+    fig.tight_layout()
+    return fig

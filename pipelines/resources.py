@@ -1,0 +1,86 @@
+"""Resources: MLflow tracking and the report store (data sources live in ``sources.py``)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import AssetExecutionContext, ConfigurableResource
+
+from pipelines.atomic import write_atomic
+
+PARENT_TAG = "alphaforge.parent"
+DAGSTER_RUN_TAG = "dagster.run_id"
+
+
+class MLflowResource(ConfigurableResource):
+    """Our own MLflow resource around the client (``dagster-mlflow`` is built for op jobs).
+
+    Every Dagster run gets one parent MLflow run, tagged with the Dagster run id; every asset
+    that tracks anything logs into a child run of it, tagged with the asset key.
+    """
+
+    tracking_uri: str
+    artifact_root: str
+    experiment_name: str = "alphaforge"
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def _experiment_id(self, client) -> str:
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(self.experiment_name, artifact_location=Path(self.artifact_root).as_uri())
+
+    def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
+        found = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{context.run_id}' and tags.`{PARENT_TAG}` = 'true'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{context.job_name}-{context.run_id[:8]}",
+            tags={DAGSTER_RUN_TAG: context.run_id, PARENT_TAG: "true", "dagster.job": context.job_name},
+        )
+        return run.info.run_id
+
+    @contextmanager
+    def asset_run(self, context: AssetExecutionContext) -> Iterator:
+        import mlflow
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        client = mlflow.MlflowClient(self.tracking_uri)
+        experiment_id = self._experiment_id(client)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        parent = self._parent(client, experiment_id, context)
+        client.update_run(parent, status="RUNNING")
+        asset = context.asset_key.to_user_string()
+        tags = {MLFLOW_PARENT_RUN_ID: parent, DAGSTER_RUN_TAG: context.run_id, "dagster.asset_key": asset}
+        try:
+            with mlflow.start_run(run_name=asset, experiment_id=experiment_id, tags=tags) as run:
+                yield run
+        except BaseException:
+            client.set_terminated(parent, "FAILED")
+            raise
+        client.set_terminated(parent, "FINISHED")
+
+    def run_url(self, run_id: str) -> str:
+        import mlflow
+
+        run = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
+        return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+class ReportsResource(ConfigurableResource):
+    """Reports as plain files under one folder, each written atomically."""
+
+    base_dir: str
+
+    def write(self, name: str, data: bytes | str) -> Path:
+        payload = data.encode() if isinstance(data, str) else data
+        return write_atomic(Path(self.base_dir) / name, lambda f: f.write(payload))
+
+    def paths(self) -> Iterator[Path]:
+        return (p for p in sorted(Path(self.base_dir).iterdir()) if not p.name.startswith("."))

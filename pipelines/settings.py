@@ -1,0 +1,80 @@
+"""Settings from environment variables: the one place the product reads ``os.environ``.
+
+Everything lives under one home folder, ``ALPHAFORGE_HOME``: the Dagster instance, the MLflow
+SQLite database and artefacts, the Optuna database, the parquet lake and the reports.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> (default, meaning); the README's configuration table is this dictionary.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "ALPHAFORGE_HOME": ("./.alphaforge", "Home folder for every embedded store and output."),
+    "ALPHAFORGE_PROFILE": ("full", "Run profile the Dagster job defaults to: `fast` or `full`."),
+    "ALPHAFORGE_PRICES": ("(bundled)", "Path or glob of the user's price files (CSV, CSV.gz, Parquet); empty = bundled data."),
+    "ALPHAFORGE_MLFLOW_URI": ("sqlite:///$HOME/mlflow.db", "MLflow tracking URI."),
+    "ALPHAFORGE_OPTUNA_STORAGE": ("sqlite:///$HOME/optuna.db", "Optuna storage URL (any SQLAlchemy URL)."),
+    "ALPHAFORGE_MLFLOW_UI": ("http://127.0.0.1:5000", "MLflow UI address used in links from Dagster metadata."),
+    "ALPHAFORGE_DEPLOYMENT": ("local", "Resource set: `local` (embedded) for now."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    profile: str
+    prices: str | None
+    mlflow_uri: str
+    optuna_storage: str
+    mlflow_ui: str
+    deployment: str
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    home = Path(environ.get("ALPHAFORGE_HOME") or ENV_VARS["ALPHAFORGE_HOME"][0]).expanduser().resolve()
+    profile = environ.get("ALPHAFORGE_PROFILE") or "full"
+    if profile not in ("fast", "full"):
+        raise ValueError(f"ALPHAFORGE_PROFILE must be 'fast' or 'full', got {profile!r}")
+    return Settings(
+        home=home,
+        profile=profile,
+        prices=environ.get("ALPHAFORGE_PRICES") or None,
+        mlflow_uri=environ.get("ALPHAFORGE_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
+        mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI") or "http://127.0.0.1:5000",
+        deployment=environ.get("ALPHAFORGE_DEPLOYMENT") or "local",
+    )
+
+
+DAGSTER_YAML = """\
+# Written by AlphaForge: a local instance on SQLite under this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_home(settings: Settings) -> None:
+    """Create the home's folders and a Dagster instance config if missing."""
+    for path in (settings.dagster_home, settings.lake, settings.reports, settings.mlflow_artifacts):
+        path.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
