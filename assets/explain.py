@@ -29,7 +29,11 @@ def shap_explanations(
     """Mean absolute SHAP value per feature of one tuned base model on the latest rows, with the
     beeswarm summary plot attached."""
     rows = feature_matrix.sort("date").tail(config.n_rows)
-    explanation = tree_shap(base_models.fitted[config.model], rows.select(base_models.feature_names).to_numpy(), base_models.feature_names)
+    explanation = tree_shap(
+        base_models.fitted[config.model],
+        rows.select(base_models.feature_names).to_numpy(),
+        base_models.feature_names,
+    )
     importance = mean_abs_shap(explanation)
     png = png_bytes(shap_summary(explanation))
     path = reports.write("shap_summary.png", png)

@@ -18,7 +18,9 @@ class LabelsConfig(Config):
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
-def feature_matrix(config: FeaturesConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame) -> Output[pl.DataFrame]:
+def feature_matrix(
+    config: FeaturesConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
+) -> Output[pl.DataFrame]:
     """``[symbol, date, <features>]``: technical, market-relative, cross-sectional and alternative
     features, each using only data known on or before its date."""
     frame = build_feature_matrix(market_prices.lazy(), alt_data.lazy(), config.windows).collect()
@@ -39,4 +41,11 @@ def feature_matrix(config: FeaturesConfig, market_prices: pl.DataFrame, alt_data
 def labels(config: LabelsConfig, market_prices: pl.DataFrame) -> Output[pl.DataFrame]:
     """``[symbol, date, label, label_end]``: forward return over the horizon and its end date."""
     frame = forward_returns(market_prices.lazy(), config.horizon).collect()
-    return Output(frame, metadata={**frame_metadata(frame), "horizon": config.horizon, "label_mean": float(frame["label"].mean())})
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "horizon": config.horizon,
+            "label_mean": float(frame["label"].mean()),
+        },
+    )

@@ -43,7 +43,9 @@ class PricesConfig(Config):
         )
     ],
 )
-def market_prices(context: AssetExecutionContext, config: PricesConfig, price_source: ResourceParam[PriceSource]):
+def market_prices(
+    context: AssetExecutionContext, config: PricesConfig, price_source: ResourceParam[PriceSource]
+):
     """Daily prices as a long panel ``[symbol, date, close, ...]``, sorted by symbol and date.
 
     The contract runs *before* the output is written: when it fails, the check is recorded as
@@ -60,11 +62,20 @@ def market_prices(context: AssetExecutionContext, config: PricesConfig, price_so
             check_name=CHECK,
             passed=False,
             description=str(err),
-            metadata={"source": source, "violations": MetadataValue.json([vars(v) | {"value": str(v.value)} for v in err.violations])},
+            metadata={
+                "source": source,
+                "violations": MetadataValue.json(
+                    [vars(v) | {"value": str(v.value)} for v in err.violations]
+                ),
+            },
         )
-        raise Failure(description=str(err), metadata={"source": source}, allow_retries=False) from err
+        raise Failure(
+            description=str(err), metadata={"source": source}, allow_retries=False
+        ) from err
 
-    yield AssetCheckResult(check_name=CHECK, passed=True, metadata={"source": source, "rows_checked": len(parsed)})
+    yield AssetCheckResult(
+        check_name=CHECK, passed=True, metadata={"source": source, "rows_checked": len(parsed)}
+    )
     end = date.fromisoformat(config.end_date) if config.end_date else date.max
     panel = (
         parsed.drop("source_file", "source_row")
@@ -92,7 +103,13 @@ def alt_data(alt_source: ResourceParam[AltDataSource]) -> Output[pl.DataFrame]:
     every feature joins on it.
     """
     frame = alt_source.load_alt_data().sort("series", "date")
-    coverage = frame.group_by("series", "kind").agg(
-        pl.col("date").min().alias("first"), pl.col("date").max().alias("last"), pl.len().alias("rows")
-    ).sort("series")
+    coverage = (
+        frame.group_by("series", "kind")
+        .agg(
+            pl.col("date").min().alias("first"),
+            pl.col("date").max().alias("last"),
+            pl.len().alias("rows"),
+        )
+        .sort("series")
+    )
     return Output(frame, metadata={**frame_metadata(frame), "coverage": table(coverage)})

@@ -3,7 +3,6 @@
 import json
 
 import mlflow
-import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
@@ -18,7 +17,9 @@ from models.risk import stress_test, var_table
 class RiskConfig(Config):
     levels: list[float] = Field(default=[0.95, 0.99], description="VaR / CVaR confidence levels.")
     horizons: list[int] = Field(default=[1, 10], description="VaR horizons in trading days.")
-    strategy: str = Field(default="ml_top_k", description="Strategy whose returns and live book are assessed.")
+    strategy: str = Field(
+        default="ml_top_k", description="Strategy whose returns and live book are assessed."
+    )
 
 
 @asset(group_name="risk", kinds={"polars", "mlflow"}, io_manager_key="lake")
@@ -39,20 +40,49 @@ def risk_report(
         for (name,), p in backtest.group_by("strategy", maintain_order=True)
         for h in config.horizons
     ).select("strategy", "horizon_days", "method", "level", "var", "cvar")
-    live = portfolio_weights.filter((pl.col("kind") == "live") & (pl.col("strategy") == config.strategy))
-    benchmark = alt_data.filter(pl.col("series") == "SP500").select("date", pl.col("value").alias("close"), symbol=pl.lit("SP500"))
-    stress = stress_test(dict(zip(live["symbol"], live["weight"], strict=True)), market_prices, benchmark=benchmark)
+    live = portfolio_weights.filter(
+        (pl.col("kind") == "live") & (pl.col("strategy") == config.strategy)
+    )
+    benchmark = alt_data.filter(pl.col("series") == "SP500").select(
+        "date", pl.col("value").alias("close"), symbol=pl.lit("SP500")
+    )
+    stress = stress_test(
+        dict(zip(live["symbol"], live["weight"], strict=True)), market_prices, benchmark=benchmark
+    )
     perf = pl.DataFrame(
-        [{"strategy": name, **performance(p["net"].to_numpy())} for (name,), p in backtest.group_by("strategy", maintain_order=True)]
+        [
+            {"strategy": name, **performance(p["net"].to_numpy())}
+            for (name,), p in backtest.group_by("strategy", maintain_order=True)
+        ]
     )
     chosen = backtest.filter(pl.col("strategy") == config.strategy)
-    one_day = var.filter((pl.col("strategy") == config.strategy) & (pl.col("horizon_days") == 1) & (pl.col("method") == "historical"))
-    figure = var_lines(chosen["date"].to_numpy(), chosen["net"].to_numpy(), {f"VaR{int(r['level'] * 100)}": r["var"] for r in one_day.to_dicts()})
+    one_day = var.filter(
+        (pl.col("strategy") == config.strategy)
+        & (pl.col("horizon_days") == 1)
+        & (pl.col("method") == "historical")
+    )
+    figure = var_lines(
+        chosen["date"].to_numpy(),
+        chosen["net"].to_numpy(),
+        {f"VaR{int(r['level'] * 100)}": r["var"] for r in one_day.to_dicts()},
+    )
     png = png_bytes(figure)
     markdown = _markdown(perf, var, stress, live, context.run_id)
     written = [
         reports.write("risk_report.md", markdown),
-        reports.write("risk_report.json", json.dumps({"var": var.to_dicts(), "stress": stress.with_columns(pl.col("start", "end").cast(pl.String)).to_dicts(), "performance": perf.to_dicts()}, indent=2)),
+        reports.write(
+            "risk_report.json",
+            json.dumps(
+                {
+                    "var": var.to_dicts(),
+                    "stress": stress.with_columns(
+                        pl.col("start", "end").cast(pl.String)
+                    ).to_dicts(),
+                    "performance": perf.to_dicts(),
+                },
+                indent=2,
+            ),
+        ),
         reports.write("var_backtest.png", png),
     ]
     with tracker.asset_run(context) as run:
@@ -73,20 +103,26 @@ def risk_report(
     )
 
 
-def _markdown(perf: pl.DataFrame, var: pl.DataFrame, stress: pl.DataFrame, live: pl.DataFrame, run_id: str) -> str:
-    return "\n\n".join(
-        [
-            "# AlphaForge risk report",
-            f"Dagster run `{run_id}`. Every figure below is out-of-sample and net of costs. "
-            "The bundled universe is today's S&P 500 names: survivorship bias flatters the results.",
-            "## Strategy performance (out-of-sample)",
-            to_markdown(perf),
-            "## Value at risk and expected shortfall (loss as a fraction of value)",
-            to_markdown(var),
-            "![returns vs VaR](var_backtest.png)",
-            "## Stress test: today's book replayed through historical episodes",
-            to_markdown(stress),
-            "## Today's book",
-            to_markdown(live.select("symbol", "weight")),
-        ]
-    ) + "\n"
+def _markdown(
+    perf: pl.DataFrame, var: pl.DataFrame, stress: pl.DataFrame, live: pl.DataFrame, run_id: str
+) -> str:
+    return (
+        "\n\n".join(
+            [
+                "# AlphaForge risk report",
+                f"Dagster run `{run_id}`. Every figure below is out-of-sample and net of costs. "
+                "The bundled universe is today's S&P 500 names: survivorship bias flatters the results.",
+                "## Strategy performance (out-of-sample)",
+                to_markdown(perf),
+                "![equity curves](equity_curve.png)",
+                "## Value at risk and expected shortfall (loss as a fraction of value)",
+                to_markdown(var),
+                "![returns vs VaR](var_backtest.png)",
+                "## Stress test: today's book replayed through historical episodes",
+                to_markdown(stress),
+                "## Today's book",
+                to_markdown(live.select("symbol", "weight")),
+            ]
+        )
+        + "\n"
+    )

@@ -36,15 +36,21 @@ PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars"]
 class TrainingConfig(Config):
     models: list[str] = Field(default=["lightgbm", "xgboost"], description="Base models to tune.")
     n_trials: int = Field(default=30, description="Optuna trials per model (TPE, median pruning).")
-    inner_splits: int = Field(default=4, description="Purged walk-forward folds inside the tuning window.")
+    inner_splits: int = Field(
+        default=4, description="Purged walk-forward folds inside the tuning window."
+    )
     tune_fraction: float = Field(default=0.5, description="Share of dates in the tuning window.")
-    target: str = Field(default="rank", description="'rank' (cross-sectional rank of the label) or 'raw'.")
+    target: str = Field(
+        default="rank", description="'rank' (cross-sectional rank of the label) or 'raw'."
+    )
     seed: int = Field(default=42, description="Seed for samplers and estimators.")
     n_jobs: int = Field(default=2, description="Threads per model fit.")
 
 
 class OOFConfig(Config):
-    outer_splits: int = Field(default=5, description="Walk-forward test blocks after the tuning window.")
+    outer_splits: int = Field(
+        default=5, description="Walk-forward test blocks after the tuning window."
+    )
 
 
 def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
@@ -64,12 +70,16 @@ def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
             if trial.duration is not None:
                 mlflow.log_metric("duration_s", trial.duration.total_seconds())
         value = f"{trial.value:+.4f}" if trial.value is not None else "—"
-        context.log.info(f"{model} trial {trial.number + 1}/{n_trials} {trial.state.name.lower()}: rank IC {value}")
+        context.log.info(
+            f"{model} trial {trial.number + 1}/{n_trials} {trial.state.name.lower()}: rank IC {value}"
+        )
 
     return callback
 
 
-@asset(group_name="training", kinds={"lightgbm", "xgboost", "optuna", "mlflow"}, io_manager_key="lake")
+@asset(
+    group_name="training", kinds={"lightgbm", "xgboost", "optuna", "mlflow"}, io_manager_key="lake"
+)
 def base_models(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -84,22 +94,39 @@ def base_models(
     ds = assemble(feature_matrix, labels, config.target)
     tune_end, mask = tuning_window(ds, config.tune_fraction)
     splits = inner_splits(ds, mask, config.inner_splits)
-    result = BaseModels({}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs)
+    result = BaseModels(
+        {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs
+    )
     with tracker.asset_run(context) as run:
-        mlflow.log_params({"tune_end": tune_end, "n_rows": len(ds.frame), "n_features": len(ds.feature_names), **config.model_dump(exclude={"models"})})
+        mlflow.log_params(
+            {
+                "tune_end": tune_end,
+                "n_rows": len(ds.frame),
+                "n_features": len(ds.feature_names),
+                **config.model_dump(exclude={"models"}),
+            }
+        )
         for name in config.models:
             study_name = f"{name}-{context.run_id}"
             with mlflow.start_run(run_name=name, nested=True):
                 params, score, fitted = tune_and_fit(
-                    ds, name, splits=splits, n_trials=config.n_trials, seed=config.seed, n_jobs=config.n_jobs,
-                    storage=optuna_storage, study_name=study_name,
+                    ds,
+                    name,
+                    splits=splits,
+                    n_trials=config.n_trials,
+                    seed=config.seed,
+                    n_jobs=config.n_jobs,
+                    storage=optuna_storage,
+                    study_name=study_name,
                     callbacks=[_trial_logger(context, name, config.n_trials)],
                 )
                 mlflow.log_params(params)
                 mlflow.log_metric("cv_rank_ic", score)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
             result.studies[name] = study_name
-    scores = pl.DataFrame({"model": list(result.cv_scores), "cv_rank_ic": list(result.cv_scores.values())})
+    scores = pl.DataFrame(
+        {"model": list(result.cv_scores), "cv_rank_ic": list(result.cv_scores.values())}
+    )
     return Output(
         result,
         metadata={
@@ -124,14 +151,32 @@ def oof_predictions(
     ds = assemble(feature_matrix, labels, base_models.target)
     oof = oof_frame(ds, base_models, config.outer_splits)
     ic = pl.concat(
-        daily_ic(oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy()).with_columns(model=pl.lit(m))
+        daily_ic(
+            oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy()
+        ).with_columns(model=pl.lit(m))
         for m in base_models.params
     )
-    summary = pl.DataFrame([{"model": m, **ic_summary(oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy())} for m in base_models.params])
+    summary = pl.DataFrame(
+        [
+            {
+                "model": m,
+                **ic_summary(
+                    oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy()
+                ),
+            }
+            for m in base_models.params
+        ]
+    )
     figure = ic_over_time(ic)
     with tracker.asset_run(context) as run:
         for row in summary.to_dicts():
-            mlflow.log_metrics({f"{row['model']}_{k}": v for k, v in row.items() if k != "model" and np.isfinite(v)})
+            mlflow.log_metrics(
+                {
+                    f"{row['model']}_{k}": v
+                    for k, v in row.items()
+                    if k != "model" and np.isfinite(v)
+                }
+            )
         mlflow.log_figure(figure, "oof_rank_ic.png")
     return Output(
         oof,

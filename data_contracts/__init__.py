@@ -5,6 +5,6 @@ No Dagster and no MLflow here; ``assets/`` wraps these as blocking asset checks.
 """
 
 from data_contracts.prices import PRICE_COLUMNS, parse_prices
-from data_contracts.validate import ContractViolation, Violation, validate
+from data_contracts.suite import ContractViolation, Violation, validate
 
 __all__ = ["PRICE_COLUMNS", "ContractViolation", "Violation", "parse_prices", "validate"]

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from data_contracts.validate import ContractViolation, Violation
+from data_contracts.suite import ContractViolation, Violation
 
 CONTRACT = "market_prices"
 PRICE_COLUMNS: dict[str, pl.DataType] = {
@@ -30,7 +30,14 @@ def parse_prices(raw: pl.DataFrame) -> pl.DataFrame:
         raise ContractViolation(
             CONTRACT,
             [
-                Violation(f"is required but missing (columns found: {raw.columns})", c, ", ".join(files) or None, None, None, len(raw))
+                Violation(
+                    f"is required but missing (columns found: {raw.columns})",
+                    c,
+                    ", ".join(files) or None,
+                    None,
+                    None,
+                    len(raw),
+                )
                 for c in missing
             ],
         )
@@ -42,7 +49,9 @@ def parse_prices(raw: pl.DataFrame) -> pl.DataFrame:
         if len(bad):
             first = bad.sort("source_file", "source_row").row(0, named=True)
             rule = f"must parse as {PRICE_COLUMNS[c]}"
-            violations.append(Violation(rule, c, first["source_file"], first["source_row"], first[c], len(bad)))
+            violations.append(
+                Violation(rule, c, first["source_file"], first["source_row"], first[c], len(bad))
+            )
     if violations:
         raise ContractViolation(CONTRACT, violations)
     return typed.select(*(pl.col(f"_{c}").alias(c) for c in present), "source_file", "source_row")

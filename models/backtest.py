@@ -26,7 +26,9 @@ def run_backtest(
     symbols = wide.columns[1:]
     R = np.nan_to_num(wide.drop("date").to_numpy(), nan=0.0)
     targets = weights.pivot(on="symbol", index="date", values="weight").sort("date")
-    targets = targets.select("date", *[pl.col(s) if s in targets.columns else pl.lit(0.0).alias(s) for s in symbols])
+    targets = targets.select(
+        "date", *[pl.col(s) if s in targets.columns else pl.lit(0.0).alias(s) for s in symbols]
+    )
     W = np.nan_to_num(targets.drop("date").to_numpy(), nan=0.0)
     trade_at = np.searchsorted(dates.to_numpy(), targets["date"].to_numpy(), side="left") + lag
     keep = trade_at < len(dates)

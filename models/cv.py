@@ -43,9 +43,11 @@ def purged_walk_forward(
     unique = np.unique(dates)
     if train_size >= len(unique):
         raise ValueError(f"train_size {train_size} leaves no test dates out of {len(unique)}")
-    test_size = (len(unique) - train_size) // n_splits
+    test_size = (len(unique) - train_size - purge) // n_splits
     if test_size < 1:
-        raise ValueError(f"{len(unique)} dates cannot hold {n_splits} test blocks after {train_size}")
+        raise ValueError(
+            f"{len(unique)} dates cannot hold {n_splits} test blocks after {train_size}"
+        )
     walk = WalkForward(
         test_size=test_size, train_size=train_size, expand_train=True, purged_size=purge
     )

@@ -50,5 +50,9 @@ def assemble(features: pl.DataFrame, labels: pl.DataFrame, target: str = "rank")
     feature_names = [c for c in features.columns if c not in KEYS]
     label = pl.col("label")
     y = (label.rank() / label.count()).over(DATE) - 0.5 if target == "rank" else label
-    frame = features.join(labels, on=KEYS, how="inner").with_columns(y.alias("target")).sort(DATE, "symbol")
+    frame = (
+        features.join(labels, on=KEYS, how="inner")
+        .with_columns(y.alias("target"))
+        .sort(DATE, "symbol")
+    )
     return Dataset(frame=frame, feature_names=feature_names, target=target)

@@ -4,7 +4,9 @@ import numpy as np
 import polars as pl
 
 
-def daily_ic(dates: np.ndarray, pred: np.ndarray, label: np.ndarray, method: str = "spearman") -> pl.DataFrame:
+def daily_ic(
+    dates: np.ndarray, pred: np.ndarray, label: np.ndarray, method: str = "spearman"
+) -> pl.DataFrame:
     """Per-date correlation between predictions and realised labels (``ic`` column).
 
     ``method="spearman"`` gives the Rank IC, ``"pearson"`` the IC. Dates with fewer than three

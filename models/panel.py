@@ -25,6 +25,8 @@ def daily_returns(prices: pl.DataFrame) -> pl.DataFrame:
     """Simple close-to-close returns ``[symbol, date, ret]`` (a symbol's first day dropped)."""
     return (
         prices.sort(SYMBOL, DATE)
-        .select(SYMBOL, DATE, (pl.col("close") / pl.col("close").shift(1) - 1).over(SYMBOL).alias("ret"))
+        .select(
+            SYMBOL, DATE, (pl.col("close") / pl.col("close").shift(1) - 1).over(SYMBOL).alias("ret")
+        )
         .drop_nulls("ret")
     )

@@ -7,7 +7,9 @@ import shap
 from matplotlib.figure import Figure
 
 
-def equity_curves(daily: pl.DataFrame, title: str = "Out-of-sample equity (net of costs)") -> Figure:
+def equity_curves(
+    daily: pl.DataFrame, title: str = "Out-of-sample equity (net of costs)"
+) -> Figure:
     """Cumulative net growth of each strategy in ``[date, strategy, net]``."""
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
@@ -25,7 +27,11 @@ def ic_over_time(ic: pl.DataFrame, window: int = 63) -> Figure:
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
     for (name,), part in ic.sort("date").group_by("model", maintain_order=True):
-        ax.plot(part["date"].to_numpy(), part["ic"].rolling_mean(window, min_samples=5).to_numpy(), label=name)
+        ax.plot(
+            part["date"].to_numpy(),
+            part["ic"].rolling_mean(window, min_samples=5).to_numpy(),
+            label=name,
+        )
     ax.axhline(0, color="black", lw=0.8)
     ax.set(title=f"Out-of-fold Rank IC, {window}-day rolling mean", ylabel="Rank IC")
     ax.grid(alpha=0.3)
@@ -39,11 +45,14 @@ def var_lines(dates: np.ndarray, returns: np.ndarray, var: dict[str, float]) -> 
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
     ax.plot(dates, returns, lw=0.6, color="grey", label="daily net return")
-    for name, value in var.items():
-        line = ax.axhline(-value, lw=1, ls="--", label=f"-{name} = {value:.2%}")
+    colors = plt.get_cmap("tab10").colors[1:]
+    for (name, value), color in zip(var.items(), colors, strict=False):
+        ax.axhline(-value, lw=1, ls="--", color=color, label=f"-{name} = {value:.2%}")
         hits = returns < -value
-        ax.scatter(dates[hits], returns[hits], s=8, color=line.get_color())
-    ax.set(title="Daily returns vs VaR (exceptions marked)", ylabel="return")
+        ax.scatter(dates[hits], returns[hits], s=8, color=color)
+    ax.set(
+        title="Daily net returns vs full-period historical VaR (exceptions marked)", ylabel="return"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

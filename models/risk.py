@@ -20,7 +20,9 @@ STRESS_EPISODES: dict[str, tuple[date, date]] = {
 }
 
 
-def var_table(returns: np.ndarray, levels: Sequence[float] = (0.95, 0.99), horizon: int = 1) -> pl.DataFrame:
+def var_table(
+    returns: np.ndarray, levels: Sequence[float] = (0.95, 0.99), horizon: int = 1
+) -> pl.DataFrame:
     """VaR and CVaR by historical simulation (skfolio) and a parametric normal fit (scipy).
 
     ``horizon`` > 1 uses overlapping compounded ``horizon``-day returns for the historical
@@ -35,11 +37,25 @@ def var_table(returns: np.ndarray, levels: Sequence[float] = (0.95, 0.99), horiz
     rows = []
     for level in levels:
         z = stats.norm.ppf(1 - level)
-        rows.append(("historical", level, float(value_at_risk(hist, beta=level)), float(cvar(hist, beta=level))))
-        rows.append(("normal", level, float(-(mu + sigma * z)), float(-(mu - sigma * stats.norm.pdf(z) / (1 - level)))))
-    return pl.DataFrame(
-        rows, schema=["method", "level", "var", "cvar"], orient="row"
-    ).with_columns(horizon_days=pl.lit(horizon))
+        rows.append(
+            (
+                "historical",
+                level,
+                float(value_at_risk(hist, beta=level)),
+                float(cvar(hist, beta=level)),
+            )
+        )
+        rows.append(
+            (
+                "normal",
+                level,
+                float(-(mu + sigma * z)),
+                float(-(mu - sigma * stats.norm.pdf(z) / (1 - level))),
+            )
+        )
+    return pl.DataFrame(rows, schema=["method", "level", "var", "cvar"], orient="row").with_columns(
+        horizon_days=pl.lit(horizon)
+    )
 
 
 def stress_test(
@@ -68,8 +84,12 @@ def stress_test(
     return pl.DataFrame(
         rows,
         schema={
-            "episode": pl.String, "start": pl.Date, "end": pl.Date, "portfolio_return": pl.Float64,
-            "benchmark_return": pl.Float64, "coverage": pl.Float64,
+            "episode": pl.String,
+            "start": pl.Date,
+            "end": pl.Date,
+            "portfolio_return": pl.Float64,
+            "benchmark_return": pl.Float64,
+            "coverage": pl.Float64,
         },
         orient="row",
     )
@@ -78,11 +98,16 @@ def stress_test(
 def _episode_returns(prices: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
     """Per symbol: last close on or before ``start`` to last close on or before ``end``."""
     window = prices.filter(pl.col("date") <= end).sort("symbol", "date")
-    first = window.filter(pl.col("date") <= start).group_by("symbol").agg(
-        pl.col("close").last().alias("p0"), pl.col("date").last().alias("d0")
+    first = (
+        window.filter(pl.col("date") <= start)
+        .group_by("symbol")
+        .agg(pl.col("close").last().alias("p0"), pl.col("date").last().alias("d0"))
     )
-    last = window.group_by("symbol").agg(pl.col("close").last().alias("p1"), pl.col("date").last().alias("d1"))
+    last = window.group_by("symbol").agg(
+        pl.col("close").last().alias("p1"), pl.col("date").last().alias("d1")
+    )
     joined = first.join(last, on="symbol").filter(
-        ((pl.lit(start) - pl.col("d0")).dt.total_days() <= 7) & ((pl.lit(end) - pl.col("d1")).dt.total_days() <= 7)
+        ((pl.lit(start) - pl.col("d0")).dt.total_days() <= 7)
+        & ((pl.lit(end) - pl.col("d1")).dt.total_days() <= 7)
     )
     return joined.select("symbol", (pl.col("p1") / pl.col("p0") - 1).alias("ret"))

@@ -82,6 +82,12 @@ def walk_forward_meta(
         block = oof.filter(pl.col("fold") == fold)
         start = block["date"].min()
         train = oof.filter((pl.col("fold") < fold) & (pl.col("label_end") < start))
-        meta = clone(final_estimator).fit(train.select(pred_columns).to_numpy(), train[target].to_numpy())
-        parts.append(block.with_columns(ensemble=pl.Series(meta.predict(block.select(pred_columns).to_numpy()))))
+        meta = clone(final_estimator).fit(
+            train.select(pred_columns).to_numpy(), train[target].to_numpy()
+        )
+        parts.append(
+            block.with_columns(
+                ensemble=pl.Series(meta.predict(block.select(pred_columns).to_numpy()))
+            )
+        )
     return pl.concat(parts)

@@ -42,7 +42,11 @@ def inner_splits(ds: Dataset, mask: np.ndarray, n_splits: int) -> list[Split]:
     rows = np.flatnonzero(mask)
     dates, ends = ds.dates[rows], ds.label_end[rows]
     splits = purged_walk_forward(
-        dates, ends, n_splits=n_splits, train_size=len(np.unique(dates)) // 2, purge=horizon_days(dates, ends)
+        dates,
+        ends,
+        n_splits=n_splits,
+        train_size=len(np.unique(dates)) // 2,
+        purge=horizon_days(dates, ends),
     )
     return [(rows[tr], rows[te]) for tr, te in splits]
 
@@ -51,7 +55,11 @@ def outer_splits(ds: Dataset, tune_end: date, n_splits: int) -> list[Split]:
     """Walk-forward folds whose first training window is the tuning window."""
     n_tune = int((np.unique(ds.dates) <= np.datetime64(tune_end)).sum())
     return purged_walk_forward(
-        ds.dates, ds.label_end, n_splits=n_splits, train_size=n_tune, purge=horizon_days(ds.dates, ds.label_end)
+        ds.dates,
+        ds.label_end,
+        n_splits=n_splits,
+        train_size=n_tune,
+        purge=horizon_days(ds.dates, ds.label_end),
     )
 
 
@@ -90,8 +98,18 @@ def tune_and_fit(
     spec = get_spec(model)
     X, y = ds.X, ds.y
     study = tune(
-        spec, X, y, ds.dates, ds.label, splits, n_trials=n_trials, seed=seed, storage=storage,
-        study_name=study_name, n_jobs=n_jobs, callbacks=callbacks,
+        spec,
+        X,
+        y,
+        ds.dates,
+        ds.label,
+        splits,
+        n_trials=n_trials,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        n_jobs=n_jobs,
+        callbacks=callbacks,
     )
     params = best_params(study)
     return params, float(study.best_value), spec.build(params, seed, n_jobs).fit(X, y)

@@ -1,7 +1,7 @@
 """``alphaforge``: run the pipeline with a progress display, or start both UIs.
 
-    alphaforge run [--profile fast|full] [--select KEY ...] [--prices PATH]
-    alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
+alphaforge run [--profile fast|full] [--select KEY ...] [--prices PATH]
+alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
 """
 
 import argparse
@@ -19,19 +19,32 @@ STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUA
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alphaforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="alphaforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize assets on the embedded Dagster instance")
-    run.add_argument("--profile", choices=["fast", "full"], default=None, help="run profile (default: $ALPHAFORGE_PROFILE or fast)")
-    run.add_argument("--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)")
-    run.add_argument("--prices", help="path or glob of your own price files (default: bundled data)")
+    run.add_argument(
+        "--profile",
+        choices=["fast", "full"],
+        default=None,
+        help="run profile (default: $ALPHAFORGE_PROFILE or fast)",
+    )
+    run.add_argument(
+        "--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)"
+    )
+    run.add_argument(
+        "--prices", help="path or glob of your own price files (default: bundled data)"
+    )
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     args = parser.parse_args(argv)
 
     if args.command == "run":
-        os.environ["ALPHAFORGE_PROFILE"] = args.profile or os.environ.get("ALPHAFORGE_PROFILE") or "fast"
+        os.environ["ALPHAFORGE_PROFILE"] = (
+            args.profile or os.environ.get("ALPHAFORGE_PROFILE") or "fast"
+        )
         if args.prices:
             os.environ["ALPHAFORGE_PRICES"] = args.prices
     settings = load_settings()
@@ -52,7 +65,9 @@ def _run(settings: Settings, select: list[str] | None) -> int:
     job = defs.resolve_job_def("all_assets_job")
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
-    config = run_config(settings.profile) | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    config = run_config(settings.profile) | {
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
+    }
     selection = [AssetKey(s) for s in select] if select else None
     total = len(select) if select else len(defs.resolve_asset_graph().get_all_asset_keys())
     print(f"AlphaForge: profile '{settings.profile}', home {settings.home}, Dagster run {run_id}")
@@ -62,8 +77,12 @@ def _run(settings: Settings, select: list[str] | None) -> int:
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                run_config=config, instance=instance, run_id=run_id, asset_selection=selection,
-                raise_on_error=False, tags={"alphaforge/profile": settings.profile, "alphaforge/source": "cli"},
+                run_config=config,
+                instance=instance,
+                run_id=run_id,
+                asset_selection=selection,
+                raise_on_error=False,
+                tags={"alphaforge/profile": settings.profile, "alphaforge/source": "cli"},
             )
         except BaseException as err:  # surfaced below, after the progress loop ends
             outcome["error"] = err
@@ -87,7 +106,10 @@ def _run(settings: Settings, select: list[str] | None) -> int:
     result = outcome["result"]
     elapsed = time.monotonic() - started
     if not result.success:
-        print(f"\n✗ run failed after {elapsed:.0f} s. Details: `make ui`, then the run {run_id} in the Dagster UI.", file=sys.stderr)
+        print(
+            f"\n✗ run failed after {elapsed:.0f} s. Details: `make ui`, then the run {run_id} in the Dagster UI.",
+            file=sys.stderr,
+        )
         return 1
     print(f"\n✓ {progress.done} assets materialized in {elapsed:.0f} s")
     print(f"  report:     {settings.reports / 'risk_report.md'}")
@@ -124,9 +146,15 @@ class _Progress:
             print(f"{stamp} [{self.done}/{self.total}] ✓ {step} ({took:.1f} s)")
         elif kind == "STEP_FAILURE":
             error = event.step_failure_data.error
-            while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            while (
+                error is not None
+                and error.cause is not None
+                and "DagsterExecutionStepExecutionError" in error.cls_name
+            ):
                 error = error.cause
-            print(f"{stamp}   ✗ {step} failed: {error.message.strip() if error else 'see the Dagster UI'}")
+            print(
+                f"{stamp}   ✗ {step} failed: {error.message.strip() if error else 'see the Dagster UI'}"
+            )
         else:
             check = event.event_specific_data
             print(f"{stamp}   {'✓' if check.passed else '✗'} check {check.check_name}")
@@ -136,15 +164,39 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
     """Start ``dagster dev`` and ``mlflow server`` on 127.0.0.1, each in its own process group,
     and stop both (SIGTERM, then SIGKILL) when either exits or on Ctrl-C."""
     root = Path(__file__).resolve().parent.parent
-    env = os.environ | {"DAGSTER_HOME": str(settings.dagster_home), "ALPHAFORGE_HOME": str(settings.home)}
+    env = os.environ | {
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "ALPHAFORGE_HOME": str(settings.home),
+    }
     bin_dir = Path(sys.executable).parent
     commands = [
-        [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(dagster_port), "-w", str(root / "workspace.yaml")],
-        [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.mlflow_uri,
-         "--default-artifact-root", settings.mlflow_artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(mlflow_port)],
+        [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dagster_port),
+            "-w",
+            str(root / "workspace.yaml"),
+        ],
+        [
+            str(bin_dir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            settings.mlflow_uri,
+            "--default-artifact-root",
+            settings.mlflow_artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+        ],
     ]
     procs = [subprocess.Popen(c, cwd=root, env=env, start_new_session=True) for c in commands]
-    print(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)")
+    print(
+        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)"
+    )
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(1)

@@ -24,10 +24,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
     """The local (embedded) resource set; everything under ``settings.home``."""
     return {
         "lake": LakeIOManager(base_dir=str(settings.lake)),
-        "price_source": FilePriceSource(path=settings.prices) if settings.prices else BundledPriceSource(),
+        "price_source": FilePriceSource(path=settings.prices)
+        if settings.prices
+        else BundledPriceSource(),
         "alt_source": BundledAltSource(),
         "tracker": MLflowResource(
-            tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=settings.mlflow_ui
+            tracking_uri=settings.mlflow_uri,
+            artifact_root=str(settings.mlflow_artifacts),
+            ui_url=settings.mlflow_ui,
         ),
         "optuna_storage": settings.optuna_storage,
         "reports": ReportsResource(base_dir=str(settings.reports)),

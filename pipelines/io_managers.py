@@ -27,7 +27,10 @@ class LakeIOManager(ConfigurableIOManager):
             path = write_atomic(stem.with_suffix(".parquet"), lambda f: obj.write_parquet(f))
             stale = stem.with_suffix(".pkl")
         else:
-            path = write_atomic(stem.with_suffix(".pkl"), lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+            path = write_atomic(
+                stem.with_suffix(".pkl"),
+                lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL),
+            )
             stale = stem.with_suffix(".parquet")
         stale.unlink(missing_ok=True)
         context.add_output_metadata({"path": str(path), "bytes": path.stat().st_size})

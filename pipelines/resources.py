@@ -28,7 +28,9 @@ class MLflowResource(ConfigurableResource):
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        return client.create_experiment(self.experiment_name, artifact_location=Path(self.artifact_root).as_uri())
+        return client.create_experiment(
+            self.experiment_name, artifact_location=Path(self.artifact_root).as_uri()
+        )
 
     def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
         found = client.search_runs(
@@ -41,7 +43,11 @@ class MLflowResource(ConfigurableResource):
         run = client.create_run(
             experiment_id,
             run_name=f"{context.job_name}-{context.run_id[:8]}",
-            tags={DAGSTER_RUN_TAG: context.run_id, PARENT_TAG: "true", "dagster.job": context.job_name},
+            tags={
+                DAGSTER_RUN_TAG: context.run_id,
+                PARENT_TAG: "true",
+                "dagster.job": context.job_name,
+            },
         )
         return run.info.run_id
 
@@ -57,7 +63,11 @@ class MLflowResource(ConfigurableResource):
         parent = self._parent(client, experiment_id, context)
         client.update_run(parent, status="RUNNING")
         asset = context.asset_key.to_user_string()
-        tags = {MLFLOW_PARENT_RUN_ID: parent, DAGSTER_RUN_TAG: context.run_id, "dagster.asset_key": asset}
+        tags = {
+            MLFLOW_PARENT_RUN_ID: parent,
+            DAGSTER_RUN_TAG: context.run_id,
+            "dagster.asset_key": asset,
+        }
         try:
             with mlflow.start_run(run_name=asset, experiment_id=experiment_id, tags=tags) as run:
                 yield run

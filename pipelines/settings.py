@@ -13,10 +13,19 @@ from pathlib import Path
 ENV_VARS: dict[str, tuple[str, str]] = {
     "ALPHAFORGE_HOME": ("./.alphaforge", "Home folder for every embedded store and output."),
     "ALPHAFORGE_PROFILE": ("full", "Run profile the Dagster job defaults to: `fast` or `full`."),
-    "ALPHAFORGE_PRICES": ("(bundled)", "Path or glob of the user's price files (CSV, CSV.gz, Parquet); empty = bundled data."),
+    "ALPHAFORGE_PRICES": (
+        "(bundled)",
+        "Path or glob of the user's price files (CSV, CSV.gz, Parquet); empty = bundled data.",
+    ),
     "ALPHAFORGE_MLFLOW_URI": ("sqlite:///$HOME/mlflow.db", "MLflow tracking URI."),
-    "ALPHAFORGE_OPTUNA_STORAGE": ("sqlite:///$HOME/optuna.db", "Optuna storage URL (any SQLAlchemy URL)."),
-    "ALPHAFORGE_MLFLOW_UI": ("http://127.0.0.1:5000", "MLflow UI address used in links from Dagster metadata."),
+    "ALPHAFORGE_OPTUNA_STORAGE": (
+        "sqlite:///$HOME/optuna.db",
+        "Optuna storage URL (any SQLAlchemy URL).",
+    ),
+    "ALPHAFORGE_MLFLOW_UI": (
+        "http://127.0.0.1:5000",
+        "MLflow UI address used in links from Dagster metadata.",
+    ),
     "ALPHAFORGE_DEPLOYMENT": ("local", "Resource set: `local` (embedded) for now."),
 }
 
@@ -49,7 +58,11 @@ class Settings:
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    home = Path(environ.get("ALPHAFORGE_HOME") or ENV_VARS["ALPHAFORGE_HOME"][0]).expanduser().resolve()
+    home = (
+        Path(environ.get("ALPHAFORGE_HOME") or ENV_VARS["ALPHAFORGE_HOME"][0])
+        .expanduser()
+        .resolve()
+    )
     profile = environ.get("ALPHAFORGE_PROFILE") or "full"
     if profile not in ("fast", "full"):
         raise ValueError(f"ALPHAFORGE_PROFILE must be 'fast' or 'full', got {profile!r}")
@@ -58,7 +71,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         profile=profile,
         prices=environ.get("ALPHAFORGE_PRICES") or None,
         mlflow_uri=environ.get("ALPHAFORGE_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}",
-        optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}",
+        optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE")
+        or f"sqlite:///{home / 'optuna.db'}",
         mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI") or "http://127.0.0.1:5000",
         deployment=environ.get("ALPHAFORGE_DEPLOYMENT") or "local",
     )

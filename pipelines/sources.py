@@ -26,8 +26,17 @@ class BundledPriceSource(ConfigurableResource):
         from skfolio.datasets import load_sp500_dataset
 
         wide = load_sp500_dataset()
-        line = pl.DataFrame({"date": wide.index.to_numpy().astype("datetime64[D]"), "source_row": range(2, len(wide) + 2)})
-        return wide_to_long(wide, "close").join(line, on="date").with_columns(source_file=pl.lit(self.describe()))
+        line = pl.DataFrame(
+            {
+                "date": wide.index.to_numpy().astype("datetime64[D]"),
+                "source_row": range(2, len(wide) + 2),
+            }
+        )
+        return (
+            wide_to_long(wide, "close")
+            .join(line, on="date")
+            .with_columns(source_file=pl.lit(self.describe()))
+        )
 
     def describe(self) -> str:
         return "skfolio bundled sp500_dataset.csv.gz"
@@ -41,7 +50,11 @@ class FilePriceSource(ConfigurableResource):
     path: str
 
     def files(self) -> list[Path]:
-        matches = sorted(glob.glob(str(Path(self.path).expanduser()))) if any(c in self.path for c in "*?[") else [self.path]
+        matches = (
+            sorted(glob.glob(str(Path(self.path).expanduser())))
+            if any(c in self.path for c in "*?[")
+            else [self.path]
+        )
         files = [Path(m) for m in matches if Path(m).is_file()]
         if not files:
             raise FileNotFoundError(f"no price file matches {self.path!r}")
@@ -66,7 +79,8 @@ def _read(path: Path) -> pl.DataFrame:
             raise ValueError(f"{path}: not a readable CSV file ({err})") from err
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     return frame.with_columns(
-        source_file=pl.lit(str(path)), source_row=pl.int_range(first, len(frame) + first, dtype=pl.Int64)
+        source_file=pl.lit(str(path)),
+        source_row=pl.int_range(first, len(frame) + first, dtype=pl.Int64),
     )
 
 
@@ -79,20 +93,30 @@ class BundledAltSource(ConfigurableResource):
         from skfolio.datasets import load_factors_dataset, load_sp500_index
 
         daily = [
-            wide_to_long(load_sp500_index(), "value", name="series").with_columns(kind=pl.lit("price")),
-            wide_to_long(load_factors_dataset(), "value", name="series").with_columns(kind=pl.lit("price")),
-            wide_to_long(arch.data.vix.load().rename(columns={"vix": "VIX"}), "value", name="series").with_columns(kind=pl.lit("level")),
+            wide_to_long(load_sp500_index(), "value", name="series").with_columns(
+                kind=pl.lit("price")
+            ),
+            wide_to_long(load_factors_dataset(), "value", name="series").with_columns(
+                kind=pl.lit("price")
+            ),
+            wide_to_long(
+                arch.data.vix.load().rename(columns={"vix": "VIX"}), "value", name="series"
+            ).with_columns(kind=pl.lit("level")),
         ]
         frames = [d.with_columns(available_date=pl.col("date")) for d in daily]
         frames.append(_french_monthly(arch.data.frenchdata.load()))
-        return pl.concat([f.select("series", "kind", "date", "available_date", "value") for f in frames])
+        return pl.concat(
+            [f.select("series", "kind", "date", "available_date", "value") for f in frames]
+        )
 
 
 def _french_monthly(french: pd.DataFrame) -> pl.DataFrame:
     """arch loads these dates as nanoseconds after 1970 that spell ``YYYYMM``: parse them."""
     yyyymm = pd.Series(french.index.astype("int64"), index=french.index)
     month_end = pd.to_datetime(yyyymm.astype(str), format="%Y%m") + pd.offsets.MonthEnd(0)
-    wide = french.set_axis(month_end.to_numpy()).rename(columns=lambda c: f"FF_{c.replace('-', '_')}")
+    wide = french.set_axis(month_end.to_numpy()).rename(
+        columns=lambda c: f"FF_{c.replace('-', '_')}"
+    )
     return wide_to_long(wide, "value", name="series").with_columns(
         kind=pl.lit("monthly"),
         available_date=pl.col("date").dt.offset_by(f"{FRENCH_LAG_MONTHS}mo").dt.month_end(),

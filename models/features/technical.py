@@ -44,7 +44,9 @@ def market_relative(panel: pl.LazyFrame, market_ret: str, window: int = 60) -> p
     var = pl.col(market_ret).rolling_var(window)
     return panel.sort(KEYS).with_columns(
         (cov / var).over(SYMBOL).alias(f"beta_{window}"),
-        pl.rolling_corr("ret_1", market_ret, window_size=window).over(SYMBOL).alias(f"corr_{window}"),
+        pl.rolling_corr("ret_1", market_ret, window_size=window)
+        .over(SYMBOL)
+        .alias(f"corr_{window}"),
     )
 
 

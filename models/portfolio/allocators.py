@@ -12,7 +12,9 @@ def rebalance_dates(dates: pl.Series, every: int) -> pl.Series:
     return dates.unique().sort().gather_every(every)
 
 
-def top_k_weights(signals: pl.DataFrame, dates: pl.Series, k: int, score: str = "score") -> pl.DataFrame:
+def top_k_weights(
+    signals: pl.DataFrame, dates: pl.Series, k: int, score: str = "score"
+) -> pl.DataFrame:
     """Equal weight on the ``k`` highest-scored symbols of each rebalance date."""
     return (
         signals.filter(pl.col("date").is_in(dates.implode()))

@@ -18,7 +18,7 @@ SOURCE_COLUMNS = ["source_file", "source_row"]
 
 _RULES = {
     "expect_column_values_to_not_be_null": "must not be null",
-    "expect_compound_columns_to_be_unique": "must be unique per {column_list}",
+    "expect_compound_columns_to_be_unique": "must be unique together",
     "expect_table_row_count_to_be_between": "table must have at least {min_value} row(s)",
     "expect_column_to_exist": "column must exist",
 }
@@ -79,7 +79,11 @@ def _validation_definition(suite_name: str, suite_json: str):
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     spec = json.loads(suite_json)
-    suite = context.suites.add(gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta")))
+    suite = context.suites.add(
+        gx.ExpectationSuite(
+            name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta")
+        )
+    )
     batch = (
         context.data_sources.add_pandas(f"{suite_name}_source")
         .add_dataframe_asset(suite_name)
@@ -94,13 +98,25 @@ def _violation(result) -> Violation:
     config = result.expectation_config
     kwargs = dict(config.kwargs)
     outcome = result.result or {}
-    rule = _bounds(kwargs) if config.type == "expect_column_values_to_be_between" else (
-        _RULES.get(config.type, config.type).format_map(_Default(kwargs))
+    rule = (
+        _bounds(kwargs)
+        if config.type == "expect_column_values_to_be_between"
+        else (_RULES.get(config.type, config.type).format_map(_Default(kwargs)))
     )
     index = outcome.get("unexpected_index_list") or []
-    first = min(index, key=lambda r: r.get("source_row", 0)) if index and isinstance(index[0], dict) else {}
-    column = kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
-    value = first.get(kwargs.get("column")) if kwargs.get("column") else {c: first.get(c) for c in kwargs.get("column_list", [])}
+    first = (
+        min(index, key=lambda r: r.get("source_row", 0))
+        if index and isinstance(index[0], dict)
+        else {}
+    )
+    column = kwargs.get("column") or (
+        ",".join(kwargs["column_list"]) if "column_list" in kwargs else None
+    )
+    value = (
+        first.get(kwargs.get("column"))
+        if kwargs.get("column")
+        else {c: first.get(c) for c in kwargs.get("column_list", [])}
+    )
     if outcome.get("observed_value") is not None and not index:
         value = outcome["observed_value"]
     return Violation(
@@ -116,9 +132,9 @@ def _violation(result) -> Violation:
 def _bounds(kwargs: dict) -> str:
     parts = []
     if kwargs.get("min_value") is not None:
-        parts.append(f"{'>' if kwargs.get('strict_min') else '>='} {kwargs['min_value']}")
+        parts.append(f"{'>' if kwargs.get('strict_min') else '>='} {kwargs['min_value']:g}")
     if kwargs.get("max_value") is not None:
-        parts.append(f"{'<' if kwargs.get('strict_max') else '<='} {kwargs['max_value']}")
+        parts.append(f"{'<' if kwargs.get('strict_max') else '<='} {kwargs['max_value']:g}")
     return "must be " + " and ".join(parts)
 
 
@@ -131,4 +147,7 @@ def _plain(value: object) -> object:
     """numpy and pandas scalars as plain Python values, for messages and metadata."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    return value.item() if hasattr(value, "item") else (str(value) if hasattr(value, "isoformat") else value)
+    if hasattr(value, "isoformat"):  # pandas Timestamp, datetime, date
+        return value.isoformat().removesuffix("T00:00:00")
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value  # NaN -> None

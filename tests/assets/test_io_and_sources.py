@@ -1,0 +1,83 @@
+"""The lake IO manager and the sources, exercised directly on temp directories."""
+
+import pickle
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import build_input_context, build_output_context
+
+from pipelines.atomic import write_atomic
+from pipelines.io_managers import LakeIOManager
+from pipelines.sources import BundledAltSource, BundledPriceSource, FilePriceSource
+
+
+def test_lake_round_trip_frames_and_objects(tmp_path):
+    manager = LakeIOManager(base_dir=str(tmp_path))
+    frame = pl.DataFrame({"symbol": ["A"], "x": [1.5]})
+    manager.handle_output(build_output_context(asset_key="feature_matrix"), frame)
+    assert pl.read_parquet(tmp_path / "feature_matrix.parquet").equals(frame)
+    loaded = manager.load_input(
+        build_input_context(
+            asset_key="feature_matrix",
+            upstream_output=build_output_context(asset_key="feature_matrix"),
+        )
+    )
+    assert loaded.equals(frame)
+    manager.handle_output(build_output_context(asset_key="base_models"), {"params": {"a": 1}})
+    assert manager.load_input(
+        build_input_context(
+            asset_key="base_models", upstream_output=build_output_context(asset_key="base_models")
+        )
+    ) == {"params": {"a": 1}}
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "x.parquet"
+    target.write_bytes(b"old")
+
+    def broken(handle):
+        handle.write(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+
+
+def test_file_source_reads_csv_and_parquet_with_row_numbers(tmp_path):
+    (tmp_path / "a.csv").write_text("Symbol,Date,Close\nAAA,2020-01-02,10\nAAA,2020-01-03,11\n")
+    pl.DataFrame({"symbol": ["BBB"], "date": [date(2020, 1, 2)], "close": [5.0]}).write_parquet(
+        tmp_path / "b.parquet"
+    )
+    raw = FilePriceSource(path=str(tmp_path / "*")).load_prices()
+    a = raw.filter(pl.col("symbol") == "AAA")
+    assert a["source_row"].to_list() == [2, 3]
+    assert a["source_file"][0] == str(tmp_path / "a.csv")
+    assert raw.filter(pl.col("symbol") == "BBB")["source_row"].to_list() == [1]
+
+
+def test_file_source_names_a_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no price file matches"):
+        FilePriceSource(path=str(tmp_path / "nothing*.csv")).load_prices()
+
+
+def test_bundled_sources_are_real_offline_data():
+    prices = BundledPriceSource().load_prices()
+    assert prices["symbol"].n_unique() == 20 and prices.height > 150_000
+    assert prices["date"].min() == date(1990, 1, 2) and prices["date"].max() == date(2022, 12, 28)
+    alt = BundledAltSource().load_alt_data()
+    assert {"SP500", "VIX", "MTUM", "FF_Mkt_RF"} <= set(alt["series"])
+    ff = alt.filter(pl.col("series") == "FF_Mkt_RF")
+    # arch loads French dates as 1970 timestamps; we parse YYYYMM
+    assert ff["date"].min().year == 1926 and ff["date"].max().year == 2018
+    assert (ff["available_date"] > ff["date"]).all()
+
+
+def test_pickle_is_not_used_for_frames(tmp_path):
+    manager = LakeIOManager(base_dir=str(tmp_path))
+    manager.handle_output(build_output_context(asset_key="labels"), pl.DataFrame({"a": [1]}))
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(Path(tmp_path / "labels.parquet").read_bytes())

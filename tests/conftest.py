@@ -1,0 +1,95 @@
+"""Shared fixtures: small seeded panels for unit tests, and one fast-profile materialization
+of the whole graph on a real Dagster instance with real MLflow, shared by integration tests."""
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+SHARED_SP500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"
+
+
+def random_walk_panel(n_symbols: int = 6, n_days: int = 400, seed: int = 0) -> pl.DataFrame:
+    """A seeded ``[symbol, date, close]`` panel of geometric random walks on business days."""
+    rng = np.random.default_rng(seed)
+    dates = pl.date_range(date(2015, 1, 1), date(2030, 1, 1), "1d", eager=True)
+    dates = dates.filter(dates.dt.weekday() <= 5)[:n_days]
+    rets = rng.normal(0.0003, 0.015, size=(n_days, n_symbols))
+    closes = 100 * np.exp(np.cumsum(rets, axis=0))
+    return pl.concat(
+        pl.DataFrame({"symbol": f"S{i:02d}", "date": dates, "close": closes[:, i]})
+        for i in range(n_symbols)
+    )
+
+
+@pytest.fixture
+def panel() -> pl.DataFrame:
+    return random_walk_panel()
+
+
+@pytest.fixture
+def alt(panel: pl.DataFrame) -> pl.DataFrame:
+    """Market index (daily, same-day availability) and a monthly factor lagged one month."""
+    dates = panel["date"].unique().sort()
+    rng = np.random.default_rng(1)
+    index = pl.DataFrame(
+        {
+            "series": "SP500",
+            "kind": "price",
+            "date": dates,
+            "available_date": dates,
+            "value": 1000 * np.exp(np.cumsum(rng.normal(0, 0.01, len(dates)))),
+        }
+    )
+    months = dates.dt.month_end().unique().sort()
+    monthly = pl.DataFrame(
+        {
+            "series": "FF_SMB",
+            "kind": "monthly",
+            "date": months,
+            "available_date": months.dt.offset_by("1mo").dt.month_end(),
+            "value": rng.normal(0, 2, len(months)),
+        }
+    )
+    return pl.concat([index, monthly])
+
+
+@dataclass
+class Materialized:
+    home: Path
+    instance: object
+    result: object
+    defs: object
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory) -> Materialized:
+    """The whole graph, fast profile, in a temporary ALPHAFORGE_HOME (about a minute)."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.profiles import run_config
+    from pipelines.settings import load_settings, prepare_home
+
+    home = tmp_path_factory.mktemp("alphaforge_home")
+    env = {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"}
+    settings = load_settings(env)
+    prepare_home(settings)
+    instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
+    defs = build_definitions(settings)
+    result = defs.resolve_job_def("all_assets_job").execute_in_process(
+        run_config=run_config("fast"), instance=instance, raise_on_error=False
+    )
+    return Materialized(home=home, instance=instance, result=result, defs=defs, env=env)
+
+
+@pytest.fixture
+def clean_mlflow_env(monkeypatch):
+    """Keep a developer's MLflow variables out of the tests."""
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        monkeypatch.delenv(key)

@@ -1,0 +1,176 @@
+"""The whole graph on the fast profile: real Dagster instance, real MLflow on SQLite, real data."""
+
+import hashlib
+import json
+
+import mlflow
+import numpy as np
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterEventType
+
+from pipelines.definitions import build_definitions
+from pipelines.profiles import run_config
+from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
+from pipelines.settings import load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ALL_ASSETS = {
+    "market_prices",
+    "alt_data",
+    "feature_matrix",
+    "labels",
+    "base_models",
+    "oof_predictions",
+    "ensemble_model",
+    "signals",
+    "portfolio_weights",
+    "backtest",
+    "shap_explanations",
+    "risk_report",
+}
+
+
+def _client(m):
+    return mlflow.MlflowClient(load_settings(m.env).mlflow_uri)
+
+
+def test_every_asset_is_materialized(materialized):
+    assert materialized.result.success
+    for key in ALL_ASSETS:
+        assert materialized.instance.get_latest_materialization_event(AssetKey(key)) is not None, (
+            key
+        )
+    lake = materialized.home / "lake"
+    assert {p.stem for p in lake.iterdir() if not p.name.startswith(".")} == ALL_ASSETS
+
+
+def test_contract_check_passed_on_bundled_data(materialized):
+    checks = materialized.result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("check_market_prices_contract", True)]
+
+
+def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
+    client = _client(materialized)
+    version = client.get_model_version_by_alias("alphaforge-ensemble", "challenger")
+    assert version.tags["dagster_run_id"] == materialized.result.run_id
+    mlflow.set_tracking_uri(load_settings(materialized.env).mlflow_uri)
+    model = mlflow.pyfunc.load_model("models:/alphaforge-ensemble@challenger")
+    features = pl.read_parquet(materialized.home / "lake" / "feature_matrix.parquet").tail(40)
+    pred = model.predict(features.drop("symbol", "date").to_pandas())
+    assert pred.shape == (40,) and np.isfinite(pred).all()
+
+
+def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
+    report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
+    var = pl.DataFrame(report["var"])
+    assert var.height == 3 * 2 * 2 * 2  # strategies x horizons x methods x levels
+    assert var.select(pl.col("var", "cvar").is_finite().all()).row(0) == (True, True)
+    wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
+    assert (wide["0.99"] >= wide["0.95"]).all()
+    assert (var["cvar"] >= var["var"] - 1e-12).all()
+    stress = pl.DataFrame(report["stress"])
+    assert stress.filter(pl.col("episode").str.starts_with("COVID"))["portfolio_return"][0] < 0
+    assert (
+        (materialized.home / "reports" / "risk_report.md")
+        .read_text()
+        .startswith("# AlphaForge risk report")
+    )
+
+
+def test_oof_predictions_lie_after_each_fold_training_window(materialized):
+    oof = pl.read_parquet(materialized.home / "lake" / "oof_predictions.parquet")
+    assert (oof["date"] > oof["train_end"]).all()
+    # and after the tuning window too: hyper-parameters never saw an OOF date
+    base = materialized.defs.load_asset_value("base_models", instance=materialized.instance)
+    assert oof["date"].min() > base.tune_end
+    assert oof["fold"].n_unique() == 4
+    # each fold's rows have labels ending after every training label
+    per_fold = oof.group_by("fold").agg(
+        pl.col("date").min().alias("start"), pl.col("train_end").first()
+    )
+    assert (per_fold["start"] > per_fold["train_end"]).all()
+
+
+def test_mlflow_parent_run_with_nested_trials(materialized):
+    client = _client(materialized)
+    experiment = client.get_experiment_by_name("alphaforge")
+    run_id = materialized.result.run_id
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{PARENT_TAG}` = 'true' and tags.`{DAGSTER_RUN_TAG}` = '{run_id}'",
+    )
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+    )
+    assert {c.data.tags["dagster.asset_key"] for c in children} == {
+        "base_models",
+        "oof_predictions",
+        "ensemble_model",
+        "signals",
+        "backtest",
+        "shap_explanations",
+        "risk_report",
+    }
+    trials = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE '%-trial-%'")
+    assert len(trials) == 2 * 10  # two models, ten trials each in the fast profile
+    assert all("fold_rank_ic" in t.data.metrics for t in trials)
+
+
+def test_backtest_metrics_are_finite_and_costs_charged(materialized):
+    daily = pl.read_parquet(materialized.home / "lake" / "backtest.parquet")
+    assert set(daily["strategy"].unique()) == {"ml_top_k", "hrp", "equal_weight"}
+    assert daily["net"].is_finite().all()
+    assert (daily["net"] <= daily["gross"]).all()
+    assert daily["cost"].sum() > 0
+
+
+def test_second_run_logs_a_second_parent_run_and_replaces_the_report(materialized):
+    first_report = (materialized.home / "reports" / "risk_report.md").read_text()
+    again = materialized.defs.resolve_job_def("all_assets_job").execute_in_process(
+        run_config=run_config("fast"),
+        instance=materialized.instance,
+        asset_selection=[AssetKey("risk_report")],
+    )
+    assert again.success
+    client = _client(materialized)
+    experiment = client.get_experiment_by_name("alphaforge")
+    parents = client.search_runs([experiment.experiment_id], f"tags.`{PARENT_TAG}` = 'true'")
+    assert {p.data.tags[DAGSTER_RUN_TAG] for p in parents} >= {
+        materialized.result.run_id,
+        again.run_id,
+    }
+    second_report = (materialized.home / "reports" / "risk_report.md").read_text()
+    assert materialized.result.run_id in first_report and again.run_id in second_report
+    assert not [p for p in (materialized.home / "lake").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialized, tmp_path):
+    bad = tmp_path / "my_prices.csv"
+    bad.write_text(
+        "symbol,date,close\nAAA,2020-01-02,10.0\nAAA,2020-01-03,10.5\nAAA,2020-01-06,-3.0\nBBB,2020-01-02,20\n"
+    )
+    lake = materialized.home / "lake"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.iterdir()}
+    defs = build_definitions(load_settings(materialized.env | {"ALPHAFORGE_PRICES": str(bad)}))
+    result = defs.resolve_job_def("all_assets_job").execute_in_process(
+        run_config=run_config("fast"), instance=materialized.instance, raise_on_error=False
+    )
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    message = check.description
+    assert str(bad) in message and "'close'" in message and "row 4" in message and "-3.0" in message
+    materialized_now = {
+        e.event_specific_data.materialization.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type == DagsterEventType.ASSET_MATERIALIZATION
+    }
+    assert materialized_now <= {
+        "alt_data"
+    }  # the independent ingest may run; nothing downstream of prices
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.iterdir()}
+    assert after == before  # alt_data, if rewritten, is rewritten byte for byte

@@ -1,0 +1,99 @@
+"""Definitions load, the asset graph matches its snapshot, and the layering holds."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipelines.definitions import build_definitions
+from pipelines.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+
+
+def graph_snapshot() -> dict:
+    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "checks": sorted(c.name for c in node.check_keys),
+        }
+    return {
+        "assets": assets,
+        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        "schedules": sorted(s.name for s in defs.schedules),
+    }
+
+
+def test_asset_graph_matches_snapshot():
+    current = graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":  # after a deliberate change: review the diff
+        SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), (
+        "asset graph changed: UPDATE_SNAPSHOTS=1 pytest, then review"
+    )
+
+
+def test_market_prices_check_is_blocking():
+    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
+    assert [(s.name, s.blocking) for s in specs] == [("check_market_prices_contract", True)]
+
+
+def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
+    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    schedule = defs.get_schedule_def("all_assets_job_schedule")
+    assert schedule.execution_timezone == "America/New_York"
+    assert schedule.cron_schedule == "30 18 * * 1-5"
+    assert schedule.job_name == "all_assets_job"
+
+
+def _imported_modules(package: str) -> set[str]:
+    names = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_models_and_contracts_import_neither_dagster_nor_mlflow():
+    for package in ("models", "data_contracts"):
+        assert not _imported_modules(package) & {"dagster", "mlflow", "pipelines", "assets"}, (
+            package
+        )
+    # transitively, too: importing every module must not pull them in
+    code = (
+        "import pkgutil, importlib, sys, models, data_contracts\n"
+        "for pkg in (models, data_contracts):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "import data_contracts.suite as v; import polars as pl\n"
+        "v.validate(pl.DataFrame({'symbol': ['A'], 'date': [None], 'close': [1.0]}), 'market_prices')\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'dagster', 'mlflow'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_assets_do_not_import_pipelines():
+    assert "pipelines" not in _imported_modules("assets")
+
+
+def test_no_installed_package_shadows_our_top_level_modules():
+    import importlib.util
+
+    for name in ("assets", "models", "pipelines", "data_contracts"):
+        spec = importlib.util.find_spec(name)
+        assert Path(spec.origin).resolve().parent == ROOT / name, (name, spec.origin)

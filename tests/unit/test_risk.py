@@ -1,0 +1,60 @@
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from models.risk import stress_test, var_table
+
+
+def test_var_table_matches_definitions():
+    rng = np.random.default_rng(3)
+    r = rng.standard_t(4, 5000) * 0.01
+    table = var_table(r, (0.95, 0.99))
+    hist = table.filter(pl.col("method") == "historical")
+    # historical VaR is the empirical loss quantile, CVaR the mean loss beyond it
+    q95 = -np.quantile(r, 0.05)
+    assert hist.filter(pl.col("level") == 0.95)["var"][0] == pytest.approx(q95, rel=0.02)
+    tail = r[r <= -hist.filter(pl.col("level") == 0.95)["var"][0]]
+    assert hist.filter(pl.col("level") == 0.95)["cvar"][0] == pytest.approx(-tail.mean(), rel=0.02)
+    normal = table.filter((pl.col("method") == "normal") & (pl.col("level") == 0.99)).row(
+        0, named=True
+    )
+    assert normal["var"] == pytest.approx(-(r.mean() + r.std(ddof=1) * stats.norm.ppf(0.01)))
+    assert (table["cvar"] > table["var"]).all()
+
+
+def test_ten_day_var_exceeds_one_day():
+    r = np.random.default_rng(0).normal(0, 0.01, 2000)
+    one = var_table(r, (0.99,), horizon=1)
+    ten = var_table(r, (0.99,), horizon=10)
+    assert (ten["var"] > 2.5 * one["var"]).all()
+
+
+def test_too_few_returns_is_an_error():
+    with pytest.raises(ValueError, match="at least 30"):
+        var_table(np.zeros(10))
+
+
+def test_stress_test_replays_weights_and_reports_coverage():
+    prices = pl.DataFrame(
+        {
+            "symbol": ["A", "A", "B", "B"],
+            "date": [date(2020, 2, 19), date(2020, 3, 23)] * 2,
+            "close": [100.0, 70.0, 50.0, 45.0],
+        }
+    )
+    out = stress_test(
+        {"A": 0.5, "B": 0.3, "C": 0.2},
+        prices,
+        {
+            "covid": (date(2020, 2, 19), date(2020, 3, 23)),
+            "gfc": (date(2008, 9, 12), date(2008, 10, 10)),
+        },
+    )
+    covid = out.filter(pl.col("episode") == "covid").row(0, named=True)
+    assert covid["coverage"] == pytest.approx(0.8)
+    assert covid["portfolio_return"] == pytest.approx((0.5 * -0.3 + 0.3 * -0.1) / 0.8)
+    gfc = out.filter(pl.col("episode") == "gfc").row(0, named=True)
+    assert gfc["portfolio_return"] is None and gfc["coverage"] == 0.0
