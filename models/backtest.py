@@ -4,6 +4,8 @@ import numpy as np
 import polars as pl
 from skfolio.measures import get_drawdowns, max_drawdown
 
+from models.panel import to_dense
+
 TRADING_DAYS = 252
 
 
@@ -21,16 +23,13 @@ def run_backtest(
     weights : ``[date, symbol, weight]`` targets on rebalance dates
     returns : ``[date, symbol, ret]`` simple daily close-to-close returns
     """
-    wide = returns.pivot(on="symbol", index="date", values="ret", sort_columns=True).sort("date")
-    dates = wide["date"]
-    symbols = wide.columns[1:]
-    R = np.nan_to_num(wide.drop("date").to_numpy(), nan=0.0)
-    targets = weights.pivot(on="symbol", index="date", values="weight").sort("date")
-    targets = targets.select(
-        "date", *[pl.col(s) if s in targets.columns else pl.lit(0.0).alias(s) for s in symbols]
-    )
-    W = np.nan_to_num(targets.drop("date").to_numpy(), nan=0.0)
-    trade_at = np.searchsorted(dates.to_numpy(), targets["date"].to_numpy(), side="left") + lag
+    dates, symbols, R = to_dense(returns, "ret")
+    R = np.nan_to_num(R, nan=0.0)
+    unknown = set(weights["symbol"].unique()) - set(symbols)
+    if unknown:
+        raise ValueError(f"weights on symbols without returns: {sorted(unknown)[:10]}")
+    target_dates, W = _targets(weights, symbols)
+    trade_at = np.searchsorted(dates, target_dates, side="left") + lag
     keep = trade_at < len(dates)
     trade_at, W = trade_at[keep], W[keep]
     if len(trade_at) == 0:
@@ -50,6 +49,17 @@ def run_backtest(
     cost = turnover * cost_bps / 1e4
     frame = pl.DataFrame({"date": dates, "gross": gross, "turnover": turnover, "cost": cost})
     return frame.with_columns(net=pl.col("gross") - pl.col("cost")).slice(int(trade_at[0]))
+
+
+def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rebalance dates and a ``(dates, symbols)`` weight matrix, zero where not held."""
+    dates = weights["date"].unique().sort().to_numpy()
+    W = np.zeros((len(dates), len(symbols)))
+    W[
+        np.searchsorted(dates, weights["date"].to_numpy()),
+        np.searchsorted(symbols, weights["symbol"].to_numpy()),
+    ] = weights["weight"].to_numpy()
+    return dates, W
 
 
 def performance(net: np.ndarray, turnover: np.ndarray | None = None) -> dict[str, float]:

@@ -4,6 +4,8 @@ import numpy as np
 import polars as pl
 from skfolio.optimization import HierarchicalRiskParity
 
+from models.panel import to_dense
+
 WEIGHT_SCHEMA = {"date": pl.Date, "symbol": pl.String, "weight": pl.Float64}
 
 
@@ -41,10 +43,7 @@ def hrp_weights(returns: pl.DataFrame, dates: pl.Series, lookback: int = 252) ->
 
     Only symbols with a full return history in the window take part.
     """
-    wide = returns.pivot(on="symbol", index="date", values="ret", sort_columns=True).sort("date")
-    all_dates = wide["date"].to_numpy()
-    matrix = wide.drop("date").to_numpy()
-    symbols = np.array(wide.columns[1:])
+    all_dates, symbols, matrix = to_dense(returns, "ret")
     parts = []
     for day, stamp in zip(dates.to_list(), dates.to_numpy(), strict=True):
         end = np.searchsorted(all_dates, stamp, side="right")

@@ -75,3 +75,15 @@ def test_labels_are_forward_returns_with_their_end_date(panel):
     assert_allclose(labels["label"].to_numpy(), close[3:] / close[:-3] - 1)
     assert (labels["label_end"].to_numpy() == dates[3:]).all()
     assert labels.height == s0.height - 3
+
+
+def test_no_window_crosses_into_another_symbol(panel):
+    """Each symbol computed alone gives exactly what it gets inside the panel."""
+    from models.features import price_features
+
+    together = price_features(panel.lazy()).collect()
+    alone = pl.concat(
+        price_features(part.lazy()).collect()
+        for _, part in panel.group_by("symbol", maintain_order=True)
+    ).sort("symbol", "date")
+    assert_frame_equal(together, alone)

@@ -1,0 +1,1 @@
+"""``make bench``: speed of the hot paths against references measured in the same run."""
