@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{bt['loop_s']:.3f} s -> {bt['speedup']:.1f}x"
     )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.quick:  # a smoke run on a small universe: ratios are printed, not judged
+        return 0
     failed = [
         name
         for name, r, target in (("features", features, 2.0), ("backtest", bt, 5.0))
