@@ -193,6 +193,8 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
             str(mlflow_port),
         ],
     ]
+    # SIGTERM (from a supervisor, or `kill`) stops the UIs the same way Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     procs = [subprocess.Popen(c, cwd=root, env=env, start_new_session=True) for c in commands]
     print(
         f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)"
@@ -205,6 +207,10 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
     finally:
         stop_groups(procs)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def stop_groups(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
