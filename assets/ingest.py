@@ -27,6 +27,7 @@ CHECK = "check_market_prices_contract"
 class PricesConfig(Config):
     start_date: str = Field(default="1990-01-01", description="First date kept (ISO).")
     end_date: str | None = Field(default=None, description="Last date kept (ISO); none = all.")
+    symbols: list[str] | None = Field(default=None, description="Universe filter; none = every symbol in the source.")
 
 
 @asset(
@@ -80,6 +81,7 @@ def market_prices(
     panel = (
         parsed.drop("source_file", "source_row")
         .filter(pl.col("date").is_between(date.fromisoformat(config.start_date), end))
+        .filter(pl.col("symbol").is_in(config.symbols) if config.symbols else pl.lit(True))
         .sort("symbol", "date")
     )
     context.log.info(f"{panel['symbol'].n_unique()} symbols, {len(panel)} rows from {source}")

@@ -9,7 +9,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from mlflow.models import infer_signature
 from pydantic import Field
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, Ridge
 
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
@@ -45,6 +45,19 @@ class TrainingConfig(Config):
     )
     seed: int = Field(default=42, description="Seed for samplers and estimators.")
     n_jobs: int = Field(default=2, description="Threads per model fit.")
+
+
+class EnsembleConfig(Config):
+    meta_learner: str = Field(
+        default="positive_linear",
+        description="'positive_linear' (non-negative least squares) or 'ridge' (non-negative, alpha 1).",
+    )
+
+
+META_LEARNERS = {
+    "positive_linear": lambda: LinearRegression(positive=True),
+    "ridge": lambda: Ridge(alpha=1.0, positive=True),
+}
 
 
 class OOFConfig(Config):
@@ -193,16 +206,17 @@ def oof_predictions(
 @asset(group_name="training", kinds={"sklearn", "mlflow"}, io_manager_key="lake")
 def ensemble_model(
     context: AssetExecutionContext,
+    config: EnsembleConfig,
     oof_predictions: pl.DataFrame,
     base_models: BaseModels,
     feature_matrix: pl.DataFrame,
     tracker: ResourceParam[Tracker],
 ) -> Output[StackedEnsemble]:
-    """Non-negative linear meta-learner fitted only on out-of-fold predictions, over the base
+    """Non-negative linear meta-learner (configurable) fitted only on out-of-fold predictions, over the base
     models refitted on all labelled rows; registered in MLflow as ``alphaforge-ensemble`` with
     alias ``challenger``."""
     pred_cols = [f"pred_{m}" for m in base_models.params]
-    ensemble = StackedEnsemble(base_models.fitted, LinearRegression(positive=True)).fit(
+    ensemble = StackedEnsemble(base_models.fitted, META_LEARNERS[config.meta_learner]()).fit(
         oof_predictions.select(pred_cols).to_numpy(), oof_predictions["target"].to_numpy()
     )
     weights = dict(zip(base_models.params, ensemble.final_estimator_.coef_.tolist(), strict=True))

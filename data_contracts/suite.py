@@ -33,13 +33,15 @@ class Violation:
     file: str | None
     row: int | None
     value: object
-    count: int
+    count: int | None
 
     def __str__(self) -> str:
-        where = f"row {self.row} of {self.file}" if self.file else "the table"
-        col = f"column '{self.column}' " if self.column else ""
-        value = f" (value {self.value!r})" if self.row is not None else ""
-        return f"{col}{self.rule}: first bad row is {where}{value}; {self.count} row(s) fail"
+        text = f"column '{self.column}' {self.rule}" if self.column else self.rule
+        if self.row is not None:
+            text += f": first bad row is row {self.row} of {self.file} (value {self.value!r})"
+        elif self.file:
+            text += f" in {self.file}"
+        return text + (f"; {self.count} row(s) fail" if self.count else "")
 
 
 class ContractViolation(ValueError):

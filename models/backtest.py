@@ -74,7 +74,7 @@ def performance(net: np.ndarray, turnover: np.ndarray | None = None) -> dict[str
         "sharpe": float(net.mean() * TRADING_DAYS / vol) if vol > 0 else np.nan,
         "max_drawdown": -float(max_drawdown(get_drawdowns(net, compounded=True))),
         "total_return": total - 1.0,
-        "n_days": float(len(net)),
+        "n_days": len(net),
     }
     if turnover is not None:
         out["annual_turnover"] = float(np.sum(turnover) / years) if years > 0 else np.nan

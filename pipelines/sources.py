@@ -12,6 +12,8 @@ import pandas as pd
 import polars as pl
 from dagster import ConfigurableResource
 
+from data_contracts import PRICE_COLUMNS, ContractViolation, Violation
+from data_contracts.prices import CONTRACT
 from models.panel import wide_to_long
 
 # Kenneth French publishes a month's factors early in the following month; we treat a month
@@ -45,9 +47,13 @@ class BundledPriceSource(ConfigurableResource):
 class FilePriceSource(ConfigurableResource):
     """The user's price files: one long file or many, CSV, CSV.gz or Parquet, given as a path or
     glob. Columns are matched case-insensitively (``symbol, date, close`` required; ``open,
-    high, low, volume`` optional)."""
+    high, low, volume`` optional); ``columns`` maps our names to a vendor's, e.g.
+    ``{"date": "timestamp", "close": "adjusted_close"}`` for AlphaVantage. With
+    ``symbol_from_filename`` a per-ticker file's name (``AAPL.csv.gz``) gives the symbol."""
 
     path: str
+    columns: dict[str, str] = {}
+    symbol_from_filename: bool = False
 
     def files(self) -> list[Path]:
         matches = (
@@ -61,7 +67,9 @@ class FilePriceSource(ConfigurableResource):
         return files
 
     def load_prices(self) -> pl.DataFrame:
-        return pl.concat([_read(f) for f in self.files()], how="diagonal_relaxed")
+        mapping = {ours: theirs.strip().lower() for ours, theirs in self.columns.items()}
+        frames = [_select(_read(f), mapping, f if self.symbol_from_filename else None) for f in self.files()]
+        return pl.concat(frames, how="diagonal_relaxed")
 
     def describe(self) -> str:
         return self.path
@@ -75,13 +83,44 @@ def _read(path: Path) -> pl.DataFrame:
     else:
         try:
             frame, first = pl.read_csv(path, infer_schema=False), 2
-        except pl.exceptions.PolarsError as err:
-            raise ValueError(f"{path}: not a readable CSV file ({err})") from err
+        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ContractViolation(CONTRACT, [Violation(f"not a readable CSV file ({first_line})", None, str(path), None, None, None)]) from err
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     return frame.with_columns(
         source_file=pl.lit(str(path)),
         source_row=pl.int_range(first, len(frame) + first, dtype=pl.Int64),
     )
+
+
+def _select(frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | None) -> pl.DataFrame:
+    """Rename the vendor's columns to ours; columns neither mapped nor ours are dropped.
+
+    A mapped column missing from the file is left missing, so the contract names it.
+    """
+    source = str(frame["source_file"][0]) if len(frame) else None
+    picked = [pl.col(mapping.get(c, c)).alias(c) for c in PRICE_COLUMNS if mapping.get(c, c) in frame.columns]
+    out = frame.select(*picked, "source_file", "source_row")
+    if symbol_file is not None:
+        out = out.with_columns(symbol=pl.lit(ticker_from_name(symbol_file)))
+    missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in frame.columns}
+    if missing:
+        raise ContractViolation(
+            CONTRACT,
+            [
+                Violation(f"is mapped to '{theirs}', which the file lacks (columns: {frame.columns})", ours, source, None, None, None)
+                for ours, theirs in missing.items()
+            ],
+        )
+    return out
+
+
+def ticker_from_name(path: Path) -> str:
+    """``BRK.B.csv.gz`` -> ``BRK.B``: the file name without its data suffixes."""
+    name = path.name
+    for suffix in (".gz", ".csv", ".parquet"):
+        name = name.removesuffix(suffix)
+    return name
 
 
 class BundledAltSource(ConfigurableResource):

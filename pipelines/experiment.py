@@ -1,0 +1,440 @@
+"""One experiment file: a typed, validated YAML that drives the whole pipeline.
+
+Layers, later ones winning: the built-in profile (``fast`` or ``full``), the experiment file,
+environment variables, then CLI flags. Every leaf remembers which layer set it
+(``alphaforge config show``). The file is validated as a whole before anything runs: every
+error names its key path, the bad value and what was expected, all at once, and unknown keys get
+a "did you mean". Secrets never live in the file: a value may be a reference ``${env:VAR}``,
+resolved only when resources are built and never logged resolved.
+
+Defaults and descriptions of the fields that reach an asset come from that asset's ``Config``
+class (``ROUTES``), so there is one source of truth for them.
+"""
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assets.explain import ShapConfig
+from assets.features import FeaturesConfig, LabelsConfig
+from assets.ingest import PricesConfig
+from assets.portfolio import BacktestConfig, PortfolioConfig
+from assets.risk import RiskConfig
+from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
+from models.estimators import MODEL_SPECS
+
+ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n_trials
+STRATEGIES = ("ml_top_k", "hrp", "equal_weight")
+BUNDLED_LAST_DATE = date(2022, 12, 28)
+
+
+def _inherit(config: type, name: str) -> Any:
+    """A field with the default and description of an asset Config class's field."""
+    spec = config.model_fields[name]
+    return Field(default=spec.default, description=spec.description)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(Section):
+    source: Literal["bundled", "files"] = Field("bundled", description="Bundled package data, or your own files.")
+    path: str | None = Field(None, description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.")
+    columns: dict[Literal["symbol", "date", "open", "high", "low", "close", "volume"], str] = Field(
+        default_factory=dict, description="Our column name -> the file's column name."
+    )
+    symbol_from_filename: bool = Field(False, description="Per-ticker files: the file name gives the symbol.")
+    universe: list[str] | None = _inherit(PricesConfig, "symbols")
+    start_date: date = Field(date(1990, 1, 1), description=PricesConfig.model_fields["start_date"].description)
+    end_date: date | None = Field(None, description=PricesConfig.model_fields["end_date"].description)
+
+
+class FeaturesSection(Section):
+    windows: list[int] = _inherit(FeaturesConfig, "windows")
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 2:
+            raise ValueError("windows must be a non-empty list of integers >= 2")
+        return value
+
+
+class LabelsSection(Section):
+    horizon: int = Field(LabelsConfig.model_fields["horizon"].default, ge=1, description=LabelsConfig.model_fields["horizon"].description)
+    target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
+
+
+class CVSection(Section):
+    tune_fraction: float = Field(TrainingConfig.model_fields["tune_fraction"].default, ge=0.1, le=0.9, description=TrainingConfig.model_fields["tune_fraction"].description)
+    inner_splits: int = Field(TrainingConfig.model_fields["inner_splits"].default, ge=2, description=TrainingConfig.model_fields["inner_splits"].description)
+    outer_splits: int = Field(OOFConfig.model_fields["outer_splits"].default, ge=2, description=OOFConfig.model_fields["outer_splits"].description)
+
+
+class ModelsSection(Section):
+    names: list[str] = _inherit(TrainingConfig, "models")
+    n_trials: int = Field(TrainingConfig.model_fields["n_trials"].default, ge=1, description=TrainingConfig.model_fields["n_trials"].description)
+    seed: int = _inherit(TrainingConfig, "seed")
+    n_jobs: int = Field(TrainingConfig.model_fields["n_jobs"].default, ge=1, description=TrainingConfig.model_fields["n_jobs"].description)
+
+
+class EnsembleSection(Section):
+    meta_learner: Literal["positive_linear", "ridge"] = _inherit(EnsembleConfig, "meta_learner")
+
+
+class PortfolioSection(Section):
+    top_k: int = Field(PortfolioConfig.model_fields["top_k"].default, ge=1, description=PortfolioConfig.model_fields["top_k"].description)
+    rebalance_every: int = Field(PortfolioConfig.model_fields["rebalance_every"].default, ge=1, description=PortfolioConfig.model_fields["rebalance_every"].description)
+    hrp_lookback: int = Field(PortfolioConfig.model_fields["hrp_lookback"].default, ge=20, description=PortfolioConfig.model_fields["hrp_lookback"].description)
+    cost_bps: float = Field(BacktestConfig.model_fields["cost_bps"].default, ge=0, description=BacktestConfig.model_fields["cost_bps"].description)
+    lag: int = Field(BacktestConfig.model_fields["lag"].default, ge=0, description=BacktestConfig.model_fields["lag"].description)
+
+
+class RiskSection(Section):
+    levels: list[float] = _inherit(RiskConfig, "levels")
+    horizons: list[int] = _inherit(RiskConfig, "horizons")
+    strategy: Literal[STRATEGIES] = _inherit(RiskConfig, "strategy")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        if not value or not all(0.5 < v < 1 for v in value):
+            raise ValueError("levels must lie strictly between 0.5 and 1 (e.g. 0.95, 0.99)")
+        return value
+
+
+class ExplainSection(Section):
+    model: str = _inherit(ShapConfig, "model")
+    n_rows: int = Field(ShapConfig.model_fields["n_rows"].default, ge=10, description=ShapConfig.model_fields["n_rows"].description)
+
+
+class ScheduleSection(Section):
+    cron: str = Field("30 18 * * 1-5", description="Nightly schedule (cron), weekdays after the US close.")
+    timezone: str = Field("America/New_York", description="IANA timezone of the cron expression.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError("not a valid cron expression (five fields, e.g. '30 18 * * 1-5')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA timezone (e.g. 'America/New_York')") from None
+        return value
+
+
+class TrackingSection(Section):
+    experiment: str = Field("alphaforge", description="MLflow experiment name.")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.")
+    optuna_storage: str | None = Field(None, description="Optuna storage URL; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.")
+
+
+class Experiment(Section):
+    """The whole experiment. Every section is optional; what is left out keeps its default."""
+
+    profile: Literal["fast", "full"] = Field("full", description="Built-in profile the file starts from.")
+    data: DataSection = DataSection()
+    features: FeaturesSection = FeaturesSection()
+    labels: LabelsSection = LabelsSection()
+    cv: CVSection = CVSection()
+    models: ModelsSection = ModelsSection()
+    ensemble: EnsembleSection = EnsembleSection()
+    portfolio: PortfolioSection = PortfolioSection()
+    risk: RiskSection = RiskSection()
+    explain: ExplainSection = ExplainSection()
+    schedule: ScheduleSection = ScheduleSection()
+    tracking: TrackingSection = TrackingSection()
+
+
+# The built-in profiles, experiment-shaped. `full` is the defaults above (the nightly job).
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "fast": {
+        "data": {"start_date": "2007-01-01"},
+        "models": {"n_trials": 10},
+        "cv": {"inner_splits": 3, "outer_splits": 4},
+        "explain": {"n_rows": 500},
+    },
+}
+
+# experiment (section, key) -> (asset, Config field)
+ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("data", "start_date"): ("market_prices", "start_date"),
+    ("data", "end_date"): ("market_prices", "end_date"),
+    ("data", "universe"): ("market_prices", "symbols"),
+    ("features", "windows"): ("feature_matrix", "windows"),
+    ("labels", "horizon"): ("labels", "horizon"),
+    ("labels", "target"): ("base_models", "target"),
+    ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
+    ("cv", "inner_splits"): ("base_models", "inner_splits"),
+    ("cv", "outer_splits"): ("oof_predictions", "outer_splits"),
+    ("models", "names"): ("base_models", "models"),
+    ("models", "n_trials"): ("base_models", "n_trials"),
+    ("models", "seed"): ("base_models", "seed"),
+    ("models", "n_jobs"): ("base_models", "n_jobs"),
+    ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
+    ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
+    ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
+    ("portfolio", "hrp_lookback"): ("portfolio_weights", "hrp_lookback"),
+    ("portfolio", "cost_bps"): ("backtest", "cost_bps"),
+    ("portfolio", "lag"): ("backtest", "lag"),
+    ("risk", "levels"): ("risk_report", "levels"),
+    ("risk", "horizons"): ("risk_report", "horizons"),
+    ("risk", "strategy"): ("risk_report", "strategy"),
+    ("explain", "model"): ("shap_explanations", "model"),
+    ("explain", "n_rows"): ("shap_explanations", "n_rows"),
+}
+
+
+class ExperimentError(ValueError):
+    """Every problem of an experiment, one line each: key path, bad value, what was expected."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s), nothing was run:\n{listing}")
+
+
+@dataclass
+class Resolved:
+    """A validated experiment and, for every leaf, the layer that set it."""
+
+    experiment: Experiment
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def run_config(self) -> dict[str, Any]:
+        """Dagster run config: ``{"ops": {asset: {"config": {...}}}}``."""
+        ops: dict[str, dict[str, Any]] = {}
+        dumped = self.experiment.model_dump(mode="json")
+        for (section, key), (asset, name) in ROUTES.items():
+            ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
+        return {"ops": ops}
+
+    def to_yaml(self) -> str:
+        """The fully resolved experiment (``${env:...}`` references kept, never their values)."""
+        return yaml.safe_dump(self.experiment.model_dump(mode="json"), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        return _flatten(self.experiment.model_dump(mode="json"))
+
+
+def resolve(
+    path: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, str] | None = None,
+    check_files: bool = True,
+) -> Resolved:
+    """Merge profile -> file -> environment -> CLI overrides, validate, return with origins.
+
+    ``overrides`` are dotted keys (``models.n_trials``) to YAML scalars, as ``--set`` gives them.
+    Raises :class:`ExperimentError` listing every problem.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    source = str(path) if path else "experiment"
+    problems: list[str] = []
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ExperimentError(source, [f"file not found: {path}"]) from None
+        except yaml.YAMLError as err:
+            raise ExperimentError(source, [f"not valid YAML: {err}"]) from None
+        if not isinstance(loaded, dict):
+            raise ExperimentError(source, [f"top level must be a mapping of sections, got {type(loaded).__name__}"])
+        file_data = loaded
+    chosen = profile or file_data.get("profile") or "full"
+    if chosen not in PROFILES:
+        raise ExperimentError(source, [f"profile: {chosen!r} is not a profile; expected one of {sorted(PROFILES)}"])
+    layers.append((f"profile {chosen}", {"profile": chosen, **PROFILES[chosen]}))
+    if file_data:
+        layers.append((f"file {path}", file_data))
+    env_layer = _env_layer(environ)
+    if env_layer:
+        layers.append(("environment", env_layer))
+    cli = {"profile": profile} if profile else {}
+    for dotted, raw in (overrides or {}).items():
+        _set(cli, dotted.split("."), yaml.safe_load(raw) if isinstance(raw, str) else raw)
+    if cli:
+        layers.append(("command line", cli))
+
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name, layer in layers:
+        _merge(merged, layer, origins, name, ())
+    try:
+        experiment = Experiment.model_validate(merged)
+    except ValidationError as err:
+        problems += [_describe(e, origins) for e in err.errors()]
+        raise ExperimentError(source, problems) from None
+    problems += _cross_checks(experiment, check_files)
+    if problems:
+        raise ExperimentError(source, problems)
+    origins_all = {k: origins.get(k, "default") for k in _flatten(experiment.model_dump(mode="json"))}
+    for key in origins_all:  # a leaf inside a section set as a whole takes that section's origin
+        if origins_all[key] == "default":
+            parent = next((origins[p] for p in _parents(key) if p in origins), None)
+            origins_all[key] = parent or "default"
+    return Resolved(experiment, origins_all)
+
+
+def resolve_env_refs(value: str | None, key: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Replace ``${env:VAR}`` references at run time; a missing variable names the key."""
+    if value is None:
+        return None
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ExperimentError("experiment", [f"{key}: references ${{env:{name}}}, but {name} is not set"])
+        return environ[name]
+
+    return ENV_REF.sub(lookup, value)
+
+
+def show(resolved: Resolved) -> str:
+    """Every leaf with its value and the layer it came from."""
+    width = max(len(k) for k in resolved.origins)
+    return "\n".join(
+        f"{key:<{width}}  {json.dumps(value)}  ({resolved.origins[key]})" for key, value in resolved.flat().items()
+    )
+
+
+# --- internals ---------------------------------------------------------------------------
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    if environ.get("ALPHAFORGE_PRICES"):
+        layer["data"] = {"source": "files", "path": environ["ALPHAFORGE_PRICES"]}
+    for var, key in (("ALPHAFORGE_MLFLOW_URI", "mlflow_uri"), ("ALPHAFORGE_OPTUNA_STORAGE", "optuna_storage")):
+        if environ.get(var):
+            layer.setdefault("tracking", {})[key] = environ[var]
+    for var, raw in environ.items():
+        if var.startswith(ENV_PREFIX):
+            _set(layer, [p.lower() for p in var[len(ENV_PREFIX) :].split("__")], yaml.safe_load(raw))
+    return layer
+
+
+def _set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[keys[-1]] = value
+
+
+def _merge(into: dict, layer: Mapping, origins: dict[str, str], name: str, prefix: tuple[str, ...]) -> None:
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "columns":
+            _merge(into[key], value, origins, name, path)
+        elif isinstance(value, Mapping) and key != "columns":
+            into[key] = {}
+            _merge(into[key], value, origins, name, path)
+        else:
+            into[key] = value
+            origins[".".join(path)] = name
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and key != "columns":
+            out |= _flatten(value, dotted + ".")
+        else:
+            out[dotted] = value
+    return out
+
+
+def _parents(dotted: str) -> list[str]:
+    parts = dotted.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _describe(error: Mapping[str, Any], origins: Mapping[str, str]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    where = origins.get(key) or next((origins[p] for p in _parents(key) if p in origins), None)
+    suffix = f" [set by {where}]" if where else ""
+    if error["type"] == "extra_forbidden":
+        model: type[BaseModel] = Experiment
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        known = list(model.model_fields)
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+        return f"{key}: unknown key{hint}{suffix}"
+    expected = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {expected} (got {error.get('input')!r}){suffix}"
+
+
+def _business_days(start: date, end: date) -> int:
+    return int(np.busday_count(start, end + timedelta(days=1)))
+
+
+def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
+    """Combinations no single field can judge: each a problem, all collected."""
+    problems = []
+    data, cv = exp.data, exp.cv
+    if data.source == "files" and not data.path:
+        problems.append("data.path: required when data.source is 'files' (a path or glob of price files)")
+    if data.source == "bundled" and (data.path or data.columns or data.symbol_from_filename):
+        problems.append("data.source: 'bundled' takes no path, columns or symbol_from_filename; set source: files")
+    if data.source == "files" and data.path and check_files:
+        from glob import glob
+
+        pattern = str(Path(data.path).expanduser())
+        if not [p for p in glob(pattern) if Path(p).is_file()]:
+            problems.append(f"data.path: no file matches {data.path!r}")
+    end = data.end_date or (BUNDLED_LAST_DATE if data.source == "bundled" else None)
+    if data.end_date and data.end_date <= data.start_date:
+        problems.append(f"data.end_date: {data.end_date} is not after data.start_date {data.start_date}")
+    elif end:
+        days = _business_days(data.start_date, end)
+        outer_block = days * (1 - cv.tune_fraction) / cv.outer_splits
+        inner_block = days * cv.tune_fraction / 2 / cv.inner_splits
+        for name, block in (("cv.outer_splits", outer_block), ("cv.inner_splits", inner_block)):
+            if block <= exp.labels.horizon:
+                problems.append(
+                    f"{name}: test blocks of ~{block:.0f} trading days are not longer than the purge "
+                    f"(labels.horizon = {exp.labels.horizon}); use fewer splits or a longer date range"
+                )
+    unknown = [m for m in exp.models.names if m not in MODEL_SPECS]
+    for m in unknown:
+        close = difflib.get_close_matches(m, list(MODEL_SPECS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(f"models.names: unknown model {m!r}; expected one of {sorted(MODEL_SPECS)}{hint}")
+    if not exp.models.names:
+        problems.append("models.names: at least one base model is needed")
+    if exp.explain.model not in exp.models.names and not unknown:
+        problems.append(f"explain.model: {exp.explain.model!r} is not among models.names {exp.models.names}")
+    if data.universe is not None and exp.portfolio.top_k >= len(data.universe):
+        problems.append(f"portfolio.top_k: {exp.portfolio.top_k} is not smaller than the universe of {len(data.universe)} symbols")
+    for key in ("mlflow_uri", "optuna_storage"):
+        value = getattr(exp.tracking, key)
+        if value and "://" in value and re.search(r"://[^/@:]+:[^@/${}]+@", value):
+            problems.append(f"tracking.{key}: holds a password; use a reference such as ${{env:MLFLOW_DB_PASSWORD}}")
+    return problems
