@@ -27,7 +27,9 @@ CHECK = "check_market_prices_contract"
 class PricesConfig(Config):
     start_date: str = Field(default="1990-01-01", description="First date kept (ISO).")
     end_date: str | None = Field(default=None, description="Last date kept (ISO); none = all.")
-    symbols: list[str] | None = Field(default=None, description="Universe filter; none = every symbol in the source.")
+    symbols: list[str] | None = Field(
+        default=None, description="Universe filter; none = every symbol in the source."
+    )
 
 
 @asset(

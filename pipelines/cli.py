@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from pipelines.experiment import ExperimentError, Resolved, resolve, show
 from pipelines.settings import Settings, load_settings, prepare_home
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
@@ -24,53 +25,99 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize assets on the embedded Dagster instance")
-    run.add_argument(
-        "--profile",
-        choices=["fast", "full"],
-        default=None,
-        help="run profile (default: $ALPHAFORGE_PROFILE or fast)",
-    )
+    _experiment_args(run)
     run.add_argument(
         "--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)"
     )
-    run.add_argument(
-        "--prices", help="path or glob of your own price files (default: bundled data)"
+    validate = sub.add_parser("validate", help="validate an experiment file; run nothing")
+    _experiment_args(validate, positional=True)
+    config = sub.add_parser("config", help="inspect the resolved experiment")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    _experiment_args(
+        config_sub.add_parser("show", help="every key, its value and where it came from"),
+        positional=True,
     )
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     args = parser.parse_args(argv)
 
-    if args.command == "run":
-        os.environ["ALPHAFORGE_PROFILE"] = (
-            args.profile or os.environ.get("ALPHAFORGE_PROFILE") or "fast"
-        )
-        if args.prices:
-            os.environ["ALPHAFORGE_PRICES"] = args.prices
     settings = load_settings()
+    if args.command == "ui":
+        prepare_home(settings)
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+        return _ui(settings, args.dagster_port, args.mlflow_port)
+    try:
+        resolved = _resolve(args, settings)
+    except ExperimentError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"{args.config or 'defaults'}: valid ({resolved.experiment.profile} profile)")
+        return 0
+    if args.command == "config":
+        print(show(resolved))
+        return 0
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    if args.command == "run":
-        return _run(settings, args.select)
-    return _ui(settings, args.dagster_port, args.mlflow_port)
+    return _run(settings, resolved, args.select)
 
 
-def _run(settings: Settings, select: list[str] | None) -> int:
+def _experiment_args(parser: argparse.ArgumentParser, positional: bool = False) -> None:
+    if positional:
+        parser.add_argument("config", nargs="?", help="experiment file (YAML)")
+    else:
+        parser.add_argument(
+            "--config", help="experiment file (YAML); default: $ALPHAFORGE_CONFIG or none"
+        )
+    parser.add_argument(
+        "--profile", choices=["fast", "full"], help="built-in profile under the file"
+    )
+    parser.add_argument(
+        "--prices", help="path or glob of your own price files (sets data.source=files)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. models.n_trials=5",
+    )
+
+
+def _resolve(args: argparse.Namespace, settings: Settings) -> Resolved:
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ExperimentError(
+                "command line", [f"--set {item!r}: expected KEY=VALUE, e.g. models.n_trials=5"]
+            )
+        overrides[key.strip()] = value
+    if args.prices:
+        overrides |= {"data.source": "files", "data.path": args.prices}
+    # `alphaforge run` with no profile anywhere is a first run: the fast profile
+    profile = args.profile or (
+        None if os.environ.get("ALPHAFORGE_PROFILE") or args.config or settings.config else "fast"
+    )
+    return resolve(args.config or settings.config, profile=profile, overrides=overrides)
+
+
+def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> int:
     from dagster import AssetKey, DagsterInstance
     from dagster._core.utils import make_new_run_id
 
-    from pipelines.definitions import defs
-    from pipelines.profiles import run_config
+    from pipelines.definitions import JOB, build_definitions, experiment_tags
 
-    job = defs.resolve_job_def("all_assets_job")
+    defs = build_definitions(settings, resolved)
+    job = defs.resolve_job_def(JOB)
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
-    config = run_config(settings.profile) | {
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
-    }
+    config = resolved.run_config() | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     selection = [AssetKey(s) for s in select] if select else None
     total = len(select) if select else len(defs.resolve_asset_graph().get_all_asset_keys())
-    print(f"AlphaForge: profile '{settings.profile}', home {settings.home}, Dagster run {run_id}")
+    profile = resolved.experiment.profile
+    print(f"AlphaForge: profile '{profile}', home {settings.home}, Dagster run {run_id}")
 
     outcome: dict[str, object] = {}
 
@@ -82,7 +129,7 @@ def _run(settings: Settings, select: list[str] | None) -> int:
                 run_id=run_id,
                 asset_selection=selection,
                 raise_on_error=False,
-                tags={"alphaforge/profile": settings.profile, "alphaforge/source": "cli"},
+                tags=experiment_tags(resolved) | {"alphaforge/source": "cli"},
             )
         except BaseException as err:  # surfaced below, after the progress loop ends
             outcome["error"] = err
@@ -115,7 +162,9 @@ def _run(settings: Settings, select: list[str] | None) -> int:
     print(f"  report:     {settings.reports / 'risk_report.md'}")
     print(f"  lake:       {settings.lake}")
     print("  Dagster UI: http://127.0.0.1:3000  (start both UIs with `make ui`)")
-    print(f"  MLflow UI:  {settings.mlflow_ui}  (tracking store {settings.mlflow_uri})")
+    print(
+        f"  MLflow UI:  {settings.mlflow_ui}  (experiment '{resolved.experiment.tracking.experiment}')"
+    )
     return 0
 
 

@@ -1,4 +1,13 @@
-"""The one ``Definitions``: assets, checks, jobs, schedules and resources, wired here only."""
+"""The one ``Definitions``: assets, checks, jobs, schedules and resources, wired here only.
+
+What runs is decided by the experiment (``pipelines/experiment.py``): the built-in profile,
+``ALPHAFORGE_CONFIG``'s file, environment overrides. Dagster loads ``defs`` lazily, so a broken
+experiment is reported when the code location loads, not at import.
+"""
+
+import hashlib
+import os
+from collections.abc import Mapping
 
 from dagster import (
     AssetSelection,
@@ -6,63 +15,105 @@ from dagster import (
     Definitions,
     ScheduleDefinition,
     define_asset_job,
+    definitions,
     in_process_executor,
     load_assets_from_modules,
 )
 
 from assets import explain, features, ingest, portfolio, risk, training
+from pipelines.experiment import Resolved, resolve, resolve_env_refs
 from pipelines.io_managers import LakeIOManager
-from pipelines.profiles import run_config
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.settings import Settings, load_settings
 from pipelines.sources import BundledAltSource, BundledPriceSource, FilePriceSource
 
 ASSET_MODULES = [ingest, features, training, portfolio, explain, risk]
+JOB = "all_assets_job"
 
 
-def build_resources(settings: Settings) -> dict[str, object]:
-    """The local (embedded) resource set; everything under ``settings.home``."""
+def build_resources(
+    settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
+) -> dict[str, object]:
+    """The local (embedded) resource set; stores default to SQLite under ``settings.home``."""
+    exp = resolved.experiment
+    data, tracking = exp.data, exp.tracking
+    prices = (
+        FilePriceSource(
+            path=data.path,
+            columns=dict(data.columns),
+            symbol_from_filename=data.symbol_from_filename,
+        )
+        if data.source == "files"
+        else BundledPriceSource()
+    )
     return {
         "lake": LakeIOManager(base_dir=str(settings.lake)),
-        "price_source": FilePriceSource(path=settings.prices)
-        if settings.prices
-        else BundledPriceSource(),
+        "price_source": prices,
         "alt_source": BundledAltSource(),
         "tracker": MLflowResource(
-            tracking_uri=settings.mlflow_uri,
+            tracking_uri=resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", environ)
+            or settings.mlflow_uri,
             artifact_root=str(settings.mlflow_artifacts),
+            experiment_name=tracking.experiment,
             ui_url=settings.mlflow_ui,
+            experiment_yaml=resolved.to_yaml(),
         ),
-        "optuna_storage": settings.optuna_storage,
+        "optuna_storage": resolve_env_refs(
+            tracking.optuna_storage, "tracking.optuna_storage", environ
+        )
+        or settings.optuna_storage,
         "reports": ReportsResource(base_dir=str(settings.reports)),
     }
 
 
-def build_definitions(settings: Settings) -> Definitions:
+def experiment_tags(resolved: Resolved) -> dict[str, str]:
+    """The resolved experiment on every Dagster run, so any result can be reproduced."""
+    text = resolved.to_yaml()
+    return {
+        "alphaforge/profile": resolved.experiment.profile,
+        "alphaforge/experiment_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "alphaforge/experiment": text,
+    }
+
+
+def build_definitions(
+    settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
+) -> Definitions:
     all_assets_job = define_asset_job(
-        "all_assets_job",
+        JOB,
         selection=AssetSelection.all(),
-        config=run_config(settings.profile),
+        config=resolved.run_config(),
+        run_tags=experiment_tags(resolved),
         description="Ingest, validate, features, training, portfolio, risk and explanations.",
     )
     nightly = ScheduleDefinition(
-        name="all_assets_job_schedule",
+        name=f"{JOB}_schedule",
         job=all_assets_job,
-        cron_schedule="30 18 * * 1-5",
-        execution_timezone="America/New_York",
-        run_config=run_config("full"),
+        cron_schedule=resolved.experiment.schedule.cron,
+        execution_timezone=resolved.experiment.schedule.timezone,
+        run_config=resolved.run_config(),
         default_status=DefaultScheduleStatus.STOPPED,
-        description="Weekdays 18:30 New York time, after the US close: the full profile.",
-        tags={"alphaforge/profile": "full"},
+        description="Nightly: the experiment's whole graph, weekdays after the US close by default.",
     )
     return Definitions(
         assets=load_assets_from_modules(ASSET_MODULES),
         jobs=[all_assets_job],
         schedules=[nightly],
-        resources=build_resources(settings),
+        resources=build_resources(settings, resolved, environ),
         # One process: each step would otherwise pay ~15 s of imports (torch, mlflow, GX).
         executor=in_process_executor,
     )
 
 
-defs = build_definitions(load_settings())
+def definitions_from_env(
+    environ: Mapping[str, str] = os.environ, check_files: bool = True
+) -> Definitions:
+    settings = load_settings(environ)
+    return build_definitions(
+        settings, resolve(settings.config, environ=environ, check_files=check_files), environ
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    return definitions_from_env()

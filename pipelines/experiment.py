@@ -51,15 +51,26 @@ class Section(BaseModel):
 
 
 class DataSection(Section):
-    source: Literal["bundled", "files"] = Field("bundled", description="Bundled package data, or your own files.")
-    path: str | None = Field(None, description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.")
+    source: Literal["bundled", "files"] = Field(
+        "bundled", description="Bundled package data, or your own files."
+    )
+    path: str | None = Field(
+        None,
+        description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.",
+    )
     columns: dict[Literal["symbol", "date", "open", "high", "low", "close", "volume"], str] = Field(
         default_factory=dict, description="Our column name -> the file's column name."
     )
-    symbol_from_filename: bool = Field(False, description="Per-ticker files: the file name gives the symbol.")
+    symbol_from_filename: bool = Field(
+        False, description="Per-ticker files: the file name gives the symbol."
+    )
     universe: list[str] | None = _inherit(PricesConfig, "symbols")
-    start_date: date = Field(date(1990, 1, 1), description=PricesConfig.model_fields["start_date"].description)
-    end_date: date | None = Field(None, description=PricesConfig.model_fields["end_date"].description)
+    start_date: date = Field(
+        date(1990, 1, 1), description=PricesConfig.model_fields["start_date"].description
+    )
+    end_date: date | None = Field(
+        None, description=PricesConfig.model_fields["end_date"].description
+    )
 
 
 class FeaturesSection(Section):
@@ -74,21 +85,46 @@ class FeaturesSection(Section):
 
 
 class LabelsSection(Section):
-    horizon: int = Field(LabelsConfig.model_fields["horizon"].default, ge=1, description=LabelsConfig.model_fields["horizon"].description)
+    horizon: int = Field(
+        LabelsConfig.model_fields["horizon"].default,
+        ge=1,
+        description=LabelsConfig.model_fields["horizon"].description,
+    )
     target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
 
 
 class CVSection(Section):
-    tune_fraction: float = Field(TrainingConfig.model_fields["tune_fraction"].default, ge=0.1, le=0.9, description=TrainingConfig.model_fields["tune_fraction"].description)
-    inner_splits: int = Field(TrainingConfig.model_fields["inner_splits"].default, ge=2, description=TrainingConfig.model_fields["inner_splits"].description)
-    outer_splits: int = Field(OOFConfig.model_fields["outer_splits"].default, ge=2, description=OOFConfig.model_fields["outer_splits"].description)
+    tune_fraction: float = Field(
+        TrainingConfig.model_fields["tune_fraction"].default,
+        ge=0.1,
+        le=0.9,
+        description=TrainingConfig.model_fields["tune_fraction"].description,
+    )
+    inner_splits: int = Field(
+        TrainingConfig.model_fields["inner_splits"].default,
+        ge=2,
+        description=TrainingConfig.model_fields["inner_splits"].description,
+    )
+    outer_splits: int = Field(
+        OOFConfig.model_fields["outer_splits"].default,
+        ge=2,
+        description=OOFConfig.model_fields["outer_splits"].description,
+    )
 
 
 class ModelsSection(Section):
     names: list[str] = _inherit(TrainingConfig, "models")
-    n_trials: int = Field(TrainingConfig.model_fields["n_trials"].default, ge=1, description=TrainingConfig.model_fields["n_trials"].description)
+    n_trials: int = Field(
+        TrainingConfig.model_fields["n_trials"].default,
+        ge=1,
+        description=TrainingConfig.model_fields["n_trials"].description,
+    )
     seed: int = _inherit(TrainingConfig, "seed")
-    n_jobs: int = Field(TrainingConfig.model_fields["n_jobs"].default, ge=1, description=TrainingConfig.model_fields["n_jobs"].description)
+    n_jobs: int = Field(
+        TrainingConfig.model_fields["n_jobs"].default,
+        ge=1,
+        description=TrainingConfig.model_fields["n_jobs"].description,
+    )
 
 
 class EnsembleSection(Section):
@@ -96,11 +132,31 @@ class EnsembleSection(Section):
 
 
 class PortfolioSection(Section):
-    top_k: int = Field(PortfolioConfig.model_fields["top_k"].default, ge=1, description=PortfolioConfig.model_fields["top_k"].description)
-    rebalance_every: int = Field(PortfolioConfig.model_fields["rebalance_every"].default, ge=1, description=PortfolioConfig.model_fields["rebalance_every"].description)
-    hrp_lookback: int = Field(PortfolioConfig.model_fields["hrp_lookback"].default, ge=20, description=PortfolioConfig.model_fields["hrp_lookback"].description)
-    cost_bps: float = Field(BacktestConfig.model_fields["cost_bps"].default, ge=0, description=BacktestConfig.model_fields["cost_bps"].description)
-    lag: int = Field(BacktestConfig.model_fields["lag"].default, ge=0, description=BacktestConfig.model_fields["lag"].description)
+    top_k: int = Field(
+        PortfolioConfig.model_fields["top_k"].default,
+        ge=1,
+        description=PortfolioConfig.model_fields["top_k"].description,
+    )
+    rebalance_every: int = Field(
+        PortfolioConfig.model_fields["rebalance_every"].default,
+        ge=1,
+        description=PortfolioConfig.model_fields["rebalance_every"].description,
+    )
+    hrp_lookback: int = Field(
+        PortfolioConfig.model_fields["hrp_lookback"].default,
+        ge=20,
+        description=PortfolioConfig.model_fields["hrp_lookback"].description,
+    )
+    cost_bps: float = Field(
+        BacktestConfig.model_fields["cost_bps"].default,
+        ge=0,
+        description=BacktestConfig.model_fields["cost_bps"].description,
+    )
+    lag: int = Field(
+        BacktestConfig.model_fields["lag"].default,
+        ge=0,
+        description=BacktestConfig.model_fields["lag"].description,
+    )
 
 
 class RiskSection(Section):
@@ -118,11 +174,17 @@ class RiskSection(Section):
 
 class ExplainSection(Section):
     model: str = _inherit(ShapConfig, "model")
-    n_rows: int = Field(ShapConfig.model_fields["n_rows"].default, ge=10, description=ShapConfig.model_fields["n_rows"].description)
+    n_rows: int = Field(
+        ShapConfig.model_fields["n_rows"].default,
+        ge=10,
+        description=ShapConfig.model_fields["n_rows"].description,
+    )
 
 
 class ScheduleSection(Section):
-    cron: str = Field("30 18 * * 1-5", description="Nightly schedule (cron), weekdays after the US close.")
+    cron: str = Field(
+        "30 18 * * 1-5", description="Nightly schedule (cron), weekdays after the US close."
+    )
     timezone: str = Field("America/New_York", description="IANA timezone of the cron expression.")
 
     @field_validator("cron")
@@ -146,14 +208,22 @@ class ScheduleSection(Section):
 
 class TrackingSection(Section):
     experiment: str = Field("alphaforge", description="MLflow experiment name.")
-    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.")
-    optuna_storage: str | None = Field(None, description="Optuna storage URL; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.")
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.",
+    )
+    optuna_storage: str | None = Field(
+        None,
+        description="Optuna storage URL; none = SQLite in ALPHAFORGE_HOME. May use ${env:VAR}.",
+    )
 
 
 class Experiment(Section):
     """The whole experiment. Every section is optional; what is left out keeps its default."""
 
-    profile: Literal["fast", "full"] = Field("full", description="Built-in profile the file starts from.")
+    profile: Literal["fast", "full"] = Field(
+        "full", description="Built-in profile the file starts from."
+    )
     data: DataSection = DataSection()
     features: FeaturesSection = FeaturesSection()
     labels: LabelsSection = LabelsSection()
@@ -236,7 +306,7 @@ class Resolved:
         return yaml.safe_dump(self.experiment.model_dump(mode="json"), sort_keys=False)
 
     def flat(self) -> dict[str, Any]:
-        return _flatten(self.experiment.model_dump(mode="json"))
+        return flatten(self.experiment.model_dump(mode="json"))
 
 
 def resolve(
@@ -264,15 +334,21 @@ def resolve(
         except yaml.YAMLError as err:
             raise ExperimentError(source, [f"not valid YAML: {err}"]) from None
         if not isinstance(loaded, dict):
-            raise ExperimentError(source, [f"top level must be a mapping of sections, got {type(loaded).__name__}"])
+            raise ExperimentError(
+                source, [f"top level must be a mapping of sections, got {type(loaded).__name__}"]
+            )
         file_data = loaded
-    chosen = profile or file_data.get("profile") or "full"
+    chosen = profile or environ.get("ALPHAFORGE_PROFILE") or file_data.get("profile") or "full"
     if chosen not in PROFILES:
-        raise ExperimentError(source, [f"profile: {chosen!r} is not a profile; expected one of {sorted(PROFILES)}"])
-    layers.append((f"profile {chosen}", {"profile": chosen, **PROFILES[chosen]}))
+        raise ExperimentError(
+            source, [f"profile: {chosen!r} is not a profile; expected one of {sorted(PROFILES)}"]
+        )
+    layers.append((f"profile {chosen}", PROFILES[chosen]))
     if file_data:
         layers.append((f"file {path}", file_data))
     env_layer = _env_layer(environ)
+    if not profile and environ.get("ALPHAFORGE_PROFILE"):
+        env_layer["profile"] = chosen
     if env_layer:
         layers.append(("environment", env_layer))
     cli = {"profile": profile} if profile else {}
@@ -289,11 +365,24 @@ def resolve(
         experiment = Experiment.model_validate(merged)
     except ValidationError as err:
         problems += [_describe(e, origins) for e in err.errors()]
+        # Report the combinations too, all at once: judge them with the bad keys at defaults.
+        repaired = _without(merged, [e["loc"] for e in err.errors()])
+        try:
+            reported = {p.split(":")[0] for p in problems}
+            problems += [
+                p
+                for p in _cross_checks(Experiment.model_validate(repaired), check_files)
+                if p.split(":")[0] not in reported
+            ]
+        except ValidationError:
+            pass
         raise ExperimentError(source, problems) from None
     problems += _cross_checks(experiment, check_files)
     if problems:
         raise ExperimentError(source, problems)
-    origins_all = {k: origins.get(k, "default") for k in _flatten(experiment.model_dump(mode="json"))}
+    origins_all = {
+        k: origins.get(k, "default") for k in flatten(experiment.model_dump(mode="json"))
+    }
     for key in origins_all:  # a leaf inside a section set as a whole takes that section's origin
         if origins_all[key] == "default":
             parent = next((origins[p] for p in _parents(key) if p in origins), None)
@@ -301,7 +390,9 @@ def resolve(
     return Resolved(experiment, origins_all)
 
 
-def resolve_env_refs(value: str | None, key: str, environ: Mapping[str, str] = os.environ) -> str | None:
+def resolve_env_refs(
+    value: str | None, key: str, environ: Mapping[str, str] = os.environ
+) -> str | None:
     """Replace ``${env:VAR}`` references at run time; a missing variable names the key."""
     if value is None:
         return None
@@ -309,7 +400,9 @@ def resolve_env_refs(value: str | None, key: str, environ: Mapping[str, str] = o
     def lookup(match: re.Match) -> str:
         name = match.group(1)
         if name not in environ:
-            raise ExperimentError("experiment", [f"{key}: references ${{env:{name}}}, but {name} is not set"])
+            raise ExperimentError(
+                "experiment", [f"{key}: references ${{env:{name}}}, but {name} is not set"]
+            )
         return environ[name]
 
     return ENV_REF.sub(lookup, value)
@@ -319,7 +412,8 @@ def show(resolved: Resolved) -> str:
     """Every leaf with its value and the layer it came from."""
     width = max(len(k) for k in resolved.origins)
     return "\n".join(
-        f"{key:<{width}}  {json.dumps(value)}  ({resolved.origins[key]})" for key, value in resolved.flat().items()
+        f"{key:<{width}}  {json.dumps(value)}  ({resolved.origins[key]})"
+        for key, value in resolved.flat().items()
     )
 
 
@@ -330,12 +424,17 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     if environ.get("ALPHAFORGE_PRICES"):
         layer["data"] = {"source": "files", "path": environ["ALPHAFORGE_PRICES"]}
-    for var, key in (("ALPHAFORGE_MLFLOW_URI", "mlflow_uri"), ("ALPHAFORGE_OPTUNA_STORAGE", "optuna_storage")):
+    for var, key in (
+        ("ALPHAFORGE_MLFLOW_URI", "mlflow_uri"),
+        ("ALPHAFORGE_OPTUNA_STORAGE", "optuna_storage"),
+    ):
         if environ.get(var):
             layer.setdefault("tracking", {})[key] = environ[var]
     for var, raw in environ.items():
         if var.startswith(ENV_PREFIX):
-            _set(layer, [p.lower() for p in var[len(ENV_PREFIX) :].split("__")], yaml.safe_load(raw))
+            _set(
+                layer, [p.lower() for p in var[len(ENV_PREFIX) :].split("__")], yaml.safe_load(raw)
+            )
     return layer
 
 
@@ -345,7 +444,9 @@ def _set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
     tree[keys[-1]] = value
 
 
-def _merge(into: dict, layer: Mapping, origins: dict[str, str], name: str, prefix: tuple[str, ...]) -> None:
+def _merge(
+    into: dict, layer: Mapping, origins: dict[str, str], name: str, prefix: tuple[str, ...]
+) -> None:
     for key, value in layer.items():
         path = (*prefix, str(key))
         if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "columns":
@@ -358,12 +459,13 @@ def _merge(into: dict, layer: Mapping, origins: dict[str, str], name: str, prefi
             origins[".".join(path)] = name
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaves (``columns`` maps stay whole)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and key != "columns":
-            out |= _flatten(value, dotted + ".")
+            out |= flatten(value, dotted + ".")
         else:
             out[dotted] = value
     return out
@@ -374,10 +476,29 @@ def _parents(dotted: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
+def _without(tree: dict[str, Any], locs: list[tuple]) -> dict[str, Any]:
+    """A deep copy of ``tree`` without the keys at ``locs`` (so their defaults apply)."""
+    import copy
+
+    out = copy.deepcopy(tree)
+    for loc in locs:
+        keys = [k for k in loc if isinstance(k, str)]
+        node = out
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys:
+            node.pop(keys[-1], None)
+    return out
+
+
 def _describe(error: Mapping[str, Any], origins: Mapping[str, str]) -> str:
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc) or "(top level)"
-    where = origins.get(key) or next((origins[p] for p in _parents(key) if p in origins), None)
+    where = (
+        origins.get(key)
+        or next((origins[p] for p in _parents(key) if p in origins), None)
+        or next((o for k, o in origins.items() if k.startswith(key + ".")), None)
+    )
     suffix = f" [set by {where}]" if where else ""
     if error["type"] == "extra_forbidden":
         model: type[BaseModel] = Experiment
@@ -400,9 +521,13 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
     problems = []
     data, cv = exp.data, exp.cv
     if data.source == "files" and not data.path:
-        problems.append("data.path: required when data.source is 'files' (a path or glob of price files)")
+        problems.append(
+            "data.path: required when data.source is 'files' (a path or glob of price files)"
+        )
     if data.source == "bundled" and (data.path or data.columns or data.symbol_from_filename):
-        problems.append("data.source: 'bundled' takes no path, columns or symbol_from_filename; set source: files")
+        problems.append(
+            "data.source: 'bundled' takes no path, columns or symbol_from_filename; set source: files"
+        )
     if data.source == "files" and data.path and check_files:
         from glob import glob
 
@@ -411,7 +536,9 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
             problems.append(f"data.path: no file matches {data.path!r}")
     end = data.end_date or (BUNDLED_LAST_DATE if data.source == "bundled" else None)
     if data.end_date and data.end_date <= data.start_date:
-        problems.append(f"data.end_date: {data.end_date} is not after data.start_date {data.start_date}")
+        problems.append(
+            f"data.end_date: {data.end_date} is not after data.start_date {data.start_date}"
+        )
     elif end:
         days = _business_days(data.start_date, end)
         outer_block = days * (1 - cv.tune_fraction) / cv.outer_splits
@@ -426,15 +553,23 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
     for m in unknown:
         close = difflib.get_close_matches(m, list(MODEL_SPECS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        problems.append(f"models.names: unknown model {m!r}; expected one of {sorted(MODEL_SPECS)}{hint}")
+        problems.append(
+            f"models.names: unknown model {m!r}; expected one of {sorted(MODEL_SPECS)}{hint}"
+        )
     if not exp.models.names:
         problems.append("models.names: at least one base model is needed")
     if exp.explain.model not in exp.models.names and not unknown:
-        problems.append(f"explain.model: {exp.explain.model!r} is not among models.names {exp.models.names}")
+        problems.append(
+            f"explain.model: {exp.explain.model!r} is not among models.names {exp.models.names}"
+        )
     if data.universe is not None and exp.portfolio.top_k >= len(data.universe):
-        problems.append(f"portfolio.top_k: {exp.portfolio.top_k} is not smaller than the universe of {len(data.universe)} symbols")
+        problems.append(
+            f"portfolio.top_k: {exp.portfolio.top_k} is not smaller than the universe of {len(data.universe)} symbols"
+        )
     for key in ("mlflow_uri", "optuna_storage"):
         value = getattr(exp.tracking, key)
         if value and "://" in value and re.search(r"://[^/@:]+:[^@/${}]+@", value):
-            problems.append(f"tracking.{key}: holds a password; use a reference such as ${{env:MLFLOW_DB_PASSWORD}}")
+            problems.append(
+                f"tracking.{key}: holds a password; use a reference such as ${{env:MLFLOW_DB_PASSWORD}}"
+            )
     return problems

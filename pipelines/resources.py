@@ -23,6 +23,7 @@ class MLflowResource(ConfigurableResource):
     artifact_root: str
     experiment_name: str = "alphaforge"
     ui_url: str = "http://127.0.0.1:5000"
+    experiment_yaml: str = ""
 
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -33,6 +34,7 @@ class MLflowResource(ConfigurableResource):
         )
 
     def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
+
         found = client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{context.run_id}' and tags.`{PARENT_TAG}` = 'true'",

@@ -12,7 +12,8 @@ from pathlib import Path
 # name -> (default, meaning); the README's configuration table is this dictionary.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "ALPHAFORGE_HOME": ("./.alphaforge", "Home folder for every embedded store and output."),
-    "ALPHAFORGE_PROFILE": ("full", "Run profile the Dagster job defaults to: `fast` or `full`."),
+    "ALPHAFORGE_CONFIG": ("(none)", "Experiment file (YAML) the Dagster job and schedule run."),
+    "ALPHAFORGE_PROFILE": ("full", "Built-in profile under the experiment: `fast` or `full`."),
     "ALPHAFORGE_PRICES": (
         "(bundled)",
         "Path or glob of the user's price files (CSV, CSV.gz, Parquet); empty = bundled data.",
@@ -27,14 +28,17 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "MLflow UI address used in links from Dagster metadata.",
     ),
     "ALPHAFORGE_DEPLOYMENT": ("local", "Resource set: `local` (embedded) for now."),
+    "ALPHAFORGE__<SECTION>__<KEY>": (
+        "",
+        "Override one experiment key, e.g. `ALPHAFORGE__MODELS__N_TRIALS=5`.",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    profile: str
-    prices: str | None
+    config: str | None
     mlflow_uri: str
     optuna_storage: str
     mlflow_ui: str
@@ -63,13 +67,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         .expanduser()
         .resolve()
     )
-    profile = environ.get("ALPHAFORGE_PROFILE") or "full"
-    if profile not in ("fast", "full"):
-        raise ValueError(f"ALPHAFORGE_PROFILE must be 'fast' or 'full', got {profile!r}")
     return Settings(
         home=home,
-        profile=profile,
-        prices=environ.get("ALPHAFORGE_PRICES") or None,
+        config=environ.get("ALPHAFORGE_CONFIG") or None,
         mlflow_uri=environ.get("ALPHAFORGE_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}",
         optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE")
         or f"sqlite:///{home / 'optuna.db'}",

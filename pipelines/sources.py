@@ -68,7 +68,10 @@ class FilePriceSource(ConfigurableResource):
 
     def load_prices(self) -> pl.DataFrame:
         mapping = {ours: theirs.strip().lower() for ours, theirs in self.columns.items()}
-        frames = [_select(_read(f), mapping, f if self.symbol_from_filename else None) for f in self.files()]
+        frames = [
+            _select(_read(f), mapping, f if self.symbol_from_filename else None)
+            for f in self.files()
+        ]
         return pl.concat(frames, how="diagonal_relaxed")
 
     def describe(self) -> str:
@@ -84,8 +87,17 @@ def _read(path: Path) -> pl.DataFrame:
         try:
             frame, first = pl.read_csv(path, infer_schema=False), 2
         except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ContractViolation(CONTRACT, [Violation(f"not a readable CSV file ({first_line})", None, str(path), None, None, None)]) from err
+            first_line = (
+                str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            )
+            raise ContractViolation(
+                CONTRACT,
+                [
+                    Violation(
+                        f"not a readable CSV file ({first_line})", None, str(path), None, None, None
+                    )
+                ],
+            ) from err
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     return frame.with_columns(
         source_file=pl.lit(str(path)),
@@ -99,7 +111,11 @@ def _select(frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | No
     A mapped column missing from the file is left missing, so the contract names it.
     """
     source = str(frame["source_file"][0]) if len(frame) else None
-    picked = [pl.col(mapping.get(c, c)).alias(c) for c in PRICE_COLUMNS if mapping.get(c, c) in frame.columns]
+    picked = [
+        pl.col(mapping.get(c, c)).alias(c)
+        for c in PRICE_COLUMNS
+        if mapping.get(c, c) in frame.columns
+    ]
     out = frame.select(*picked, "source_file", "source_row")
     if symbol_file is not None:
         out = out.with_columns(symbol=pl.lit(ticker_from_name(symbol_file)))
@@ -108,7 +124,14 @@ def _select(frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | No
         raise ContractViolation(
             CONTRACT,
             [
-                Violation(f"is mapped to '{theirs}', which the file lacks (columns: {frame.columns})", ours, source, None, None, None)
+                Violation(
+                    f"is mapped to '{theirs}', which the file lacks (columns: {frame.columns})",
+                    ours,
+                    source,
+                    None,
+                    None,
+                    None,
+                )
                 for ours, theirs in missing.items()
             ],
         )

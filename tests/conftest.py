@@ -72,8 +72,8 @@ def materialized(tmp_path_factory) -> Materialized:
     """The whole graph, fast profile, in a temporary ALPHAFORGE_HOME (about a minute)."""
     from dagster import DagsterInstance
 
-    from pipelines.definitions import build_definitions
-    from pipelines.profiles import run_config
+    from pipelines.definitions import JOB, build_definitions
+    from pipelines.experiment import resolve
     from pipelines.settings import load_settings, prepare_home
 
     home = tmp_path_factory.mktemp("alphaforge_home")
@@ -81,9 +81,10 @@ def materialized(tmp_path_factory) -> Materialized:
     settings = load_settings(env)
     prepare_home(settings)
     instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
-    defs = build_definitions(settings)
-    result = defs.resolve_job_def("all_assets_job").execute_in_process(
-        run_config=run_config("fast"), instance=instance, raise_on_error=False
+    resolved = resolve(None, environ=env)
+    defs = build_definitions(settings, resolved, env)
+    result = defs.resolve_job_def(JOB).execute_in_process(
+        run_config=resolved.run_config(), instance=instance, raise_on_error=False
     )
     return Materialized(home=home, instance=instance, result=result, defs=defs, env=env)
 

@@ -7,15 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.definitions import build_definitions
-from pipelines.settings import load_settings
+from pipelines.definitions import definitions_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 
 def graph_snapshot() -> dict:
-    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -42,13 +41,13 @@ def test_asset_graph_matches_snapshot():
 
 
 def test_market_prices_check_is_blocking():
-    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
     assert [(s.name, s.blocking) for s in specs] == [("check_market_prices_contract", True)]
 
 
 def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
-    defs = build_definitions(load_settings({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"}))
+    defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     schedule = defs.get_schedule_def("all_assets_job_schedule")
     assert schedule.execution_timezone == "America/New_York"
     assert schedule.cron_schedule == "30 18 * * 1-5"

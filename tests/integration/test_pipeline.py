@@ -9,8 +9,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType
 
-from pipelines.definitions import build_definitions
-from pipelines.profiles import run_config
+from pipelines.definitions import JOB, definitions_from_env
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
 from pipelines.settings import load_settings
 
@@ -130,8 +129,9 @@ def test_backtest_metrics_are_finite_and_costs_charged(materialized):
 
 def test_second_run_logs_a_second_parent_run_and_replaces_the_report(materialized):
     first_report = (materialized.home / "reports" / "risk_report.md").read_text()
-    again = materialized.defs.resolve_job_def("all_assets_job").execute_in_process(
-        run_config=run_config("fast"),
+    job = materialized.defs.resolve_job_def(JOB)
+    again = job.execute_in_process(
+        run_config=job.run_config_for_run_config_schema if False else None,
         instance=materialized.instance,
         asset_selection=[AssetKey("risk_report")],
     )
@@ -155,9 +155,9 @@ def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialize
     )
     lake = materialized.home / "lake"
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.iterdir()}
-    defs = build_definitions(load_settings(materialized.env | {"ALPHAFORGE_PRICES": str(bad)}))
-    result = defs.resolve_job_def("all_assets_job").execute_in_process(
-        run_config=run_config("fast"), instance=materialized.instance, raise_on_error=False
+    defs = definitions_from_env(materialized.env | {"ALPHAFORGE_PRICES": str(bad)})
+    result = defs.resolve_job_def(JOB).execute_in_process(
+        instance=materialized.instance, raise_on_error=False
     )
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
