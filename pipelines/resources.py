@@ -1,12 +1,15 @@
 """Resources: MLflow tracking and the report store (data sources live in ``sources.py``)."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from dagster import AssetExecutionContext, ConfigurableResource
 
 from pipelines.atomic import write_atomic
+from pipelines.experiment import flatten
 
 PARENT_TAG = "alphaforge.parent"
 DAGSTER_RUN_TAG = "dagster.run_id"
@@ -34,6 +37,7 @@ class MLflowResource(ConfigurableResource):
         )
 
     def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
+        from mlflow.entities import Param
 
         found = client.search_runs(
             [experiment_id],
@@ -51,6 +55,14 @@ class MLflowResource(ConfigurableResource):
                 "dagster.job": context.job_name,
             },
         )
+        if self.experiment_yaml:  # the resolved experiment: enough to reproduce this run
+            client.log_text(run.info.run_id, self.experiment_yaml, "experiment.yaml")
+            flat = flatten(yaml.safe_load(self.experiment_yaml))
+            params = [
+                Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+                for k, v in flat.items()
+            ]
+            client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
     @contextmanager

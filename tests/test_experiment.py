@@ -34,18 +34,42 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ("modles: {n_trials: 3}", "modles: unknown key; did you mean 'models'?"),
         ("data: {sorce: files}", "data.sorce: unknown key; did you mean 'source'?"),
         ("data: {source: files}", "data.path: required when data.source is 'files'"),
-        ("data: {source: files, path: /nonexistent/*.csv}", "data.path: no file matches '/nonexistent/*.csv'"),
-        ("cv: {outer_splits: 900}", "cv.outer_splits: test blocks of ~5 trading days are not longer than the purge"),
-        ("labels: {horizon: 600}", "cv.inner_splits: test blocks of ~538 trading days are not longer than the purge (labels.horizon = 600)"),
-        ("data: {start_date: 2020-01-01, end_date: 2019-06-30}", "data.end_date: 2019-06-30 is not after data.start_date 2020-01-01"),
-        ("models: {names: [lightgbm, xgbost]}", "models.names: unknown model 'xgbost'; expected one of ['lightgbm', 'xgboost']; did you mean 'xgboost'?"),
+        (
+            "data: {source: files, path: /nonexistent/*.csv}",
+            "data.path: no file matches '/nonexistent/*.csv'",
+        ),
+        (
+            "cv: {outer_splits: 900}",
+            "cv.outer_splits: test blocks of ~5 trading days are not longer than the purge",
+        ),
+        (
+            "labels: {horizon: 600}",
+            "cv.inner_splits: test blocks of ~538 trading days are not longer than the purge (labels.horizon = 600)",
+        ),
+        (
+            "data: {start_date: 2020-01-01, end_date: 2019-06-30}",
+            "data.end_date: 2019-06-30 is not after data.start_date 2020-01-01",
+        ),
+        (
+            "models: {names: [lightgbm, xgbost]}",
+            "models.names: unknown model 'xgbost'; expected one of ['lightgbm', 'xgboost']; did you mean 'xgboost'?",
+        ),
         ("explain: {model: ridge}", "explain.model: 'ridge' is not among models.names"),
         ("risk: {levels: [0.95, 1.5]}", "risk.levels: levels must lie strictly between 0.5 and 1"),
-        ("risk: {strategy: momentum}", "risk.strategy: Input should be 'ml_top_k', 'hrp' or 'equal_weight'"),
+        (
+            "risk: {strategy: momentum}",
+            "risk.strategy: Input should be 'ml_top_k', 'hrp' or 'equal_weight'",
+        ),
         ("schedule: {cron: every night}", "schedule.cron: not a valid cron expression"),
         ("schedule: {timezone: Mars/Olympus}", "schedule.timezone: not a known IANA timezone"),
-        ("ensemble: {meta_learner: xgb}", "ensemble.meta_learner: Input should be 'positive_linear' or 'ridge'"),
-        ("tracking: {mlflow_uri: 'postgresql://me:hunter2@db/mlflow'}", "tracking.mlflow_uri: holds a password"),
+        (
+            "ensemble: {meta_learner: xgb}",
+            "ensemble.meta_learner: Input should be 'positive_linear' or 'ridge'",
+        ),
+        (
+            "tracking: {mlflow_uri: 'postgresql://me:hunter2@db/mlflow'}",
+            "tracking.mlflow_uri: holds a password",
+        ),
         ("profile: medium", "profile: 'medium' is not a profile"),
         ("- just\n- a list", "top level must be a mapping"),
         ("data: [unclosed", "not valid YAML"),
@@ -58,9 +82,14 @@ def test_broken_config_gives_one_clear_message(tmp_path, text, expected):
 
 
 def test_all_problems_are_reported_at_once(tmp_path):
-    found = problems(tmp_path, "modles: {}\nmodels: {names: [lgbm], n_trials: -1}\ndata: {start_date: 2021-01-01, end_date: 2020-01-01}\n")
+    found = problems(
+        tmp_path,
+        "modles: {}\nmodels: {names: [lgbm], n_trials: -1}\ndata: {start_date: 2021-01-01, end_date: 2020-01-01}\n",
+    )
     assert len(found) == 4
-    assert found[0].startswith("models.n_trials") or any(p.startswith("models.n_trials") for p in found)
+    assert found[0].startswith("models.n_trials") or any(
+        p.startswith("models.n_trials") for p in found
+    )
     assert any("did you mean 'lightgbm'" in p for p in found)
 
 
@@ -74,7 +103,10 @@ def test_a_broken_config_starts_no_run(tmp_path):
     bad = write(tmp_path, "models: {n_trials: many}\n")
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "run", "--config", str(bad)],
-        capture_output=True, text=True, cwd=ROOT, env={"ALPHAFORGE_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"ALPHAFORGE_HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 2
     assert "models.n_trials" in out.stderr and "nothing was run" in out.stderr
@@ -86,7 +118,12 @@ def test_precedence_profile_file_env_cli(tmp_path):
     env = {"ALPHAFORGE__MODELS__N_TRIALS": "9", "ALPHAFORGE__PORTFOLIO__COST_BPS": "25"}
     resolved = resolve(path, environ=env, overrides={"models.n_trials": "11"})
     exp = resolved.experiment
-    assert (exp.models.n_trials, exp.models.seed, exp.portfolio.top_k, exp.portfolio.cost_bps) == (11, 1, 3, 25.0)
+    assert (exp.models.n_trials, exp.models.seed, exp.portfolio.top_k, exp.portfolio.cost_bps) == (
+        11,
+        1,
+        3,
+        25.0,
+    )
     assert exp.data.start_date.isoformat() == "2007-01-01"  # from the fast profile
     origins = resolved.origins
     assert origins["models.n_trials"] == "command line"
@@ -100,18 +137,31 @@ def test_precedence_profile_file_env_cli(tmp_path):
 
 def test_env_prices_and_tracking_variables_map_to_keys(tmp_path):
     (tmp_path / "p.csv").write_text("symbol,date,close\nA,2020-01-02,1\n")
-    resolved = resolve(None, environ={"ALPHAFORGE_PRICES": str(tmp_path / "p.csv"), "ALPHAFORGE_MLFLOW_URI": "sqlite:///x.db"})
+    resolved = resolve(
+        None,
+        environ={
+            "ALPHAFORGE_PRICES": str(tmp_path / "p.csv"),
+            "ALPHAFORGE_MLFLOW_URI": "sqlite:///x.db",
+        },
+    )
     assert resolved.experiment.data.source == "files"
     assert resolved.experiment.tracking.mlflow_uri == "sqlite:///x.db"
 
 
 def test_secrets_are_references_resolved_only_at_run_time(tmp_path):
-    path = write(tmp_path, "tracking: {mlflow_uri: 'postgresql://ml:${env:DB_PASSWORD}@db/mlflow'}\n")
+    path = write(
+        tmp_path, "tracking: {mlflow_uri: 'postgresql://ml:${env:DB_PASSWORD}@db/mlflow'}\n"
+    )
     resolved = resolve(path, environ={})
     assert "${env:DB_PASSWORD}" in resolved.to_yaml()  # logged as a reference, never the value
-    uri = resolve_env_refs(resolved.experiment.tracking.mlflow_uri, "tracking.mlflow_uri", {"DB_PASSWORD": "s3cret"})
+    uri = resolve_env_refs(
+        resolved.experiment.tracking.mlflow_uri, "tracking.mlflow_uri", {"DB_PASSWORD": "s3cret"}
+    )
     assert uri == "postgresql://ml:s3cret@db/mlflow"
-    with pytest.raises(ExperimentError, match="tracking.mlflow_uri: references \\$\\{env:DB_PASSWORD\\}, but DB_PASSWORD is not set"):
+    with pytest.raises(
+        ExperimentError,
+        match="tracking.mlflow_uri: references \\$\\{env:DB_PASSWORD\\}, but DB_PASSWORD is not set",
+    ):
         resolve_env_refs(resolved.experiment.tracking.mlflow_uri, "tracking.mlflow_uri", {})
 
 

@@ -1,0 +1,151 @@
+"""Experiment files end to end: the examples run, results reproduce from what was logged."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+import yaml
+from polars.testing import assert_frame_equal
+
+from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ALPHAFORGE", "MLFLOW_", "DAGSTER_"))
+    }
+    env["ALPHAFORGE_HOME"] = str(home)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def parent_run(home: Path):
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("alphaforge")
+    (run,) = client.search_runs(
+        [experiment.experiment_id], f"tags.`{PARENT_TAG}` = 'true'", max_results=5
+    )
+    return client, run
+
+
+def metrics(home: Path) -> dict[str, float]:
+    client, parent = parent_run(home)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    return {f"{c.info.run_name}.{k}": v for c in children for k, v in c.data.metrics.items()}
+
+
+@pytest.fixture(scope="module")
+def from_example(tmp_path_factory):
+    home = tmp_path_factory.mktemp("example_home")
+    out = cli("run", "--config", "examples/fast.yaml", home=home)
+    return home, out
+
+
+def test_cli_run_from_example_reproduces_make_run(materialized, from_example):
+    home, out = from_example
+    assert "✓ 12 assets materialized" in out.stdout
+    assert "lightgbm trial 10/10" in out.stdout  # progress shown
+    for name in ("backtest", "oof_predictions", "signals"):
+        assert_frame_equal(
+            pl.read_parquet(home / "lake" / f"{name}.parquet"),
+            pl.read_parquet(materialized.home / "lake" / f"{name}.parquet"),
+        )
+    assert metrics(home) == pytest.approx(metrics(materialized.home))
+
+
+def test_resolved_experiment_is_logged_to_mlflow_and_dagster(from_example):
+    home, _ = from_example
+    client, parent = parent_run(home)
+    logged = yaml.safe_load(
+        Path(
+            client.download_artifacts(parent.info.run_id, "experiment.yaml", str(home))
+        ).read_text()
+    )
+    assert logged["profile"] == "fast" and logged["models"]["n_trials"] == 10
+    assert (
+        parent.data.params["models.n_trials"] == "10"
+        and parent.data.params["data.start_date"] == "2007-01-01"
+    )
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.from_ref(DagsterInstance.local_temp(str(home / "dagster")).get_ref())
+    run = instance.get_run_by_id(parent.data.tags[DAGSTER_RUN_TAG])
+    assert yaml.safe_load(run.tags["alphaforge/experiment"]) == logged
+
+
+def test_rerun_from_the_logged_config_reproduces_the_metrics(from_example, tmp_path):
+    home, _ = from_example
+    client, parent = parent_run(home)
+    config = Path(client.download_artifacts(parent.info.run_id, "experiment.yaml", str(tmp_path)))
+    again = tmp_path / "again_home"
+    cli("run", "--config", str(config), home=again)
+    assert metrics(again) == pytest.approx(metrics(home))
+
+
+def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materialized):
+    """The AlphaVantage example on files the test writes from real (bundled) prices."""
+    prices = pl.read_parquet(materialized.home / "lake" / "market_prices.parquet").filter(
+        pl.col("date") >= pl.date(2011, 1, 1)
+    )
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    tickers = sorted(prices["symbol"].unique())[:12]
+    for ticker in tickers:
+        part = prices.filter(pl.col("symbol") == ticker).sort(
+            "date", descending=True
+        )  # vendor order: newest first
+        part.select(
+            pl.col("date").cast(pl.String).alias("timestamp"),
+            (pl.col("close") * 1.01).alias("open"),
+            (pl.col("close") * 1.02).alias("high"),
+            (pl.col("close") * 0.98).alias("low"),
+            (pl.col("close") * 3).alias("close"),
+            pl.col("close").alias("adjusted_close"),
+            pl.lit(1e6).alias("volume"),
+            pl.lit(0.0).alias("dividend_amount"),
+            pl.lit(1.0).alias("split_coefficient"),
+        ).write_csv(folder / f"{ticker}.csv")
+        (folder / f"{ticker}.csv").write_bytes(
+            __import__("gzip").compress((folder / f"{ticker}.csv").read_bytes())
+        )
+        (folder / f"{ticker}.csv").rename(folder / f"{ticker}.csv.gz")
+    home = tmp_path / "home"
+    out = cli(
+        "run",
+        "--config",
+        "examples/alphavantage_csvs.yaml",
+        "--set",
+        f"data.path={folder}/*.csv.gz",
+        "--set",
+        "models.n_trials=3",
+        home=home,
+    )
+    assert "✓ 12 assets materialized" in out.stdout
+    ingested = pl.read_parquet(home / "lake" / "market_prices.parquet")
+    assert sorted(ingested["symbol"].unique()) == tickers
+    # the mapping took adjusted_close, not the vendor's unadjusted close
+    original = prices.filter(pl.col("symbol").is_in(tickers)).sort("symbol", "date")
+    assert_frame_equal(
+        ingested.select("symbol", "date", "close").sort("symbol", "date"),
+        original.select("symbol", "date", "close"),
+    )
+    assert {"open", "high", "low", "volume"} <= set(ingested.columns)
