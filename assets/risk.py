@@ -1,6 +1,7 @@
 """Risk group: VaR / CVaR of the strategies and historical stress tests of today's book."""
 
 import json
+from datetime import date
 
 import mlflow
 import polars as pl
@@ -11,7 +12,7 @@ from assets._meta import image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.backtest import performance
 from models.plots import var_lines
-from models.risk import stress_test, var_table
+from models.risk import STRESS_EPISODES, stress_test, var_table
 
 
 class RiskConfig(Config):
@@ -19,6 +20,16 @@ class RiskConfig(Config):
     horizons: list[int] = Field(default=[1, 10], description="VaR horizons in trading days.")
     strategy: str = Field(
         default="ml_top_k", description="Strategy whose returns and live book are assessed."
+    )
+    methods: list[str] = Field(
+        default=["historical", "normal"], description="VaR methods: historical, normal."
+    )
+    stress_episodes: dict[str, list[str]] = Field(
+        default={
+            name: [start.isoformat(), end.isoformat()]
+            for name, (start, end) in STRESS_EPISODES.items()
+        },
+        description="Historical episodes (name -> [first day, last day]) today's book is replayed through.",
     )
 
 
@@ -35,19 +46,32 @@ def risk_report(
 ) -> Output[dict]:
     """Historical and parametric VaR / CVaR of every strategy's out-of-sample net returns, and
     today's book replayed through historical stress episodes; written to ``reports/``."""
-    var = pl.concat(
-        var_table(p["net"].to_numpy(), config.levels, horizon=h).with_columns(strategy=pl.lit(name))
-        for (name,), p in backtest.group_by("strategy", maintain_order=True)
-        for h in config.horizons
-    ).select("strategy", "horizon_days", "method", "level", "var", "cvar")
+    var = (
+        pl.concat(
+            var_table(p["net"].to_numpy(), config.levels, horizon=h).with_columns(
+                strategy=pl.lit(name)
+            )
+            for (name,), p in backtest.group_by("strategy", maintain_order=True)
+            for h in config.horizons
+        )
+        .select("strategy", "horizon_days", "method", "level", "var", "cvar")
+        .filter(pl.col("method").is_in(config.methods))
+    )
     live = portfolio_weights.filter(
         (pl.col("kind") == "live") & (pl.col("strategy") == config.strategy)
     )
     benchmark = alt_data.filter(pl.col("series") == "SP500").select(
         "date", pl.col("value").alias("close"), symbol=pl.lit("SP500")
     )
+    episodes = {
+        name: (date.fromisoformat(a), date.fromisoformat(b))
+        for name, (a, b) in config.stress_episodes.items()
+    }
     stress = stress_test(
-        dict(zip(live["symbol"], live["weight"], strict=True)), market_prices, benchmark=benchmark
+        dict(zip(live["symbol"], live["weight"], strict=True)),
+        market_prices,
+        episodes,
+        benchmark=benchmark,
     )
     perf = pl.DataFrame(
         [

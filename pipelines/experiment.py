@@ -33,8 +33,10 @@ from assets.portfolio import BacktestConfig, PortfolioConfig
 from assets.risk import RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS
+from models.risk import STRESS_EPISODES
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+WHOLE = ("columns", "stress_episodes")  # mappings that are values, not sections
 ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n_trials
 STRATEGIES = ("ml_top_k", "hrp", "equal_weight")
 BUNDLED_LAST_DATE = date(2022, 12, 28)
@@ -163,6 +165,19 @@ class RiskSection(Section):
     levels: list[float] = _inherit(RiskConfig, "levels")
     horizons: list[int] = _inherit(RiskConfig, "horizons")
     strategy: Literal[STRATEGIES] = _inherit(RiskConfig, "strategy")
+    methods: list[Literal["historical", "normal"]] = _inherit(RiskConfig, "methods")
+    stress_episodes: dict[str, tuple[date, date]] = Field(
+        default_factory=lambda: dict(STRESS_EPISODES),
+        description=RiskConfig.model_fields["stress_episodes"].description,
+    )
+
+    @field_validator("stress_episodes")
+    @classmethod
+    def _episodes(cls, value: dict[str, tuple[date, date]]) -> dict[str, tuple[date, date]]:
+        for name, (start, end) in value.items():
+            if end <= start:
+                raise ValueError(f"episode {name!r} ends ({end}) before it starts ({start})")
+        return value
 
     @field_validator("levels")
     @classmethod
@@ -272,6 +287,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "levels"): ("risk_report", "levels"),
     ("risk", "horizons"): ("risk_report", "horizons"),
     ("risk", "strategy"): ("risk_report", "strategy"),
+    ("risk", "methods"): ("risk_report", "methods"),
+    ("risk", "stress_episodes"): ("risk_report", "stress_episodes"),
     ("explain", "model"): ("shap_explanations", "model"),
     ("explain", "n_rows"): ("shap_explanations", "n_rows"),
 }
@@ -449,9 +466,9 @@ def _merge(
 ) -> None:
     for key, value in layer.items():
         path = (*prefix, str(key))
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "columns":
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key not in WHOLE:
             _merge(into[key], value, origins, name, path)
-        elif isinstance(value, Mapping) and key != "columns":
+        elif isinstance(value, Mapping) and key not in WHOLE:
             into[key] = {}
             _merge(into[key], value, origins, name, path)
         else:
@@ -464,7 +481,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and key != "columns":
+        if isinstance(value, Mapping) and key not in WHOLE:
             out |= flatten(value, dotted + ".")
         else:
             out[dotted] = value
