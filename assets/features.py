@@ -1,50 +1,110 @@
-"""Features group: the point-in-time feature matrix and forward-return labels."""
+"""Features group: the point-in-time feature matrix and the labels."""
 
 import polars as pl
-from dagster import Config, Output, asset
+from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from assets._meta import frame_metadata
-from models.features import build_feature_matrix, feature_columns
-from models.labels import forward_returns
+from assets._meta import frame_metadata, table
+from models.features import build_feature_matrix, describe, feature_columns, feature_names, plan
+from models.features.pipeline import RANKED
+from models.labels import excess_returns, forward_returns, triple_barrier
 
 
 class FeaturesConfig(Config):
-    windows: list[int] = Field(default=[5, 20, 60], description="Rolling windows in trading days.")
+    feature_set: str = Field(
+        default="default", description="minimal, default, alpha158, all or custom."
+    )
+    names: list[str] = Field(
+        default=[], description="Feature names for the custom set (see the registry)."
+    )
+    windows: list[int] = Field(
+        default=[5, 20, 60],
+        description="Rolling windows of the default and minimal sets (trading days).",
+    )
+    cs_rank: list[str] = Field(
+        default=list(RANKED), description="Features also ranked across symbols per date."
+    )
+    cs_zscore: list[str] = Field(
+        default=[], description="Features also z-scored across symbols per date."
+    )
+    winsorize: float | None = Field(
+        default=None,
+        description="Clip z-scored features at this per-date quantile and its complement.",
+    )
 
 
 class LabelsConfig(Config):
+    kind: str = Field(
+        default="forward", description="forward, excess (over the S&P 500) or triple_barrier."
+    )
     horizon: int = Field(default=5, description="Forward-return horizon in trading days.")
+    barrier_k: float = Field(
+        default=2.0, description="Triple barrier: width in trailing volatilities."
+    )
+    vol_window: int = Field(default=20, description="Triple barrier: days of trailing volatility.")
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
 def feature_matrix(
     config: FeaturesConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
 ) -> Output[pl.DataFrame]:
-    """``[symbol, date, <features>]``: technical, market-relative, cross-sectional and alternative
-    features, each using only data known on or before its date."""
-    frame = build_feature_matrix(market_prices.lazy(), alt_data.lazy(), config.windows).collect()
-    null_share = frame.select(pl.col(feature_columns(frame)).null_count() / len(frame)).transpose(
-        include_header=True, header_name="feature", column_names=["null_share"]
-    )
+    """``[symbol, date, <features>]``: the configured feature set (technical, Alpha158, market-
+    relative), alternative data joined as of its publication, cross-sectional transforms; each
+    value uses only data known on or before its date."""
+    frame = build_feature_matrix(
+        market_prices.lazy(),
+        alt_data.lazy(),
+        config.windows,
+        feature_set=config.feature_set,
+        names=config.names,
+        cs_rank=config.cs_rank,
+        cs_zscore=config.cs_zscore,
+        winsorize=config.winsorize,
+    ).collect()
+    columns = feature_columns(frame)
+    requested = feature_names(config.feature_set, config.windows, config.names)
+    skipped = plan(requested, market_prices.columns, True).skipped
+    null_share = frame.select(pl.col(columns).null_count() / max(len(frame), 1)).row(0)
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
-            "n_features": len(feature_columns(frame)),
-            "max_null_share": float(null_share["null_share"].max()),
+            "n_features": len(columns),
+            "feature_set": config.feature_set,
+            "features": table(describe(columns)),
+            "skipped_for_missing_inputs": MetadataValue.json(
+                {k: list(v) for k, v in skipped.items()}
+            ),
+            "max_null_share": float(max(null_share, default=0.0)),
         },
     )
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
-def labels(config: LabelsConfig, market_prices: pl.DataFrame) -> Output[pl.DataFrame]:
-    """``[symbol, date, label, label_end]``: forward return over the horizon and its end date."""
-    frame = forward_returns(market_prices.lazy(), config.horizon).collect()
+def labels(
+    config: LabelsConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends."""
+    prices = market_prices.lazy()
+    if config.kind == "forward":
+        frame = forward_returns(prices, config.horizon)
+    elif config.kind == "excess":
+        market = (
+            alt_data.lazy()
+            .filter(pl.col("series") == "SP500")
+            .select("date", pl.col("value").alias("close"))
+        )
+        frame = excess_returns(prices, market, config.horizon)
+    elif config.kind == "triple_barrier":
+        frame = triple_barrier(prices, config.horizon, config.barrier_k, config.vol_window)
+    else:
+        raise ValueError(f"unknown label kind {config.kind!r}")
+    frame = frame.collect()
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
+            "kind": config.kind,
             "horizon": config.horizon,
             "label_mean": float(frame["label"].mean()),
         },

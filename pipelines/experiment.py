@@ -33,6 +33,8 @@ from assets.portfolio import BacktestConfig, PortfolioConfig
 from assets.risk import RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS
+from models.features import FEATURE_SETS, REGISTRY, spec
+from models.labels import LABEL_KINDS
 from models.risk import STRESS_EPISODES
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -76,7 +78,14 @@ class DataSection(Section):
 
 
 class FeaturesSection(Section):
+    set: Literal[FEATURE_SETS] = _inherit(FeaturesConfig, "feature_set")
+    names: list[str] = _inherit(FeaturesConfig, "names")
     windows: list[int] = _inherit(FeaturesConfig, "windows")
+    cs_rank: list[str] = _inherit(FeaturesConfig, "cs_rank")
+    cs_zscore: list[str] = _inherit(FeaturesConfig, "cs_zscore")
+    winsorize: float | None = Field(
+        None, gt=0, lt=0.5, description=FeaturesConfig.model_fields["winsorize"].description
+    )
 
     @field_validator("windows")
     @classmethod
@@ -87,6 +96,17 @@ class FeaturesSection(Section):
 
 
 class LabelsSection(Section):
+    kind: Literal[LABEL_KINDS] = _inherit(LabelsConfig, "kind")
+    barrier_k: float = Field(
+        LabelsConfig.model_fields["barrier_k"].default,
+        gt=0,
+        description=LabelsConfig.model_fields["barrier_k"].description,
+    )
+    vol_window: int = Field(
+        LabelsConfig.model_fields["vol_window"].default,
+        ge=2,
+        description=LabelsConfig.model_fields["vol_window"].description,
+    )
     horizon: int = Field(
         LabelsConfig.model_fields["horizon"].default,
         ge=1,
@@ -268,7 +288,15 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("data", "start_date"): ("market_prices", "start_date"),
     ("data", "end_date"): ("market_prices", "end_date"),
     ("data", "universe"): ("market_prices", "symbols"),
+    ("features", "set"): ("feature_matrix", "feature_set"),
+    ("features", "names"): ("feature_matrix", "names"),
     ("features", "windows"): ("feature_matrix", "windows"),
+    ("features", "cs_rank"): ("feature_matrix", "cs_rank"),
+    ("features", "cs_zscore"): ("feature_matrix", "cs_zscore"),
+    ("features", "winsorize"): ("feature_matrix", "winsorize"),
+    ("labels", "kind"): ("labels", "kind"),
+    ("labels", "barrier_k"): ("labels", "barrier_k"),
+    ("labels", "vol_window"): ("labels", "vol_window"),
     ("labels", "horizon"): ("labels", "horizon"),
     ("labels", "target"): ("base_models", "target"),
     ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
@@ -566,6 +594,24 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
                     f"{name}: test blocks of ~{block:.0f} trading days are not longer than the purge "
                     f"(labels.horizon = {exp.labels.horizon}); use fewer splits or a longer date range"
                 )
+    feats = exp.features
+    if feats.set == "custom" and not feats.names:
+        problems.append("features.names: the custom feature set needs a list of feature names")
+    if feats.names and feats.set != "custom":
+        problems.append(
+            f"features.names: only used by the custom set; set features.set: custom (now {feats.set!r})"
+        )
+    for name in feats.names:
+        try:
+            spec(name)
+        except KeyError:
+            close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+            hint = (
+                f"; did you mean '{close[0]}'?"
+                if close
+                else " (a registered name, or a family such as vol_45)"
+            )
+            problems.append(f"features.names: unknown feature {name!r}{hint}")
     unknown = [m for m in exp.models.names if m not in MODEL_SPECS]
     for m in unknown:
         close = difflib.get_close_matches(m, list(MODEL_SPECS), n=1)

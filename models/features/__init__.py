@@ -2,19 +2,43 @@
 
 Every function here maps a ``LazyFrame`` to a ``LazyFrame`` and uses only rows whose date (or,
 for alternative data, whose ``available_date``) is on or before the row being computed:
-``tests/unit/test_features.py`` proves it by truncating the inputs and comparing.
+``tests/unit/test_features.py`` proves it by perturbing the future and comparing.
 """
 
 from models.features.alternative import alt_features, join_alt_features
-from models.features.pipeline import build_feature_matrix, feature_columns
-from models.features.technical import cross_sectional_ranks, market_relative, price_features
+from models.features.pipeline import (
+    FEATURE_SETS,
+    build_feature_matrix,
+    feature_columns,
+    feature_names,
+    plan,
+)
+from models.features.registry import REGISTRY, describe
+from models.features.technical import (
+    compute,
+    cross_sectional_ranks,
+    cross_sectional_zscores,
+    market_relative,
+    price_features,
+    sector_neutral,
+    spec,
+)
 
 __all__ = [
+    "FEATURE_SETS",
+    "REGISTRY",
     "alt_features",
     "build_feature_matrix",
+    "compute",
     "cross_sectional_ranks",
+    "cross_sectional_zscores",
+    "describe",
     "feature_columns",
+    "feature_names",
     "join_alt_features",
     "market_relative",
+    "plan",
     "price_features",
+    "sector_neutral",
+    "spec",
 ]

@@ -1,37 +1,114 @@
-"""The default feature set: technical + market-relative + cross-sectional + alternative."""
+"""Feature sets and the feature matrix: time-series features, alternative data joined
+point-in-time, market-relative features, then cross-sectional transforms."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 import polars.selectors as cs
 
+import models.features.alpha158  # noqa: F401  (registers the Alpha158 features)
+from models.features.alpha158 import ALPHA158
 from models.features.alternative import join_alt_features
-from models.features.technical import cross_sectional_ranks, market_relative, price_features
-from models.types import CLOSE, DATE, KEYS, SYMBOL
+from models.features.registry import FeatureSpec
+from models.features.technical import (
+    MARKET_RET,
+    compute,
+    cross_sectional_ranks,
+    cross_sectional_zscores,
+    default_technical,
+    spec,
+)
+from models.types import KEYS
 
-MARKET_SERIES = "SP500"
+FEATURE_SETS = ("minimal", "default", "alpha158", "all", "custom")
 RANKED = ("ret_5", "ret_20", "ret_60", "vol_20")
+EXTENDED = ("macd", "macd_signal", "boll_20", "atr_14", "volz_20", "dollar_vol_20")
+
+
+def feature_names(
+    feature_set: str, windows: Sequence[int] = (5, 20, 60), names: Sequence[str] = ()
+) -> list[str]:
+    """The time-series feature names of a set (before checking which inputs the data has)."""
+    longest = max(windows)
+    if feature_set == "minimal":
+        return ["ret_1", *(f"{f}_{w}" for w in windows for f in ("ret", "vol"))]
+    if feature_set == "default":
+        return [*default_technical(windows), f"beta_{longest}", f"corr_{longest}"]
+    if feature_set == "alpha158":
+        return list(ALPHA158)
+    if feature_set == "all":
+        base = feature_names("default", windows)
+        extra = [*ALPHA158, *EXTENDED, f"kurt_{longest}", f"resid_vol_{longest}"]
+        return base + [n for n in extra if n not in base]
+    if feature_set == "custom":
+        if not names:
+            raise ValueError("the custom feature set needs a list of feature names")
+        return list(dict.fromkeys(names))
+    raise ValueError(f"unknown feature set {feature_set!r}; known: {FEATURE_SETS}")
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Which requested features run on prices, which after the market join, which cannot run."""
+
+    on_prices: list[FeatureSpec]
+    on_market: list[FeatureSpec]
+    skipped: dict[str, tuple[str, ...]]  # name -> missing inputs
+
+
+def plan(requested: Sequence[str], price_columns: Sequence[str], has_market: bool) -> FeaturePlan:
+    """Split features by the inputs they need; a feature whose inputs the data lacks is skipped
+    (e.g. Alpha158's candle features on close-only data), and said so."""
+    prices = set(price_columns)
+    after = prices | {"ret_1"} | ({MARKET_RET} if has_market else set())
+    on_prices, on_market, skipped = [], [], {}
+    for name in requested:
+        s = spec(name)
+        if s.available(prices):
+            on_prices.append(s)
+        elif s.available(after):
+            on_market.append(s)
+        else:
+            skipped[name] = tuple(sorted(set(s.inputs) - after))
+    if on_market and not any(s.name == "ret_1" for s in on_prices):
+        on_prices.insert(0, spec("ret_1"))
+    return FeaturePlan(on_prices, on_market, skipped)
 
 
 def build_feature_matrix(
-    prices: pl.LazyFrame, alt: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)
+    prices: pl.LazyFrame,
+    alt: pl.LazyFrame,
+    windows: Sequence[int] = (5, 20, 60),
+    *,
+    feature_set: str = "default",
+    names: Sequence[str] = (),
+    cs_rank: Sequence[str] = RANKED,
+    cs_zscore: Sequence[str] = (),
+    winsorize: float | None = None,
 ) -> pl.LazyFrame:
     """Feature matrix ``[symbol, date, <features>]`` from prices and alternative data.
 
     Non-finite values (a zero range, a zero loss in RSI) become null so that every model sees
     one missing-value convention.
     """
-    panel = price_features(prices.select(SYMBOL, DATE, CLOSE), windows)
-    panel = join_alt_features(panel, alt)
-    market_ret = f"{MARKET_SERIES}_ret_1"
-    if market_ret in panel.collect_schema().names():
-        panel = market_relative(panel, market_ret, window=max(windows))
-    panel = cross_sectional_ranks(panel, [c for c in RANKED if c in _names(panel)])
+    columns = prices.collect_schema().names()
+    panel = prices.select(
+        *KEYS, *[c for c in ("open", "high", "low", "close", "volume", "vwap") if c in columns]
+    )
+    alt_panel = join_alt_features(panel.select(KEYS), alt)
+    has_market = MARKET_RET in alt_panel.collect_schema().names()
+    p = plan(feature_names(feature_set, windows, names), columns, has_market)
+    out = compute(panel, p.on_prices).join(alt_panel, on=KEYS, how="left")
+    if p.on_market:
+        out = compute(out, p.on_market)
+    raw = [c for c in panel.collect_schema().names() if c not in KEYS]
+    out = out.drop(raw)
+    present = set(out.collect_schema().names())
+    out = cross_sectional_ranks(out, [c for c in cs_rank if c in present])
+    out = cross_sectional_zscores(out, [c for c in cs_zscore if c in present], winsorize)
     return (
-        panel.drop(CLOSE)
-        .with_columns(
-            cs.float().fill_nan(None),
-        )
+        out.with_columns(cs.float().fill_nan(None))
         .with_columns(
             pl.when(cs.float().is_infinite()).then(None).otherwise(cs.float()).name.keep()
         )
@@ -41,8 +118,4 @@ def build_feature_matrix(
 
 def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
     """Names of the feature columns (everything but the keys)."""
-    return [c for c in _names(frame) if c not in KEYS]
-
-
-def _names(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
-    return frame.collect_schema().names()
+    return [c for c in frame.collect_schema().names() if c not in KEYS]

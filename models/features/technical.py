@@ -1,68 +1,222 @@
-"""Per-asset time-series features and per-date cross-sectional transforms."""
+"""Per-asset technical features (parametric families ``<family>_<window>``) and the engine that
+computes any list of registered features on the panel."""
 
+import re
 from collections.abc import Sequence
 
 import polars as pl
 
-from models.types import CLOSE, DATE, KEYS, SYMBOL
+from models.features.registry import EPS, REGISTRY, FeatureSpec, register
+from models.types import DATE, KEYS, SYMBOL
 
+C, H, L, V = (pl.col(c) for c in ("close", "high", "low", "volume"))
 POS = pl.col("_pos")
+LOG_RET = C.log().diff()
+MARKET_RET = "SP500_ret_1"
 
 
-def _after(expr: pl.Expr, lookback: int) -> pl.Expr:
-    """``expr`` where the row has ``lookback`` earlier rows of its own symbol, else null."""
-    return pl.when(POS >= lookback).then(expr)
+def _family(name: str, w: int) -> tuple[str, tuple[str, ...], pl.Expr, int, bool]:
+    """(description, inputs, expression, lookback, per-symbol) of ``<name>_<w>``."""
+    low, high = C.rolling_min(w), C.rolling_max(w)
+    mkt = pl.col(MARKET_RET)
+    r = pl.col("ret_1")
+    families = {
+        "ret": (f"simple return over {w} days", ("close",), C / C.shift(w) - 1, w, False),
+        "vol": (
+            f"std of daily log returns over {w} days",
+            ("close",),
+            LOG_RET.rolling_std(w),
+            w,
+            False,
+        ),
+        "ma_gap": (
+            f"close / {w}-day mean close - 1",
+            ("close",),
+            C / C.rolling_mean(w) - 1,
+            w - 1,
+            False,
+        ),
+        "drawdown": (f"close / {w}-day max close - 1", ("close",), C / high - 1, w - 1, False),
+        "range_pos": (
+            f"close within its {w}-day min-max range",
+            ("close",),
+            (C - low) / (high - low),
+            w - 1,
+            False,
+        ),
+        "skew": (
+            f"skewness of daily log returns over {w} days",
+            ("close",),
+            LOG_RET.rolling_skew(w),
+            w,
+            False,
+        ),
+        "kurt": (
+            f"excess kurtosis of daily log returns over {w} days",
+            ("close",),
+            LOG_RET.rolling_kurtosis(w),
+            w,
+            False,
+        ),
+        "rsi": (f"relative strength index over {w} days", ("close",), _rsi(w), w, False),
+        "boll": (
+            f"(close - {w}-day mean) / (2 x {w}-day std): Bollinger position",
+            ("close",),
+            (C - C.rolling_mean(w)) / (2 * C.rolling_std(w)),
+            w - 1,
+            False,
+        ),
+        "atr": (
+            f"{w}-day average true range / close",
+            ("high", "low", "close"),
+            _true_range().rolling_mean(w) / C,
+            w,
+            False,
+        ),
+        "volz": (
+            f"volume z-score against the last {w} days",
+            ("volume",),
+            (V - V.rolling_mean(w)) / V.rolling_std(w),
+            w - 1,
+            False,
+        ),
+        "dollar_vol": (
+            f"log of mean dollar volume over {w} days",
+            ("close", "volume"),
+            (C * V).rolling_mean(w).log(),
+            w - 1,
+            False,
+        ),
+        "beta": (
+            f"beta of daily returns to the S&P 500 over {w} days",
+            ("ret_1", MARKET_RET),
+            pl.rolling_cov(r, mkt, window_size=w) / mkt.rolling_var(w),
+            w,
+            False,
+        ),
+        "corr": (
+            f"correlation of daily returns with the S&P 500 over {w} days",
+            ("ret_1", MARKET_RET),
+            pl.rolling_corr(r, mkt, window_size=w),
+            w,
+            False,
+        ),
+        "resid_vol": (
+            f"residual volatility after the S&P 500 beta over {w} days",
+            ("ret_1", MARKET_RET),
+            (r.rolling_var(w) * (1 - pl.rolling_corr(r, mkt, window_size=w) ** 2)).sqrt(),
+            w,
+            False,
+        ),
+    }
+    if name not in families:
+        raise KeyError(name)
+    return families[name]
 
 
-def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:
-    """Returns, volatility, moving-average gaps, drawdowns, range position, skew and RSI.
+FAMILY = re.compile(
+    r"^(ret|vol|ma_gap|drawdown|range_pos|skew|kurt|rsi|boll|atr|volz|dollar_vol|beta|corr|resid_vol)_(\d+)$"
+)
 
-    The panel is sorted by ``(symbol, date)`` once and every window rolls over the whole column;
-    a window that would reach into the previous symbol is set to null from each row's position
-    within its symbol. This gives the same values as ``.over(symbol)`` on every expression at
-    about a third of the cost (measured on the shared S&P 500 set, see ``make bench``), and no
-    window ever reaches into another symbol's history or into the future.
+
+def _rsi(window: int) -> pl.Expr:
+    change = C.diff()
+    gain = change.clip(lower_bound=0).rolling_mean(window)
+    loss = (-change).clip(lower_bound=0).rolling_mean(window)
+    return 100 - 100 / (1 + gain / loss)
+
+
+def _true_range() -> pl.Expr:
+    prev = C.shift(1)
+    return pl.max_horizontal(H - L, (H - prev).abs(), (L - prev).abs())
+
+
+register(
+    "ret_1", "daily log return", ("close",), lambda: LOG_RET, family="returns", window=1, lookback=1
+)
+register(
+    "macd",
+    "MACD: (12-day EMA - 26-day EMA) of close / close",
+    ("close",),
+    lambda: (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False)) / C,
+    family="trend",
+    window=26,
+    lookback=25,
+)
+register(
+    "macd_signal",
+    "MACD minus its 9-day EMA (the histogram) / close",
+    ("close",),
+    lambda: (
+        (
+            (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False))
+            - (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False)).ewm_mean(
+                span=9, adjust=False
+            )
+        )
+        / C
+    ),
+    family="trend",
+    window=34,
+    lookback=33,
+)
+PER_SYMBOL = {"macd", "macd_signal"}  # exponential averages carry state: computed .over(symbol)
+
+
+def spec(name: str) -> FeatureSpec:
+    """A registered feature, or a parametric family member such as ``vol_45`` created on demand."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    match = FAMILY.match(name)
+    if not match:
+        raise KeyError(name)
+    family, w = match.group(1), int(match.group(2))
+    if w < 2:
+        raise KeyError(name)
+    text, inputs, expr, lookback, _ = _family(family, w)
+    register(name, text, inputs, lambda e=expr: e, family=family, window=w, lookback=lookback)
+    return REGISTRY[name]
+
+
+def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
+    """Add every feature in ``specs`` to the panel.
+
+    The panel is sorted by ``(symbol, date)`` once and windows roll over the whole column; each
+    feature is null where its row has fewer than ``lookback`` earlier rows of its own symbol.
+    This gives the same values as ``.over(symbol)`` on every expression at a fraction of the cost
+    (``make bench``). Features with state that outlives any window (EMAs) run ``.over(symbol)``.
     """
-    close = pl.col(CLOSE)
-    log_ret = _after(close.log().diff(), 1)  # null on a symbol's first row
-    exprs: list[pl.Expr] = [log_ret.alias("ret_1"), _after(_rsi(14), 14).alias("rsi_14")]
-    for w in windows:
-        low, high = close.rolling_min(w), close.rolling_max(w)
-        exprs += [
-            _after(close / close.shift(w) - 1, w).alias(f"ret_{w}"),
-            _after(log_ret.rolling_std(w), w).alias(f"vol_{w}"),
-            _after(close / close.rolling_mean(w) - 1, w - 1).alias(f"ma_gap_{w}"),
-            _after(close / high - 1, w - 1).alias(f"drawdown_{w}"),
-            _after((close - low) / (high - low), w - 1).alias(f"range_pos_{w}"),
-        ]
-    longest = max(windows)
-    exprs.append(_after(log_ret.rolling_skew(longest), longest).alias(f"skew_{longest}"))
+    exprs = []
+    for s in specs:
+        expr = s.build().over(SYMBOL) if s.name in PER_SYMBOL else s.build()
+        exprs.append(pl.when(POS >= s.lookback).then(expr).alias(s.name))
     return (
-        prices.sort(KEYS)
+        panel.sort(KEYS)
         .with_columns(pl.int_range(pl.len()).over(SYMBOL).alias("_pos"))
         .with_columns(exprs)
         .drop("_pos")
     )
 
 
-def _rsi(window: int) -> pl.Expr:
-    """Relative strength index on simple rolling means of gains and losses."""
-    change = pl.col(CLOSE).diff()
-    gain = change.clip(lower_bound=0).rolling_mean(window)
-    loss = (-change).clip(lower_bound=0).rolling_mean(window)
-    return 100 - 100 / (1 + gain / loss)
+def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:
+    """The default technical set on ``[symbol, date, close, ...]`` (kept for callers and benchmarks)."""
+    return compute(prices, [spec(n) for n in default_technical(windows)])
 
 
-def market_relative(panel: pl.LazyFrame, market_ret: str, window: int = 60) -> pl.LazyFrame:
-    """Rolling beta and correlation of each asset's daily return with a market return column."""
-    cov = pl.rolling_cov("ret_1", market_ret, window_size=window)
-    var = pl.col(market_ret).rolling_var(window)
-    return panel.sort(KEYS).with_columns(
-        (cov / var).over(SYMBOL).alias(f"beta_{window}"),
-        pl.rolling_corr("ret_1", market_ret, window_size=window)
-        .over(SYMBOL)
-        .alias(f"corr_{window}"),
-    )
+def default_technical(windows: Sequence[int]) -> list[str]:
+    names = ["ret_1", "rsi_14"]
+    for w in windows:
+        names += [f"ret_{w}", f"vol_{w}", f"ma_gap_{w}", f"drawdown_{w}", f"range_pos_{w}"]
+    return [*names, f"skew_{max(windows)}"]
+
+
+def market_relative(
+    panel: pl.LazyFrame, market_ret: str = MARKET_RET, window: int = 60
+) -> pl.LazyFrame:
+    """Rolling beta and correlation of each asset's daily return with the market return."""
+    if market_ret != MARKET_RET:
+        panel = panel.with_columns(pl.col(market_ret).alias(MARKET_RET))
+    return compute(panel, [spec(f"beta_{window}"), spec(f"corr_{window}")])
 
 
 def cross_sectional_ranks(panel: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
@@ -70,3 +224,35 @@ def cross_sectional_ranks(panel: pl.LazyFrame, columns: Sequence[str]) -> pl.Laz
     return panel.with_columns(
         (pl.col(c).rank() / pl.col(c).count()).over(DATE).alias(f"{c}_csrank") for c in columns
     )
+
+
+def cross_sectional_zscores(
+    panel: pl.LazyFrame, columns: Sequence[str], winsorize: float | None = None
+) -> pl.LazyFrame:
+    """Add ``<col>_cszscore``: the column standardised across symbols per date, optionally
+    clipped first at the per-date ``winsorize`` and ``1 - winsorize`` quantiles."""
+    exprs = []
+    for c in columns:
+        x = pl.col(c)
+        if winsorize:
+            x = x.clip(x.quantile(winsorize).over(DATE), x.quantile(1 - winsorize).over(DATE))
+        exprs.append(
+            ((x - x.mean().over(DATE)) / (x.std().over(DATE) + EPS)).alias(f"{c}_cszscore")
+        )
+    return panel.with_columns(exprs)
+
+
+def sector_neutral(
+    panel: pl.LazyFrame, sectors: pl.LazyFrame, columns: Sequence[str]
+) -> pl.LazyFrame:
+    """Add ``<col>_secneutral``: the column minus its sector's mean on the same date.
+
+    ``sectors`` is ``[symbol, sector]``; symbols without a sector form their own group.
+    """
+    joined = panel.join(sectors.select(SYMBOL, "sector"), on=SYMBOL, how="left").with_columns(
+        pl.col("sector").fill_null("(none)")
+    )
+    return joined.with_columns(
+        (pl.col(c) - pl.col(c).mean().over(DATE, "sector")).alias(f"{c}_secneutral")
+        for c in columns
+    ).drop("sector")

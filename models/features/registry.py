@@ -1,0 +1,77 @@
+"""The feature registry: every time-series feature with its formula in words, window and inputs.
+
+A :class:`FeatureSpec` builds one polars expression over the panel sorted by ``(symbol, date)``.
+Expressions roll over the whole column (no ``.over``) and the engine nulls every row that has
+fewer than ``lookback`` earlier rows of its own symbol, so a window never reaches into another
+symbol (``tests/unit/test_features.py`` checks each feature symbol by symbol) and never into the
+future (the perturbation test).
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    description: str
+    inputs: tuple[str, ...]
+    window: int
+    lookback: int
+    build: Callable[[], pl.Expr]
+    family: str
+
+    def available(self, columns: Iterable[str]) -> bool:
+        return set(self.inputs) <= set(columns)
+
+
+REGISTRY: dict[str, FeatureSpec] = {}
+
+
+def register(
+    name: str,
+    description: str,
+    inputs: tuple[str, ...],
+    build: Callable[[], pl.Expr],
+    *,
+    family: str,
+    window: int = 1,
+    lookback: int | None = None,
+) -> None:
+    """Add a feature; ``lookback`` (earlier rows of the same symbol needed) defaults to window - 1."""
+    if name in REGISTRY:
+        raise ValueError(f"feature {name!r} registered twice")
+    REGISTRY[name] = FeatureSpec(
+        name,
+        description,
+        inputs,
+        window,
+        window - 1 if lookback is None else lookback,
+        build,
+        family,
+    )
+
+
+def describe(names: Iterable[str]) -> pl.DataFrame:
+    """Name, family, window, inputs and formula of each feature: for SHAP reports and metadata."""
+    rows = [REGISTRY[n] for n in names if n in REGISTRY]
+    return pl.DataFrame(
+        {
+            "feature": [s.name for s in rows],
+            "family": [s.family for s in rows],
+            "window": [s.window for s in rows],
+            "inputs": [", ".join(s.inputs) for s in rows],
+            "description": [s.description for s in rows],
+        },
+        schema={
+            "feature": pl.String,
+            "family": pl.String,
+            "window": pl.Int64,
+            "inputs": pl.String,
+            "description": pl.String,
+        },
+    )
