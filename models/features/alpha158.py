@@ -12,7 +12,7 @@ import polars as pl
 from models.features.registry import EPS, register
 
 ALPHA158_WINDOWS = (5, 10, 20, 30, 60)
-O, H, L, C, V = (pl.col(c) for c in ("open", "high", "low", "close", "volume"))
+O, H, L, C, V = (pl.col(c) for c in ("open", "high", "low", "close", "volume"))  # noqa: E741
 T = pl.col("_pos").cast(pl.Float64)  # row position within its symbol: the regression's x
 OHLC = ("open", "high", "low", "close")
 
