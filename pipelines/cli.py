@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     args = parser.parse_args(argv)
+    # A parent (a CI runner, nohup) may have left SIGTERM ignored; children inherit that, and
+    # Dagster then cannot stop its log-capture processes. Restore the default for us and them.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     settings = load_settings()
     if args.command == "ui":
@@ -148,6 +151,7 @@ def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> in
         if not alive:
             break
         time.sleep(0.5)
+    _reap_log_tails()
     if "error" in outcome:
         raise outcome["error"]
     result = outcome["result"]
@@ -166,6 +170,27 @@ def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> in
         f"  MLflow UI:  {settings.mlflow_ui}  (experiment '{resolved.experiment.tracking.experiment}')"
     )
     return 0
+
+
+def _reap_log_tails() -> None:
+    """End the ``tail -F`` processes Dagster's compute-log capture started for this run.
+
+    Dagster ends them when a step's capture closes; with an in-process run in a worker thread
+    some were seen to outlive ``alphaforge run`` and hold its output pipes open (a caller reading
+    them waits forever). Linux only: elsewhere there is no ``/proc`` and nothing to do.
+    """
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me and comm == "tail":
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)  # tail holds no state to flush
+            except ProcessLookupError:
+                pass
 
 
 class _Progress:

@@ -2,6 +2,7 @@
 of the whole graph on a real Dagster instance with real MLflow, shared by integration tests."""
 
 import os
+import signal
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
+# A runner that starts the suite with SIGTERM ignored passes that on to every child process,
+# and Dagster's log-capture `tail` processes then cannot be stopped: restore the default.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 SHARED_SP500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"
 

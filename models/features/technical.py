@@ -47,14 +47,14 @@ def _family(name: str, w: int) -> tuple[str, tuple[str, ...], pl.Expr, int, bool
         "skew": (
             f"skewness of daily log returns over {w} days",
             ("close",),
-            LOG_RET.rolling_skew(w),
+            LOG_RET.rolling_skew(w, bias=False),
             w,
             False,
         ),
         "kurt": (
             f"excess kurtosis of daily log returns over {w} days",
             ("close",),
-            LOG_RET.rolling_kurtosis(w),
+            LOG_RET.rolling_kurtosis(w, bias=False),
             w,
             False,
         ),
@@ -160,7 +160,6 @@ register(
     window=34,
     lookback=33,
 )
-PER_SYMBOL = {"macd", "macd_signal"}  # exponential averages carry state: computed .over(symbol)
 
 
 def spec(name: str) -> FeatureSpec:
@@ -178,24 +177,28 @@ def spec(name: str) -> FeatureSpec:
     return REGISTRY[name]
 
 
+BATCH = 10  # features per group-by pass; measured fastest on 2 cores (make bench)
+
+
 def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
     """Add every feature in ``specs`` to the panel.
 
-    The panel is sorted by ``(symbol, date)`` once and windows roll over the whole column; each
-    feature is null where its row has fewer than ``lookback`` earlier rows of its own symbol.
-    This gives the same values as ``.over(symbol)`` on every expression at a fraction of the cost
-    (``make bench``). Features with state that outlives any window (EMAs) run ``.over(symbol)``.
+    Each symbol's history is computed on its own (one group-by pass per batch of features), so
+    no rolling state, not even floating-point rounding, carries from one symbol into the next,
+    and a row with fewer than ``lookback`` earlier rows of its symbol is null. The batches are
+    lazy plans joined side by side: polars runs them in parallel, and a batch's intermediates
+    are freed before the next, which kept the peak memory of Alpha158 on 2.4 M rows near
+    3 GB instead of 6.
     """
-    exprs = []
-    for s in specs:
-        expr = s.build().over(SYMBOL) if s.name in PER_SYMBOL else s.build()
-        exprs.append(pl.when(POS >= s.lookback).then(expr).alias(s.name))
-    return (
-        panel.sort(KEYS)
-        .with_columns(pl.int_range(pl.len()).over(SYMBOL).alias("_pos"))
-        .with_columns(exprs)
-        .drop("_pos")
-    )
+    base = panel.sort(KEYS).with_columns(pl.int_range(pl.len()).over(SYMBOL).alias("_pos"))
+    parts = [
+        base.group_by(SYMBOL, maintain_order=True)  # sorted input: groups come out in row order
+        .agg(pl.when(POS >= s.lookback).then(s.build()).alias(s.name) for s in specs[i : i + BATCH])
+        .explode(pl.exclude(SYMBOL))
+        .drop(SYMBOL)
+        for i in range(0, len(specs), BATCH)
+    ]
+    return pl.concat([base.drop("_pos"), *parts], how="horizontal")
 
 
 def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:

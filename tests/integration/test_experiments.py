@@ -18,22 +18,41 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``alphaforge`` in a subprocess; output goes to files, so a stray child holding the
+    descriptors cannot make the test wait."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("ALPHAFORGE", "MLFLOW_", "DAGSTER_"))
     }
     env["ALPHAFORGE_HOME"] = str(home)
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+    log = home.parent / f"{home.name}.log"
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    text = log.read_text()
+    assert proc.returncode == 0, text[-5000:]
+    assert not _orphans_tailing(home), "alphaforge run left log-capture processes behind"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+
+
+def _orphans_tailing(home: Path) -> list[str]:
+    """``tail`` processes still reading a file under ``home`` (Dagster's compute-log capture)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0] == b"tail" and any(str(home).encode() in a for a in args):
+            found.append(cmdline.parent.name)
+    return found
 
 
 def parent_run(home: Path):
