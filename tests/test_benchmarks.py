@@ -19,4 +19,4 @@ def test_quick_benchmark_runs_and_matches_references():
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    assert "features (28 cols)" in out.stdout and "backtest (" in out.stdout
+    assert "alpha158 on" in out.stdout and "rows^" in out.stdout and "backtest (" in out.stdout

@@ -46,21 +46,33 @@ def _price() -> None:
         )
 
 
-def _idx(col: str, d: int, largest: bool) -> pl.Expr:
+def _key(col: str, largest: bool) -> pl.Expr:
+    """``rank * n - row`` over the whole panel: the largest key in a window is its largest value
+    (smallest, for ``largest=False``) at its earliest row."""
+    x = pl.col(col)
+    rank = (x if largest else -x).rank("dense").cast(pl.Int64)
+    return rank * pl.len().cast(pl.Int64) - pl.col("_row")
+
+
+IDX_HELPERS = (
+    ("_row", lambda: pl.int_range(pl.len(), dtype=pl.Int64)),
+    ("_hkey", lambda: _key("high", True)),
+    ("_lkey", lambda: _key("low", False)),
+    ("_n", lambda: pl.len().cast(pl.Int64)),
+)
+
+
+def _idx(key: str, d: int) -> pl.Expr:
     """Qlib's ``IdxMax`` / ``IdxMin``: 1-based position of the window's first max (min), counted
     from the window's first row.
 
-    Vectorised without a per-window call: each row gets the key ``rank * n - row`` (rank of its
-    value, dense), so the window's largest key is its largest value at its earliest row; one
-    ``rolling_max`` finds it and integer arithmetic recovers the row.
+    Vectorised without a per-window call: one ``rolling_max`` of the rank key (``_key``, computed
+    once for the whole panel) finds the window's extreme and integer arithmetic its row.
     """
-    x = pl.col(col)
-    rank = (x if largest else -x).rank("dense").cast(pl.Int64)
-    n = pl.len().cast(pl.Int64)
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    best = (rank * n - row).rolling_max(d)
-    first = (best + n - 1) // n * n - best  # the row holding it
-    return (first - row + d).cast(pl.Float64)
+    n = pl.col("_n")
+    best = pl.col(key).rolling_max(d)
+    first = (best + n - 1) // n * n - best
+    return (first - pl.col("_row") + d).cast(pl.Float64)
 
 
 def _rolling(d: int) -> None:
@@ -128,21 +140,21 @@ def _rolling(d: int) -> None:
         (
             "IMAX",
             ("high",),
-            lambda: _idx("high", d, True) / d,
+            lambda: _idx("_hkey", d) / d,
             f"position of the {d}-day high in its window / {d}",
             None,
         ),
         (
             "IMIN",
             ("low",),
-            lambda: _idx("low", d, False) / d,
+            lambda: _idx("_lkey", d) / d,
             f"position of the {d}-day low in its window / {d}",
             None,
         ),
         (
             "IMXD",
             ("high", "low"),
-            lambda: (_idx("high", d, True) - _idx("low", d, False)) / d,
+            lambda: (_idx("_hkey", d) - _idx("_lkey", d)) / d,
             f"IMAX{d} - IMIN{d}",
             None,
         ),
@@ -262,6 +274,7 @@ def _rolling(d: int) -> None:
             family=f"alpha158.{op.lower()}",
             window=d,
             lookback=lookback,
+            helpers=IDX_HELPERS if op in ("IMAX", "IMIN", "IMXD") else (),
         )
 
 

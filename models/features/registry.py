@@ -24,6 +24,8 @@ class FeatureSpec:
     lookback: int
     build: Callable[[], pl.Expr]
     family: str
+    # columns computed once on the whole sorted panel before the per-symbol pass
+    helpers: tuple[tuple[str, Callable[[], pl.Expr]], ...] = ()
 
     def available(self, columns: Iterable[str]) -> bool:
         return set(self.inputs) <= set(columns)
@@ -41,6 +43,7 @@ def register(
     family: str,
     window: int = 1,
     lookback: int | None = None,
+    helpers: tuple[tuple[str, Callable[[], pl.Expr]], ...] = (),
 ) -> None:
     """Add a feature; ``lookback`` (earlier rows of the same symbol needed) defaults to window - 1."""
     if name in REGISTRY:
@@ -53,6 +56,7 @@ def register(
         window - 1 if lookback is None else lookback,
         build,
         family,
+        helpers,
     )
 
 
