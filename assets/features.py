@@ -31,6 +31,9 @@ class FeaturesConfig(Config):
         default=None,
         description="Clip z-scored features at this per-date quantile and its complement.",
     )
+    sector_neutral: list[str] = Field(
+        default=[], description="Features also demeaned within their sector per date."
+    )
 
 
 class LabelsConfig(Config):
@@ -46,7 +49,10 @@ class LabelsConfig(Config):
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
 def feature_matrix(
-    config: FeaturesConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
+    config: FeaturesConfig,
+    market_prices: pl.DataFrame,
+    alt_data: pl.DataFrame,
+    sector_map: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """``[symbol, date, <features>]``: the configured feature set (technical, Alpha158, market-
     relative), alternative data joined as of its publication, cross-sectional transforms; each
@@ -60,6 +66,8 @@ def feature_matrix(
         cs_rank=config.cs_rank,
         cs_zscore=config.cs_zscore,
         winsorize=config.winsorize,
+        sectors=sector_map.lazy() if len(sector_map) else None,
+        sector_neutral=config.sector_neutral,
     ).collect()
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)

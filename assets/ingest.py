@@ -117,3 +117,27 @@ def alt_data(alt_source: ResourceParam[AltDataSource]) -> Output[pl.DataFrame]:
         .sort("series")
     )
     return Output(frame, metadata={**frame_metadata(frame), "coverage": table(coverage)})
+
+
+@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake")
+def sector_map(
+    market_prices: pl.DataFrame, price_source: ResourceParam[PriceSource]
+) -> Output[pl.DataFrame]:
+    """``[symbol, sector]`` for the validated universe (empty when the source has no sector
+    map), used by sector-neutral features. Symbols without a sector are listed in metadata."""
+    universe = market_prices["symbol"].unique().sort()
+    frame = (
+        price_source.load_sectors()
+        .filter(pl.col("symbol").is_in(universe.implode()))
+        .sort("symbol")
+    )
+    counts = frame.group_by("sector").len().sort("sector")
+    unmapped = sorted(set(universe) - set(frame["symbol"]))
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "symbols_per_sector": table(counts),
+            "without_sector": MetadataValue.json(unmapped),
+        },
+    )

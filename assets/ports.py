@@ -21,6 +21,9 @@ class PriceSource(Protocol):
     def describe(self) -> str:
         """Where the prices come from, for metadata and messages."""
 
+    def load_sectors(self) -> pl.DataFrame:
+        """``[symbol, sector]`` (possibly empty): the sector map for sector-neutral features."""
+
 
 class AltDataSource(Protocol):
     def load_alt_data(self) -> pl.DataFrame:

@@ -38,7 +38,9 @@ def load_universe(quick: bool) -> tuple[pl.DataFrame, str]:
         frames = []
         for path in sorted(SHARED.glob("*.csv.gz"))[: 60 if quick else None]:
             try:
-                frame = pl.read_csv(path, columns=["timestamp", *OHLCV], schema_overrides={"volume": pl.Float64})
+                frame = pl.read_csv(
+                    path, columns=["timestamp", *OHLCV], schema_overrides={"volume": pl.Float64}
+                )
             except (pl.exceptions.PolarsError, ValueError):
                 continue  # BF.B.csv.gz is a vendor error payload, not CSV
             frames.append(
@@ -107,7 +109,9 @@ def bench_alpha158(prices: pl.DataFrame, label: str, subset: int) -> dict:
     if "high" in part.columns:
         t_pd, ref = timed(lambda: alpha158_pandas(part.to_pandas()))
         a = ours.sort("symbol", "date")["MA20"].to_numpy()
-        np.testing.assert_allclose(a, ref.sort_values(["symbol", "date"])["MA20"].to_numpy(), rtol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(
+            a, ref.sort_values(["symbol", "date"])["MA20"].to_numpy(), rtol=1e-9, equal_nan=True
+        )
     else:
         t_pd = np.nan
     print(
@@ -140,7 +144,9 @@ def loop_backtest(weights: pl.DataFrame, returns: pl.DataFrame, cost_bps: float)
     wide = returns.pivot(on="symbol", index="date", values="ret", sort_columns=True).sort("date")
     R = np.nan_to_num(wide.drop("date").to_numpy())
     dates = wide["date"].to_list()
-    targets = {d: dict(zip(p["symbol"], p["weight"], strict=True)) for (d,), p in weights.group_by("date")}
+    targets = {
+        d: dict(zip(p["symbol"], p["weight"], strict=True)) for (d,), p in weights.group_by("date")
+    }
     cols = wide.columns[1:]
     held = np.zeros(len(cols))
     net = []
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         return 0
     checks = {
-        "alpha158 >= 10x pandas (shared set)": features["speedup"] >= 10 or not np.isfinite(features["speedup"]),
+        "alpha158 >= 10x pandas (shared set)": features["speedup"] >= 10
+        or not np.isfinite(features["speedup"]),
         "alpha158 >= 10x pandas (synthetic)": scaling["speedup"] >= 10,
         "alpha158 full set <= 15 s": features["full_s"] <= 15 or not SHARED.is_dir(),
         "alpha158 full set <= 6 GB": features["peak_mib"] <= 6 * 1024,

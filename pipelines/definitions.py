@@ -42,6 +42,7 @@ def build_resources(
             path=data.path,
             columns=dict(data.columns),
             symbol_from_filename=data.symbol_from_filename,
+            sectors=data.sectors,
         )
         if data.source == "files"
         else BundledPriceSource()

@@ -68,6 +68,10 @@ class DataSection(Section):
     symbol_from_filename: bool = Field(
         False, description="Per-ticker files: the file name gives the symbol."
     )
+    sectors: str | None = Field(
+        None,
+        description="CSV with symbol and sector columns (files source; bundled data has its own).",
+    )
     universe: list[str] | None = _inherit(PricesConfig, "symbols")
     start_date: date = Field(
         date(1990, 1, 1), description=PricesConfig.model_fields["start_date"].description
@@ -86,6 +90,7 @@ class FeaturesSection(Section):
     winsorize: float | None = Field(
         None, gt=0, lt=0.5, description=FeaturesConfig.model_fields["winsorize"].description
     )
+    sector_neutral: list[str] = _inherit(FeaturesConfig, "sector_neutral")
 
     @field_validator("windows")
     @classmethod
@@ -294,6 +299,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("features", "cs_rank"): ("feature_matrix", "cs_rank"),
     ("features", "cs_zscore"): ("feature_matrix", "cs_zscore"),
     ("features", "winsorize"): ("feature_matrix", "winsorize"),
+    ("features", "sector_neutral"): ("feature_matrix", "sector_neutral"),
     ("labels", "kind"): ("labels", "kind"),
     ("labels", "barrier_k"): ("labels", "barrier_k"),
     ("labels", "vol_window"): ("labels", "vol_window"),
@@ -569,10 +575,14 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         problems.append(
             "data.path: required when data.source is 'files' (a path or glob of price files)"
         )
-    if data.source == "bundled" and (data.path or data.columns or data.symbol_from_filename):
+    if data.source == "bundled" and (
+        data.path or data.columns or data.symbol_from_filename or data.sectors
+    ):
         problems.append(
-            "data.source: 'bundled' takes no path, columns or symbol_from_filename; set source: files"
+            "data.source: 'bundled' takes no path, columns, symbol_from_filename or sectors; set source: files"
         )
+    if data.sectors and check_files and not Path(data.sectors).expanduser().is_file():
+        problems.append(f"data.sectors: no such file {data.sectors!r}")
     if data.source == "files" and data.path and check_files:
         from glob import glob
 

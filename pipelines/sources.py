@@ -16,6 +16,30 @@ from data_contracts import PRICE_COLUMNS, ContractViolation, Violation
 from data_contracts.prices import CONTRACT
 from models.panel import wide_to_long
 
+# GICS sectors of skfolio's 20 bundled stocks (public classification, as of 2024).
+BUNDLED_SECTORS = {
+    "AAPL": "Information Technology",
+    "AMD": "Information Technology",
+    "MSFT": "Information Technology",
+    "BAC": "Financials",
+    "JPM": "Financials",
+    "BBY": "Consumer Discretionary",
+    "HD": "Consumer Discretionary",
+    "CVX": "Energy",
+    "XOM": "Energy",
+    "RRC": "Energy",
+    "GE": "Industrials",
+    "JNJ": "Health Care",
+    "LLY": "Health Care",
+    "MRK": "Health Care",
+    "PFE": "Health Care",
+    "UNH": "Health Care",
+    "KO": "Consumer Staples",
+    "PEP": "Consumer Staples",
+    "PG": "Consumer Staples",
+    "WMT": "Consumer Staples",
+}
+
 # Kenneth French publishes a month's factors early in the following month; we treat a month
 # as known only at the end of the next month, a conservative publication lag.
 FRENCH_LAG_MONTHS = 1
@@ -43,6 +67,11 @@ class BundledPriceSource(ConfigurableResource):
     def describe(self) -> str:
         return "skfolio bundled sp500_dataset.csv.gz"
 
+    def load_sectors(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"symbol": list(BUNDLED_SECTORS), "sector": list(BUNDLED_SECTORS.values())}
+        )
+
 
 class FilePriceSource(ConfigurableResource):
     """The user's price files: one long file or many, CSV, CSV.gz or Parquet, given as a path or
@@ -54,6 +83,7 @@ class FilePriceSource(ConfigurableResource):
     path: str
     columns: dict[str, str] = {}
     symbol_from_filename: bool = False
+    sectors: str | None = None
 
     def files(self) -> list[Path]:
         matches = (
@@ -76,6 +106,19 @@ class FilePriceSource(ConfigurableResource):
 
     def describe(self) -> str:
         return self.path
+
+    def load_sectors(self) -> pl.DataFrame:
+        """The sector map file (CSV with ``symbol`` and ``sector`` columns, any case), if any."""
+        if not self.sectors:
+            return pl.DataFrame(schema={"symbol": pl.String, "sector": pl.String})
+        frame = pl.read_csv(self.sectors, infer_schema=False)
+        frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+        missing = {"symbol", "sector"} - set(frame.columns)
+        if missing:
+            raise ValueError(
+                f"{self.sectors}: sector map needs columns symbol and sector; missing {sorted(missing)}"
+            )
+        return frame.select("symbol", "sector").unique("symbol", keep="first")
 
 
 def _read(path: Path) -> pl.DataFrame:

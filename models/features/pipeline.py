@@ -19,6 +19,7 @@ from models.features.technical import (
     default_technical,
     spec,
 )
+from models.features.technical import sector_neutral as sector_neutral_features
 from models.types import KEYS
 
 FEATURE_SETS = ("minimal", "default", "alpha158", "all", "custom")
@@ -86,6 +87,8 @@ def build_feature_matrix(
     cs_rank: Sequence[str] = RANKED,
     cs_zscore: Sequence[str] = (),
     winsorize: float | None = None,
+    sectors: pl.LazyFrame | None = None,
+    sector_neutral: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Feature matrix ``[symbol, date, <features>]`` from prices and alternative data.
 
@@ -107,6 +110,8 @@ def build_feature_matrix(
     present = set(out.collect_schema().names())
     out = cross_sectional_ranks(out, [c for c in cs_rank if c in present])
     out = cross_sectional_zscores(out, [c for c in cs_zscore if c in present], winsorize)
+    if sectors is not None and sector_neutral:
+        out = sector_neutral_features(out, sectors, [c for c in sector_neutral if c in present])
     return (
         out.with_columns(cs.float().fill_nan(None))
         .with_columns(

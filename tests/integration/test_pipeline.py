@@ -28,6 +28,7 @@ ALL_ASSETS = {
     "backtest",
     "shap_explanations",
     "risk_report",
+    "sector_map",
 }
 
 

@@ -289,3 +289,42 @@ def test_alpha158_on_close_only_data_skips_and_names_what_it_cannot_compute():
     assert "KMID" in p.skipped and p.skipped["KMID"] == ("high", "low", "open")
     assert {s.name for s in p.on_prices} >= {"ROC5", "MA60", "RANK20", "SUMD30", "BETA10"}
     assert not any(s.name.startswith(("VMA", "CORR", "IMAX")) for s in p.on_prices)
+
+
+def test_cross_sectional_transforms(ohlcv, market):
+    frame = (
+        build_feature_matrix(
+            ohlcv.lazy(),
+            market.lazy(),
+            feature_set="minimal",
+            cs_rank=[],
+            cs_zscore=["ret_5"],
+            winsorize=0.25,
+            sectors=pl.LazyFrame({"symbol": ["SPX", "NDX"], "sector": ["broad", "broad"]}),
+            sector_neutral=["ret_20"],
+        )
+        .collect()
+        .drop_nulls(["ret_5", "ret_20"])
+    )
+    day = frame.filter(pl.col("date") == date(2010, 6, 1))
+    # two names in one sector: demeaned values are opposite, z-scores are -/+ 1/sqrt(2) * sqrt(2)
+    assert day["ret_20_secneutral"].sum() == pytest.approx(0.0, abs=1e-12)
+    assert day["ret_20_secneutral"][0] == pytest.approx(day["ret_20"][0] - day["ret_20"].mean())
+    np.testing.assert_allclose(
+        np.sort(day["ret_5_cszscore"].to_numpy()), [-1 / np.sqrt(2), 1 / np.sqrt(2)], rtol=1e-6
+    )
+
+
+def test_sector_neutral_keeps_sectors_apart():
+    from models.features import sector_neutral
+
+    panel = pl.LazyFrame(
+        {
+            "symbol": ["A", "B", "C", "D"],
+            "date": [date(2020, 1, 2)] * 4,
+            "x": [1.0, 3.0, 10.0, 20.0],
+        }
+    )
+    sectors = pl.LazyFrame({"symbol": ["A", "B", "C"], "sector": ["tech", "tech", "energy"]})
+    out = sector_neutral(panel, sectors, ["x"]).collect().sort("symbol")
+    assert out["x_secneutral"].to_list() == [-1.0, 1.0, 0.0, 0.0]  # D has no sector: its own group
