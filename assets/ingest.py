@@ -7,11 +7,13 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
+    Backoff,
     Config,
     Failure,
     MetadataValue,
     Output,
     ResourceParam,
+    RetryPolicy,
     asset,
 )
 from pydantic import Field
@@ -32,10 +34,16 @@ class PricesConfig(Config):
     )
 
 
+# Reading files or package data can fail for passing reasons (a file still being copied, a
+# network mount): retry. A contract violation raises Failure(allow_retries=False): no retry.
+INGEST_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
+
+
 @asset(
     group_name="ingest",
     kinds={"polars", "great_expectations"},
     io_manager_key="lake",
+    retry_policy=INGEST_RETRY,
     check_specs=[
         AssetCheckSpec(
             CHECK,
@@ -99,7 +107,7 @@ def market_prices(
     )
 
 
-@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake")
+@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake", retry_policy=INGEST_RETRY)
 def alt_data(alt_source: ResourceParam[AltDataSource]) -> Output[pl.DataFrame]:
     """Alternative and market series, long: ``[series, kind, date, available_date, value]``.
 

@@ -24,6 +24,7 @@ from assets import explain, features, ingest, portfolio, risk, training
 from pipelines.experiment import Resolved, resolve, resolve_env_refs
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
+from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
 from pipelines.settings import Settings, load_settings
 from pipelines.sources import BundledAltSource, BundledPriceSource, FilePriceSource
 
@@ -64,6 +65,7 @@ def build_resources(
         )
         or settings.optuna_storage,
         "reports": ReportsResource(base_dir=str(settings.reports)),
+        "alerts": AlertResource(alert_dir=str(settings.alerts), webhook_url=settings.alert_webhook),
     }
 
 
@@ -100,6 +102,15 @@ def build_definitions(
         assets=load_assets_from_modules(ASSET_MODULES),
         jobs=[all_assets_job],
         schedules=[nightly],
+        sensors=[
+            alert_on_run_failure,
+            new_files_sensor(
+                JOB,
+                resolved.experiment.data.path
+                if resolved.experiment.data.source == "files"
+                else None,
+            ),
+        ],
         resources=build_resources(settings, resolved, environ),
         # One process: each step would otherwise pay ~15 s of imports (torch, mlflow, GX).
         executor=in_process_executor,

@@ -27,6 +27,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "http://127.0.0.1:5000",
         "MLflow UI address used in links from Dagster metadata.",
     ),
+    "ALPHAFORGE_ALERT_WEBHOOK": (
+        "(none)",
+        "URL that receives a JSON POST for every failed run (alerts are always written to $HOME/alerts).",
+    ),
     "ALPHAFORGE_DEPLOYMENT": ("local", "Resource set: `local` (embedded) for now."),
     "ALPHAFORGE__<SECTION>__<KEY>": (
         "",
@@ -43,6 +47,7 @@ class Settings:
     optuna_storage: str
     mlflow_ui: str
     deployment: str
+    alert_webhook: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -55,6 +60,10 @@ class Settings:
     @property
     def reports(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def alerts(self) -> Path:
+        return self.home / "alerts"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -75,6 +84,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         or f"sqlite:///{home / 'optuna.db'}",
         mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI") or "http://127.0.0.1:5000",
         deployment=environ.get("ALPHAFORGE_DEPLOYMENT") or "local",
+        alert_webhook=environ.get("ALPHAFORGE_ALERT_WEBHOOK") or None,
     )
 
 
@@ -87,7 +97,13 @@ telemetry:
 
 def prepare_home(settings: Settings) -> None:
     """Create the home's folders and a Dagster instance config if missing."""
-    for path in (settings.dagster_home, settings.lake, settings.reports, settings.mlflow_artifacts):
+    for path in (
+        settings.dagster_home,
+        settings.lake,
+        settings.reports,
+        settings.mlflow_artifacts,
+        settings.alerts,
+    ):
         path.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():

@@ -198,13 +198,17 @@ def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
     ordered = sorted(specs, key=lambda s: s.window)
     parts = [
         base.group_by(SYMBOL, maintain_order=True)  # sorted input: groups come out in row order
-        .agg(pl.when(POS >= s.lookback).then(s.build()).alias(s.name) for s in ordered[i : i + BATCH])
+        .agg(
+            pl.when(POS >= s.lookback).then(s.build()).alias(s.name) for s in ordered[i : i + BATCH]
+        )
         .explode(pl.exclude(SYMBOL))
         .drop(SYMBOL)
         for i in range(0, len(specs), BATCH)
     ]
     columns = [c for c in panel.collect_schema().names() if c not in {s.name for s in specs}]
-    return pl.concat([base.drop("_pos", *helpers), *parts], how="horizontal").select(*columns, *(s.name for s in specs))
+    return pl.concat([base.drop("_pos", *helpers), *parts], how="horizontal").select(
+        *columns, *(s.name for s in specs)
+    )
 
 
 def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:
