@@ -8,8 +8,9 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
-from assets._meta import image, png_bytes, table, to_markdown
+from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
+from models.anomaly import anomalies
 from models.backtest import performance
 from models.plots import var_lines
 from models.risk import STRESS_EPISODES, stress_test, var_table
@@ -41,6 +42,7 @@ def risk_report(
     portfolio_weights: pl.DataFrame,
     market_prices: pl.DataFrame,
     alt_data: pl.DataFrame,
+    return_anomalies: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:
@@ -91,7 +93,8 @@ def risk_report(
         {f"VaR{int(r['level'] * 100)}": r["var"] for r in one_day.to_dicts()},
     )
     png = png_bytes(figure)
-    markdown = _markdown(perf, var, stress, live, context.run_id)
+    flagged = return_anomalies.filter(pl.col("anomaly")).sort("score", descending=True).head(15)
+    markdown = _markdown(perf, var, stress, live, flagged, context.run_id)
     written = [
         reports.write("risk_report.md", markdown),
         reports.write(
@@ -103,6 +106,7 @@ def risk_report(
                         pl.col("start", "end").cast(pl.String)
                     ).to_dicts(),
                     "performance": perf.to_dicts(),
+                    "anomalies": flagged.with_columns(pl.col("date").cast(pl.String)).to_dicts(),
                 },
                 indent=2,
             ),
@@ -128,7 +132,12 @@ def risk_report(
 
 
 def _markdown(
-    perf: pl.DataFrame, var: pl.DataFrame, stress: pl.DataFrame, live: pl.DataFrame, run_id: str
+    perf: pl.DataFrame,
+    var: pl.DataFrame,
+    stress: pl.DataFrame,
+    live: pl.DataFrame,
+    flagged: pl.DataFrame,
+    run_id: str,
 ) -> str:
     return (
         "\n\n".join(
@@ -146,7 +155,46 @@ def _markdown(
                 to_markdown(stress),
                 "## Today's book",
                 to_markdown(live.select("symbol", "weight")),
+                "## Surveillance: most unusual asset-days lately (isolation forest fitted on earlier days)",
+                to_markdown(
+                    flagged.select(
+                        "symbol",
+                        "date",
+                        "score",
+                        *[c for c in ("ret_1", "vol_20") if c in flagged.columns],
+                    )
+                )
+                if flagged.height
+                else "No asset-day stood out.",
             ]
         )
         + "\n"
+    )
+
+
+class AnomalyConfig(Config):
+    days: int = Field(
+        default=60, description="Trading days scored (the rest of history trains the forest)."
+    )
+    contamination: float = Field(
+        default=0.01, description="Share of historical asset-days treated as anomalous."
+    )
+
+
+@asset(group_name="risk", kinds={"sklearn", "polars"}, io_manager_key="lake")
+def return_anomalies(config: AnomalyConfig, feature_matrix: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Surveillance view: each asset-day of the last ``days`` scored by an isolation forest fitted
+    on earlier days only; ``anomaly`` flags the unusual ones."""
+    dates = feature_matrix["date"].unique().sort()
+    since = dates[-min(config.days, len(dates) - 1)]
+    frame = anomalies(feature_matrix, since=since, contamination=config.contamination)
+    flagged = frame.filter(pl.col("anomaly")).sort("score", descending=True)
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "since": str(since),
+            "flagged": int(flagged.height),
+            "top_flagged": table(flagged.head(10).select("symbol", "date", "score", "ret_1")),
+        },
     )

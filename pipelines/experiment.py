@@ -30,7 +30,7 @@ from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PricesConfig
 from assets.portfolio import BacktestConfig, PortfolioConfig
-from assets.risk import RiskConfig
+from assets.risk import AnomalyConfig, RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS
 from models.features import FEATURE_SETS, REGISTRY, spec
@@ -196,6 +196,18 @@ class RiskSection(Section):
         description=RiskConfig.model_fields["stress_episodes"].description,
     )
 
+    anomaly_days: int = Field(
+        AnomalyConfig.model_fields["days"].default,
+        ge=5,
+        description=AnomalyConfig.model_fields["days"].description,
+    )
+    anomaly_contamination: float = Field(
+        AnomalyConfig.model_fields["contamination"].default,
+        gt=0,
+        lt=0.5,
+        description=AnomalyConfig.model_fields["contamination"].description,
+    )
+
     @field_validator("stress_episodes")
     @classmethod
     def _episodes(cls, value: dict[str, tuple[date, date]]) -> dict[str, tuple[date, date]]:
@@ -323,6 +335,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "strategy"): ("risk_report", "strategy"),
     ("risk", "methods"): ("risk_report", "methods"),
     ("risk", "stress_episodes"): ("risk_report", "stress_episodes"),
+    ("risk", "anomaly_days"): ("return_anomalies", "days"),
+    ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
     ("explain", "model"): ("shap_explanations", "model"),
     ("explain", "n_rows"): ("shap_explanations", "n_rows"),
 }

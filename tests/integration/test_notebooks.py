@@ -17,7 +17,12 @@ def _run(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
     old = dict(os.environ)
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
-        NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS.parent)}}).execute()
+        NotebookClient(
+            book,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS.parent)}},
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(old)
@@ -29,7 +34,11 @@ def test_notebooks_are_stored_without_outputs():
     assert len(books) >= 2
     for path in books:
         book = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in book.cells if c.cell_type == "code"), path
+        assert all(
+            not c.get("outputs") and c.get("execution_count") is None
+            for c in book.cells
+            if c.cell_type == "code"
+        ), path
 
 
 def test_explore_features_notebook_runs():
@@ -40,6 +49,11 @@ def test_explore_features_notebook_runs():
 
 
 def test_compare_runs_notebook_runs_on_a_materialized_home(materialized):
-    book = _run(NOTEBOOKS / "02_compare_runs_and_load_model.ipynb", {"ALPHAFORGE_HOME": str(materialized.home)})
-    text = "".join(str(o.get("text", "")) for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    book = _run(
+        NOTEBOOKS / "02_compare_runs_and_load_model.ipynb",
+        {"ALPHAFORGE_HOME": str(materialized.home)},
+    )
+    text = "".join(
+        str(o.get("text", "")) for c in book.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert f"from Dagster run {materialized.result.run_id}" in text

@@ -29,6 +29,7 @@ ALL_ASSETS = {
     "shap_explanations",
     "risk_report",
     "sector_map",
+    "return_anomalies",
 }
 
 
