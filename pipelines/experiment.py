@@ -44,10 +44,11 @@ STRATEGIES = ("ml_top_k", "hrp", "equal_weight")
 BUNDLED_LAST_DATE = date(2022, 12, 28)
 
 
-def _inherit(config: type, name: str) -> Any:
-    """A field with the default and description of an asset Config class's field."""
+def _inherit(config: type, name: str, **constraints: Any) -> Any:
+    """A field with the default and description of an asset Config class's field, plus bounds
+    (``ge``, ``lt``, ...) that the experiment checks before anything runs."""
     spec = config.model_fields[name]
-    return Field(default=spec.default, description=spec.description)
+    return Field(default=spec.default, description=spec.description, **constraints)
 
 
 class Section(BaseModel):
@@ -102,56 +103,23 @@ class FeaturesSection(Section):
 
 class LabelsSection(Section):
     kind: Literal[LABEL_KINDS] = _inherit(LabelsConfig, "kind")
-    barrier_k: float = Field(
-        LabelsConfig.model_fields["barrier_k"].default,
-        gt=0,
-        description=LabelsConfig.model_fields["barrier_k"].description,
-    )
-    vol_window: int = Field(
-        LabelsConfig.model_fields["vol_window"].default,
-        ge=2,
-        description=LabelsConfig.model_fields["vol_window"].description,
-    )
-    horizon: int = Field(
-        LabelsConfig.model_fields["horizon"].default,
-        ge=1,
-        description=LabelsConfig.model_fields["horizon"].description,
-    )
+    barrier_k: float = _inherit(LabelsConfig, "barrier_k", gt=0)
+    vol_window: int = _inherit(LabelsConfig, "vol_window", ge=2)
+    horizon: int = _inherit(LabelsConfig, "horizon", ge=1)
     target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
 
 
 class CVSection(Section):
-    tune_fraction: float = Field(
-        TrainingConfig.model_fields["tune_fraction"].default,
-        ge=0.1,
-        le=0.9,
-        description=TrainingConfig.model_fields["tune_fraction"].description,
-    )
-    inner_splits: int = Field(
-        TrainingConfig.model_fields["inner_splits"].default,
-        ge=2,
-        description=TrainingConfig.model_fields["inner_splits"].description,
-    )
-    outer_splits: int = Field(
-        OOFConfig.model_fields["outer_splits"].default,
-        ge=2,
-        description=OOFConfig.model_fields["outer_splits"].description,
-    )
+    tune_fraction: float = _inherit(TrainingConfig, "tune_fraction", ge=0.1, le=0.9)
+    inner_splits: int = _inherit(TrainingConfig, "inner_splits", ge=2)
+    outer_splits: int = _inherit(OOFConfig, "outer_splits", ge=2)
 
 
 class ModelsSection(Section):
     names: list[str] = _inherit(TrainingConfig, "models")
-    n_trials: int = Field(
-        TrainingConfig.model_fields["n_trials"].default,
-        ge=1,
-        description=TrainingConfig.model_fields["n_trials"].description,
-    )
+    n_trials: int = _inherit(TrainingConfig, "n_trials", ge=1)
     seed: int = _inherit(TrainingConfig, "seed")
-    n_jobs: int = Field(
-        TrainingConfig.model_fields["n_jobs"].default,
-        ge=1,
-        description=TrainingConfig.model_fields["n_jobs"].description,
-    )
+    n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
 
 
 class EnsembleSection(Section):
@@ -159,31 +127,11 @@ class EnsembleSection(Section):
 
 
 class PortfolioSection(Section):
-    top_k: int = Field(
-        PortfolioConfig.model_fields["top_k"].default,
-        ge=1,
-        description=PortfolioConfig.model_fields["top_k"].description,
-    )
-    rebalance_every: int = Field(
-        PortfolioConfig.model_fields["rebalance_every"].default,
-        ge=1,
-        description=PortfolioConfig.model_fields["rebalance_every"].description,
-    )
-    hrp_lookback: int = Field(
-        PortfolioConfig.model_fields["hrp_lookback"].default,
-        ge=20,
-        description=PortfolioConfig.model_fields["hrp_lookback"].description,
-    )
-    cost_bps: float = Field(
-        BacktestConfig.model_fields["cost_bps"].default,
-        ge=0,
-        description=BacktestConfig.model_fields["cost_bps"].description,
-    )
-    lag: int = Field(
-        BacktestConfig.model_fields["lag"].default,
-        ge=0,
-        description=BacktestConfig.model_fields["lag"].description,
-    )
+    top_k: int = _inherit(PortfolioConfig, "top_k", ge=1)
+    rebalance_every: int = _inherit(PortfolioConfig, "rebalance_every", ge=1)
+    hrp_lookback: int = _inherit(PortfolioConfig, "hrp_lookback", ge=20)
+    cost_bps: float = _inherit(BacktestConfig, "cost_bps", ge=0)
+    lag: int = _inherit(BacktestConfig, "lag", ge=0)
 
 
 class RiskSection(Section):
@@ -196,17 +144,8 @@ class RiskSection(Section):
         description=RiskConfig.model_fields["stress_episodes"].description,
     )
 
-    anomaly_days: int = Field(
-        AnomalyConfig.model_fields["days"].default,
-        ge=5,
-        description=AnomalyConfig.model_fields["days"].description,
-    )
-    anomaly_contamination: float = Field(
-        AnomalyConfig.model_fields["contamination"].default,
-        gt=0,
-        lt=0.5,
-        description=AnomalyConfig.model_fields["contamination"].description,
-    )
+    anomaly_days: int = _inherit(AnomalyConfig, "days", ge=5)
+    anomaly_contamination: float = _inherit(AnomalyConfig, "contamination", gt=0, lt=0.5)
 
     @field_validator("stress_episodes")
     @classmethod
@@ -226,11 +165,7 @@ class RiskSection(Section):
 
 class ExplainSection(Section):
     model: str = _inherit(ShapConfig, "model")
-    n_rows: int = Field(
-        ShapConfig.model_fields["n_rows"].default,
-        ge=10,
-        description=ShapConfig.model_fields["n_rows"].description,
-    )
+    n_rows: int = _inherit(ShapConfig, "n_rows", ge=10)
 
 
 class ScheduleSection(Section):
