@@ -182,11 +182,12 @@ def _reap_log_tails() -> None:
     me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
-        except (OSError, IndexError):
+            text = stat.read_text()  # "pid (comm) state ppid ..."
+            comm, rest = text.split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+        except (OSError, IndexError, ValueError):
             continue
-        if fields[1] == me and comm == "tail":
+        if fields[1:2] == [me] and comm == "tail":
             try:
                 os.kill(int(stat.parent.name), signal.SIGKILL)  # tail holds no state to flush
             except ProcessLookupError:
