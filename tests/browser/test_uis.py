@@ -1,0 +1,213 @@
+"""Both UIs in a real browser (Debian's chromium, driven by selenium) against a materialized
+home: the asset graph shows every group, an asset's metadata shows its plot, MLflow lists the
+parent run with nested trials, the registry shows the alias. Screenshots are kept as artifacts
+in ``$ALPHAFORGE_TEST_ARTIFACTS`` (default ``.artifacts/screenshots``)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines.cli import stop_groups
+from pipelines.settings import load_settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    pytest.skip(
+        "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)",
+        allow_module_level=True,
+    )
+GROUPS = ("ingest", "features", "training", "portfolio", "risk", "explain")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def servers(materialized, tmp_path_factory):
+    """``dagster dev`` and ``mlflow server`` on free loopback ports, each in its own process
+    group (``dagster dev`` ignores SIGTERM for a while), stopped with SIGKILL as a last resort."""
+    home = materialized.home
+    logs = tmp_path_factory.mktemp("ui_logs")
+    dagster_port, mlflow_port = _free_port(), _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ALPHAFORGE", "DAGSTER_", "MLFLOW_"))
+    }
+    env |= {
+        "ALPHAFORGE_HOME": str(home),
+        "ALPHAFORGE_PROFILE": "fast",
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+    bin_dir = Path(sys.executable).parent
+    commands = [
+        [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dagster_port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        [
+            str(bin_dir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            load_settings(materialized.env).mlflow_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+        ],
+    ]
+    procs = [
+        subprocess.Popen(
+            c,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=(logs / f"{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for i, c in enumerate(commands)
+    ]
+    try:
+        _wait(f"http://127.0.0.1:{dagster_port}/server_info")
+        _wait(f"http://127.0.0.1:{mlflow_port}/health")
+        yield f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{mlflow_port}"
+    finally:
+        stop_groups(procs, timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("ALPHAFORGE_TEST_ARTIFACTS", ROOT / ".artifacts" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _text_appears(driver, needles, timeout=90) -> str:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for skip in driver.find_elements(
+            By.XPATH, "//button[normalize-space()='Skip']"
+        ):  # first-visit dialog
+            try:
+                skip.click()
+            except Exception:  # noqa: BLE001 (it may vanish between finding and clicking)
+                pass
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(n in body for n in needles) or time.monotonic() > deadline:
+            return body
+        time.sleep(1)
+
+
+def test_dagster_asset_graph_shows_every_group(servers, browser, shots):
+    dagster, _ = servers
+    browser.get(f"{dagster}/asset-groups")
+    body = _text_appears(browser, ("Global asset lineage", *GROUPS))
+    browser.save_screenshot(str(shots / "dagster_asset_graph.png"))
+    assert all(group in body for group in GROUPS), body[:2000]
+
+
+def test_asset_metadata_shows_its_plot(servers, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    dagster, _ = servers
+    browser.get(f"{dagster}/assets/backtest?view=events")
+    body = _text_appears(browser, ("equity_curve", "performance"))
+    assert "ml_top_k" in body and "sharpe" in body
+    link = browser.find_element(
+        By.XPATH, "//td[normalize-space()='equity_curve']/following-sibling::td//a"
+    )
+    link.click()  # "[Show Markdown]" opens the rendered plot in a dialog
+    deadline = time.monotonic() + 30
+    images = []
+    while not images and time.monotonic() < deadline:
+        images = [
+            i
+            for i in browser.find_elements(By.TAG_NAME, "img")
+            if (i.get_attribute("src") or "").startswith("data:image/png")
+        ]
+        time.sleep(0.5)
+    browser.save_screenshot(str(shots / "dagster_equity_curve.png"))
+    assert images and images[0].size["width"] > 200
+
+
+def test_mlflow_lists_the_parent_run_and_nested_trials(servers, browser, shots, materialized):
+    _, ui = servers
+    client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
+    experiment = client.get_experiment_by_name("alphaforge")
+    parent = f"all_assets_job-{materialized.result.run_id[:8]}"
+    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/runs")
+    body = _text_appears(browser, (parent,))
+    browser.save_screenshot(str(shots / "mlflow_runs.png"))
+    assert parent in body
+    # a trial's own page names its parent (the model's run, nested under the pipeline's run)
+    trial = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lightgbm-trial-0'")[0]
+    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/runs/{trial.info.run_id}")
+    body = _text_appears(browser, ("lightgbm-trial-0", "Parent run"), timeout=60)
+    browser.save_screenshot(str(shots / "mlflow_trial_run.png"))
+    assert "lightgbm-trial-0" in body and "Parent run" in body and "fold_rank_ic" in body
+
+
+def test_registry_shows_the_challenger_alias(servers, browser, shots):
+    _, ui = servers
+    browser.get(f"{ui}/#/models/alphaforge-ensemble")
+    body = _text_appears(browser, ("alphaforge-ensemble", "challenger"))
+    browser.save_screenshot(str(shots / "mlflow_registry.png"))
+    assert "challenger" in body and "Version 1" in body
