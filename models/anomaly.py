@@ -29,7 +29,9 @@ def anomalies(
     """
     cols = [c for c in columns if c in features.columns]
     if not cols:  # another feature set: every float feature that is rarely missing
-        nulls = features.select(pl.selectors.float().null_count() / max(features.height, 1)).row(0, named=True)
+        nulls = features.select(pl.selectors.float().null_count() / max(features.height, 1)).row(
+            0, named=True
+        )
         cols = [c for c, share in nulls.items() if share < 0.05]
     if not cols:
         raise ValueError("the feature matrix has no float feature to judge anomalies by")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# name -> (default, meaning); the README's configuration table is this dictionary.
+# name -> (default, meaning); keep the README's table of environment variables in step.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "ALPHAFORGE_HOME": ("./.alphaforge", "Home folder for every embedded store and output."),
     "ALPHAFORGE_CONFIG": ("(none)", "Experiment file (YAML) the Dagster job and schedule run."),

@@ -223,15 +223,6 @@ def default_technical(windows: Sequence[int]) -> list[str]:
     return [*names, f"skew_{max(windows)}"]
 
 
-def market_relative(
-    panel: pl.LazyFrame, market_ret: str = MARKET_RET, window: int = 60
-) -> pl.LazyFrame:
-    """Rolling beta and correlation of each asset's daily return with the market return."""
-    if market_ret != MARKET_RET:
-        panel = panel.with_columns(pl.col(market_ret).alias(MARKET_RET))
-    return compute(panel, [spec(f"beta_{window}"), spec(f"corr_{window}")])
-
-
 def cross_sectional_ranks(panel: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
     """Add ``<col>_csrank``: each column's rank across symbols on the same date, scaled to (0, 1]."""
     return panel.with_columns(

@@ -198,7 +198,9 @@ def test_mlflow_lists_the_parent_run_and_nested_trials(servers, browser, shots, 
     browser.save_screenshot(str(shots / "mlflow_runs.png"))
     assert parent in body
     # a trial's own page names its parent (the model's run, nested under the pipeline's run)
-    trial = client.search_runs([experiment.experiment_id], "attributes.run_name = 'lightgbm-trial-0'")[0]
+    trial = client.search_runs(
+        [experiment.experiment_id], "attributes.run_name = 'lightgbm-trial-0'"
+    )[0]
     browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/runs/{trial.info.run_id}")
     body = _text_appears(browser, ("lightgbm-trial-0", "Parent run"), timeout=60)
     browser.save_screenshot(str(shots / "mlflow_trial_run.png"))
