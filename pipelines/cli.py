@@ -235,16 +235,11 @@ class _Progress:
             print(f"{stamp}   {'✓' if check.passed else '✗'} check {check.check_name}")
 
 
-def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
-    """Start ``dagster dev`` and ``mlflow server`` on 127.0.0.1, each in its own process group,
-    and stop both (SIGTERM, then SIGKILL) when either exits or on Ctrl-C."""
+def ui_commands(settings: Settings, dagster_port: int, mlflow_port: int) -> list[list[str]]:
+    """``dagster dev`` and ``mlflow server`` on 127.0.0.1 for the home in ``settings``."""
     root = Path(__file__).resolve().parent.parent
-    env = os.environ | {
-        "DAGSTER_HOME": str(settings.dagster_home),
-        "ALPHAFORGE_HOME": str(settings.home),
-    }
     bin_dir = Path(sys.executable).parent
-    commands = [
+    return [
         [
             str(bin_dir / "dagster"),
             "dev",
@@ -268,6 +263,17 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
             str(mlflow_port),
         ],
     ]
+
+
+def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
+    """Start ``dagster dev`` and ``mlflow server`` on 127.0.0.1, each in its own process group,
+    and stop both (SIGTERM, then SIGKILL) when either exits or on Ctrl-C."""
+    root = Path(__file__).resolve().parent.parent
+    env = os.environ | {
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "ALPHAFORGE_HOME": str(settings.home),
+    }
+    commands = ui_commands(settings, dagster_port, mlflow_port)
     # SIGTERM (from a supervisor, or `kill`) stops the UIs the same way Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
     procs = [subprocess.Popen(c, cwd=root, env=env, start_new_session=True) for c in commands]

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.cli import stop_groups
+from pipelines.cli import stop_groups, ui_commands
 from pipelines.settings import load_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -64,29 +63,9 @@ def servers(materialized, tmp_path_factory):
         "ALPHAFORGE_PROFILE": "fast",
         "DAGSTER_HOME": str(home / "dagster"),
     }
-    bin_dir = Path(sys.executable).parent
-    commands = [
-        [
-            str(bin_dir / "dagster"),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(dagster_port),
-            "-w",
-            str(ROOT / "workspace.yaml"),
-        ],
-        [
-            str(bin_dir / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            load_settings(materialized.env).mlflow_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-        ],
-    ]
+    commands = ui_commands(
+        load_settings(materialized.env), dagster_port, mlflow_port
+    )  # what `make ui` runs
     procs = [
         subprocess.Popen(
             c,
