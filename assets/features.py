@@ -7,6 +7,7 @@ from pydantic import Field
 from assets._meta import frame_metadata, table
 from models.features import build_feature_matrix, describe, feature_columns, feature_names, plan
 from models.features.pipeline import RANKED
+from models.features.technical import MARKET_RET
 from models.labels import excess_returns, forward_returns, triple_barrier
 
 
@@ -71,7 +72,7 @@ def feature_matrix(
     ).collect()
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
-    skipped = plan(requested, market_prices.columns, True).skipped
+    skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
     null_share = frame.select(pl.col(columns).null_count() / max(len(frame), 1)).row(0)
     return Output(
         frame,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from pipelines.experiment import ExperimentError, Resolved, resolve, show
+from pipelines.sensors import innermost_error
 from pipelines.settings import Settings, load_settings, prepare_home
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
@@ -220,13 +221,7 @@ class _Progress:
             took = entry.timestamp - self.step_started.get(step, entry.timestamp)
             print(f"{stamp} [{self.done}/{self.total}] ✓ {step} ({took:.1f} s)")
         elif kind == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while (
-                error is not None
-                and error.cause is not None
-                and "DagsterExecutionStepExecutionError" in error.cls_name
-            ):
-                error = error.cause
+            error = innermost_error(event.step_failure_data.error)
             print(
                 f"{stamp}   ✗ {step} failed: {error.message.strip() if error else 'see the Dagster UI'}"
             )

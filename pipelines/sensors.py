@@ -53,6 +53,17 @@ class AlertResource(ConfigurableResource):
         return path
 
 
+def innermost_error(error):
+    """The user's own exception inside Dagster's step-execution wrapper (or ``error`` itself)."""
+    while (
+        error is not None
+        and error.cause is not None
+        and "DagsterExecutionStepExecutionError" in error.cls_name
+    ):
+        error = error.cause
+    return error
+
+
 def failure_alert(context: RunFailureSensorContext) -> dict:
     """What failed and why, from the run's step-failure events."""
     steps = []
@@ -64,13 +75,7 @@ def failure_alert(context: RunFailureSensorContext) -> dict:
                 {"step": event.step_key, "error": data.user_failure_data.description[:4000]}
             )
             continue
-        error = data.error
-        while (
-            error is not None
-            and error.cause is not None
-            and "DagsterExecutionStepExecutionError" in error.cls_name
-        ):
-            error = error.cause
+        error = innermost_error(data.error)
         message = (
             error.message.strip().splitlines()[0]
             if error and error.message.strip()

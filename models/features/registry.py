@@ -1,9 +1,9 @@
 """The feature registry: every time-series feature with its formula in words, window and inputs.
 
-A :class:`FeatureSpec` builds one polars expression over the panel sorted by ``(symbol, date)``.
-Expressions roll over the whole column (no ``.over``) and the engine nulls every row that has
-fewer than ``lookback`` earlier rows of its own symbol, so a window never reaches into another
-symbol (``tests/unit/test_features.py`` checks each feature symbol by symbol) and never into the
+A :class:`FeatureSpec` builds one polars expression over one symbol's rows sorted by date; the
+engine (``technical.compute``) runs it per symbol and nulls every row that has fewer than
+``lookback`` earlier rows, so a window never reaches into another symbol
+(``tests/unit/test_feature_library.py`` checks each feature symbol by symbol) and never into the
 future (the perturbation test).
 """
 

@@ -15,98 +15,86 @@ LOG_RET = C.log().diff()
 MARKET_RET = "SP500_ret_1"
 
 
-def _family(name: str, w: int) -> tuple[str, tuple[str, ...], pl.Expr, int, bool]:
-    """(description, inputs, expression, lookback, per-symbol) of ``<name>_<w>``."""
+def _family(name: str, w: int) -> tuple[str, tuple[str, ...], pl.Expr, int]:
+    """(description, inputs, expression, lookback) of ``<name>_<w>``."""
     low, high = C.rolling_min(w), C.rolling_max(w)
     mkt = pl.col(MARKET_RET)
     r = pl.col("ret_1")
     families = {
-        "ret": (f"simple return over {w} days", ("close",), C / C.shift(w) - 1, w, False),
+        "ret": (f"simple return over {w} days", ("close",), C / C.shift(w) - 1, w),
         "vol": (
             f"std of daily log returns over {w} days",
             ("close",),
             LOG_RET.rolling_std(w),
             w,
-            False,
         ),
         "ma_gap": (
             f"close / {w}-day mean close - 1",
             ("close",),
             C / C.rolling_mean(w) - 1,
             w - 1,
-            False,
         ),
-        "drawdown": (f"close / {w}-day max close - 1", ("close",), C / high - 1, w - 1, False),
+        "drawdown": (f"close / {w}-day max close - 1", ("close",), C / high - 1, w - 1),
         "range_pos": (
             f"close within its {w}-day min-max range",
             ("close",),
             (C - low) / (high - low),
             w - 1,
-            False,
         ),
         "skew": (
             f"skewness of daily log returns over {w} days",
             ("close",),
             LOG_RET.rolling_skew(w, bias=False),
             w,
-            False,
         ),
         "kurt": (
             f"excess kurtosis of daily log returns over {w} days",
             ("close",),
             LOG_RET.rolling_kurtosis(w, bias=False),
             w,
-            False,
         ),
-        "rsi": (f"relative strength index over {w} days", ("close",), _rsi(w), w, False),
+        "rsi": (f"relative strength index over {w} days", ("close",), _rsi(w), w),
         "boll": (
             f"(close - {w}-day mean) / (2 x {w}-day std): Bollinger position",
             ("close",),
             (C - C.rolling_mean(w)) / (2 * C.rolling_std(w)),
             w - 1,
-            False,
         ),
         "atr": (
             f"{w}-day average true range / close",
             ("high", "low", "close"),
             _true_range().rolling_mean(w) / C,
             w,
-            False,
         ),
         "volz": (
             f"volume z-score against the last {w} days",
             ("volume",),
             (V - V.rolling_mean(w)) / V.rolling_std(w),
             w - 1,
-            False,
         ),
         "dollar_vol": (
             f"log of mean dollar volume over {w} days",
             ("close", "volume"),
             (C * V).rolling_mean(w).log(),
             w - 1,
-            False,
         ),
         "beta": (
             f"beta of daily returns to the S&P 500 over {w} days",
             ("ret_1", MARKET_RET),
             pl.rolling_cov(r, mkt, window_size=w) / mkt.rolling_var(w),
             w,
-            False,
         ),
         "corr": (
             f"correlation of daily returns with the S&P 500 over {w} days",
             ("ret_1", MARKET_RET),
             pl.rolling_corr(r, mkt, window_size=w),
             w,
-            False,
         ),
         "resid_vol": (
             f"residual volatility after the S&P 500 beta over {w} days",
             ("ret_1", MARKET_RET),
             (r.rolling_var(w) * (1 - pl.rolling_corr(r, mkt, window_size=w) ** 2)).sqrt(),
             w,
-            False,
         ),
     }
     if name not in families:
@@ -126,6 +114,10 @@ def _rsi(window: int) -> pl.Expr:
     return 100 - 100 / (1 + gain / loss)
 
 
+def _macd() -> pl.Expr:
+    return C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False)
+
+
 def _true_range() -> pl.Expr:
     prev = C.shift(1)
     return pl.max_horizontal(H - L, (H - prev).abs(), (L - prev).abs())
@@ -138,7 +130,7 @@ register(
     "macd",
     "MACD: (12-day EMA - 26-day EMA) of close / close",
     ("close",),
-    lambda: (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False)) / C,
+    lambda: _macd() / C,
     family="trend",
     window=26,
     lookback=25,
@@ -147,15 +139,7 @@ register(
     "macd_signal",
     "MACD minus its 9-day EMA (the histogram) / close",
     ("close",),
-    lambda: (
-        (
-            (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False))
-            - (C.ewm_mean(span=12, adjust=False) - C.ewm_mean(span=26, adjust=False)).ewm_mean(
-                span=9, adjust=False
-            )
-        )
-        / C
-    ),
+    lambda: (_macd() - _macd().ewm_mean(span=9, adjust=False)) / C,
     family="trend",
     window=34,
     lookback=33,
@@ -172,7 +156,7 @@ def spec(name: str) -> FeatureSpec:
     family, w = match.group(1), int(match.group(2))
     if w < 2:
         raise KeyError(name)
-    text, inputs, expr, lookback, _ = _family(family, w)
+    text, inputs, expr, lookback = _family(family, w)
     register(name, text, inputs, lambda e=expr: e, family=family, window=w, lookback=lookback)
     return REGISTRY[name]
 
@@ -212,7 +196,7 @@ def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
 
 
 def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:
-    """The default technical set on ``[symbol, date, close, ...]`` (kept for callers and benchmarks)."""
+    """The default technical set on ``[symbol, date, close, ...]``."""
     return compute(prices, [spec(n) for n in default_technical(windows)])
 
 
