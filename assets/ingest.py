@@ -1,12 +1,15 @@
-"""Ingest group: daily prices (validated by a blocking contract) and alternative series."""
+"""Ingest group: daily prices (validated by a blocking contract, bad rows quarantined) and
+alternative series."""
 
 from datetime import date
 
 import polars as pl
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetOut,
     Backoff,
     Config,
     Failure,
@@ -15,15 +18,18 @@ from dagster import (
     ResourceParam,
     RetryPolicy,
     asset,
+    multi_asset,
 )
 from pydantic import Field
 
 from assets._meta import frame_metadata, table
-from assets.ports import AltDataSource, PriceSource
-from data_contracts import ContractViolation, parse_prices, validate
-from data_contracts.prices import CONTRACT
+from assets.ports import AltDataSource, PriceSource, ReportStore
+from data_contracts import ContractViolation, check_prices
+from data_contracts.quality import QualityRules, quality_findings, summarize
+from models.corporate_actions import adjust
 
 CHECK = "check_market_prices_contract"
+QUALITY = "check_market_prices_quality"
 
 
 class PricesConfig(Config):
@@ -32,6 +38,19 @@ class PricesConfig(Config):
     symbols: list[str] | None = Field(
         default=None, description="Universe filter; none = every symbol in the source."
     )
+    max_quarantine_share: float = Field(
+        default=0.05,
+        description="Stop the run when more than this share of rows would be quarantined.",
+    )
+    max_gap_days: int = Field(
+        default=10, description="Warn when a symbol skips more business days than this."
+    )
+    stale_run: int = Field(default=5, description="Warn on this many identical closes in a row.")
+    max_age_days: int | None = Field(
+        default=None,
+        description="Warn when the newest date is more business days than this before the run "
+        "date (none: no freshness rule, e.g. for the static bundled data).",
+    )
 
 
 # Reading files or package data can fail for passing reasons (a file still being copied, a
@@ -39,70 +58,132 @@ class PricesConfig(Config):
 INGEST_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 
-@asset(
+@multi_asset(
     group_name="ingest",
-    kinds={"polars", "great_expectations"},
-    io_manager_key="lake",
+    outs={
+        "market_prices": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars", "great_expectations"},
+            description="Daily prices as a long panel [symbol, date, close, ...], sorted by "
+            "symbol and date, split- and dividend-adjusted when the source gives those columns.",
+        ),
+        "price_quarantine": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars"},
+            description="Rows and files set aside by the contract, each with the rule that "
+            "caught it: [source_file, source_row, symbol, date, rule, values].",
+        ),
+    },
     retry_policy=INGEST_RETRY,
     check_specs=[
         AssetCheckSpec(
             CHECK,
             asset="market_prices",
             blocking=True,
-            description="Great Expectations suite data_contracts/suites/market_prices.json "
-            "plus type parsing: names the file, column and first bad row of every violation.",
-        )
+            description="Great Expectations suite data_contracts/suites/market_prices.json plus "
+            "type parsing. Row rules quarantine; a missing column, mixed timezones or too many "
+            "quarantined rows stop the run before anything is written.",
+        ),
+        AssetCheckSpec(
+            QUALITY,
+            asset="market_prices",
+            description="Warnings that set no row aside: calendar gaps, stale series, return "
+            "outliers, unadjusted splits, coverage, freshness.",
+        ),
     ],
 )
 def market_prices(
-    context: AssetExecutionContext, config: PricesConfig, price_source: ResourceParam[PriceSource]
+    context: AssetExecutionContext,
+    config: PricesConfig,
+    price_source: ResourceParam[PriceSource],
+    reports: ResourceParam[ReportStore],
 ):
-    """Daily prices as a long panel ``[symbol, date, close, ...]``, sorted by symbol and date.
-
-    The contract runs *before* the output is written: when it fails, the check is recorded as
-    failed, the step fails, downstream assets do not run and the last good file is untouched.
-    """
+    """Read, type and validate the prices; the contract runs *before* anything is written, so
+    a failed run leaves the last good files untouched and downstream assets do not run."""
     source = price_source.describe()
+    start = date.fromisoformat(config.start_date)
+    end = date.fromisoformat(config.end_date) if config.end_date else None
+    run_date = date.today()
     try:
-        parsed = parse_prices(price_source.load_prices())
-        violations = validate(parsed, CONTRACT)
-        if violations:
-            raise ContractViolation(CONTRACT, violations)
+        raw = price_source.load_prices(start, end)
+        checked = check_prices(raw, run_date, config.max_quarantine_share)
     except ContractViolation as err:
         yield AssetCheckResult(
             check_name=CHECK,
+            asset_key="market_prices",
             passed=False,
             description=str(err),
             metadata={
                 "source": source,
-                "violations": MetadataValue.json(
-                    [vars(v) | {"value": str(v.value)} for v in err.violations]
-                ),
+                "violations": MetadataValue.json([v.as_dict() for v in err.violations]),
             },
         )
         raise Failure(
             description=str(err), metadata={"source": source}, allow_retries=False
         ) from err
-
+    docs = reports.write("validation_market_prices.html", checked.report.html)
     yield AssetCheckResult(
-        check_name=CHECK, passed=True, metadata={"source": source, "rows_checked": len(parsed)}
+        check_name=CHECK,
+        asset_key="market_prices",
+        passed=True,
+        description="\n".join(str(v) for v in checked.violations) or "every row passed",
+        metadata={
+            "source": source,
+            "rows_in": checked.rows_in,
+            "rows_clean": len(checked.clean),
+            "rows_quarantined": checked.quarantine["source_row"].is_not_null().sum(),
+            "files_skipped": len(checked.skipped),
+            "validation_report": MetadataValue.path(str(docs)),
+            "quarantined": MetadataValue.json([v.as_dict() for v in checked.violations]),
+        },
     )
-    end = date.fromisoformat(config.end_date) if config.end_date else date.max
+    has_splits = {"split", "dividend"} & set(checked.clean.columns)
     panel = (
-        parsed.drop("source_file", "source_row")
-        .filter(pl.col("date").is_between(date.fromisoformat(config.start_date), end))
+        checked.clean.drop("source_file", "source_row")
         .filter(pl.col("symbol").is_in(config.symbols) if config.symbols else pl.lit(True))
         .sort("symbol", "date")
     )
-    context.log.info(f"{panel['symbol'].n_unique()} symbols, {len(panel)} rows from {source}")
+    panel = adjust(panel) if has_splits else panel
+    rules = QualityRules(
+        max_gap_days=config.max_gap_days,
+        stale_run=config.stale_run,
+        max_age_days=config.max_age_days,
+    )
+    findings = quality_findings(panel, run_date, rules, check_splits=not has_splits)
+    warnings = summarize(findings)
+    yield AssetCheckResult(
+        check_name=QUALITY,
+        asset_key="market_prices",
+        passed=not warnings,
+        severity=AssetCheckSeverity.WARN,
+        description="\n".join(str(w) for w in warnings) or "no findings",
+        metadata={
+            "findings": table(findings.group_by("rule").len().sort("rule")),
+            "first_findings": table(findings.head(20)),
+        },
+    )
+    context.log.info(
+        f"{panel['symbol'].n_unique()} symbols, {len(panel)} rows from {source}; "
+        f"{len(checked.quarantine)} quarantined, {len(findings)} quality findings"
+    )
     yield Output(
         panel,
+        output_name="market_prices",
         metadata={
             **frame_metadata(panel),
             "source": source,
             "symbols": panel["symbol"].n_unique(),
             "first_date": str(panel["date"].min()),
             "last_date": str(panel["date"].max()),
+            "adjusted_for": MetadataValue.json(sorted(has_splits)),
+        },
+    )
+    yield Output(
+        checked.quarantine,
+        output_name="price_quarantine",
+        metadata={
+            **frame_metadata(checked.quarantine),
+            "by_rule": table(checked.quarantine.group_by("rule").len().sort("len", descending=True).head(20)),
         },
     )
 

@@ -7,16 +7,20 @@ keeps the import direction ``pipelines -> assets -> models``.
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
 from typing import Protocol
 
 import polars as pl
 from dagster import AssetExecutionContext
 
+from data_contracts import RawPrices
+
 
 class PriceSource(Protocol):
-    def load_prices(self) -> pl.DataFrame:
-        """Raw price rows with ``source_file`` and ``source_row``; columns may still be strings."""
+    def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
+        """Raw price rows dated in ``[start, end]`` with ``source_file`` and ``source_row``
+        (columns may still be strings), and the files the source had to skip."""
 
     def describe(self) -> str:
         """Where the prices come from, for metadata and messages."""

@@ -54,7 +54,7 @@ def load_universe(quick: bool) -> tuple[pl.DataFrame, str]:
         return prices, f"shared S&P 500 set, {len(frames)} tickers"
     from pipelines.sources import BundledPriceSource
 
-    base = BundledPriceSource().load_prices().select("symbol", "date", "close")
+    base = BundledPriceSource().load_prices().frame.select("symbol", "date", "close")
     copies = 3 if quick else 25
     tiled = pl.concat(base.with_columns(pl.col("symbol") + f"_{i}") for i in range(copies))
     return tiled.sort("symbol", "date"), f"bundled 20 stocks (close only) tiled x{copies}"

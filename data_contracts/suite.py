@@ -2,12 +2,14 @@
 
 GX 1.x validates pandas, not polars, so the frame is converted here, at the check. Frames carry
 ``source_file`` and ``source_row`` (1-based line in the file, header = line 1) so a failure can
-say where the bad value came from.
+say where the bad value came from. Each expectation's ``meta.severity`` says what a failure
+means: ``block`` stops the run, ``quarantine`` sets the failing rows aside (``Report.flagged``).
 """
 
+import html
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -21,6 +23,7 @@ _RULES = {
     "expect_compound_columns_to_be_unique": "must be unique together",
     "expect_table_row_count_to_be_between": "table must have at least {min_value} row(s)",
     "expect_column_to_exist": "column must exist",
+    "expect_column_values_to_match_regex": "must match {regex}",
 }
 
 
@@ -34,14 +37,22 @@ class Violation:
     row: int | None
     value: object
     count: int | None
+    symbol: str | None = None
+    severity: str = "block"
 
     def __str__(self) -> str:
         text = f"column '{self.column}' {self.rule}" if self.column else self.rule
         if self.row is not None:
-            text += f": first bad row is row {self.row} of {self.file} (value {self.value!r})"
+            where = f" (symbol {self.symbol})" if self.symbol else ""
+            text += (
+                f": first bad row is row {self.row} of {self.file}{where} (value {self.value!r})"
+            )
         elif self.file:
             text += f" in {self.file}"
         return text + (f"; {self.count} row(s) fail" if self.count else "")
+
+    def as_dict(self) -> dict:
+        return vars(self) | {"value": str(self.value)}
 
 
 class ContractViolation(ValueError):
@@ -54,6 +65,20 @@ class ContractViolation(ValueError):
         super().__init__(f"data contract '{contract}' failed:\n{lines}")
 
 
+@dataclass
+class Report:
+    """A suite's outcome: every violation, the rows flagged by quarantine rules
+    (``[source_file, source_row, rule]``) and the HTML rendering of the GX result."""
+
+    violations: list[Violation]
+    flagged: pl.DataFrame
+    html: str = field(repr=False, default="")
+
+    @property
+    def blocking(self) -> list[Violation]:
+        return [v for v in self.violations if v.severity == "block"]
+
+
 def load_suite(name: str) -> dict:
     """The suite's JSON as stored in ``data_contracts/suites/<name>.json``."""
     return json.loads((SUITES / f"{name}.json").read_text())
@@ -61,20 +86,52 @@ def load_suite(name: str) -> dict:
 
 def validate(frame: pl.DataFrame, suite_name: str) -> list[Violation]:
     """Validate ``frame`` against a stored suite; return the violations (empty when it passes)."""
+    return run_suite(frame, suite_name).violations
+
+
+def run_suite(frame: pl.DataFrame, suite_name: str) -> Report:
+    """Validate ``frame`` with GX. Expectations on columns the frame lacks are skipped (optional
+    columns such as ``volume``)."""
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     spec = load_suite(suite_name)
-    index_cols = [c for c in SOURCE_COLUMNS if c in frame.columns]
+    spec["expectations"] = [e for e in spec["expectations"] if _columns(e) <= set(frame.columns)]
+    index_cols = [c for c in [*SOURCE_COLUMNS, "symbol", "date"] if c in frame.columns]
     validation = _validation_definition(suite_name, json.dumps(spec, sort_keys=True))
     result = validation.run(
         batch_parameters={"dataframe": frame.to_pandas()},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_cols},
     )
-    return [_violation(r) for r in result.results if not r.success]
+    failed = [r for r in result.results if not r.success]
+    violations = [_violation(r) for r in failed]
+    flagged = [
+        pl.DataFrame(
+            [
+                {"source_file": i.get("source_file"), "source_row": i.get("source_row")}
+                for i in (r.result or {}).get("unexpected_index_list") or []
+                if isinstance(i, dict)
+            ],
+            schema={"source_file": pl.String, "source_row": pl.Int64},
+        ).with_columns(rule=pl.lit(f"{v.column}: {v.rule}" if v.column else v.rule))
+        for r, v in zip(failed, violations, strict=True)
+        if v.severity == "quarantine"
+    ]
+    empty = pl.DataFrame(
+        schema={"source_file": pl.String, "source_row": pl.Int64, "rule": pl.String}
+    )
+    return Report(
+        violations, pl.concat([empty, *flagged]), render_html(spec, result.results, violations)
+    )
+
+
+def _columns(expectation: dict) -> set[str]:
+    kwargs = expectation["kwargs"]
+    names = [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
+    return {n for n in [*names, *kwargs.get("column_list", [])] if n}
 
 
 @cache
 def _validation_definition(suite_name: str, suite_json: str):
-    """One ephemeral GX context per suite and process (creating it costs about a second)."""
+    """One ephemeral GX context per suite variant and process (creating it costs a second)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -99,36 +156,50 @@ def _validation_definition(suite_name: str, suite_json: str):
 def _violation(result) -> Violation:
     config = result.expectation_config
     kwargs = dict(config.kwargs)
+    meta = config.meta or {}
     outcome = result.result or {}
-    rule = (
-        _bounds(kwargs)
-        if config.type == "expect_column_values_to_be_between"
-        else (_RULES.get(config.type, config.type).format_map(_Default(kwargs)))
-    )
+    if meta.get("rule"):
+        rule = meta["rule"]
+    elif config.type == "expect_column_values_to_be_between":
+        rule = _bounds(kwargs)
+    else:
+        rule = _RULES.get(config.type, config.type).format_map(_Default(kwargs))
     index = outcome.get("unexpected_index_list") or []
     first = (
-        min(index, key=lambda r: r.get("source_row", 0))
+        min(index, key=lambda r: (str(r.get("source_file")), r.get("source_row", 0)))
         if index and isinstance(index[0], dict)
         else {}
     )
-    column = kwargs.get("column") or (
-        ",".join(kwargs["column_list"]) if "column_list" in kwargs else None
+    column = (
+        kwargs.get("column")
+        or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
+        or (f"{kwargs['column_A']},{kwargs['column_B']}" if "column_A" in kwargs else None)
     )
-    value = (
-        first.get(kwargs.get("column"))
-        if kwargs.get("column")
-        else {c: first.get(c) for c in kwargs.get("column_list", [])}
-    )
-    if outcome.get("observed_value") is not None and not index:
-        value = outcome["observed_value"]
+    value = _first_value(kwargs, outcome, first)
+    if meta.get("column"):  # a rule on a derived column, reported on the column users know
+        column = meta["column"]
+        value = {c: first.get(c) for c in column.split(",")} if "," in column else first.get(column)
     return Violation(
         rule=rule,
         column=column,
         file=first.get("source_file"),
         row=int(first["source_row"]) if "source_row" in first else None,
         value=_plain(value),
-        count=int(outcome.get("unexpected_count") or (0 if index else 1)),
+        count=int(outcome.get("unexpected_count") or (len(index) if index else 1)),
+        symbol=first.get("symbol"),
+        severity=meta.get("severity", "block"),
     )
+
+
+def _first_value(kwargs: dict, outcome: dict, first: dict) -> object:
+    if kwargs.get("column"):
+        return first.get(kwargs["column"], (outcome.get("partial_unexpected_list") or [None])[0])
+    if "column_A" in kwargs:
+        pairs = outcome.get("partial_unexpected_list") or [None]
+        return pairs[0]
+    if "column_list" in kwargs:
+        return {c: first.get(c) for c in kwargs["column_list"]}
+    return outcome.get("observed_value")
 
 
 def _bounds(kwargs: dict) -> str:
@@ -149,7 +220,42 @@ def _plain(value: object) -> object:
     """numpy and pandas scalars as plain Python values, for messages and metadata."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     if hasattr(value, "isoformat"):  # pandas Timestamp, datetime, date
         return value.isoformat().removesuffix("T00:00:00")
     value = value.item() if hasattr(value, "item") else value
     return None if isinstance(value, float) and value != value else value  # NaN -> None
+
+
+def render_html(spec: dict, results: list, violations: list[Violation]) -> str:
+    """The validation result as one self-contained HTML page: GX's Data Docs need a file-backed
+    project and a site builder; this page shows the same facts (each expectation, its severity,
+    pass/fail, unexpected count and the first bad row) and is stored as a report file."""
+    failures = iter(violations)
+    rows = []
+    for r in results:
+        config = r.expectation_config
+        v = next(failures) if not r.success else None
+        status = (
+            "passed" if r.success else f"FAILED ({(config.meta or {}).get('severity', 'block')})"
+        )
+        detail = html.escape(str(v)) if v else ""
+        rows.append(
+            f"<tr class={'ok' if r.success else 'bad'}><td>{html.escape(config.type)}</td>"
+            f"<td><code>{html.escape(json.dumps(dict(config.kwargs), default=str))}</code></td>"
+            f"<td>{status}</td><td>{detail}</td></tr>"
+        )
+    meta = spec.get("meta", {})
+    return (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>Validation: {html.escape(spec['name'])}</title><style>"
+        "body{font-family:sans-serif}td{border-bottom:1px solid #ddd;padding:4px;vertical-align:top}"
+        ".bad{background:#fde8e8}.ok{background:#eefaf0}</style></head><body>"
+        f"<h1>Suite {html.escape(spec['name'])} v{meta.get('version', '?')}</h1>"
+        f"<p>{html.escape(meta.get('notes', ''))}</p>"
+        f"<p>{sum(r.success for r in results)} of {len(results)} expectations passed.</p>"
+        "<table><tr><th>expectation</th><th>arguments</th><th>result</th><th>first failure</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )

@@ -108,7 +108,7 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> Resolved:
 
 
 def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> int:
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetSelection, DagsterInstance
     from dagster._core.utils import make_new_run_id
 
     from pipelines.definitions import JOB, build_definitions, experiment_tags
@@ -118,8 +118,14 @@ def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> in
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
     config = resolved.run_config() | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    selection = [AssetKey(s) for s in select] if select else None
-    total = len(select) if select else len(defs.resolve_asset_graph().get_all_asset_keys())
+    graph = defs.resolve_asset_graph()
+    # an asset computed together with others (market_prices + price_quarantine) runs with them
+    selection = (
+        sorted(AssetSelection.assets(*select).required_multi_asset_neighbors().resolve(graph))
+        if select
+        else None
+    )
+    total = len(selection) if selection else len(graph.get_all_asset_keys())
     profile = resolved.experiment.profile
     print(f"AlphaForge: profile '{profile}', home {settings.home}, Dagster run {run_id}")
 

@@ -26,7 +26,12 @@ from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
 from pipelines.settings import Settings, load_settings
-from pipelines.sources import BundledAltSource, BundledPriceSource, FilePriceSource
+from pipelines.sources import (
+    BundledAltSource,
+    BundledPriceSource,
+    FilePriceSource,
+    HttpPriceSource,
+)
 
 ASSET_MODULES = [ingest, features, training, portfolio, explain, risk]
 JOB = "all_assets_job"
@@ -38,16 +43,24 @@ def build_resources(
     """The local (embedded) resource set; stores default to SQLite under ``settings.home``."""
     exp = resolved.experiment
     data, tracking = exp.data, exp.tracking
-    prices = (
-        FilePriceSource(
+    if data.source == "files":
+        prices = FilePriceSource(
             path=data.path,
             columns=dict(data.columns),
             symbol_from_filename=data.symbol_from_filename,
             sectors=data.sectors,
+            root=data.root,
         )
-        if data.source == "files"
-        else BundledPriceSource()
-    )
+    elif data.source == "http":
+        prices = HttpPriceSource(
+            url=data.url,
+            symbols=list(data.universe),
+            columns=dict(data.columns),
+            api_key=resolve_env_refs(data.api_key, "data.api_key", environ),
+            sectors=data.sectors,
+        )
+    else:
+        prices = BundledPriceSource()
     return {
         "lake": LakeIOManager(base_dir=str(settings.lake)),
         "price_source": prices,

@@ -56,14 +56,27 @@ class Section(BaseModel):
 
 
 class DataSection(Section):
-    source: Literal["bundled", "files"] = Field(
-        "bundled", description="Bundled package data, or your own files."
+    source: Literal["bundled", "files", "http"] = Field(
+        "bundled", description="Bundled package data, your own files, or a vendor's HTTP API."
     )
     path: str | None = Field(
         None,
         description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.",
     )
-    columns: dict[Literal["symbol", "date", "open", "high", "low", "close", "volume"], str] = Field(
+    root: str | None = Field(
+        None, description="Files source: refuse any file that resolves outside this folder."
+    )
+    url: str | None = Field(
+        None,
+        description="http source: URL template with {symbol} (and {api_key}), one CSV per symbol.",
+    )
+    api_key: str | None = Field(
+        None, description="http source: the vendor's key, as a reference ${env:VAR}."
+    )
+    columns: dict[
+        Literal["symbol", "date", "open", "high", "low", "close", "volume", "split", "dividend"],
+        str,
+    ] = Field(
         default_factory=dict, description="Our column name -> the file's column name."
     )
     symbol_from_filename: bool = Field(
@@ -80,6 +93,10 @@ class DataSection(Section):
     end_date: date | None = Field(
         None, description=PricesConfig.model_fields["end_date"].description
     )
+    max_quarantine_share: float = _inherit(PricesConfig, "max_quarantine_share", ge=0, le=1)
+    max_gap_days: int = _inherit(PricesConfig, "max_gap_days", ge=1)
+    stale_run: int = _inherit(PricesConfig, "stale_run", ge=2)
+    max_age_days: int | None = _inherit(PricesConfig, "max_age_days", ge=0)
 
 
 class FeaturesSection(Section):
@@ -240,6 +257,10 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("data", "start_date"): ("market_prices", "start_date"),
     ("data", "end_date"): ("market_prices", "end_date"),
     ("data", "universe"): ("market_prices", "symbols"),
+    ("data", "max_quarantine_share"): ("market_prices", "max_quarantine_share"),
+    ("data", "max_gap_days"): ("market_prices", "max_gap_days"),
+    ("data", "stale_run"): ("market_prices", "stale_run"),
+    ("data", "max_age_days"): ("market_prices", "max_age_days"),
     ("features", "set"): ("feature_matrix", "feature_set"),
     ("features", "names"): ("feature_matrix", "names"),
     ("features", "windows"): ("feature_matrix", "windows"),
@@ -524,11 +545,15 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         problems.append(
             "data.path: required when data.source is 'files' (a path or glob of price files)"
         )
+    if data.source == "http" and not (data.url and data.universe):
+        problems.append(
+            "data.url: the http source needs url (a template with {symbol}) and universe (the symbols to fetch)"
+        )
     if data.source == "bundled" and (
-        data.path or data.columns or data.symbol_from_filename or data.sectors
+        data.path or data.columns or data.symbol_from_filename or data.sectors or data.url
     ):
         problems.append(
-            "data.source: 'bundled' takes no path, columns, symbol_from_filename or sectors; set source: files"
+            "data.source: 'bundled' takes no path, url, columns, symbol_from_filename or sectors; set source: files or http"
         )
     if data.sectors and check_files and not Path(data.sectors).expanduser().is_file():
         problems.append(f"data.sectors: no such file {data.sectors!r}")

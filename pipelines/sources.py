@@ -6,14 +6,20 @@ Fama-French three factors (monthly, 1926-2018).
 """
 
 import glob
+import io
+from collections import Counter
+from datetime import date
 from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
+from urllib.request import urlopen
 
 import pandas as pd
 import polars as pl
 from dagster import ConfigurableResource
 
-from data_contracts import PRICE_COLUMNS, ContractViolation, Violation
-from data_contracts.prices import CONTRACT
+from data_contracts import PRICE_COLUMNS, RawPrices, Violation
+from data_contracts.prices import REQUIRED
 from models.panel import wide_to_long
 
 # GICS sectors of skfolio's 20 bundled stocks (public classification, as of 2024).
@@ -48,7 +54,7 @@ FRENCH_LAG_MONTHS = 1
 class BundledPriceSource(ConfigurableResource):
     """skfolio's bundled S&P 500 sample: 20 stocks, daily adjusted close."""
 
-    def load_prices(self) -> pl.DataFrame:
+    def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         from skfolio.datasets import load_sp500_dataset
 
         wide = load_sp500_dataset()
@@ -58,11 +64,13 @@ class BundledPriceSource(ConfigurableResource):
                 "source_row": range(2, len(wide) + 2),
             }
         )
-        return (
+        frame = (
             wide_to_long(wide, "close")
             .join(line, on="date")
             .with_columns(source_file=pl.lit(self.describe()))
+            .filter(_in_range(start, end))
         )
+        return RawPrices(frame)
 
     def describe(self) -> str:
         return "skfolio bundled sp500_dataset.csv.gz"
@@ -76,14 +84,19 @@ class BundledPriceSource(ConfigurableResource):
 class FilePriceSource(ConfigurableResource):
     """The user's price files: one long file or many, CSV, CSV.gz or Parquet, given as a path or
     glob. Columns are matched case-insensitively (``symbol, date, close`` required; ``open,
-    high, low, volume`` optional); ``columns`` maps our names to a vendor's, e.g.
-    ``{"date": "timestamp", "close": "adjusted_close"}`` for AlphaVantage. With
-    ``symbol_from_filename`` a per-ticker file's name (``AAPL.csv.gz``) gives the symbol."""
+    high, low, volume, split, dividend`` optional); ``columns`` maps our names to a vendor's,
+    e.g. ``{"date": "timestamp", "split": "split_coefficient"}`` for AlphaVantage. With
+    ``symbol_from_filename`` a per-ticker file's name (``AAPL.csv.gz``) gives the symbol.
+    With ``root`` set, files that resolve outside it (``..``, symlinks) are refused.
+
+    A file that cannot be used (not CSV, empty, a mapped column missing, columns unlike the
+    other files', outside the root) is skipped and named; the others still load."""
 
     path: str
     columns: dict[str, str] = {}
     symbol_from_filename: bool = False
     sectors: str | None = None
+    root: str | None = None
 
     def files(self) -> list[Path]:
         matches = (
@@ -96,64 +109,149 @@ class FilePriceSource(ConfigurableResource):
             raise FileNotFoundError(f"no price file matches {self.path!r}")
         return files
 
-    def load_prices(self) -> pl.DataFrame:
-        mapping = {ours: theirs.strip().lower() for ours, theirs in self.columns.items()}
-        frames = [
-            _select(_read(f), mapping, f if self.symbol_from_filename else None)
-            for f in self.files()
-        ]
-        return pl.concat(frames, how="diagonal_relaxed")
+    def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
+        root = Path(self.root).expanduser().resolve() if self.root else None
+        payloads, skipped = [], []
+        for f in self.files():
+            if root and not f.resolve().is_relative_to(root):
+                skipped.append(
+                    _skip(f, f"is outside the data root {root} (resolves to {f.resolve()})")
+                )
+            else:
+                payloads.append((f, f))
+        return read_payloads(payloads, self.columns, self.symbol_from_filename, start, end, skipped)
 
     def describe(self) -> str:
         return self.path
 
     def load_sectors(self) -> pl.DataFrame:
         """The sector map file (CSV with ``symbol`` and ``sector`` columns, any case), if any."""
-        if not self.sectors:
-            return pl.DataFrame(schema={"symbol": pl.String, "sector": pl.String})
-        frame = pl.read_csv(self.sectors, infer_schema=False)
-        frame = frame.rename({c: c.strip().lower() for c in frame.columns})
-        missing = {"symbol", "sector"} - set(frame.columns)
-        if missing:
-            raise ValueError(
-                f"{self.sectors}: sector map needs columns symbol and sector; missing {sorted(missing)}"
+        return read_sectors(self.sectors)
+
+
+class HttpPriceSource(ConfigurableResource):
+    """A vendor's HTTP API, one CSV per symbol: ``url`` is a template with ``{symbol}`` (and
+    optionally ``{api_key}``, e.g. AlphaVantage's ``TIME_SERIES_DAILY_ADJUSTED&datatype=csv``).
+    Responses go through the same column mapping and contract as files; a response that is not
+    price CSV (vendors answer errors with HTTP 200 and a JSON message) is skipped and named."""
+
+    url: str
+    symbols: list[str]
+    columns: dict[str, str] = {}
+    api_key: str | None = None
+    timeout_s: float = 30.0
+    sectors: str | None = None
+
+    def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"vendor url must be http(s): {self.describe()!r}")
+        payloads, skipped = [], []
+        for symbol in self.symbols:
+            url = self.url.format(symbol=quote(symbol), api_key=quote(self.api_key or ""))
+            shown = self.url.format(symbol=quote(symbol), api_key="***")
+            try:
+                with urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 (http(s) checked above)
+                    payloads.append((Path(f"{symbol}.csv"), io.BytesIO(response.read())))
+            except (HTTPError, URLError, TimeoutError) as err:
+                skipped.append(_skip(shown, f"could not be fetched ({err})", symbol))
+        return read_payloads(payloads, self.columns, True, start, end, skipped, label=self._label)
+
+    def _label(self, name: Path) -> str:
+        return self.url.format(symbol=ticker_from_name(name), api_key="***")
+
+    def describe(self) -> str:
+        return self.url.format(symbol="{symbol}", api_key="***")
+
+    def load_sectors(self) -> pl.DataFrame:
+        return read_sectors(self.sectors)
+
+
+def read_payloads(
+    payloads: list[tuple[Path, object]],
+    columns: dict[str, str],
+    symbol_from_name: bool,
+    start: date | None,
+    end: date | None,
+    skipped: list[Violation],
+    label=str,
+) -> RawPrices:
+    """Read each ``(name, file or buffer)``, map its columns, skip (and name) what cannot be
+    used, and keep only dates in ``[start, end]``."""
+    mapping = {ours: theirs.strip().lower() for ours, theirs in columns.items()}
+    frames: list[tuple[str, pl.DataFrame]] = []
+    for name, payload in payloads:
+        where = label(name)
+        try:
+            frame = _read(payload, where, name.name.endswith(".parquet"))
+            frames.append(
+                (where, _select(frame, mapping, name if symbol_from_name else None, where))
             )
-        return frame.select("symbol", "sector").unique("symbol", keep="first")
+        except _Skip as err:
+            skipped.append(
+                _skip(where, str(err), ticker_from_name(name) if symbol_from_name else None)
+            )
+    frames, drift = _drop_drift(frames)
+    skipped += drift
+    if not frames:
+        return RawPrices(
+            pl.DataFrame(schema={"source_file": pl.String, "source_row": pl.Int64}), skipped
+        )
+    frame = pl.concat([f for _, f in frames], how="diagonal_relaxed")
+    if start or end:
+        dates = frame["date"]
+        parsed = (
+            dates.str.slice(0, 10).str.to_date(strict=False)
+            if dates.dtype == pl.String
+            else dates.cast(pl.Date, strict=False)
+        )
+        # rows whose date does not parse stay, so the contract names them
+        frame = frame.filter(
+            parsed.is_null() | parsed.is_between(start or date.min, end or date.max)
+        )
+    return RawPrices(frame, skipped)
 
 
-def _read(path: Path) -> pl.DataFrame:
+class _Skip(Exception):
+    """A file (or response) that cannot be used at all."""
+
+
+def _skip(where: object, reason: str, symbol: str | None = None) -> Violation:
+    return Violation(
+        reason, None, str(where), None, None, None, symbol=symbol, severity="quarantine"
+    )
+
+
+def _read(payload: object, where: str, parquet: bool) -> pl.DataFrame:
     """One file as strings (CSV) or typed (Parquet), with ``source_file`` and ``source_row``
     (line number for CSV with the header on line 1, 1-based row number for Parquet)."""
-    if path.suffix == ".parquet":
-        frame, first = pl.read_parquet(path), 1
-    else:
-        try:
-            frame, first = pl.read_csv(path, infer_schema=False), 2
-        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
-            first_line = (
-                str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            )
-            raise ContractViolation(
-                CONTRACT,
-                [
-                    Violation(
-                        f"not a readable CSV file ({first_line})", None, str(path), None, None, None
-                    )
-                ],
-            ) from err
+    try:
+        if parquet:
+            frame, first = pl.read_parquet(payload), 1
+        else:
+            frame, first = pl.read_csv(payload, infer_schema=False), 2
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
+        text = str(err).strip()
+        raise _Skip(
+            f"is not a readable {'Parquet' if parquet else 'CSV'} file "
+            f"({text.splitlines()[0] if text else type(err).__name__})"
+        ) from err
+    if frame.is_empty():
+        raise _Skip(f"has no rows (columns: {frame.columns})")
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     return frame.with_columns(
-        source_file=pl.lit(str(path)),
+        source_file=pl.lit(where),
         source_row=pl.int_range(first, len(frame) + first, dtype=pl.Int64),
     )
 
 
-def _select(frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | None) -> pl.DataFrame:
-    """Rename the vendor's columns to ours; columns neither mapped nor ours are dropped.
-
-    A mapped column missing from the file is left missing, so the contract names it.
-    """
-    source = str(frame["source_file"][0]) if len(frame) else None
+def _select(
+    frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | None, where: str
+) -> pl.DataFrame:
+    """Rename the vendor's columns to ours; columns neither mapped nor ours are dropped."""
+    missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in frame.columns}
+    if missing:
+        pairs = ", ".join(f"{ours} -> '{theirs}'" for ours, theirs in missing.items())
+        raise _Skip(f"lacks mapped column(s) {pairs} (columns: {frame.columns[:-2]})")
     picked = [
         pl.col(mapping.get(c, c)).alias(c)
         for c in PRICE_COLUMNS
@@ -162,23 +260,50 @@ def _select(frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | No
     out = frame.select(*picked, "source_file", "source_row")
     if symbol_file is not None:
         out = out.with_columns(symbol=pl.lit(ticker_from_name(symbol_file)))
-    missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in frame.columns}
-    if missing:
-        raise ContractViolation(
-            CONTRACT,
-            [
-                Violation(
-                    f"is mapped to '{theirs}', which the file lacks (columns: {frame.columns})",
-                    ours,
-                    source,
-                    None,
-                    None,
-                    None,
-                )
-                for ours, theirs in missing.items()
-            ],
-        )
+    absent = [c for c in REQUIRED if c not in out.columns]
+    if absent:
+        raise _Skip(f"lacks required column(s) {absent} (columns: {frame.columns[:-2]})")
     return out
+
+
+def _drop_drift(frames: list[tuple[str, pl.DataFrame]]) -> tuple[list, list[Violation]]:
+    """Files whose price columns differ from the most common set (a vendor changed its export
+    between days): skipped, since mixing them would leave holes in optional columns."""
+    if len(frames) < 2:
+        return frames, []
+    sets = [frozenset(f.columns) for _, f in frames]
+    usual = Counter(sets).most_common(1)[0][0]
+    kept, drift = [], []
+    for (where, frame), cols in zip(frames, sets, strict=True):
+        if cols == usual:
+            kept.append((where, frame))
+        else:
+            lost, extra = sorted(usual - cols), sorted(cols - usual)
+            drift.append(
+                _skip(
+                    where,
+                    f"schema drift: columns differ from the other files (missing {lost}, extra {extra})",
+                )
+            )
+    return kept, drift
+
+
+def _in_range(start: date | None, end: date | None) -> pl.Expr:
+    return pl.col("date").is_between(start or date.min, end or date.max)
+
+
+def read_sectors(path: str | None) -> pl.DataFrame:
+    """A sector map file (CSV with ``symbol`` and ``sector`` columns, any case), if any."""
+    if not path:
+        return pl.DataFrame(schema={"symbol": pl.String, "sector": pl.String})
+    frame = pl.read_csv(path, infer_schema=False)
+    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+    missing = {"symbol", "sector"} - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"{path}: sector map needs columns symbol and sector; missing {sorted(missing)}"
+        )
+    return frame.select("symbol", "sector").unique("symbol", keep="first")
 
 
 def ticker_from_name(path: Path) -> str:

@@ -44,7 +44,10 @@ def test_asset_graph_matches_snapshot():
 def test_market_prices_check_is_blocking():
     defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
-    assert [(s.name, s.blocking) for s in specs] == [("check_market_prices_contract", True)]
+    assert [(s.name, s.blocking) for s in specs] == [
+        ("check_market_prices_contract", True),
+        ("check_market_prices_quality", False),
+    ]
 
 
 def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
@@ -78,7 +81,7 @@ def test_models_and_contracts_import_neither_dagster_nor_mlflow():
         "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        importlib.import_module(m.name)\n"
         "import data_contracts.suite as v; import polars as pl\n"
-        "v.validate(pl.DataFrame({'symbol': ['A'], 'date': [None], 'close': [1.0]}), 'market_prices')\n"
+        "v.validate(pl.DataFrame({'symbol': ['A'], 'date': [None], 'close': [1.0], 'days_after_run_date': [0], 'repeats_of_symbol_date': [0]}), 'market_prices')\n"
         "print(sorted({n.split('.')[0] for n in sys.modules} & {'dagster', 'mlflow'}))\n"
     )
     out = subprocess.run(

@@ -52,7 +52,7 @@ def test_file_source_reads_csv_and_parquet_with_row_numbers(tmp_path):
     pl.DataFrame({"symbol": ["BBB"], "date": [date(2020, 1, 2)], "close": [5.0]}).write_parquet(
         tmp_path / "b.parquet"
     )
-    raw = FilePriceSource(path=str(tmp_path / "*")).load_prices()
+    raw = FilePriceSource(path=str(tmp_path / "*")).load_prices().frame
     a = raw.filter(pl.col("symbol") == "AAA")
     assert a["source_row"].to_list() == [2, 3]
     assert a["source_file"][0] == str(tmp_path / "a.csv")
@@ -65,7 +65,7 @@ def test_file_source_names_a_missing_path(tmp_path):
 
 
 def test_bundled_sources_are_real_offline_data():
-    prices = BundledPriceSource().load_prices()
+    prices = BundledPriceSource().load_prices().frame
     assert prices["symbol"].n_unique() == 20 and prices.height > 150_000
     assert prices["date"].min() == date(1990, 1, 2) and prices["date"].max() == date(2022, 12, 28)
     alt = BundledAltSource().load_alt_data()

@@ -72,7 +72,7 @@ def test_bad_file_in_watched_directory_fails_alerts_and_keeps_last_good_data(tmp
     instance = DagsterInstance.local_temp(tempdir=str(home / "dagster"))
     sensor = defs.get_sensor_def("new_price_files_sensor")
     job = defs.resolve_job_def(JOB)
-    ingest = [AssetKey("market_prices")]
+    ingest = [AssetKey("market_prices"), AssetKey("price_quarantine")]
 
     first = _evaluate(sensor, instance, None)
     assert isinstance(first, SensorResult) and len(first.run_requests) == 1

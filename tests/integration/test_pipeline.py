@@ -30,6 +30,7 @@ ALL_ASSETS = {
     "risk_report",
     "sector_map",
     "return_anomalies",
+    "price_quarantine",
 }
 
 
@@ -48,8 +49,18 @@ def test_every_asset_is_materialized(materialized):
 
 
 def test_contract_check_passed_on_bundled_data(materialized):
-    checks = materialized.result.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [("check_market_prices_contract", True)]
+    checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
+    contract = checks["check_market_prices_contract"]
+    assert contract.passed and contract.metadata["rows_in"].value == (
+        contract.metadata["rows_clean"].value + contract.metadata["rows_quarantined"].value
+    )
+    html = contract.metadata["validation_report"].value
+    assert "expectations passed" in open(html).read()
+    # the bundled data is real: its quality warnings are reported as they are, never blocking
+    quality = checks["check_market_prices_quality"]
+    assert quality.severity.value == "WARN"
+    quarantine = pl.read_parquet(materialized.home / "lake" / "price_quarantine.parquet")
+    assert quarantine.columns == ["source_file", "source_row", "symbol", "date", "rule", "values"]
 
 
 def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
