@@ -1,15 +1,18 @@
 """Ingest group: daily prices (validated by a blocking contract, bad rows quarantined) and
 alternative series."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetIn,
     AssetOut,
+    BackfillPolicy,
     Backoff,
     Config,
     Failure,
@@ -17,6 +20,7 @@ from dagster import (
     Output,
     ResourceParam,
     RetryPolicy,
+    TimeWindowPartitionsDefinition,
     asset,
     multi_asset,
 )
@@ -28,7 +32,7 @@ from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
 from models.corporate_actions import adjust
 
-CHECK = "check_market_prices_contract"
+CHECK = "check_prices_contract"
 QUALITY = "check_market_prices_quality"
 
 
@@ -42,6 +46,14 @@ class PricesConfig(Config):
         default=0.05,
         description="Stop the run when more than this share of rows would be quarantined.",
     )
+    daily_from: str = Field(
+        default="2023-01-02",
+        description="First day ingested as a daily partition (ISO); price_history loads the "
+        "days before it in one go.",
+    )
+
+
+class PanelConfig(Config):
     max_gap_days: int = Field(
         default=10, description="Warn when a symbol skips more business days than this."
     )
@@ -56,61 +68,46 @@ class PricesConfig(Config):
 # Reading files or package data can fail for passing reasons (a file still being copied, a
 # network mount): retry. A contract violation raises Failure(allow_retries=False): no retry.
 INGEST_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
-
-
-@multi_asset(
-    group_name="ingest",
-    outs={
-        "market_prices": AssetOut(
-            io_manager_key="lake",
-            kinds={"polars", "great_expectations"},
-            description="Daily prices as a long panel [symbol, date, close, ...], sorted by "
-            "symbol and date, split- and dividend-adjusted when the source gives those columns.",
-        ),
-        "price_quarantine": AssetOut(
-            io_manager_key="lake",
-            kinds={"polars"},
-            description="Rows and files set aside by the contract, each with the rule that "
-            "caught it: [source_file, source_row, symbol, date, rule, values].",
-        ),
-    },
-    retry_policy=INGEST_RETRY,
-    check_specs=[
-        AssetCheckSpec(
-            CHECK,
-            asset="market_prices",
-            blocking=True,
-            description="Great Expectations suite data_contracts/suites/market_prices.json plus "
-            "type parsing. Row rules quarantine; a missing column, mixed timezones or too many "
-            "quarantined rows stop the run before anything is written.",
-        ),
-        AssetCheckSpec(
-            QUALITY,
-            asset="market_prices",
-            description="Warnings that set no row aside: calendar gaps, stale series, return "
-            "outliers, unadjusted splits, coverage, freshness.",
-        ),
-    ],
+# A weekday calendar: the nightly run ingests the day that just closed.
+DAILY_CRON = "0 0 * * 1-5"
+QUARANTINE_DOC = (
+    "Rows and files set aside by the contract, each with the rule that caught it: "
+    "[source_file, source_row, symbol, date, rule, values]."
 )
-def market_prices(
+
+
+def _contract_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        CHECK,
+        asset=asset,
+        blocking=True,
+        description="Great Expectations suite data_contracts/suites/market_prices.json plus "
+        "type parsing. Row rules quarantine; a missing column, mixed timezones or too many "
+        "quarantined rows stop the run before anything is written.",
+    )
+
+
+def _ingest(
     context: AssetExecutionContext,
+    asset: str,
     config: PricesConfig,
-    price_source: ResourceParam[PriceSource],
-    reports: ResourceParam[ReportStore],
+    price_source: PriceSource,
+    reports: ReportStore,
+    start: date,
+    end: date | None,
 ):
-    """Read, type and validate the prices; the contract runs *before* anything is written, so
-    a failed run leaves the last good files untouched and downstream assets do not run."""
+    """Load ``[start, end]`` from the source and run the contract *before* anything is
+    written: on failure the check is recorded as failed, the step fails, downstream assets do
+    not run and the last good files stay untouched. Yields the check result, then returns the
+    clean rows and the quarantine."""
     source = price_source.describe()
-    start = date.fromisoformat(config.start_date)
-    end = date.fromisoformat(config.end_date) if config.end_date else None
-    run_date = date.today()
     try:
         raw = price_source.load_prices(start, end)
-        checked = check_prices(raw, run_date, config.max_quarantine_share)
+        checked = check_prices(raw, date.today(), config.max_quarantine_share)
     except ContractViolation as err:
         yield AssetCheckResult(
             check_name=CHECK,
-            asset_key="market_prices",
+            asset_key=asset,
             passed=False,
             description=str(err),
             metadata={
@@ -121,39 +118,176 @@ def market_prices(
         raise Failure(
             description=str(err), metadata={"source": source}, allow_retries=False
         ) from err
-    docs = reports.write("validation_market_prices.html", checked.report.html)
+    docs = reports.write(f"validation_{asset}.html", checked.report.html)
+    rows_quarantined = int(checked.quarantine["source_row"].is_not_null().sum())
     yield AssetCheckResult(
         check_name=CHECK,
-        asset_key="market_prices",
+        asset_key=asset,
         passed=True,
         description="\n".join(str(v) for v in checked.violations) or "every row passed",
         metadata={
             "source": source,
-            "rows_in": checked.rows_in,
+            "rows_read": checked.rows_in,
             "rows_clean": len(checked.clean),
-            "rows_quarantined": checked.quarantine["source_row"].is_not_null().sum(),
+            "rows_quarantined": rows_quarantined,
             "files_skipped": len(checked.skipped),
             "validation_report": MetadataValue.path(str(docs)),
             "quarantined": MetadataValue.json([v.as_dict() for v in checked.violations]),
         },
     )
-    has_splits = {"split", "dividend"} & set(checked.clean.columns)
-    panel = (
+    clean = (
         checked.clean.drop("source_file", "source_row")
         .filter(pl.col("symbol").is_in(config.symbols) if config.symbols else pl.lit(True))
         .sort("symbol", "date")
     )
-    panel = adjust(panel) if has_splits else panel
+    context.log.info(
+        f"{asset}: {checked.rows_in} rows read from {source} for {start}..{end or 'latest'}; "
+        f"{len(clean)} clean, {rows_quarantined} quarantined, {len(checked.skipped)} files skipped"
+    )
+    return clean, checked
+
+
+def _quarantine_output(name: str, quarantine: pl.DataFrame) -> Output:
+    by_rule = quarantine.group_by("rule").len().sort("len", descending=True).head(20)
+    return Output(
+        quarantine,
+        output_name=name,
+        metadata={**frame_metadata(quarantine), "by_rule": table(by_rule)},
+    )
+
+
+@multi_asset(
+    group_name="ingest",
+    outs={
+        "price_history": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars", "great_expectations"},
+            description="Validated raw prices before data.daily_from, loaded in one go.",
+        ),
+        "price_quarantine": AssetOut(
+            io_manager_key="lake", kinds={"polars"}, description=QUARANTINE_DOC
+        ),
+    },
+    retry_policy=INGEST_RETRY,
+    check_specs=[_contract_spec("price_history")],
+)
+def price_history(
+    context: AssetExecutionContext,
+    config: PricesConfig,
+    price_source: ResourceParam[PriceSource],
+    reports: ResourceParam[ReportStore],
+):
+    """Everything the source holds before the daily partitions start, validated."""
+    start = date.fromisoformat(config.start_date)
+    end = date.fromisoformat(config.daily_from) - timedelta(days=1)
+    if config.end_date:
+        end = min(end, date.fromisoformat(config.end_date))
+    clean, checked = yield from _ingest(
+        context, "price_history", config, price_source, reports, start, end
+    )
+    yield Output(
+        clean,
+        output_name="price_history",
+        metadata={**frame_metadata(clean), **_span(clean), "rows_read": checked.rows_in},
+    )
+    yield _quarantine_output("price_quarantine", checked.quarantine)
+
+
+def daily_prices_asset(daily_from: date):
+    """The daily ingest, one weekday partition per trading day from ``daily_from``: the
+    nightly run reads and writes only the new day; a backfill of a range runs as one run."""
+    partitions = TimeWindowPartitionsDefinition(
+        cron_schedule=DAILY_CRON,
+        start=daily_from.isoformat(),
+        fmt="%Y-%m-%d",
+        end_offset=1,  # today's partition exists from midnight, for the run after the close
+    )
+
+    @multi_asset(
+        name="daily_prices",
+        group_name="ingest",
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        outs={
+            "daily_prices": AssetOut(
+                io_manager_key="lake",
+                kinds={"polars", "great_expectations"},
+                description="Validated raw prices, one partition per weekday.",
+            ),
+            "daily_quarantine": AssetOut(
+                io_manager_key="lake", kinds={"polars"}, description=QUARANTINE_DOC
+            ),
+        },
+        retry_policy=INGEST_RETRY,
+        check_specs=[_contract_spec("daily_prices")],
+    )
+    def daily_prices(
+        context: AssetExecutionContext,
+        config: PricesConfig,
+        price_source: ResourceParam[PriceSource],
+        reports: ResourceParam[ReportStore],
+    ):
+        window = context.partition_time_window
+        start = window.start.date()
+        end = window.end.date() - timedelta(days=1)
+        clean, checked = yield from _ingest(
+            context, "daily_prices", config, price_source, reports, start, end
+        )
+        yield Output(
+            clean,
+            output_name="daily_prices",
+            metadata={
+                **frame_metadata(clean),
+                "rows_read": checked.rows_in,
+                "rows_written": len(clean),
+                "partitions": len(context.partition_keys),
+            },
+        )
+        quarantine = checked.quarantine.with_columns(
+            partition_date=pl.col("date").str.slice(0, 10).str.to_date(strict=False)
+        )
+        yield _quarantine_output("daily_quarantine", quarantine)
+
+    return daily_prices
+
+
+@asset(
+    group_name="ingest",
+    kinds={"polars"},
+    io_manager_key="lake",
+    ins={"daily_prices": AssetIn(partition_mapping=AllPartitionMapping())},
+    check_specs=[
+        AssetCheckSpec(
+            QUALITY,
+            asset="market_prices",
+            description="Warnings that set no row aside: calendar gaps, stale series, return "
+            "outliers, unadjusted splits, coverage, freshness.",
+        )
+    ],
+)
+def market_prices(
+    context: AssetExecutionContext,
+    config: PanelConfig,
+    price_history: pl.DataFrame,
+    daily_prices: pl.DataFrame,
+):
+    """The panel every model reads: history plus every daily partition, ``[symbol, date,
+    close, ...]`` sorted by symbol and date, split- and dividend-adjusted when the source gives
+    those columns (the adjustment of all history changes when a new split arrives, so it is
+    applied here, on the whole panel, not per day)."""
+    daily = daily_prices if daily_prices.width else price_history.clear()
+    panel = pl.concat([price_history, daily], how="diagonal_relaxed").sort("symbol", "date")
+    adjusted_for = sorted({"split", "dividend"} & set(panel.columns))
+    panel = adjust(panel) if adjusted_for else panel
     rules = QualityRules(
         max_gap_days=config.max_gap_days,
         stale_run=config.stale_run,
         max_age_days=config.max_age_days,
     )
-    findings = quality_findings(panel, run_date, rules, check_splits=not has_splits)
+    findings = quality_findings(panel, date.today(), rules, check_splits=not adjusted_for)
     warnings = summarize(findings)
     yield AssetCheckResult(
         check_name=QUALITY,
-        asset_key="market_prices",
         passed=not warnings,
         severity=AssetCheckSeverity.WARN,
         description="\n".join(str(w) for w in warnings) or "no findings",
@@ -163,29 +297,27 @@ def market_prices(
         },
     )
     context.log.info(
-        f"{panel['symbol'].n_unique()} symbols, {len(panel)} rows from {source}; "
-        f"{len(checked.quarantine)} quarantined, {len(findings)} quality findings"
+        f"{panel['symbol'].n_unique()} symbols, {len(panel)} rows "
+        f"({len(daily)} from daily partitions); {len(findings)} quality findings"
     )
     yield Output(
         panel,
-        output_name="market_prices",
         metadata={
             **frame_metadata(panel),
-            "source": source,
-            "symbols": panel["symbol"].n_unique(),
-            "first_date": str(panel["date"].min()),
-            "last_date": str(panel["date"].max()),
-            "adjusted_for": MetadataValue.json(sorted(has_splits)),
+            **_span(panel),
+            "rows_from_history": len(price_history),
+            "rows_from_daily": len(daily),
+            "adjusted_for": MetadataValue.json(adjusted_for),
         },
     )
-    yield Output(
-        checked.quarantine,
-        output_name="price_quarantine",
-        metadata={
-            **frame_metadata(checked.quarantine),
-            "by_rule": table(checked.quarantine.group_by("rule").len().sort("len", descending=True).head(20)),
-        },
-    )
+
+
+def _span(frame: pl.DataFrame) -> dict:
+    return {
+        "symbols": frame["symbol"].n_unique(),
+        "first_date": str(frame["date"].min()),
+        "last_date": str(frame["date"].max()),
+    }
 
 
 @asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake", retry_policy=INGEST_RETRY)

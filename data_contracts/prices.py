@@ -75,9 +75,8 @@ def check_prices(
     typed, unparsed = parse_prices(frame)
     derived = typed.join(unparsed.select(*_KEY), on=_KEY, how="anti").with_columns(
         days_after_run_date=(pl.col("date") - pl.lit(run_date)).dt.total_days(),
-        repeats_of_symbol_date=pl.int_range(pl.len()).over(
-            "symbol", "date", order_by=["source_file", "source_row"]
-        ),
+        # rows arrive in file order, so the first of a (symbol, date) pair is the one kept
+        repeats_of_symbol_date=(~pl.struct("symbol", "date").is_first_distinct()).cast(pl.Int8),
     )
     report = run_suite(derived, CONTRACT)
     report.violations[:0] = _parse_violations(typed, unparsed)

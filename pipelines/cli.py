@@ -1,6 +1,8 @@
 """``alphaforge``: run the pipeline with a progress display, or start both UIs.
 
 alphaforge run [--profile fast|full] [--select KEY ...] [--prices PATH]
+alphaforge run --date YYYY-MM-DD          one daily partition, then everything downstream
+alphaforge run --from YYYY-MM-DD --to YYYY-MM-DD   a backfill of daily partitions, one run
 alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
 """
 
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)"
     )
+    run.add_argument("--date", help="ingest one trading day as a daily_prices partition")
+    run.add_argument("--from", dest="start", help="first day of a backfill of daily partitions")
+    run.add_argument("--to", dest="end", help="last day of a backfill (default: --from)")
     validate = sub.add_parser("validate", help="validate an experiment file; run nothing")
     _experiment_args(validate, positional=True)
     config = sub.add_parser("config", help="inspect the resolved experiment")
@@ -64,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    return _run(settings, resolved, args.select)
+    start = args.date or args.start
+    window = (start, args.end or start) if start else None
+    return _run(settings, resolved, args.select, window)
 
 
 def _experiment_args(parser: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -107,17 +114,36 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> Resolved:
     return resolve(args.config or settings.config, profile=profile, overrides=overrides)
 
 
-def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> int:
+def _run(
+    settings: Settings,
+    resolved: Resolved,
+    select: list[str] | None,
+    window: tuple[str, str] | None = None,
+) -> int:
     from dagster import AssetSelection, DagsterInstance
     from dagster._core.utils import make_new_run_id
 
-    from pipelines.definitions import JOB, build_definitions, experiment_tags
+    from pipelines.definitions import (
+        DAILY_JOB,
+        JOB,
+        build_definitions,
+        experiment_tags,
+        job_assets,
+    )
 
     defs = build_definitions(settings, resolved)
-    job = defs.resolve_job_def(JOB)
+    job = defs.resolve_job_def(DAILY_JOB if window else JOB)
+    partition_tags = (
+        {
+            "dagster/asset_partition_range_start": window[0],
+            "dagster/asset_partition_range_end": window[1],
+        }
+        if window
+        else {}
+    )
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
-    config = resolved.run_config() | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    config = resolved.run_config(job_assets(job)) | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     graph = defs.resolve_asset_graph()
     # an asset computed together with others (market_prices + price_quarantine) runs with them
     selection = (
@@ -125,9 +151,10 @@ def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> in
         if select
         else None
     )
-    total = len(selection) if selection else len(graph.get_all_asset_keys())
+    total = len(selection) if selection else len(job.asset_layer.selected_asset_keys)
     profile = resolved.experiment.profile
-    print(f"AlphaForge: profile '{profile}', home {settings.home}, Dagster run {run_id}")
+    days = f", daily partitions {window[0]}..{window[1]}" if window else ""
+    print(f"AlphaForge: profile '{profile}'{days}, home {settings.home}, Dagster run {run_id}")
 
     outcome: dict[str, object] = {}
 
@@ -139,7 +166,7 @@ def _run(settings: Settings, resolved: Resolved, select: list[str] | None) -> in
                 run_id=run_id,
                 asset_selection=selection,
                 raise_on_error=False,
-                tags=experiment_tags(resolved) | {"alphaforge/source": "cli"},
+                tags=experiment_tags(resolved) | {"alphaforge/source": "cli"} | partition_tags,
             )
         except BaseException as err:  # surfaced below, after the progress loop ends
             outcome["error"] = err

@@ -8,19 +8,25 @@ experiment is reported when the code location loads, not at import.
 import hashlib
 import os
 from collections.abc import Mapping
+from datetime import date
 
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
+    RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
     define_asset_job,
     definitions,
     in_process_executor,
     load_assets_from_modules,
+    schedule,
 )
 
 from assets import explain, features, ingest, portfolio, risk, training
+from assets.ingest import daily_prices_asset
 from pipelines.experiment import Resolved, resolve, resolve_env_refs
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
@@ -35,6 +41,8 @@ from pipelines.sources import (
 
 ASSET_MODULES = [ingest, features, training, portfolio, explain, risk]
 JOB = "all_assets_job"
+DAILY_JOB = "daily_job"
+WEEKLY_CRON = "0 6 * * 6"
 
 
 def build_resources(
@@ -95,39 +103,83 @@ def experiment_tags(resolved: Resolved) -> dict[str, str]:
 def build_definitions(
     settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
 ) -> Definitions:
+    data, schedule = resolved.experiment.data, resolved.experiment.schedule
+    assets = [*load_assets_from_modules(ASSET_MODULES), daily_prices_asset(data.daily_from)]
+    daily = AssetSelection.assets("daily_prices", "daily_quarantine")
+    full = AssetSelection.all() - daily
+    nightly_selection = daily | AssetSelection.assets("market_prices").downstream()
+
+    def names(selection: AssetSelection) -> set[str]:
+        return {k.to_user_string() for k in selection.resolve(assets)}
+
     all_assets_job = define_asset_job(
         JOB,
-        selection=AssetSelection.all(),
-        config=resolved.run_config(),
+        selection=full,
+        config=resolved.run_config(names(full)),
         run_tags=experiment_tags(resolved),
-        description="Ingest, validate, features, training, portfolio, risk and explanations.",
+        description="Full rebuild: the whole price history, validation, features, training, "
+        "portfolio, risk and explanations.",
     )
-    nightly = ScheduleDefinition(
-        name=f"{JOB}_schedule",
-        job=all_assets_job,
-        cron_schedule=resolved.experiment.schedule.cron,
-        execution_timezone=resolved.experiment.schedule.timezone,
-        run_config=resolved.run_config(),
-        default_status=DefaultScheduleStatus.STOPPED,
-        description="Nightly: the experiment's whole graph, weekdays after the US close by default.",
+    daily_job = define_asset_job(
+        DAILY_JOB,
+        selection=nightly_selection,
+        config=resolved.run_config(names(nightly_selection)),
+        run_tags=experiment_tags(resolved),
+        description="One trading day (a daily_prices partition; a range is a backfill), then "
+        "everything downstream of market_prices.",
     )
     return Definitions(
-        assets=load_assets_from_modules(ASSET_MODULES),
-        jobs=[all_assets_job],
-        schedules=[nightly],
+        assets=assets,
+        jobs=[all_assets_job, daily_job],
+        schedules=[
+            nightly_schedule(daily_job, schedule.cron, schedule.timezone, data.daily_from),
+            ScheduleDefinition(
+                name=f"{JOB}_weekly",
+                job=all_assets_job,
+                cron_schedule=WEEKLY_CRON,
+                execution_timezone=schedule.timezone,
+                default_status=DefaultScheduleStatus.STOPPED,
+                description="Weekly full rebuild from the whole history (Saturday morning): "
+                "picks up vendor restatements the nightly runs do not reread.",
+            ),
+        ],
         sensors=[
             alert_on_run_failure,
-            new_files_sensor(
-                JOB,
-                resolved.experiment.data.path
-                if resolved.experiment.data.source == "files"
-                else None,
-            ),
+            new_files_sensor(JOB, data.path if data.source == "files" else None),
         ],
         resources=build_resources(settings, resolved, environ),
         # One process: each step would otherwise pay ~15 s of imports (torch, mlflow, GX).
         executor=in_process_executor,
     )
+
+
+def job_assets(job) -> set[str]:
+    """The asset (and op) names a job runs, for :meth:`Resolved.run_config`."""
+    return {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+
+
+def nightly_schedule(job, cron: str, timezone: str, daily_from: date) -> ScheduleDefinition:
+    """On the experiment's cron (weekdays after the US close by default): the partition of the
+    day that just closed, if it is a trading weekday, then everything downstream."""
+
+    @schedule(
+        name=f"{DAILY_JOB}_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Nightly: ingest today's prices as one daily_prices partition, then retrain "
+        "and report on the updated panel.",
+    )
+    def _nightly(context: ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.date()
+        if day.weekday() >= 5 or day < daily_from:
+            return SkipReason(
+                f"{day} is not a daily_prices partition (weekend or before data.daily_from)"
+            )
+        return RunRequest(run_key=day.isoformat(), partition_key=day.isoformat())
+
+    return _nightly
 
 
 def definitions_from_env(

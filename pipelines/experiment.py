@@ -15,7 +15,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
-from assets.ingest import PricesConfig
+from assets.ingest import PanelConfig, PricesConfig
 from assets.portfolio import BacktestConfig, PortfolioConfig
 from assets.risk import AnomalyConfig, RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
@@ -76,9 +76,7 @@ class DataSection(Section):
     columns: dict[
         Literal["symbol", "date", "open", "high", "low", "close", "volume", "split", "dividend"],
         str,
-    ] = Field(
-        default_factory=dict, description="Our column name -> the file's column name."
-    )
+    ] = Field(default_factory=dict, description="Our column name -> the file's column name.")
     symbol_from_filename: bool = Field(
         False, description="Per-ticker files: the file name gives the symbol."
     )
@@ -94,9 +92,12 @@ class DataSection(Section):
         None, description=PricesConfig.model_fields["end_date"].description
     )
     max_quarantine_share: float = _inherit(PricesConfig, "max_quarantine_share", ge=0, le=1)
-    max_gap_days: int = _inherit(PricesConfig, "max_gap_days", ge=1)
-    stale_run: int = _inherit(PricesConfig, "stale_run", ge=2)
-    max_age_days: int | None = _inherit(PricesConfig, "max_age_days", ge=0)
+    daily_from: date = Field(
+        date(2023, 1, 2), description=PricesConfig.model_fields["daily_from"].description
+    )
+    max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
+    stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)
+    max_age_days: int | None = _inherit(PanelConfig, "max_age_days", ge=0)
 
 
 class FeaturesSection(Section):
@@ -254,10 +255,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 # experiment (section, key) -> (asset, Config field)
 ROUTES: dict[tuple[str, str], tuple[str, str]] = {
-    ("data", "start_date"): ("market_prices", "start_date"),
-    ("data", "end_date"): ("market_prices", "end_date"),
-    ("data", "universe"): ("market_prices", "symbols"),
-    ("data", "max_quarantine_share"): ("market_prices", "max_quarantine_share"),
+    ("data", "start_date"): ("price_history", "start_date"),
+    ("data", "end_date"): ("price_history", "end_date"),
+    ("data", "universe"): ("price_history", "symbols"),
+    ("data", "max_quarantine_share"): ("price_history", "max_quarantine_share"),
+    ("data", "daily_from"): ("price_history", "daily_from"),
     ("data", "max_gap_days"): ("market_prices", "max_gap_days"),
     ("data", "stale_run"): ("market_prices", "stale_run"),
     ("data", "max_age_days"): ("market_prices", "max_age_days"),
@@ -314,13 +316,15 @@ class Resolved:
     experiment: Experiment
     origins: dict[str, str] = field(default_factory=dict)
 
-    def run_config(self) -> dict[str, Any]:
-        """Dagster run config: ``{"ops": {asset: {"config": {...}}}}``."""
+    def run_config(self, assets: Collection[str] | None = None) -> dict[str, Any]:
+        """Dagster run config: ``{"ops": {asset: {"config": {...}}}}``, for ``assets`` only
+        when given (a job must not get config for ops it lacks)."""
         ops: dict[str, dict[str, Any]] = {}
         dumped = self.experiment.model_dump(mode="json")
         for (section, key), (asset, name) in ROUTES.items():
             ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
-        return {"ops": ops}
+        ops["daily_prices"] = ops["price_history"]  # the daily ingest shares the history's Config
+        return {"ops": {a: c for a, c in ops.items() if assets is None or a in assets}}
 
     def to_yaml(self) -> str:
         """The fully resolved experiment (``${env:...}`` references kept, never their values)."""

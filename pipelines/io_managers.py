@@ -1,6 +1,7 @@
 """The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic."""
 
 import pickle
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -8,21 +9,26 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from pipelines.atomic import write_atomic
 
+# Partitioned frames are split by this column into one file per partition (a date key).
+PARTITION_COLUMNS = ("date", "partition_date")
+
 
 class LakeIOManager(ConfigurableIOManager):
     """``<base_dir>/<asset>.parquet`` for polars frames, ``<asset>.pkl`` for anything else
-    (fitted models, result objects). Partitioned assets get ``<asset>/<partition>.<ext>``."""
+    (fitted models, result objects). Daily-partitioned frames get ``<asset>/<YYYY-MM-DD>.parquet``,
+    one file per partition, also when one run writes a range (a backfill); an unpartitioned
+    reader of a partitioned asset gets every partition written so far, concatenated."""
 
     base_dir: str
 
-    def _stem(self, context: OutputContext | InputContext) -> Path:
-        path = Path(self.base_dir, *context.asset_key.path)
-        if context.has_asset_partitions:
-            path = path / context.asset_partition_key
-        return path
+    def _path(self, context: OutputContext | InputContext) -> Path:
+        return Path(self.base_dir, *context.asset_key.path)
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
-        stem = self._stem(context)
+        stem = self._path(context)
+        if context.has_asset_partitions:
+            self._write_partitions(context, stem, obj)
+            return
         if isinstance(obj, pl.DataFrame):
             path = write_atomic(stem.with_suffix(".parquet"), lambda f: obj.write_parquet(f))
             stale = stem.with_suffix(".pkl")
@@ -35,8 +41,33 @@ class LakeIOManager(ConfigurableIOManager):
         stale.unlink(missing_ok=True)
         context.add_output_metadata({"path": str(path), "bytes": path.stat().st_size})
 
+    def _write_partitions(self, context: OutputContext, folder: Path, frame: pl.DataFrame) -> None:
+        column = next(c for c in PARTITION_COLUMNS if c in frame.columns)
+        keys = context.asset_partition_keys
+        parts = {
+            d.isoformat(): part
+            for (d,), part in frame.partition_by(column, as_dict=True, include_key=True).items()
+            if isinstance(d, date)
+        }
+        undated = frame.filter(pl.col(column).is_null())  # file-level quarantine entries
+        for i, key in enumerate(keys):
+            part = parts.get(key, frame.clear())
+            part = pl.concat([undated, part]) if i == 0 and len(undated) else part
+            write_atomic(folder / f"{key}.parquet", lambda f, p=part: p.write_parquet(f))
+        context.add_output_metadata(
+            {"path": str(folder), "partitions_written": len(keys), "rows_written": len(frame)}
+        )
+
     def load_input(self, context: InputContext) -> object:
-        stem = self._stem(context)
+        stem = self._path(context)
+        if context.has_asset_partitions:
+            files = [stem / f"{k}.parquet" for k in context.asset_partition_keys]
+            present = [f for f in files if f.exists()]
+            return (
+                pl.concat([pl.read_parquet(f) for f in present], how="diagonal_relaxed")
+                if present
+                else pl.DataFrame()
+            )
         parquet = stem.with_suffix(".parquet")
         if parquet.exists():
             return pl.read_parquet(parquet)

@@ -77,7 +77,7 @@ def materialized(tmp_path_factory) -> Materialized:
     """The whole graph, fast profile, in a temporary ALPHAFORGE_HOME (about a minute)."""
     from dagster import DagsterInstance
 
-    from pipelines.definitions import JOB, build_definitions
+    from pipelines.definitions import JOB, build_definitions, job_assets
     from pipelines.experiment import resolve
     from pipelines.settings import load_settings, prepare_home
 
@@ -88,8 +88,9 @@ def materialized(tmp_path_factory) -> Materialized:
     instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
     resolved = resolve(None, environ=env)
     defs = build_definitions(settings, resolved, env)
-    result = defs.resolve_job_def(JOB).execute_in_process(
-        run_config=resolved.run_config(), instance=instance, raise_on_error=False
+    job = defs.resolve_job_def(JOB)
+    result = job.execute_in_process(
+        run_config=resolved.run_config(job_assets(job)), instance=instance, raise_on_error=False
     )
     return Materialized(home=home, instance=instance, result=result, defs=defs, env=env)
 

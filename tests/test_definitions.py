@@ -5,7 +5,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dagster import build_schedule_context
 
 from pipelines.definitions import definitions_from_env
 
@@ -44,18 +48,28 @@ def test_asset_graph_matches_snapshot():
 def test_market_prices_check_is_blocking():
     defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
-    assert [(s.name, s.blocking) for s in specs] == [
-        ("check_market_prices_contract", True),
-        ("check_market_prices_quality", False),
+    assert sorted((s.asset_key.to_user_string(), s.name, s.blocking) for s in specs) == [
+        ("daily_prices", "check_prices_contract", True),
+        ("market_prices", "check_market_prices_quality", False),
+        ("price_history", "check_prices_contract", True),
     ]
 
 
 def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
     defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
-    schedule = defs.get_schedule_def("all_assets_job_schedule")
+    schedule = defs.get_schedule_def("daily_job_schedule")
     assert schedule.execution_timezone == "America/New_York"
     assert schedule.cron_schedule == "30 18 * * 1-5"
-    assert schedule.job_name == "all_assets_job"
+    assert schedule.job_name == "daily_job"
+    friday = datetime(2026, 11, 20, 18, 30, tzinfo=ZoneInfo("America/New_York"))
+    (request,) = schedule.evaluate_tick(
+        build_schedule_context(
+            scheduled_execution_time=friday, repository_def=defs.get_repository_def()
+        )
+    ).run_requests
+    assert request.partition_key == "2026-11-20"
+    weekly = defs.get_schedule_def("all_assets_job_weekly")
+    assert weekly.job_name == "all_assets_job" and weekly.cron_schedule == "0 6 * * 6"
 
 
 def _imported_modules(package: str) -> set[str]:

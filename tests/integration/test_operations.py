@@ -72,7 +72,7 @@ def test_bad_file_in_watched_directory_fails_alerts_and_keeps_last_good_data(tmp
     instance = DagsterInstance.local_temp(tempdir=str(home / "dagster"))
     sensor = defs.get_sensor_def("new_price_files_sensor")
     job = defs.resolve_job_def(JOB)
-    ingest = [AssetKey("market_prices"), AssetKey("price_quarantine")]
+    ingest = [AssetKey(k) for k in ("price_history", "price_quarantine", "market_prices")]
 
     first = _evaluate(sensor, instance, None)
     assert isinstance(first, SensorResult) and len(first.run_requests) == 1
@@ -105,7 +105,7 @@ def test_bad_file_in_watched_directory_fails_alerts_and_keeps_last_good_data(tmp
     (alert_file,) = (home / "alerts").glob("*.json")
     alert = json.loads(alert_file.read_text())
     assert alert["run_id"] == failed.run_id
-    assert alert["failed_steps"][0]["step"] == "market_prices"
+    assert alert["failed_steps"][0]["step"] == "price_history"
     assert (
         "late.csv" in alert["summary"]
         and "'close'" in alert["summary"]
@@ -117,7 +117,7 @@ def test_bad_file_in_watched_directory_fails_alerts_and_keeps_last_good_data(tmp
 
 def test_nightly_schedule_ticks_on_weekdays_after_the_close(tmp_path):
     defs = definitions_from_env({"ALPHAFORGE_HOME": str(tmp_path)})
-    schedule = defs.get_schedule_def("all_assets_job_schedule")
+    schedule = defs.get_schedule_def("daily_job_schedule")
     from datetime import datetime
     from zoneinfo import ZoneInfo
 

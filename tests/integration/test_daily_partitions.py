@@ -1,0 +1,106 @@
+"""Daily partitions: after a history run, a nightly run reads and writes only the new day, and a
+backfill of a range runs as one run, from Python and from the CLI. Real bundled data, a real
+Dagster instance; only the ingest assets run."""
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from pipelines.definitions import DAILY_JOB, JOB, build_definitions, job_assets
+from pipelines.experiment import resolve
+from pipelines.settings import load_settings, prepare_home
+
+pytestmark = pytest.mark.integration
+SETTINGS = {"data.start_date": "2022-01-03", "data.daily_from": "2022-12-22"}
+HISTORY = [AssetKey(k) for k in ("price_history", "price_quarantine", "market_prices")]
+DAILY = [AssetKey(k) for k in ("daily_prices", "daily_quarantine", "market_prices")]
+
+
+def _materialization(result, key: str):
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_nightly_partition_touches_only_the_new_day_and_a_range_is_one_run(tmp_path):
+    env = {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
+    settings = load_settings(env)
+    prepare_home(settings)
+    resolved = resolve(None, environ=env, overrides=SETTINGS)
+    defs = build_definitions(settings, resolved, env)
+    instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
+    full, daily = defs.resolve_job_def(JOB), defs.resolve_job_def(DAILY_JOB)
+    lake = settings.lake
+
+    history = full.execute_in_process(
+        run_config=resolved.run_config(job_assets(full)), instance=instance, asset_selection=HISTORY
+    )
+    hist = _materialization(history, "price_history")
+    assert hist["last_date"] == "2022-12-21" and hist["symbols"] == 20
+    history_file = lake / "price_history.parquet"
+    stamp = history_file.stat().st_mtime_ns
+
+    night = daily.execute_in_process(
+        run_config=resolved.run_config(job_assets(daily)),
+        instance=instance,
+        asset_selection=DAILY,
+        partition_key="2022-12-22",
+    )
+    day = _materialization(night, "daily_prices")
+    assert (day["rows_read"], day["rows_written"]) == (20, 20)  # one row per stock, nothing else
+    written = pl.read_parquet(lake / "daily_prices" / "2022-12-22.parquet")
+    assert written["date"].unique().to_list() == [date(2022, 12, 22)]
+    assert history_file.stat().st_mtime_ns == stamp  # the history was not rewritten
+    panel = _materialization(night, "market_prices")
+    assert (panel["rows_from_history"], panel["rows_from_daily"]) == (hist["dagster/row_count"], 20)
+    assert panel["last_date"] == "2022-12-22"
+
+    # a backfill of a range from the CLI: one run, one file per weekday (26 Dec was a holiday)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--from",
+            "2022-12-23",
+            "--to",
+            "2022-12-28",
+            "--select",
+            "daily_prices",
+            "market_prices",
+            *[a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")],
+        ],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "daily partitions 2022-12-23..2022-12-28" in cli.stdout
+    files = sorted(p.name for p in (lake / "daily_prices").iterdir())
+    assert files == [f"2022-12-{d}.parquet" for d in (22, 23, 26, 27, 28)]
+    rows = {f: len(pl.read_parquet(lake / "daily_prices" / f)) for f in files}
+    assert rows == {
+        "2022-12-22.parquet": 20,
+        "2022-12-23.parquet": 20,
+        "2022-12-26.parquet": 0,
+        "2022-12-27.parquet": 20,
+        "2022-12-28.parquet": 20,
+    }
+    final = pl.read_parquet(lake / "market_prices.parquet")
+    assert final["date"].max() == date(2022, 12, 28)
+    assert final.filter(pl.col("date") > date(2022, 12, 21)).height == 80
+    runs = instance.get_runs()
+    backfills = [
+        r for r in runs if r.tags.get("dagster/asset_partition_range_start") == "2022-12-23"
+    ]
+    assert len(backfills) == 1
