@@ -31,6 +31,7 @@ from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
 from models.corporate_actions import adjust
+from models.sentiment import daily_sentiment
 
 CHECK = "check_prices_contract"
 QUALITY = "check_market_prices_quality"
@@ -103,7 +104,9 @@ def _ingest(
     source = price_source.describe()
     try:
         raw = price_source.load_prices(start, end)
-        checked = check_prices(raw, date.today(), config.max_quarantine_share)
+        checked = check_prices(
+            raw, date.today(), config.max_quarantine_share, allow_empty=asset == "daily_prices"
+        )
     except ContractViolation as err:
         yield AssetCheckResult(
             check_name=CHECK,
@@ -338,6 +341,23 @@ def alt_data(alt_source: ResourceParam[AltDataSource]) -> Output[pl.DataFrame]:
         .sort("series")
     )
     return Output(frame, metadata={**frame_metadata(frame), "coverage": table(coverage)})
+
+
+@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake", retry_policy=INGEST_RETRY)
+def news_sentiment(alt_source: ResourceParam[AltDataSource]) -> Output[pl.DataFrame]:
+    """Daily Loughran-McDonald sentiment per symbol (``_MARKET`` for market-wide text) from the
+    user's dated text file (``data.texts``); empty when there is none: no package ships
+    ticker-tagged news. Each day's score is usable from the next business day."""
+    frame = daily_sentiment(alt_source.load_texts())
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "symbols": frame["symbol"].n_unique(),
+            "texts": int(frame["n_texts"].sum() or 0),
+            "mean_polarity": float(frame["lm_polarity"].mean() or 0.0),
+        },
+    )
 
 
 @asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake")

@@ -33,6 +33,9 @@ class AltDataSource(Protocol):
     def load_alt_data(self) -> pl.DataFrame:
         """Long ``[series, kind, date, available_date, value]`` frame."""
 
+    def load_texts(self) -> pl.DataFrame:
+        """Dated text ``[date, ticker, text]`` (possibly empty) for sentiment scores."""
+
 
 class Tracker(Protocol):
     experiment_name: str

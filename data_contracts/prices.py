@@ -58,16 +58,31 @@ class CheckedPrices:
 
 
 def check_prices(
-    raw: RawPrices, run_date: date, max_quarantine_share: float = MAX_QUARANTINE_SHARE
+    raw: RawPrices,
+    run_date: date,
+    max_quarantine_share: float = MAX_QUARANTINE_SHARE,
+    allow_empty: bool = False,
 ) -> CheckedPrices:
     """Type, validate and split ``raw`` into clean rows and quarantined rows.
 
     Raises :class:`ContractViolation` for what no quarantine can fix: no readable rows, a
     required column missing, mixed timezone offsets in a file, a blocking suite rule, or more
     than ``max_quarantine_share`` of the rows quarantined. Otherwise every input row ends up in
-    exactly one of ``clean`` and ``quarantine``.
+    exactly one of ``clean`` and ``quarantine``. With ``allow_empty`` (one daily partition: a
+    holiday has no rows) a source that read nothing and skipped nothing is an empty result.
     """
     frame = raw.frame
+    if frame.is_empty() and allow_empty and not raw.skipped:
+        empty = pl.DataFrame(
+            schema={**PRICE_COLUMNS, "source_file": pl.String, "source_row": pl.Int64}
+        )
+        return CheckedPrices(
+            empty.select("symbol", "date", "close", "source_file", "source_row"),
+            pl.DataFrame(schema=QUARANTINE_SCHEMA),
+            Report([], pl.DataFrame()),
+            0,
+            [],
+        )
     if frame.is_empty():
         raise ContractViolation(
             CONTRACT, [*raw.skipped, Violation("no readable price rows", None, None, None, None, 0)]

@@ -143,7 +143,9 @@ def _run(
     )
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
-    config = resolved.run_config(job_assets(job)) | {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    config = resolved.run_config(job_assets(job)) | {
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
+    }
     graph = defs.resolve_asset_graph()
     # an asset computed together with others (market_prices + price_quarantine) runs with them
     selection = (

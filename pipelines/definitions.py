@@ -72,7 +72,7 @@ def build_resources(
     return {
         "lake": LakeIOManager(base_dir=str(settings.lake)),
         "price_source": prices,
-        "alt_source": BundledAltSource(),
+        "alt_source": BundledAltSource(texts=data.texts),
         "tracker": MLflowResource(
             tracking_uri=resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", environ)
             or settings.mlflow_uri,

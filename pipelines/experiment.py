@@ -66,6 +66,11 @@ class DataSection(Section):
     root: str | None = Field(
         None, description="Files source: refuse any file that resolves outside this folder."
     )
+    texts: str | None = Field(
+        None,
+        description="CSV of dated text (date,ticker,text; empty ticker = market-wide) scored "
+        "with the Loughran-McDonald dictionary into news_sentiment.",
+    )
     url: str | None = Field(
         None,
         description="http source: URL template with {symbol} (and {api_key}), one CSV per symbol.",

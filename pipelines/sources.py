@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 from dagster import ConfigurableResource
 
-from data_contracts import PRICE_COLUMNS, RawPrices, Violation
+from data_contracts import PRICE_COLUMNS, ContractViolation, RawPrices, Violation
 from data_contracts.prices import REQUIRED
 from models.panel import wide_to_long
 
@@ -46,8 +46,8 @@ BUNDLED_SECTORS = {
     "WMT": "Consumer Staples",
 }
 
-# Kenneth French publishes a month's factors early in the following month; we treat a month
-# as known only at the end of the next month, a conservative publication lag.
+# Kenneth French publishes a month's factors early in the following month, the BLS a month's
+# CPI mid-month: we treat every monthly value as known only at the end of the next month.
 FRENCH_LAG_MONTHS = 1
 
 
@@ -87,7 +87,9 @@ class FilePriceSource(ConfigurableResource):
     high, low, volume, split, dividend`` optional); ``columns`` maps our names to a vendor's,
     e.g. ``{"date": "timestamp", "split": "split_coefficient"}`` for AlphaVantage. With
     ``symbol_from_filename`` a per-ticker file's name (``AAPL.csv.gz``) gives the symbol.
-    With ``root`` set, files that resolve outside it (``..``, symlinks) are refused.
+    With ``root`` set, files that resolve outside it (``..``, symlinks) are refused. A path
+    with ``{date}`` (``incoming/prices_{date}.csv``) is a daily delivery: a date range reads
+    only the files of its days, so a nightly run opens one file.
 
     A file that cannot be used (not CSV, empty, a mapped column missing, columns unlike the
     other files', outside the root) is skipped and named; the others still load."""
@@ -98,13 +100,22 @@ class FilePriceSource(ConfigurableResource):
     sectors: str | None = None
     root: str | None = None
 
-    def files(self) -> list[Path]:
-        matches = (
-            sorted(glob.glob(str(Path(self.path).expanduser())))
-            if any(c in self.path for c in "*?[")
-            else [self.path]
-        )
+    def files(self, start: date | None = None, end: date | None = None) -> list[Path]:
+        pattern = str(Path(self.path).expanduser())
+        if "{date}" in pattern:
+            head, tail = pattern.split("{date}", 1)
+            matches = [
+                m
+                for m in sorted(glob.glob(pattern.replace("{date}", "*")))
+                if _in_window(m[len(head) : len(m) - len(tail)], start, end)
+            ]
+        elif any(c in pattern for c in "*?["):
+            matches = sorted(glob.glob(pattern))
+        else:
+            matches = [pattern]
         files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files and "{date}" in pattern and (start or end):
+            return []  # no delivery in the window (a holiday): an empty day, not an error
         if not files:
             raise FileNotFoundError(f"no price file matches {self.path!r}")
         return files
@@ -112,7 +123,7 @@ class FilePriceSource(ConfigurableResource):
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         root = Path(self.root).expanduser().resolve() if self.root else None
         payloads, skipped = [], []
-        for f in self.files():
+        for f in self.files(start, end):
             if root and not f.resolve().is_relative_to(root):
                 skipped.append(
                     _skip(f, f"is outside the data root {root} (resolves to {f.resolve()})")
@@ -288,6 +299,16 @@ def _drop_drift(frames: list[tuple[str, pl.DataFrame]]) -> tuple[list, list[Viol
     return kept, drift
 
 
+def _in_window(stamp: str, start: date | None, end: date | None) -> bool:
+    """Whether a ``{date}`` file-name stamp (ISO) falls in ``[start, end]``; a stamp that is
+    not a date is kept, so the contract names the file."""
+    try:
+        day = date.fromisoformat(stamp)
+    except ValueError:
+        return True
+    return (start or date.min) <= day <= (end or date.max)
+
+
 def _in_range(start: date | None, end: date | None) -> pl.Expr:
     return pl.col("date").is_between(start or date.min, end or date.max)
 
@@ -315,11 +336,59 @@ def ticker_from_name(path: Path) -> str:
 
 
 class BundledAltSource(ConfigurableResource):
-    """Index, factor ETFs, VIX and Fama-French factors from skfolio and arch."""
+    """Index, factor ETFs, VIX, WTI crude, Fama-French factors, core-CPI inflation and the
+    BAA-AAA credit spread, from skfolio and arch. Monthly series become usable only at the
+    end of the following month (their publication lag, taken conservatively). ``texts`` is an
+    optional CSV ``date,ticker,text`` of dated news or filings (ticker empty = market-wide)."""
+
+    texts: str | None = None
+
+    def load_texts(self) -> pl.DataFrame:
+        """``[date, ticker, text]`` from ``texts`` (empty without one); a bad date or a missing
+        column raises :class:`ContractViolation` naming the file and row."""
+        schema = {"date": pl.Date, "ticker": pl.String, "text": pl.String}
+        if not self.texts:
+            return pl.DataFrame(schema=schema)
+        frame = pl.read_csv(self.texts, infer_schema=False)
+        frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+        missing = [c for c in schema if c not in frame.columns]
+        if missing:
+            raise ContractViolation(
+                "texts",
+                [
+                    Violation(
+                        f"is required (columns: {frame.columns})", c, self.texts, None, None, None
+                    )
+                    for c in missing
+                ],
+            )
+        typed = frame.with_row_index("row", offset=2).with_columns(
+            parsed=pl.col("date").str.strip_chars().str.to_date(strict=False)
+        )
+        bad = typed.filter(pl.col("parsed").is_null())
+        if len(bad):
+            first = bad.row(0, named=True)
+            raise ContractViolation(
+                "texts",
+                [
+                    Violation(
+                        "must parse as Date",
+                        "date",
+                        self.texts,
+                        first["row"],
+                        first["date"],
+                        len(bad),
+                    )
+                ],
+            )
+        return typed.select(date="parsed", ticker="ticker", text="text")
 
     def load_alt_data(self) -> pl.DataFrame:
+        import arch.data.core_cpi
+        import arch.data.default
         import arch.data.frenchdata
         import arch.data.vix
+        import arch.data.wti
         from skfolio.datasets import load_factors_dataset, load_sp500_index
 
         daily = [
@@ -332,12 +401,38 @@ class BundledAltSource(ConfigurableResource):
             wide_to_long(
                 arch.data.vix.load().rename(columns={"vix": "VIX"}), "value", name="series"
             ).with_columns(kind=pl.lit("level")),
+            wide_to_long(
+                arch.data.wti.load().rename(columns={"DCOILWTICO": "WTI"}).dropna(),
+                "value",
+                name="series",
+            ).with_columns(kind=pl.lit("price")),
         ]
         frames = [d.with_columns(available_date=pl.col("date")) for d in daily]
         frames.append(_french_monthly(arch.data.frenchdata.load()))
+        cpi = arch.data.core_cpi.load()["CPILFESL"]
+        default = arch.data.default.load()
+        macro = pd.DataFrame(
+            {
+                "CORE_CPI_YOY": cpi.pct_change(12, fill_method=None) * 100,
+                "BAA_AAA": default["BAA"] - default["AAA"],
+            }
+        )
+        frames.append(_monthly(macro))
         return pl.concat(
             [f.select("series", "kind", "date", "available_date", "value") for f in frames]
         )
+
+
+def _monthly(wide: pd.DataFrame) -> pl.DataFrame:
+    """Monthly series dated at their month's start (FRED style) -> month end, published at the
+    end of the following month (CPI comes out mid-month, Moody's averages early in the month:
+    the later bound is used so no value is ever seen before it was out)."""
+    month_end = wide.index + pd.offsets.MonthEnd(0)
+    long = wide_to_long(wide.set_axis(month_end), "value", name="series").drop_nulls("value")
+    return long.with_columns(
+        kind=pl.lit("monthly"),
+        available_date=pl.col("date").dt.offset_by(f"{FRENCH_LAG_MONTHS}mo").dt.month_end(),
+    )
 
 
 def _french_monthly(french: pd.DataFrame) -> pl.DataFrame:

@@ -345,3 +345,20 @@ def test_stale_series_gap_and_old_data_are_reported(tmp_path, good):
     assert rules["calendar gap"].select("symbol").rows() == [("GAP",)]
     assert "business days before 2026-11-20" in rules["stale data"]["detail"][0]
     _assert_no_loss(raw, checked, 3 * N - 31)
+
+
+def test_daily_delivery_files_are_read_only_for_their_days(tmp_path, good):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    long_form = good.head(3).with_columns(Symbol=pl.lit("SPX"))
+    for row in long_form.iter_slices(1):
+        row.write_csv(folder / f"prices_{row['Date'][0]}.csv")
+    src = FilePriceSource(path=str(folder / "prices_{date}.csv"), columns=YAHOO)
+    assert len(src.files()) == 3
+    one_day = src.load_prices(date(1999, 1, 5), date(1999, 1, 5))
+    assert one_day.frame["source_file"].unique().to_list() == [str(folder / "prices_1999-01-05.csv")]
+    holiday = src.load_prices(date(1999, 1, 9), date(1999, 1, 10))
+    assert holiday.frame.is_empty() and holiday.skipped == []
+    assert check_prices(holiday, RUN_DATE, allow_empty=True).clean.is_empty()
+    with pytest.raises(ContractViolation, match="no readable price rows"):
+        check_prices(holiday, RUN_DATE)

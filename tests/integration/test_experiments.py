@@ -81,7 +81,7 @@ def from_example(tmp_path_factory):
 
 def test_cli_run_from_example_reproduces_make_run(materialized, from_example):
     home, out = from_example
-    assert "✓ 14 assets materialized" in out.stdout
+    assert "✓ 17 assets materialized" in out.stdout  # all but the daily partitions
     assert "lightgbm trial 10/10" in out.stdout  # progress shown
     for name in ("backtest", "oof_predictions", "signals"):
         assert_frame_equal(
@@ -158,7 +158,7 @@ def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materi
         "models.n_trials=3",
         home=home,
     )
-    assert "✓ 14 assets materialized" in out.stdout
+    assert "✓ 17 assets materialized" in out.stdout  # all but the daily partitions
     ingested = pl.read_parquet(home / "lake" / "market_prices.parquet")
     assert sorted(ingested["symbol"].unique()) == tickers
     # the mapping took adjusted_close, not the vendor's unadjusted close

@@ -31,6 +31,8 @@ ALL_ASSETS = {
     "sector_map",
     "return_anomalies",
     "price_quarantine",
+    "price_history",
+    "news_sentiment",
 }
 
 
