@@ -48,7 +48,7 @@ class PricesConfig(Config):
         description="Stop the run when more than this share of rows would be quarantined.",
     )
     daily_from: str = Field(
-        default="2023-01-02",
+        default="2022-12-01",
         description="First day ingested as a daily partition (ISO); price_history loads the "
         "days before it in one go.",
     )

@@ -125,22 +125,23 @@ def _run(
 
     from pipelines.definitions import (
         DAILY_JOB,
+        FULL_JOB,
         JOB,
         build_definitions,
         experiment_tags,
+        full_run_window,
         job_assets,
+        partition_range_tags,
     )
 
     defs = build_definitions(settings, resolved)
-    job = defs.resolve_job_def(DAILY_JOB if window else JOB)
-    partition_tags = (
-        {
-            "dagster/asset_partition_range_start": window[0],
-            "dagster/asset_partition_range_end": window[1],
-        }
-        if window
-        else {}
-    )
+    if window:  # a nightly day or a backfill: the daily partitions, then downstream
+        job_name = DAILY_JOB
+    else:  # everything; the daily partitions up to the data's last day, when there are any
+        window = full_run_window(resolved)
+        job_name = FULL_JOB if window else JOB
+    job = defs.resolve_job_def(job_name)
+    partition_tags = partition_range_tags(*window) if window else {}
     instance = DagsterInstance.get()
     run_id = make_new_run_id()
     config = resolved.run_config(job_assets(job)) | {
@@ -153,7 +154,8 @@ def _run(
         if select
         else None
     )
-    total = len(selection) if selection else len(job.asset_layer.selected_asset_keys)
+    keys = selection or job.asset_layer.selected_asset_keys
+    steps = len({id(graph.get(k).assets_def) for k in keys})  # a multi-asset is one step
     profile = resolved.experiment.profile
     days = f", daily partitions {window[0]}..{window[1]}" if window else ""
     print(f"AlphaForge: profile '{profile}'{days}, home {settings.home}, Dagster run {run_id}")
@@ -176,7 +178,7 @@ def _run(
     worker = threading.Thread(target=execute, daemon=True)
     started = time.monotonic()
     worker.start()
-    progress = _Progress(total, started)
+    progress = _Progress(steps, started)
     cursor = None
     while True:
         alive = worker.is_alive()
@@ -198,7 +200,7 @@ def _run(
             file=sys.stderr,
         )
         return 1
-    print(f"\n✓ {progress.done} assets materialized in {elapsed:.0f} s")
+    print(f"\n✓ {len(keys)} assets materialized in {progress.done} steps, {elapsed:.0f} s")
     print(f"  report:     {settings.reports / 'risk_report.md'}")
     print(f"  lake:       {settings.lake}")
     print("  Dagster UI: http://127.0.0.1:3000  (start both UIs with `make ui`)")

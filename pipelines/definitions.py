@@ -8,7 +8,7 @@ experiment is reported when the code location loads, not at import.
 import hashlib
 import os
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 
 from dagster import (
     AssetSelection,
@@ -27,7 +27,7 @@ from dagster import (
 
 from assets import explain, features, ingest, portfolio, risk, training
 from assets.ingest import daily_prices_asset
-from pipelines.experiment import Resolved, resolve, resolve_env_refs
+from pipelines.experiment import BUNDLED_LAST_DATE, Resolved, resolve, resolve_env_refs
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
@@ -42,6 +42,7 @@ from pipelines.sources import (
 ASSET_MODULES = [ingest, features, training, portfolio, explain, risk]
 JOB = "all_assets_job"
 DAILY_JOB = "daily_job"
+FULL_JOB = "full_job"
 WEEKLY_CRON = "0 6 * * 6"
 
 
@@ -128,20 +129,20 @@ def build_definitions(
         description="One trading day (a daily_prices partition; a range is a backfill), then "
         "everything downstream of market_prices.",
     )
+    full_job = define_asset_job(
+        FULL_JOB,
+        selection=AssetSelection.all(),
+        config=resolved.run_config(names(AssetSelection.all())),
+        run_tags=experiment_tags(resolved),
+        description="Everything, the daily partitions included: `alphaforge run` and the "
+        "weekly rebuild run it with the partition range up to the data's last day.",
+    )
     return Definitions(
         assets=assets,
-        jobs=[all_assets_job, daily_job],
+        jobs=[all_assets_job, daily_job, full_job],
         schedules=[
             nightly_schedule(daily_job, schedule.cron, schedule.timezone, data.daily_from),
-            ScheduleDefinition(
-                name=f"{JOB}_weekly",
-                job=all_assets_job,
-                cron_schedule=WEEKLY_CRON,
-                execution_timezone=schedule.timezone,
-                default_status=DefaultScheduleStatus.STOPPED,
-                description="Weekly full rebuild from the whole history (Saturday morning): "
-                "picks up vendor restatements the nightly runs do not reread.",
-            ),
+            weekly_schedule(full_job, all_assets_job, resolved, schedule.timezone),
         ],
         sensors=[
             alert_on_run_failure,
@@ -151,6 +152,46 @@ def build_definitions(
         # One process: each step would otherwise pay ~15 s of imports (torch, mlflow, GX).
         executor=in_process_executor,
     )
+
+
+def full_run_window(resolved: Resolved, today: date | None = None) -> tuple[str, str] | None:
+    """The daily partitions a full run covers: from ``data.daily_from`` to the data's last
+    weekday (its ``end_date``, the bundled data's last day, else today); None when the data
+    ends before the daily partitions begin."""
+    data = resolved.experiment.data
+    today = today or date.today()
+    end = min(data.end_date or (BUNDLED_LAST_DATE if data.source == "bundled" else today), today)
+    end -= timedelta(days=max(0, end.weekday() - 4))  # a weekend ends on Friday
+    return (data.daily_from.isoformat(), end.isoformat()) if end >= data.daily_from else None
+
+
+def partition_range_tags(start: str, end: str) -> dict[str, str]:
+    """Run tags that make one run cover a range of partitions (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": start,
+        "dagster/asset_partition_range_end": end,
+    }
+
+
+def weekly_schedule(full_job, all_assets_job, resolved: Resolved, timezone: str):
+    """Saturday morning: rebuild from the whole history (vendor restatements and split
+    adjustments that the nightly runs do not reread), the daily partitions included."""
+    window = full_run_window(resolved)
+    job = full_job if window else all_assets_job
+
+    @schedule(
+        name="weekly_rebuild",
+        job=job,
+        cron_schedule=WEEKLY_CRON,
+        execution_timezone=timezone,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=weekly_schedule.__doc__,
+    )
+    def _weekly(context: ScheduleEvaluationContext):
+        now = full_run_window(resolved, context.scheduled_execution_time.date())
+        return RunRequest(tags=partition_range_tags(*now) if now and window else {})
+
+    return _weekly
 
 
 def job_assets(job) -> set[str]:

@@ -98,7 +98,7 @@ class DataSection(Section):
     )
     max_quarantine_share: float = _inherit(PricesConfig, "max_quarantine_share", ge=0, le=1)
     daily_from: date = Field(
-        date(2023, 1, 2), description=PricesConfig.model_fields["daily_from"].description
+        date(2022, 12, 1), description=PricesConfig.model_fields["daily_from"].description
     )
     max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
     stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)

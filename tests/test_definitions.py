@@ -68,8 +68,17 @@ def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
         )
     ).run_requests
     assert request.partition_key == "2026-11-20"
-    weekly = defs.get_schedule_def("all_assets_job_weekly")
-    assert weekly.job_name == "all_assets_job" and weekly.cron_schedule == "0 6 * * 6"
+    weekly = defs.get_schedule_def("weekly_rebuild")
+    assert weekly.job_name == "full_job" and weekly.cron_schedule == "0 6 * * 6"
+    saturday = datetime(2026, 11, 21, 6, 0, tzinfo=ZoneInfo("America/New_York"))
+    (rebuild,) = weekly.evaluate_tick(
+        build_schedule_context(
+            scheduled_execution_time=saturday, repository_def=defs.get_repository_def()
+        )
+    ).run_requests
+    # the bundled data's daily partitions: December 2022, up to its last day
+    assert rebuild.tags["dagster/asset_partition_range_start"] == "2022-12-01"
+    assert rebuild.tags["dagster/asset_partition_range_end"] == "2022-12-28"
 
 
 def _imported_modules(package: str) -> set[str]:

@@ -356,7 +356,9 @@ def test_daily_delivery_files_are_read_only_for_their_days(tmp_path, good):
     src = FilePriceSource(path=str(folder / "prices_{date}.csv"), columns=YAHOO)
     assert len(src.files()) == 3
     one_day = src.load_prices(date(1999, 1, 5), date(1999, 1, 5))
-    assert one_day.frame["source_file"].unique().to_list() == [str(folder / "prices_1999-01-05.csv")]
+    assert one_day.frame["source_file"].unique().to_list() == [
+        str(folder / "prices_1999-01-05.csv")
+    ]
     holiday = src.load_prices(date(1999, 1, 9), date(1999, 1, 10))
     assert holiday.frame.is_empty() and holiday.skipped == []
     assert check_prices(holiday, RUN_DATE, allow_empty=True).clean.is_empty()

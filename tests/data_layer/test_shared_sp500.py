@@ -3,6 +3,7 @@ user-directory path with nothing but a column mapping. Skips when the folder is 
 product does not depend on it."""
 
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,8 +12,8 @@ from data_contracts import check_prices
 from data_contracts.quality import find_unadjusted_splits
 from models.corporate_actions import adjust
 from pipelines.sources import FilePriceSource
-from tests.conftest import SHARED_SP500
 
+SHARED_SP500 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sp500-alphavantage"
 pytestmark = pytest.mark.skipif(
     not SHARED_SP500.is_dir(), reason=f"shared S&P 500 set not found at {SHARED_SP500}"
 )

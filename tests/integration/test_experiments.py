@@ -81,7 +81,7 @@ def from_example(tmp_path_factory):
 
 def test_cli_run_from_example_reproduces_make_run(materialized, from_example):
     home, out = from_example
-    assert "✓ 17 assets materialized" in out.stdout  # all but the daily partitions
+    assert "✓ 19 assets materialized" in out.stdout
     assert "lightgbm trial 10/10" in out.stdout  # progress shown
     for name in ("backtest", "oof_predictions", "signals"):
         assert_frame_equal(
@@ -128,21 +128,29 @@ def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materi
     folder = tmp_path / "prices"
     folder.mkdir()
     tickers = sorted(prices["symbol"].unique())[:12]
+    split_day = pl.date(2015, 6, 1)
     for ticker in tickers:
-        part = prices.filter(pl.col("symbol") == ticker).sort(
-            "date", descending=True
-        )  # vendor order: newest first
-        part.select(
+        part = prices.filter(pl.col("symbol") == ticker)
+        # the first ticker had a 2-for-1 split: the vendor's raw prices before it are doubled
+        before = (pl.col("date") < split_day) & pl.lit(ticker == tickers[0])
+        raw = pl.when(before).then(pl.col("close") * 2).otherwise(pl.col("close"))
+        first_after = (pl.col("date") >= split_day) & (pl.col("date").shift(1) < split_day)
+        part.sort("date").select(
             pl.col("date").cast(pl.String).alias("timestamp"),
-            (pl.col("close") * 1.01).alias("open"),
-            (pl.col("close") * 1.02).alias("high"),
-            (pl.col("close") * 0.98).alias("low"),
-            (pl.col("close") * 3).alias("close"),
+            (raw * 1.0).alias("open"),
+            (raw * 1.02).alias("high"),
+            (raw * 0.98).alias("low"),
+            raw.alias("close"),
             pl.col("close").alias("adjusted_close"),
-            pl.lit(1e6).alias("volume"),
+            pl.when(before).then(5e5).otherwise(1e6).alias("volume"),
             pl.lit(0.0).alias("dividend_amount"),
-            pl.lit(1.0).alias("split_coefficient"),
-        ).write_csv(folder / f"{ticker}.csv")
+            pl.when(first_after & pl.lit(ticker == tickers[0]))
+            .then(2.0)
+            .otherwise(1.0)
+            .alias("split_coefficient"),
+        ).sort("timestamp", descending=True).write_csv(  # vendor order: newest first
+            folder / f"{ticker}.csv"
+        )
         (folder / f"{ticker}.csv").write_bytes(
             __import__("gzip").compress((folder / f"{ticker}.csv").read_bytes())
         )
@@ -155,13 +163,19 @@ def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materi
         "--set",
         f"data.path={folder}/*.csv.gz",
         "--set",
+        f"data.root={folder}",
+        "--set",
+        "data.daily_from=2022-12-01",
+        "--set",
+        "data.end_date=2022-12-28",
+        "--set",
         "models.n_trials=3",
         home=home,
     )
-    assert "✓ 17 assets materialized" in out.stdout  # all but the daily partitions
+    assert "✓ 19 assets materialized" in out.stdout
     ingested = pl.read_parquet(home / "lake" / "market_prices.parquet")
     assert sorted(ingested["symbol"].unique()) == tickers
-    # the mapping took adjusted_close, not the vendor's unadjusted close
+    # our split adjustment of the raw prices gives back the adjusted closes exactly
     original = prices.filter(pl.col("symbol").is_in(tickers)).sort("symbol", "date")
     assert_frame_equal(
         ingested.select("symbol", "date", "close").sort("symbol", "date"),

@@ -129,6 +129,11 @@ def test_nightly_schedule_ticks_on_weekdays_after_the_close(tmp_path):
     assert (friday.weekday(), friday.hour, friday.minute) == (4, 18, 30)
     assert (monday.weekday(), monday.hour) == (0, 18)  # the weekend is skipped
     request = schedule.evaluate_tick(
-        build_schedule_context(scheduled_execution_time=friday)
+        build_schedule_context(
+            scheduled_execution_time=friday, repository_def=defs.get_repository_def()
+        )
     ).run_requests[0]
-    assert request.run_config["ops"]["base_models"]["config"]["n_trials"] == 30  # the full profile
+    assert request.partition_key == "2026-11-20"
+    config = defs.resolve_job_def("daily_job").partitioned_config
+    ops = config.get_run_config_for_partition_key(request.partition_key)["ops"]
+    assert ops["base_models"]["config"]["n_trials"] == 30  # the full profile
