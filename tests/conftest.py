@@ -77,7 +77,13 @@ def materialized(tmp_path_factory) -> Materialized:
     """The whole graph, fast profile, in a temporary ALPHAFORGE_HOME (about a minute)."""
     from dagster import DagsterInstance
 
-    from pipelines.definitions import JOB, build_definitions, job_assets
+    from pipelines.definitions import (
+        FULL_JOB,
+        build_definitions,
+        full_run_window,
+        job_assets,
+        partition_range_tags,
+    )
     from pipelines.experiment import resolve
     from pipelines.settings import load_settings, prepare_home
 
@@ -88,9 +94,13 @@ def materialized(tmp_path_factory) -> Materialized:
     instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
     resolved = resolve(None, environ=env)
     defs = build_definitions(settings, resolved, env)
-    job = defs.resolve_job_def(JOB)
+    # what `make run` runs: the history, December 2022 as daily partitions, everything after
+    job = defs.resolve_job_def(FULL_JOB)
     result = job.execute_in_process(
-        run_config=resolved.run_config(job_assets(job)), instance=instance, raise_on_error=False
+        run_config=resolved.run_config(job_assets(job)),
+        instance=instance,
+        raise_on_error=False,
+        tags=partition_range_tags(*full_run_window(resolved)),
     )
     return Materialized(home=home, instance=instance, result=result, defs=defs, env=env)
 

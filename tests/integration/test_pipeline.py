@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from datetime import date
 
 import mlflow
 import numpy as np
@@ -33,6 +34,8 @@ ALL_ASSETS = {
     "price_quarantine",
     "price_history",
     "news_sentiment",
+    "daily_prices",
+    "daily_quarantine",
 }
 
 
@@ -48,6 +51,12 @@ def test_every_asset_is_materialized(materialized):
         )
     lake = materialized.home / "lake"
     assert {p.stem for p in lake.iterdir() if not p.name.startswith(".")} == ALL_ASSETS
+    # December 2022 as daily partitions: 20 weekdays, 26 Dec a market holiday (an empty day)
+    days = sorted((lake / "daily_prices").iterdir())
+    assert len(days) == 20
+    rows = {p.stem: len(pl.read_parquet(p)) for p in days}
+    assert rows["2022-12-26"] == 0 and sum(rows.values()) == 19 * 20
+    assert pl.read_parquet(lake / "market_prices.parquet")["date"].max() == date(2022, 12, 28)
 
 
 def test_contract_check_passed_on_bundled_data(materialized):
@@ -169,7 +178,9 @@ def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialize
         "symbol,date,close\nAAA,2020-01-02,10.0\nAAA,2020-01-03,10.5\nAAA,2020-01-06,-3.0\nBBB,2020-01-02,20\n"
     )
     lake = materialized.home / "lake"
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.iterdir()}
+    before = {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.rglob("*") if p.is_file()
+    }
     defs = definitions_from_env(materialized.env | {"ALPHAFORGE_PRICES": str(bad)})
     result = defs.resolve_job_def(JOB).execute_in_process(
         instance=materialized.instance, raise_on_error=False
@@ -186,5 +197,7 @@ def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialize
     }
     # the independent ingest may run; nothing downstream of prices
     assert materialized_now <= {"alt_data", "news_sentiment"}
-    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.iterdir()}
+    after = {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.rglob("*") if p.is_file()
+    }
     assert after == before  # alt_data and news_sentiment, if rewritten, byte for byte
