@@ -59,6 +59,7 @@ def build_resources(
             symbol_from_filename=data.symbol_from_filename,
             sectors=data.sectors,
             root=data.root,
+            max_file_mb=data.max_file_mb,
         )
     elif data.source == "http":
         prices = HttpPriceSource(

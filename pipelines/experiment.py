@@ -66,6 +66,11 @@ class DataSection(Section):
     root: str | None = Field(
         None, description="Files source: refuse any file that resolves outside this folder."
     )
+    max_file_mb: int = Field(
+        1024,
+        ge=1,
+        description="Refuse a price file (or a gzip's uncompressed content) larger than this.",
+    )
     texts: str | None = Field(
         None,
         description="CSV of dated text (date,ticker,text; empty ticker = market-wide) scored "

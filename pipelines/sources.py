@@ -6,6 +6,7 @@ Fama-French three factors (monthly, 1926-2018).
 """
 
 import glob
+import gzip
 import io
 from collections import Counter
 from datetime import date
@@ -99,6 +100,7 @@ class FilePriceSource(ConfigurableResource):
     symbol_from_filename: bool = False
     sectors: str | None = None
     root: str | None = None
+    max_file_mb: int = 1024
 
     def files(self, start: date | None = None, end: date | None = None) -> list[Path]:
         pattern = str(Path(self.path).expanduser())
@@ -128,6 +130,8 @@ class FilePriceSource(ConfigurableResource):
                 skipped.append(
                     _skip(f, f"is outside the data root {root} (resolves to {f.resolve()})")
                 )
+            elif reason := too_big(f, self.max_file_mb):
+                skipped.append(_skip(f, reason))
             else:
                 payloads.append((f, f))
         return read_payloads(payloads, self.columns, self.symbol_from_filename, start, end, skipped)
@@ -152,6 +156,7 @@ class HttpPriceSource(ConfigurableResource):
     api_key: str | None = None
     timeout_s: float = 30.0
     sectors: str | None = None
+    max_file_mb: int = 256
 
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         if not self.url.startswith(("http://", "https://")):
@@ -161,8 +166,15 @@ class HttpPriceSource(ConfigurableResource):
             url = self.url.format(symbol=quote(symbol), api_key=quote(self.api_key or ""))
             shown = self.url.format(symbol=quote(symbol), api_key="***")
             try:
+                limit = self.max_file_mb * 2**20
                 with urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 (http(s) checked above)
-                    payloads.append((Path(f"{symbol}.csv"), io.BytesIO(response.read())))
+                    body = response.read(limit + 1)
+                if len(body) > limit:
+                    skipped.append(
+                        _skip(shown, f"sent more than the {self.max_file_mb} MB limit", symbol)
+                    )
+                    continue
+                payloads.append((Path(f"{symbol}.csv"), io.BytesIO(body)))
             except (HTTPError, URLError, TimeoutError) as err:
                 skipped.append(_skip(shown, f"could not be fetched ({err})", symbol))
         return read_payloads(payloads, self.columns, True, start, end, skipped, label=self._label)
@@ -297,6 +309,40 @@ def _drop_drift(frames: list[tuple[str, pl.DataFrame]]) -> tuple[list, list[Viol
                 )
             )
     return kept, drift
+
+
+def too_big(path: Path, limit_mb: int) -> str | None:
+    """Why ``path`` must not be read, if it is larger than ``limit_mb`` or is a gzip that
+    expands beyond it (a decompression bomb); checked before reading anything."""
+    limit = limit_mb * 2**20
+    size = path.stat().st_size
+    if size > limit:
+        return f"is larger than the {limit_mb} MB limit ({size / 2**20:,.0f} MB; data.max_file_mb)"
+    if not path.name.endswith(".gz"):
+        return None
+    with path.open("rb") as handle:  # gzip's trailer: the uncompressed size modulo 4 GiB
+        handle.seek(-4, 2)
+        trailer = int.from_bytes(handle.read(4), "little")
+    # a trailer smaller than the file itself has wrapped past 4 GiB (or the file has several
+    # members): count by streaming, stopping at the limit
+    expanded = trailer if trailer >= size else _stream_size(path, limit)
+    if expanded > limit:
+        return (
+            f"expands to more than the {limit_mb} MB limit uncompressed "
+            f"({size / 2**20:,.1f} MB compressed; data.max_file_mb): refused as a "
+            "decompression bomb"
+        )
+    return None
+
+
+def _stream_size(path: Path, limit: int) -> int:
+    total = 0
+    with gzip.open(path, "rb") as handle:
+        while chunk := handle.read(2**20):
+            total += len(chunk)
+            if total > limit:
+                break
+    return total
 
 
 def _in_window(stamp: str, start: date | None, end: date | None) -> bool:

@@ -171,7 +171,7 @@ def test_mlflow_lists_the_parent_run_and_nested_trials(servers, browser, shots, 
     _, ui = servers
     client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
     experiment = client.get_experiment_by_name("alphaforge")
-    parent = f"all_assets_job-{materialized.result.run_id[:8]}"
+    parent = f"{materialized.result.job_def.name}-{materialized.result.run_id[:8]}"
     browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/runs")
     body = _text_appears(browser, (parent,))
     browser.save_screenshot(str(shots / "mlflow_runs.png"))
