@@ -148,7 +148,7 @@ def test_asset_metadata_shows_its_plot(servers, browser, shots):
 
     dagster, _ = servers
     browser.get(f"{dagster}/assets/backtest?view=events")
-    body = _text_appears(browser, ("equity_curve", "performance"))
+    body = _text_appears(browser, ("equity_curve", "performance", "ml_top_k", "sharpe"))
     assert "ml_top_k" in body and "sharpe" in body
     link = browser.find_element(
         By.XPATH, "//td[normalize-space()='equity_curve']/following-sibling::td//a"
