@@ -159,18 +159,22 @@ def _quarantine_output(name: str, quarantine: pl.DataFrame) -> Output:
     )
 
 
+def _ingest_outs(prices: str, quarantine: str, description: str) -> dict[str, AssetOut]:
+    return {
+        prices: AssetOut(
+            io_manager_key="lake", kinds={"polars", "great_expectations"}, description=description
+        ),
+        quarantine: AssetOut(io_manager_key="lake", kinds={"polars"}, description=QUARANTINE_DOC),
+    }
+
+
 @multi_asset(
     group_name="ingest",
-    outs={
-        "price_history": AssetOut(
-            io_manager_key="lake",
-            kinds={"polars", "great_expectations"},
-            description="Validated raw prices before data.daily_from, loaded in one go.",
-        ),
-        "price_quarantine": AssetOut(
-            io_manager_key="lake", kinds={"polars"}, description=QUARANTINE_DOC
-        ),
-    },
+    outs=_ingest_outs(
+        "price_history",
+        "price_quarantine",
+        "Validated raw prices before data.daily_from, loaded in one go.",
+    ),
     retry_policy=INGEST_RETRY,
     check_specs=[_contract_spec("price_history")],
 )
@@ -211,16 +215,11 @@ def daily_prices_asset(daily_from: date):
         group_name="ingest",
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        outs={
-            "daily_prices": AssetOut(
-                io_manager_key="lake",
-                kinds={"polars", "great_expectations"},
-                description="Validated raw prices, one partition per weekday.",
-            ),
-            "daily_quarantine": AssetOut(
-                io_manager_key="lake", kinds={"polars"}, description=QUARANTINE_DOC
-            ),
-        },
+        outs=_ingest_outs(
+            "daily_prices",
+            "daily_quarantine",
+            "Validated raw prices, one partition per weekday.",
+        ),
         retry_policy=INGEST_RETRY,
         check_specs=[_contract_spec("daily_prices")],
     )

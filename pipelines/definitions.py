@@ -111,31 +111,32 @@ def build_definitions(
     full = AssetSelection.all() - daily
     nightly_selection = daily | AssetSelection.assets("market_prices").downstream()
 
-    def names(selection: AssetSelection) -> set[str]:
-        return {k.to_user_string() for k in selection.resolve(assets)}
+    def job(name: str, selection: AssetSelection, description: str):
+        names = {k.to_user_string() for k in selection.resolve(assets)}
+        return define_asset_job(
+            name,
+            selection=selection,
+            config=resolved.run_config(names),
+            run_tags=experiment_tags(resolved),
+            description=description,
+        )
 
-    all_assets_job = define_asset_job(
+    all_assets_job = job(
         JOB,
-        selection=full,
-        config=resolved.run_config(names(full)),
-        run_tags=experiment_tags(resolved),
-        description="Full rebuild: the whole price history, validation, features, training, "
+        full,
+        "Full rebuild: the whole price history, validation, features, training, "
         "portfolio, risk and explanations.",
     )
-    daily_job = define_asset_job(
+    daily_job = job(
         DAILY_JOB,
-        selection=nightly_selection,
-        config=resolved.run_config(names(nightly_selection)),
-        run_tags=experiment_tags(resolved),
-        description="One trading day (a daily_prices partition; a range is a backfill), then "
+        nightly_selection,
+        "One trading day (a daily_prices partition; a range is a backfill), then "
         "everything downstream of market_prices.",
     )
-    full_job = define_asset_job(
+    full_job = job(
         FULL_JOB,
-        selection=AssetSelection.all(),
-        config=resolved.run_config(names(AssetSelection.all())),
-        run_tags=experiment_tags(resolved),
-        description="Everything, the daily partitions included: `alphaforge run` and the "
+        AssetSelection.all(),
+        "Everything, the daily partitions included: `alphaforge run` and the "
         "weekly rebuild run it with the partition range up to the data's last day.",
     )
     return Definitions(
