@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pipelines.experiment import ExperimentError, Resolved, resolve, show
+from pipelines.lock import HomeBusy, RunLock, exclusive
 from pipelines.sensors import innermost_error
 from pipelines.settings import Settings, load_settings, prepare_home
 
@@ -134,6 +135,13 @@ def _run(
         partition_range_tags,
     )
 
+    try:  # refuse at once, before the run is even created, if the home is busy
+        probe = RunLock(settings.lake)
+        probe.acquire("alphaforge run (starting)")
+        probe.release()
+    except HomeBusy as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 3
     defs = build_definitions(settings, resolved)
     if window:  # a nightly day or a backfill: the daily partitions, then downstream
         job_name = DAILY_JOB
@@ -142,7 +150,8 @@ def _run(
         job_name = FULL_JOB if window else JOB
     job = defs.resolve_job_def(job_name)
     partition_tags = partition_range_tags(*window) if window else {}
-    instance = DagsterInstance.get()
+    with exclusive(settings.home / ".init.lock"):  # a fresh home's schema is created once
+        instance = DagsterInstance.get()
     run_id = make_new_run_id()
     config = resolved.run_config(job_assets(job)) | {
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -195,6 +204,13 @@ def _run(
     result = outcome["result"]
     elapsed = time.monotonic() - started
     if not result.success:
+        errors = [
+            innermost_error(e.event_specific_data.error)
+            for e in result.all_events
+            if e.is_failure and getattr(e.event_specific_data, "error", None)
+        ]
+        if errors and errors[0]:
+            print(f"\n✗ {errors[0].message.strip()}", file=sys.stderr)
         print(
             f"\n✗ run failed after {elapsed:.0f} s. Details: `make ui`, then the run {run_id} in the Dagster UI.",
             file=sys.stderr,

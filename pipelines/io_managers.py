@@ -5,9 +5,11 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
+from pydantic import PrivateAttr
 
 from pipelines.atomic import write_atomic
+from pipelines.lock import RunLock
 
 # Partitioned frames are split by this column into one file per partition (a date key).
 PARTITION_COLUMNS = ("date", "partition_date")
@@ -20,6 +22,17 @@ class LakeIOManager(ConfigurableIOManager):
     reader of a partitioned asset gets every partition written so far, concatenated."""
 
     base_dir: str
+    _lock: RunLock | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Hold the home's run lock for the whole run: a concurrent run is refused."""
+        run_id = context.run_id if context.dagster_run else "no run"
+        self._lock = RunLock(Path(self.base_dir))
+        self._lock.acquire(f"Dagster run {run_id}")
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def _path(self, context: OutputContext | InputContext) -> Path:
         return Path(self.base_dir, *context.asset_key.path)

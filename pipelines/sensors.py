@@ -54,11 +54,11 @@ class AlertResource(ConfigurableResource):
 
 
 def innermost_error(error):
-    """The user's own exception inside Dagster's step-execution wrapper (or ``error`` itself)."""
+    """The user's own exception inside Dagster's step-execution or resource-init wrapper (or
+    ``error`` itself)."""
+    wrappers = ("DagsterExecutionStepExecutionError", "DagsterResourceFunctionError")
     while (
-        error is not None
-        and error.cause is not None
-        and "DagsterExecutionStepExecutionError" in error.cls_name
+        error is not None and error.cause is not None and any(w in error.cls_name for w in wrappers)
     ):
         error = error.cause
     return error

@@ -92,6 +92,10 @@ DAGSTER_YAML = """\
 # Written by AlphaForge: a local instance on SQLite under this folder.
 telemetry:
   enabled: false
+# Runs launched by the daemon (schedules, sensors, the UI) queue and run one at a time; every
+# run also holds the home's run lock (pipelines/lock.py), so a CLI run beside them is refused.
+run_queue:
+  max_concurrent_runs: 1
 """
 
 

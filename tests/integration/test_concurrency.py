@@ -1,0 +1,60 @@
+"""Two runs started at once on one embedded home: one holds the home's run lock, the other is
+refused with a clear message (or, if they happen not to overlap, both succeed); afterwards the
+lake and Dagster's storage are consistent."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+
+from pipelines.lock import HomeBusy, RunLock
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+BUSY = "another AlphaForge run is using"
+
+
+def test_run_lock_refuses_a_second_holder_and_frees_on_release(tmp_path):
+    first, second = RunLock(tmp_path), RunLock(tmp_path)
+    first.acquire("Dagster run A")
+    with pytest.raises(HomeBusy, match=r"another AlphaForge run is using .* \(Dagster run A, pid"):
+        second.acquire("Dagster run B")
+    first.release()
+    second.acquire("Dagster run B")
+    second.release()
+
+
+def test_two_runs_at_once_on_one_home(tmp_path):
+    env = os.environ | {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
+    command = [
+        sys.executable, "-m", "pipelines.cli", "run",
+        "--select", "price_history", "alt_data", "market_prices", "sector_map", "feature_matrix",
+        "--set", "data.daily_from=2023-01-02",
+    ]  # fmt: skip
+    runs = [
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in runs]
+    codes = sorted(p.returncode for p in runs)
+    if codes == [0, 0]:
+        pass  # they did not overlap: both must be complete
+    else:
+        assert codes in ([0, 1], [0, 3]), outputs
+        refused = next(o for p, o in zip(runs, outputs, strict=True) if p.returncode != 0)
+        assert BUSY in refused, refused
+    lake = tmp_path / "home" / "lake"
+    features = pl.read_parquet(lake / "feature_matrix.parquet")
+    assert features.height > 50_000 and not list(lake.glob(".tmp-*"))
+    instance = DagsterInstance.from_ref(
+        DagsterInstance.local_temp(str(tmp_path / "home" / "dagster")).get_ref()
+    )
+    statuses = {r.status for r in instance.get_runs()}
+    assert statuses <= {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}
+    assert DagsterRunStatus.SUCCESS in statuses
