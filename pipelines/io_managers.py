@@ -25,10 +25,12 @@ class LakeIOManager(ConfigurableIOManager):
     _lock: RunLock | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Hold the home's run lock for the whole run: a concurrent run is refused."""
-        run_id = context.run_id if context.dagster_run else "no run"
+        """Hold the home's run lock for the whole run: a concurrent run is refused. Reading a
+        value outside a run (``Definitions.load_asset_value``, notebooks) takes no lock."""
+        if context.dagster_run is None:
+            return
         self._lock = RunLock(Path(self.base_dir))
-        self._lock.acquire(f"Dagster run {run_id}")
+        self._lock.acquire(f"Dagster run {context.run_id}")
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._lock is not None:

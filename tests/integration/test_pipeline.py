@@ -179,7 +179,9 @@ def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialize
     )
     lake = materialized.home / "lake"
     before = {
-        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.rglob("*") if p.is_file()
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in lake.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
     }
     defs = definitions_from_env(materialized.env | {"ALPHAFORGE_PRICES": str(bad)})
     result = defs.resolve_job_def(JOB).execute_in_process(
@@ -198,6 +200,8 @@ def test_malformed_price_file_fails_the_check_and_overwrites_nothing(materialize
     # the independent ingest may run; nothing downstream of prices
     assert materialized_now <= {"alt_data", "news_sentiment"}
     after = {
-        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lake.rglob("*") if p.is_file()
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in lake.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
     }
     assert after == before  # alt_data and news_sentiment, if rewritten, byte for byte
