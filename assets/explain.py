@@ -7,6 +7,7 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import ReportStore, Tracker
+from models.estimators import get_spec
 from models.explain import mean_abs_shap, tree_shap
 from models.plots import shap_summary
 from models.training import BaseModels
@@ -28,11 +29,15 @@ def shap_explanations(
 ) -> Output[pl.DataFrame]:
     """Mean absolute SHAP value per feature of one tuned base model on the latest rows, with the
     beeswarm summary plot attached."""
+    if config.model not in base_models.fitted:
+        raise ValueError(
+            f"explain.model {config.model!r} is not among the trained models "
+            f"{list(base_models.fitted)}"
+        )
+    columns = get_spec(config.model).columns(base_models.feature_names)
     rows = feature_matrix.sort("date").tail(config.n_rows)
     explanation = tree_shap(
-        base_models.fitted[config.model],
-        rows.select(base_models.feature_names).to_numpy(),
-        base_models.feature_names,
+        base_models.fitted[config.model], rows.select(columns).to_numpy(), columns
     )
     importance = mean_abs_shap(explanation)
     png = png_bytes(shap_summary(explanation))

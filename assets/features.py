@@ -7,6 +7,7 @@ from pydantic import Field
 from assets._meta import frame_metadata, table
 from models.features import build_feature_matrix, describe, feature_columns, feature_names, plan
 from models.features.pipeline import RANKED
+from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
 from models.labels import excess_returns, forward_returns, triple_barrier
 
@@ -35,6 +36,14 @@ class FeaturesConfig(Config):
     sector_neutral: list[str] = Field(
         default=[], description="Features also demeaned within their sector per date."
     )
+    statistical: bool = Field(
+        default=False,
+        description="Add ARMA(1,1) return and GARCH(1,1) volatility forecasts (stat_* columns, "
+        "refitted yearly per symbol, point-in-time); on by itself for the arima, garch and "
+        "hybrid models.",
+    )
+    horizon: int = Field(default=5, description="Horizon of the ARMA forecast (trading days).")
+    n_jobs: int = Field(default=2, description="Processes for the per-symbol statistical fits.")
 
 
 class LabelsConfig(Config):
@@ -70,6 +79,9 @@ def feature_matrix(
         sectors=sector_map.lazy() if len(sector_map) else None,
         sector_neutral=config.sector_neutral,
     ).collect()
+    if config.statistical:
+        stats = statistical_features(market_prices, horizon=config.horizon, n_jobs=config.n_jobs)
+        frame = frame.join(stats, on=["symbol", "date"], how="left")
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
@@ -80,7 +92,7 @@ def feature_matrix(
             **frame_metadata(frame),
             "n_features": len(columns),
             "feature_set": config.feature_set,
-            "features": table(describe(columns)),
+            "features": table(pl.concat([describe(columns), describe_statistical(columns)])),
             "skipped_for_missing_inputs": MetadataValue.json(
                 {k: list(v) for k, v in skipped.items()}
             ),

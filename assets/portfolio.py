@@ -48,11 +48,14 @@ def signals(
     history = walk_forward_meta(
         oof_predictions, pred_cols, ensemble_model.final_estimator, "target"
     )
-    latest = feature_matrix.filter(pl.col("date") == pl.col("date").max())
+    # the last dates only: enough history for the longest look-back window of any base model
+    recent = feature_matrix.filter(
+        pl.col("date") >= pl.col("date").unique().sort().tail(base_models.window).min()
+    ).sort("date", "symbol")
+    is_latest = (recent["date"] == recent["date"].max()).to_numpy()
+    latest = recent.filter(is_latest)
     live = latest.select("symbol", "date").with_columns(
-        score=pl.Series(
-            ensemble_model.predict(latest.select(base_models.feature_names).to_numpy())
-        ),
+        score=pl.Series(ensemble_model.predict(base_models.ensemble_inputs(recent)[is_latest])),
         label=pl.lit(None, pl.Float64),
         kind=pl.lit("live"),
     )

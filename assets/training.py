@@ -1,12 +1,26 @@
-"""Training group: Optuna-tuned base models, their out-of-fold predictions, the stacked ensemble."""
+"""Training group: Optuna-tuned base models, their out-of-fold predictions, the stacked ensemble,
+the leakage check and the champion/challenger gate."""
 
+import json
+import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import optuna
 import polars as pl
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
+import skops.io
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
 from mlflow.models import infer_signature
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
@@ -14,32 +28,50 @@ from sklearn.linear_model import LinearRegression, Ridge
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import Tracker
-from models.dataset import assemble
-from models.metrics import daily_ic, ic_summary
-from models.plots import ic_over_time
-from models.stacking import StackedEnsemble
-from models.training import BaseModels, inner_splits, oof_frame, tune_and_fit, tuning_window
+from models.dataset import assemble, window_inputs
+from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
+from models.metrics import daily_ic, ic_summary, long_short
+from models.plots import (
+    cumulative_long_short,
+    ic_over_time,
+    optimisation_history,
+    parameter_importance,
+)
+from models.stacking import StackedEnsemble, walk_forward_meta
+from models.training import (
+    BaseModels,
+    inner_splits,
+    oof_frame,
+    test_period_start,
+    tune_and_fit,
+    tuning_window,
+)
 
 REGISTERED_MODEL = "alphaforge-ensemble"
-# skops (MLflow 3's safe sklearn format) loads only the types listed here.
-SKOPS_TRUSTED = [
-    "collections.OrderedDict",
-    "lightgbm.basic.Booster",
-    "lightgbm.sklearn.LGBMRegressor",
-    "xgboost.core.Booster",
-    "xgboost.sklearn.XGBRegressor",
-    "models.stacking.StackedEnsemble",
-]
-PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars"]
+# skops (MLflow 3's safe format) loads only types it is told to trust: those our models are
+# made of, from these packages, and nothing else.
+TRUSTED_PREFIXES = ("models.", "sklearn.", "lightgbm.", "xgboost.", "numpy.", "collections.")
+PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "torch"]
 
 
 class TrainingConfig(Config):
     models: list[str] = Field(default=["lightgbm", "xgboost"], description="Base models to tune.")
     n_trials: int = Field(default=30, description="Optuna trials per model (TPE, median pruning).")
     inner_splits: int = Field(
-        default=4, description="Purged walk-forward folds inside the tuning window."
+        default=4,
+        description="Folds inside the tuning window (walk-forward test blocks, or CPCV groups).",
+    )
+    cv_scheme: str = Field(
+        default="walk_forward",
+        description="Tuning CV: 'walk_forward' (purged) or 'cpcv' (combinatorial purged, "
+        "embargoed).",
     )
     tune_fraction: float = Field(default=0.5, description="Share of dates in the tuning window.")
+    test_days: int = Field(
+        default=126,
+        description="Last trading days held out as the final test period: registered models "
+        "are fitted before it and the champion is chosen on it.",
+    )
     target: str = Field(
         default="rank", description="'rank' (cross-sectional rank of the label) or 'raw'."
     )
@@ -50,13 +82,34 @@ class TrainingConfig(Config):
 class EnsembleConfig(Config):
     meta_learner: str = Field(
         default="positive_linear",
-        description="'positive_linear' (non-negative least squares) or 'ridge' (non-negative, alpha 1).",
+        description="'positive_linear' (non-negative least squares), 'ridge' (non-negative, "
+        "alpha 1) or 'lightgbm' (a small one).",
+    )
+    promotion_margin: float = Field(
+        default=0.0,
+        description="Rank IC on the final test period by which the challenger must beat the "
+        "champion to be promoted.",
+    )
+
+
+def _small_lightgbm():
+    from lightgbm import LGBMRegressor
+
+    return LGBMRegressor(
+        n_estimators=100,
+        num_leaves=7,
+        learning_rate=0.05,
+        min_child_samples=200,
+        verbose=-1,
+        random_state=0,
+        n_jobs=1,
     )
 
 
 META_LEARNERS = {
     "positive_linear": lambda: LinearRegression(positive=True),
     "ridge": lambda: Ridge(alpha=1.0, positive=True),
+    "lightgbm": _small_lightgbm,
 }
 
 
@@ -82,6 +135,7 @@ def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
                 mlflow.log_metric("mean_rank_ic", trial.value)
             if trial.duration is not None:
                 mlflow.log_metric("duration_s", trial.duration.total_seconds())
+            mlflow.log_metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0))
         value = f"{trial.value:+.4f}" if trial.value is not None else "—"
         context.log.info(
             f"{model} trial {trial.number + 1}/{n_trials} {trial.state.name.lower()}: rank IC {value}"
@@ -90,8 +144,32 @@ def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
     return callback
 
 
+def _study_figures(study: optuna.Study, model: str) -> dict[str, bytes]:
+    """Optimisation history and (with two or more scored trials) parameter importance."""
+    figures = {
+        "optimisation_history": optimisation_history(
+            [t.value for t in study.trials], f"{model}: Optuna optimisation history"
+        )
+    }
+    scored = [t for t in study.trials if t.value is not None]
+    if len(scored) >= 2 and scored[0].params:
+        try:
+            importance = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):  # constant scores: nothing to attribute
+            importance = {}
+        if importance:
+            figures["parameter_importance"] = parameter_importance(
+                importance, f"{model}: hyper-parameter importance (fANOVA)"
+            )
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"{model}_{name}.png")
+    return {name: png_bytes(fig) for name, fig in figures.items()}
+
+
 @asset(
-    group_name="training", kinds={"lightgbm", "xgboost", "optuna", "mlflow"}, io_manager_key="lake"
+    group_name="training",
+    kinds={"lightgbm", "xgboost", "pytorch", "optuna", "mlflow"},
+    io_manager_key="lake",
 )
 def base_models(
     context: AssetExecutionContext,
@@ -101,56 +179,101 @@ def base_models(
     tracker: ResourceParam[Tracker],
     optuna_storage: ResourceParam[str],
 ) -> Output[BaseModels]:
-    """Each base model tuned by Optuna TPE on purged walk-forward folds inside the tuning window,
-    then refitted on every labelled row (for live predictions and explanations)."""
+    """Each base model tuned by Optuna TPE (median pruning on fold scores) on purged folds inside
+    the tuning window, then fitted on every row whose label ends before the final test period.
+    Studies persist in Optuna storage under a name derived from the data and splits, so a killed
+    run resumes its studies."""
+    started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress goes through context.log
     ds = assemble(feature_matrix, labels, config.target)
     tune_end, mask = tuning_window(ds, config.tune_fraction)
-    splits = inner_splits(ds, mask, config.inner_splits)
+    test_start = test_period_start(ds, config.test_days, tune_end)
+    splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme)
+    fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
     result = BaseModels(
-        {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs
+        {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
+    pictures: dict[str, MetadataValue] = {}
+    fit_seconds = 0.0
     with tracker.asset_run(context) as run:
         mlflow.log_params(
             {
                 "tune_end": tune_end,
+                "test_start": test_start,
                 "n_rows": len(ds.frame),
                 "n_features": len(ds.feature_names),
+                "n_folds": len(splits),
                 **config.model_dump(exclude={"models"}),
             }
         )
-        for name in config.models:
-            study_name = f"{name}-{context.run_id}"
+        for i, name in enumerate(config.models, start=1):
+            context.log.info(f"model {i}/{len(config.models)}: tuning {name}")
             with mlflow.start_run(run_name=name, nested=True):
-                params, score, fitted = tune_and_fit(
+                params, score, fitted, study = tune_and_fit(
                     ds,
                     name,
                     splits=splits,
+                    fit_rows=fit_rows,
                     n_trials=config.n_trials,
                     seed=config.seed,
                     n_jobs=config.n_jobs,
                     storage=optuna_storage,
-                    study_name=study_name,
                     callbacks=[_trial_logger(context, name, config.n_trials)],
                 )
                 mlflow.log_params(params)
                 mlflow.log_metric("cv_rank_ic", score)
+                mlflow.set_tag("optuna.study", study.study_name)
+                for kind, png in _study_figures(study, name).items():
+                    pictures[f"{kind}_{name}"] = image(png, f"{name} {kind}")
+            fit_seconds += sum(t.user_attrs.get("fit_seconds", 0.0) for t in study.trials)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
-            result.studies[name] = study_name
+            result.studies[name] = study.study_name
     scores = pl.DataFrame(
-        {"model": list(result.cv_scores), "cv_rank_ic": list(result.cv_scores.values())}
+        {
+            "model": list(result.cv_scores),
+            "cv_rank_ic": list(result.cv_scores.values()),
+            "study": list(result.studies.values()),
+        }
     )
     return Output(
         result,
         metadata={
             "cv_rank_ic": table(scores),
             "tune_end": str(tune_end),
+            "test_start": str(test_start),
+            "cv_scheme": config.cv_scheme,
+            "trial_fit_seconds": round(fit_seconds, 2),
+            "step_seconds": round(time.perf_counter() - started, 2),
+            **pictures,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
 
 
-@asset(group_name="training", kinds={"polars", "mlflow"}, io_manager_key="lake")
+def _summaries(oof: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    d, y = oof["date"].to_numpy(), oof["label"].to_numpy()
+    return pl.DataFrame(
+        [{"model": c.removeprefix("pred_"), **ic_summary(d, oof[c].to_numpy(), y)} for c in columns]
+    )
+
+
+LEAKAGE = "check_no_leakage"
+
+
+@asset(
+    group_name="training",
+    kinds={"polars", "mlflow"},
+    io_manager_key="lake",
+    check_specs=[
+        AssetCheckSpec(
+            LEAKAGE,
+            asset="oof_predictions",
+            blocking=True,
+            description="No training label overlaps the fold it predicts, no feature is the "
+            "label, no out-of-sample Rank IC too good to be true.",
+        )
+    ],
+)
 def oof_predictions(
     context: AssetExecutionContext,
     config: OOFConfig,
@@ -158,29 +281,26 @@ def oof_predictions(
     labels: pl.DataFrame,
     base_models: BaseModels,
     tracker: ResourceParam[Tracker],
-) -> Output[pl.DataFrame]:
+):
     """Out-of-fold predictions of every base model on walk-forward blocks after the tuning window:
-    ``[symbol, date, label, label_end, target, fold, train_end, pred_<model>...]``."""
+    ``[symbol, date, label, label_end, target, fold, train_end, train_label_end, pred_<model>...]``,
+    with the blocking leakage check."""
     ds = assemble(feature_matrix, labels, base_models.target)
     oof = oof_frame(ds, base_models, config.outer_splits)
+    pred_cols = [f"pred_{m}" for m in base_models.params]
+    d, y = oof["date"].to_numpy(), oof["label"].to_numpy()
     ic = pl.concat(
-        daily_ic(
-            oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy()
-        ).with_columns(model=pl.lit(m))
-        for m in base_models.params
+        daily_ic(d, oof[c].to_numpy(), y).with_columns(model=pl.lit(c[5:])) for c in pred_cols
     )
-    summary = pl.DataFrame(
-        [
-            {
-                "model": m,
-                **ic_summary(
-                    oof["date"].to_numpy(), oof[f"pred_{m}"].to_numpy(), oof["label"].to_numpy()
-                ),
-            }
-            for m in base_models.params
-        ]
+    ls = pl.concat(
+        long_short(d, oof[c].to_numpy(), y).with_columns(model=pl.lit(c[5:])) for c in pred_cols
     )
-    figure = ic_over_time(ic)
+    summary = _summaries(oof, pred_cols)
+    horizon = int(np.median((oof["label_end"] - oof["date"]).dt.total_days().to_numpy()) * 5 / 7)
+    figures = {
+        "oof_rank_ic": ic_over_time(ic),
+        "oof_long_short": cumulative_long_short(ls, max(horizon, 1)),
+    }
     with tracker.asset_run(context) as run:
         for row in summary.to_dicts():
             mlflow.log_metrics(
@@ -190,58 +310,217 @@ def oof_predictions(
                     if k != "model" and np.isfinite(v)
                 }
             )
-        mlflow.log_figure(figure, "oof_rank_ic.png")
-    return Output(
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"{name}.png")
+    yield Output(
         oof,
         metadata={
             **frame_metadata(oof),
             "oos_metrics": table(summary),
-            "rank_ic_over_time": image(png_bytes(figure), "Rank IC over time"),
+            "rank_ic_over_time": image(png_bytes(figures["oof_rank_ic"]), "Rank IC over time"),
+            "long_short": image(png_bytes(figures["oof_long_short"]), "Cumulative long-short"),
             "first_oof_date": str(oof["date"].min()),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+    feature_ic = feature_label_ic(feature_matrix, labels, base_models.feature_names)
+    leaks = [*split_leaks(oof), *feature_leaks(feature_ic), *oos_leaks(summary)]
+    for leak in leaks:
+        context.log.error(f"leak ({leak.kind}) in {leak.where}: {leak.detail}")
+    yield AssetCheckResult(
+        check_name=LEAKAGE,
+        passed=not leaks,
+        description="\n".join(f"{x.kind} in {x.where}: {x.detail}" for x in leaks)
+        or "no leak found",
+        metadata={
+            "leaks": MetadataValue.json([x.__dict__ for x in leaks]),
+            "max_abs_feature_rank_ic": float(
+                feature_ic["mean_rank_ic"].fill_nan(None).abs().max() or 0.0
+            ),
+            "max_oos_rank_ic": float(summary["rank_ic"].max()),
+            "folds_checked": int(oof["fold"].n_unique()),
+        },
+    )
 
 
-@asset(group_name="training", kinds={"sklearn", "mlflow"}, io_manager_key="lake")
+GATE = "champion_gate"
+
+
+def _trusted_types(model: StackedEnsemble) -> list[str]:
+    """The types skops must trust to load ``model``: those it is made of, from our packages."""
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if foreign:
+        raise TypeError(f"the ensemble holds types from unexpected packages: {foreign}")
+    return untrusted
+
+
+def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None:
+    """Mean daily Rank IC of a registered ensemble on the final test period, or None when its
+    inputs are not in today's feature matrix."""
+    names, window = list(getattr(model, "features_", [])), int(getattr(model, "window_", 1))
+    if not names or not set(names) <= set(features.columns):
+        return None
+    frame = ds.frame
+    X = (
+        frame.select(names).to_numpy().astype(np.float64)
+        if window == 1
+        else window_inputs(frame, names, window).astype(np.float64)
+    )
+    test = ds.dates >= np.datetime64(test_start)
+    return float(daily_ic(ds.dates[test], model.predict(X[test]), ds.label[test])["ic"].mean())
+
+
+@asset(
+    group_name="training",
+    kinds={"sklearn", "mlflow"},
+    io_manager_key="lake",
+    check_specs=[
+        AssetCheckSpec(
+            GATE,
+            asset="ensemble_model",
+            description="Promote the new version to @champion only if it beats the champion's "
+            "Rank IC on the same final test period by the configured margin.",
+        )
+    ],
+)
 def ensemble_model(
     context: AssetExecutionContext,
     config: EnsembleConfig,
     oof_predictions: pl.DataFrame,
     base_models: BaseModels,
     feature_matrix: pl.DataFrame,
+    labels: pl.DataFrame,
     tracker: ResourceParam[Tracker],
-) -> Output[StackedEnsemble]:
-    """Non-negative linear meta-learner (configurable) fitted only on out-of-fold predictions, over the base
-    models refitted on all labelled rows; registered in MLflow as ``alphaforge-ensemble`` with
-    alias ``challenger``."""
-    pred_cols = [f"pred_{m}" for m in base_models.params]
-    ensemble = StackedEnsemble(base_models.fitted, META_LEARNERS[config.meta_learner]()).fit(
-        oof_predictions.select(pred_cols).to_numpy(), oof_predictions["target"].to_numpy()
+):
+    """The meta-learner fitted only on out-of-fold predictions dated before the final test
+    period, over base models fitted before it; scored on that period, registered in MLflow as
+    ``alphaforge-ensemble`` with alias ``challenger``, and promoted to ``champion`` by the gate."""
+    base = base_models
+    pred_cols = [f"pred_{m}" for m in base.params]
+    test_start = base.test_start
+    before = oof_predictions.filter(pl.col("label_end") < test_start)
+    meta = META_LEARNERS[config.meta_learner]
+    ensemble = StackedEnsemble(base.fitted, meta(), base.input_columns()).fit(
+        before.select(pred_cols).to_numpy(), before["target"].to_numpy()
     )
-    weights = dict(zip(base_models.params, ensemble.final_estimator_.coef_.tolist(), strict=True))
-    example = feature_matrix.select(base_models.feature_names).tail(5).to_pandas()
+    ensemble.features_, ensemble.window_ = list(base.feature_names), base.window
+    coef = getattr(ensemble.final_estimator_, "coef_", None)
+    weights = dict(zip(base.params, coef.tolist(), strict=True)) if coef is not None else {}
+    # walk-forward meta on the OOF folds: every base model and the ensemble on the same rows
+    history = walk_forward_meta(oof_predictions, pred_cols, meta(), "target")
+    same_dates = _summaries(history, [*pred_cols, "ensemble"])
+    # the final test period, scored by the very model being registered
+    ds = assemble(feature_matrix, labels, base.target)
+    X = base.ensemble_inputs(ds.frame)
+    test = ds.dates >= np.datetime64(test_start)
+    test_pred = ensemble.predict(X[test])
+    test_metrics = ic_summary(ds.dates[test], test_pred, ds.label[test])
+    train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
+    example = pl.DataFrame(X[test][-5:], schema=base.input_names, orient="row").to_pandas()
     with tracker.asset_run(context) as run:
         mlflow.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
         info = mlflow.sklearn.log_model(
             ensemble,
             name="ensemble",
             registered_model_name=REGISTERED_MODEL,
-            signature=infer_signature(example, ensemble.predict(example)),
+            signature=infer_signature(example, ensemble.predict(example.to_numpy())),
             pip_requirements=PIP_REQUIREMENTS,
             code_paths=[str(Path(models.__file__).parent)],
-            skops_trusted_types=SKOPS_TRUSTED,
+            skops_trusted_types=_trusted_types(ensemble),
         )
         version = info.registered_model_version
         client = mlflow.MlflowClient()
         client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
-        client.set_model_version_tag(REGISTERED_MODEL, version, "dagster_run_id", context.run_id)
-    context.log.info(f"registered {REGISTERED_MODEL} version {version} as @challenger")
-    return Output(
+        for key, value in {
+            "dagster_run_id": context.run_id,
+            "test_start": str(test_start),
+            "train_label_end": train_label_end,
+            "test_rank_ic": f"{test_metrics['rank_ic']:.6f}",
+            "base_models": ",".join(base.params),
+        }.items():
+            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+        decision = _champion_gate(
+            client,
+            version,
+            test_metrics["rank_ic"],
+            config.promotion_margin,
+            feature_matrix,
+            ds,
+            test_start,
+        )
+        mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
+    context.log.info(
+        f"registered {REGISTERED_MODEL} version {version} as @challenger; gate: "
+        f"{decision['decision']} ({decision['reason']})"
+    )
+    yield Output(
         ensemble,
         metadata={
             "meta_weights": MetadataValue.json(weights),
             "registered_model": f"{REGISTERED_MODEL}@challenger (version {version})",
+            "oos_metrics_same_dates": table(same_dates),
+            "test_period": f"{test_start} to {ds.frame['date'].max()}",
+            "test_metrics": table(pl.DataFrame([{"model": "ensemble", **test_metrics}])),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+    yield AssetCheckResult(
+        check_name=GATE,
+        passed=decision["decision"] in ("promoted", "already champion"),
+        severity=AssetCheckSeverity.WARN,
+        description=f"{decision['decision']}: {decision['reason']}",
+        metadata={k: MetadataValue.text(str(v)) for k, v in decision.items()},
+    )
+
+
+def _champion_gate(
+    client, version: str, challenger_ic: float, margin: float, features, ds, test_start
+) -> dict:
+    """Compare the challenger with the champion on the same final test period; promote it when
+    it wins by ``margin`` (or when there is no champion). The evidence is tagged on the
+    challenger version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    except MlflowException:
+        champion = None
+    evidence = {
+        "challenger_version": version,
+        "challenger_test_rank_ic": round(challenger_ic, 6),
+        "test_start": str(test_start),
+        "margin": margin,
+    }
+    if champion is None:
+        decision, reason = "promoted", "no champion yet"
+    elif champion.version == str(version):
+        decision, reason = "already champion", f"version {version}"
+    elif champion.tags.get("train_label_end", "9999") >= str(test_start):
+        decision = "kept champion"
+        reason = (
+            f"champion v{champion.version} was fitted on labels to "
+            f"{champion.tags.get('train_label_end')}, inside this test period (from {test_start}): "
+            "no honest comparison, so no promotion"
+        )
+    else:
+        model = mlflow.sklearn.load_model(f"models:/{REGISTERED_MODEL}@champion")
+        champion_ic = _test_rank_ic(model, features, ds, test_start)
+        evidence.update(champion_version=champion.version, champion_test_rank_ic=champion_ic)
+        if champion_ic is None:
+            decision, reason = "kept champion", "the champion's features are not in today's matrix"
+        elif challenger_ic >= champion_ic + margin:
+            decision = "promoted"
+            reason = f"Rank IC {challenger_ic:+.4f} >= champion's {champion_ic:+.4f} + {margin}"
+        else:
+            decision = "kept champion"
+            reason = f"Rank IC {challenger_ic:+.4f} < champion's {champion_ic:+.4f} + {margin}"
+    if decision == "promoted":
+        client.set_registered_model_alias(REGISTERED_MODEL, "champion", version)
+    evidence.update(decision=decision, reason=reason)
+    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion", decision)
+    client.set_model_version_tag(
+        REGISTERED_MODEL, version, "promotion_evidence", json.dumps(evidence, default=str)
+    )
+    return evidence

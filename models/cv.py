@@ -1,14 +1,15 @@
 """Time-ordered, purged cross-validation on a panel with many symbols per date.
 
-skfolio's ``WalkForward`` splits a sequence of observations; a panel has one observation per
-(symbol, date), so we split the sorted unique dates with it and map the date blocks back to
-rows. On top of skfolio's positional purge we purge exactly: a training row is dropped when its
-label's horizon ends on or after the first test date, so no training label overlaps the test.
-In a walk-forward scheme nothing after a test block is ever trained on, so no embargo is needed.
+skfolio's ``WalkForward`` and ``CombinatorialPurgedCV`` split a sequence of observations; a
+panel has one observation per (symbol, date), so we split the sorted unique dates with them and
+map the date blocks back to rows. On top of skfolio's positional purge we purge exactly by each
+label's horizon: a training row is dropped when the interval ``[date, label_end]`` of its label
+overlaps a test block. In walk-forward nothing after a test block is trained on, so no embargo
+is needed; in combinatorial purged CV training rows right after a test block are embargoed.
 """
 
 import numpy as np
-from skfolio.model_selection import WalkForward
+from skfolio.model_selection import CombinatorialPurgedCV, WalkForward
 
 from models.types import Split
 
@@ -58,3 +59,36 @@ def purged_walk_forward(
         test = np.isin(dates, unique[test_d])
         splits.append((np.flatnonzero(train), np.flatnonzero(test)))
     return splits[:n_splits]
+
+
+def purged_combinatorial(
+    dates: np.ndarray,
+    label_end: np.ndarray,
+    *,
+    n_folds: int,
+    n_test_folds: int = 2,
+    purge: int = 0,
+    embargo: int = 0,
+) -> list[Split]:
+    """Combinatorial purged CV (Lopez de Prado, ch. 12) over the panel's dates.
+
+    Every choice of ``n_test_folds`` of ``n_folds`` date blocks is a test set; a training row is
+    kept only when its label interval ``[date, label_end]`` ends before each test block starts
+    or starts more than ``embargo`` trading days after the block ends.
+    """
+    unique = np.unique(dates)
+    cv = CombinatorialPurgedCV(
+        n_folds=n_folds, n_test_folds=n_test_folds, purged_size=purge, embargo_size=embargo
+    )
+    day = np.searchsorted(unique, dates)
+    end_day = np.searchsorted(unique, label_end)
+    splits: list[Split] = []
+    for train_d, test_blocks in cv.split(unique.reshape(-1, 1)):
+        train = np.isin(day, train_d)
+        test = np.zeros(len(dates), dtype=bool)
+        for block in test_blocks:
+            lo, hi = block[0], block[-1]
+            test |= (day >= lo) & (day <= hi)
+            train &= (end_day < lo) | (day > hi + embargo)
+        splits.append((np.flatnonzero(train), np.flatnonzero(test)))
+    return splits

@@ -1,11 +1,12 @@
 """Join features and labels into the arrays the estimators see."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from models.types import DATE, KEYS
+from models.types import DATE, KEYS, SYMBOL
 
 TARGETS = ("rank", "raw")
 
@@ -37,6 +38,32 @@ class Dataset:
     @property
     def label_end(self) -> np.ndarray:
         return self.frame["label_end"].to_numpy()
+
+    def inputs(self, names: Sequence[str], window: int = 1) -> np.ndarray:
+        """The columns ``names`` (``window == 1``) or their look-back windows, see
+        :func:`window_inputs`."""
+        if window == 1:
+            return self.frame.select(names).to_numpy().astype(np.float64)
+        return window_inputs(self.frame, names, window)
+
+
+def window_columns(names: Sequence[str], window: int) -> list[str]:
+    """Column names of a flattened window: oldest lag first, ``f@k`` is ``f`` k rows earlier."""
+    return [f"{n}@{k}" if k else n for k in range(window - 1, -1, -1) for n in names]
+
+
+def window_inputs(frame: pl.DataFrame, names: Sequence[str], window: int) -> np.ndarray:
+    """``(n, window * len(names))`` float32: each row's features and those of the same symbol's
+    ``window - 1`` previous rows (null before the symbol's first row), oldest first.
+
+    Only earlier rows of the same symbol enter a row, so windows add no look-ahead.
+    """
+    lagged = [
+        pl.col(n).shift(k).over(SYMBOL, order_by=DATE).alias(f"{n}@{k}") if k else pl.col(n)
+        for k in range(window - 1, -1, -1)
+        for n in names
+    ]
+    return frame.select(lagged).to_numpy().astype(np.float32)
 
 
 def assemble(features: pl.DataFrame, labels: pl.DataFrame, target: str = "rank") -> Dataset:

@@ -1,24 +1,77 @@
-"""The base models and the Optuna search space each one declares next to its code."""
+"""The model zoo: each base model, the inputs it reads and the Optuna search space it declares.
 
-from collections.abc import Callable
+Every model is a scikit-learn regressor seeded by ``random_state``. A spec also says which
+feature columns the model reads (``select``) and over how many time steps (``window``: 1 for
+tabular models, more for the sequence nets, which read look-back windows of features).
+
+* gradient-boosted trees: ``lightgbm``, ``xgboost``; ``hybrid`` is LightGBM that also reads the
+  statistical forecasts (``stat_*`` columns: ARMA return, GARCH volatility);
+* ``random_forest``; linear ``ridge`` and ``elastic_net``; ``svr``, an RBF support-vector
+  regressor through a Nystroem kernel map (an exact SVR is O(n^2) in memory and does not finish
+  on a few hundred thousand panel rows; the approximation is scikit-learn's documented route);
+* PyTorch ``mlp``, ``lstm``, ``tcn``, ``transformer`` (``models.nets``);
+* baselines with nothing to tune: ``arima`` predicts its ARMA(1,1) forecast, ``garch`` ranks by
+  low GARCH(1,1) volatility (the low-volatility anomaly).
+"""
+
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from lightgbm import LGBMRegressor
-from sklearn.base import RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import ElasticNet, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVR
 from xgboost import XGBRegressor
 
+from models.features.statistical import PREFIX as STAT_PREFIX
+from models.nets import TorchRegressor
+
 Params = dict[str, Any]
+SEQUENCE_WINDOW = 10  # trading days each sequence net looks back
+
+
+def price_features(names: Sequence[str]) -> list[str]:
+    """Every feature but the statistical forecasts."""
+    return [n for n in names if not n.startswith(STAT_PREFIX)]
+
+
+def all_features(names: Sequence[str]) -> list[str]:
+    return list(names)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one base model and which hyper-parameters Optuna may try."""
+    """How to build one base model, what it reads, and which hyper-parameters Optuna may try."""
 
     name: str
     build: Callable[[Params, int, int], RegressorMixin]
     search_space: Callable[[optuna.Trial], Params]
+    select: Callable[[Sequence[str]], list[str]] = price_features
+    window: int = 1
+    tunable: bool = True
+    needs: tuple[str, ...] = ()  # feature columns that must be present
+
+    def columns(self, names: Sequence[str]) -> list[str]:
+        """The feature columns this model reads, in order; a clear error if one it needs is
+        missing (the statistical forecasts come with ``features.statistical: true``)."""
+        missing = [c for c in self.needs if c not in names]
+        if missing:
+            raise ValueError(
+                f"model {self.name!r} needs feature columns {missing}: "
+                "set features.statistical: true in the experiment"
+            )
+        selected = self.select(names)
+        if not selected:
+            raise ValueError(f"model {self.name!r} has no input columns among {list(names)}")
+        return selected
 
 
 def _lightgbm(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
@@ -55,13 +108,145 @@ def _xgboost_space(trial: optuna.Trial) -> Params:
     }
 
 
+def _random_forest(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+    return RandomForestRegressor(**params, random_state=random_state, n_jobs=n_jobs)
+
+
+def _random_forest_space(trial: optuna.Trial) -> Params:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, 12),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 50, 2000, log=True),
+        "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+        "max_samples": trial.suggest_float("max_samples", 0.1, 0.5),
+    }
+
+
+def _dense(*steps: Any) -> RegressorMixin:
+    """Impute with training medians, standardise, then ``steps`` (models that reject NaN)."""
+    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), *steps)
+
+
+def _ridge(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+    return _dense(Ridge(**params, random_state=random_state))
+
+
+def _ridge_space(trial: optuna.Trial) -> Params:
+    return {"alpha": trial.suggest_float("alpha", 1e-2, 1e4, log=True)}
+
+
+def _elastic_net(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+    return _dense(ElasticNet(**params, random_state=random_state, max_iter=5000))
+
+
+def _elastic_net_space(trial: optuna.Trial) -> Params:
+    return {
+        "alpha": trial.suggest_float("alpha", 1e-5, 1e-1, log=True),
+        "l1_ratio": trial.suggest_float("l1_ratio", 0.05, 1.0),
+    }
+
+
+def _svr(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+    kernel = Nystroem(
+        gamma=params["gamma"], n_components=params["n_components"], random_state=random_state
+    )
+    svr = LinearSVR(
+        C=params["C"], epsilon=params["epsilon"], random_state=random_state, max_iter=5000
+    )
+    return _dense(kernel, svr)
+
+
+def _svr_space(trial: optuna.Trial) -> Params:
+    return {
+        "gamma": trial.suggest_float("gamma", 1e-3, 1.0, log=True),
+        "n_components": trial.suggest_int("n_components", 50, 300, log=True),
+        "C": trial.suggest_float("C", 1e-3, 10.0, log=True),
+        "epsilon": trial.suggest_float("epsilon", 0.0, 0.2),
+    }
+
+
+def _net(arch: str, window: int) -> Callable[[Params, int, int], RegressorMixin]:
+    def build(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+        return TorchRegressor(arch=arch, window=window, random_state=random_state, **params)
+
+    return build
+
+
+def _net_space(trial: optuna.Trial) -> Params:
+    return {
+        "hidden": trial.suggest_categorical("hidden", [16, 32, 64]),
+        "layers": trial.suggest_int("layers", 1, 3),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "epochs": trial.suggest_int("epochs", 2, 8),
+    }
+
+
+class ColumnSignal(RegressorMixin, BaseEstimator):
+    """A baseline whose prediction is one input column times ``sign``; fitting learns nothing
+    (the statistical model behind the column was fitted point-in-time upstream)."""
+
+    def __init__(self, sign: float = 1.0):
+        self.sign = sign
+
+    def fit(self, X, y) -> "ColumnSignal":
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        column = np.asarray(X, dtype=np.float64)[:, 0] * self.sign
+        return np.nan_to_num(column, nan=0.0)
+
+
+def _no_space(trial: optuna.Trial) -> Params:
+    return {}
+
+
+def _only(column: str) -> Callable[[Sequence[str]], list[str]]:
+    return lambda names: [column] if column in names else []
+
+
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("lightgbm", _lightgbm, _lightgbm_space),
         ModelSpec("xgboost", _xgboost, _xgboost_space),
+        ModelSpec("random_forest", _random_forest, _random_forest_space),
+        ModelSpec("ridge", _ridge, _ridge_space),
+        ModelSpec("elastic_net", _elastic_net, _elastic_net_space),
+        ModelSpec("svr", _svr, _svr_space),
+        ModelSpec("mlp", _net("mlp", 1), _net_space),
+        *(
+            ModelSpec(arch, _net(arch, SEQUENCE_WINDOW), _net_space, window=SEQUENCE_WINDOW)
+            for arch in ("lstm", "tcn", "transformer")
+        ),
+        ModelSpec(
+            "arima",
+            lambda p, seed, n_jobs: ColumnSignal(1.0),
+            _no_space,
+            select=_only("stat_arima"),
+            tunable=False,
+            needs=("stat_arima",),
+        ),
+        ModelSpec(
+            "garch",
+            lambda p, seed, n_jobs: ColumnSignal(-1.0),
+            _no_space,
+            select=_only("stat_garch_vol"),
+            tunable=False,
+            needs=("stat_garch_vol",),
+        ),
+        ModelSpec(
+            "hybrid",
+            _lightgbm,
+            _lightgbm_space,
+            select=all_features,
+            needs=("stat_arima", "stat_garch_vol"),
+        ),
     )
 }
+STATISTICAL_MODELS = tuple(n for n, s in MODEL_SPECS.items() if s.needs)
 
 
 def get_spec(name: str) -> ModelSpec:

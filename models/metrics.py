@@ -28,9 +28,34 @@ def mean_rank_ic(dates: np.ndarray, pred: np.ndarray, label: np.ndarray) -> floa
     return float(ic.mean()) if len(ic) else 0.0
 
 
+def long_short(
+    dates: np.ndarray, pred: np.ndarray, label: np.ndarray, quantile: float = 0.2
+) -> pl.DataFrame:
+    """Per-date return of the long-short book the predictions imply: the mean label of the top
+    ``quantile`` of symbols by prediction minus that of the bottom ``quantile`` (column ``ls``).
+    Dates with fewer than five symbols are dropped."""
+    frame = pl.DataFrame({"date": dates, "pred": pred, "label": label})
+    pct = (pl.col("pred").rank("ordinal") / pl.len()).over("date")
+    return (
+        frame.with_columns(pct=pct, n=pl.len().over("date"))
+        .filter(pl.col("n") >= 5)
+        .group_by("date")
+        .agg(
+            (
+                pl.col("label").filter(pl.col("pct") > 1 - quantile).mean()
+                - pl.col("label").filter(pl.col("pct") <= quantile).mean()
+            ).alias("ls")
+        )
+        .drop_nulls()
+        .sort("date")
+    )
+
+
 def ic_summary(dates: np.ndarray, pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """IC, Rank IC, ICIR (mean / std of daily Rank IC) and directional hit rate."""
+    """IC, Rank IC, ICIR (mean / std of daily Rank IC), directional hit rate and the mean
+    per-date long-short (top minus bottom quintile) label of the predictions."""
     rank_ic = daily_ic(dates, pred, label)["ic"].to_numpy()
+    ls = long_short(dates, pred, label)["ls"].to_numpy()
     ic = daily_ic(dates, pred, label, method="pearson")["ic"].to_numpy()
     std = rank_ic.std(ddof=1) if len(rank_ic) > 1 else np.nan
     return {
@@ -38,5 +63,6 @@ def ic_summary(dates: np.ndarray, pred: np.ndarray, label: np.ndarray) -> dict[s
         "rank_ic": float(np.mean(rank_ic)) if len(rank_ic) else np.nan,
         "rank_icir": float(np.mean(rank_ic) / std) if std and np.isfinite(std) else np.nan,
         "hit_rate": float(np.mean(np.sign(pred) == np.sign(label))),
+        "long_short": float(np.mean(ls)) if len(ls) else np.nan,
         "n_dates": float(len(rank_ic)),
     }

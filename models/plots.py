@@ -82,3 +82,48 @@ def correlation_map(returns: pl.DataFrame) -> Figure:
     ax.set_title("Correlation of daily returns (holdings)")
     fig.tight_layout()
     return fig
+
+
+def cumulative_long_short(ls: pl.DataFrame, horizon: int = 5) -> Figure:
+    """Cumulative top-minus-bottom-quintile label per model from ``[date, model, ls]``.
+
+    Each date's ``ls`` is an ``horizon``-day return; summing every ``horizon``-th date gives a
+    non-overlapping cumulative long-short return."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for (name,), part in ls.sort("date").group_by("model", maintain_order=True):
+        part = part.gather_every(max(horizon, 1))
+        ax.plot(part["date"].to_numpy(), np.cumsum(part["ls"].to_numpy()), label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(title="Out-of-fold long-short (top minus bottom quintile), cumulative", ylabel="return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def optimisation_history(values: list[float | None], title: str) -> Figure:
+    """Each Optuna trial's score (pruned or failed trials absent) and the best so far."""
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    x = np.arange(len(values))
+    y = np.array([np.nan if v is None else v for v in values], dtype=float)
+    ax.scatter(x, y, s=14, label="trial")
+    best = np.fmax.accumulate(np.where(np.isnan(y), -np.inf, y))
+    ax.step(x, np.where(np.isinf(best), np.nan, best), where="post", color="C3", label="best")
+    ax.set(title=title, xlabel="trial", ylabel="mean fold Rank IC")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def parameter_importance(importance: dict[str, float], title: str) -> Figure:
+    """Horizontal bars of hyper-parameter importances (Optuna's fANOVA evaluator)."""
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(title=title, xlabel="importance")
+    fig.tight_layout()
+    return fig

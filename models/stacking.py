@@ -12,18 +12,24 @@ from models.types import Split
 
 def out_of_fold_predictions(
     estimators: Mapping[str, RegressorMixin],
-    X: np.ndarray,
+    X: np.ndarray | Mapping[str, np.ndarray],
     y: np.ndarray,
     splits: Sequence[Split],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit a clone of every estimator on each split's training rows, predict its test rows.
 
-    Returns ``(rows, fold, predictions)``: the test row positions, the fold each belongs to and
-    a ``(len(rows), len(estimators))`` matrix of predictions, columns in ``estimators`` order.
+    ``X`` is one matrix for all estimators or a matrix per estimator name (models that read
+    different columns or look-back windows). Returns ``(rows, fold, predictions)``: the test
+    row positions, the fold each belongs to and a ``(len(rows), len(estimators))`` matrix of
+    predictions, columns in ``estimators`` order.
     """
+    inputs = X if isinstance(X, Mapping) else dict.fromkeys(estimators, X)
     rows, folds, preds = [], [], []
     for fold, (train, test) in enumerate(splits):
-        block = [clone(est).fit(X[train], y[train]).predict(X[test]) for est in estimators.values()]
+        block = [
+            clone(est).fit(inputs[name][train], y[train]).predict(inputs[name][test])
+            for name, est in estimators.items()
+        ]
         rows.append(test)
         folds.append(np.full(len(test), fold))
         preds.append(np.column_stack(block))
@@ -42,11 +48,15 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
     base_models : mapping of name to fitted regressor
     final_estimator : regressor
         The meta-learner; cloned before fitting.
+    input_columns : mapping of name to column positions, optional
+        The columns of the ensemble's input that each base model reads (models differ in
+        features and look-back windows); all columns when left out.
     """
 
-    def __init__(self, base_models=None, final_estimator=None):
+    def __init__(self, base_models=None, final_estimator=None, input_columns=None):
         self.base_models = base_models
         self.final_estimator = final_estimator
+        self.input_columns = input_columns
 
     def fit(self, oof_predictions: np.ndarray, y: np.ndarray) -> "StackedEnsemble":
         oof = np.asarray(oof_predictions, dtype=float)
@@ -61,7 +71,13 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
 
     def base_predictions(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        return np.column_stack([m.predict(X) for m in self.base_models.values()])
+        columns = self.input_columns or {}
+        return np.column_stack(
+            [
+                m.predict(X[:, columns[name]] if name in columns else X)
+                for name, m in self.base_models.items()
+            ]
+        )
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "final_estimator_")

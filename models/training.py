@@ -1,9 +1,12 @@
-"""The training protocol: a tuning window, purged walk-forward folds after it, final refits.
+"""The training protocol: a tuning window, purged folds, a final untouched test period.
 
-Time is cut in two. Hyper-parameters are tuned only on rows whose label ends inside the tuning
-window (inner purged walk-forward). Out-of-fold predictions come from outer walk-forward folds
-whose test blocks all lie after that window, so neither the fitted weights nor the chosen
-hyper-parameters have seen any date they are scored on.
+Time is cut in three. Hyper-parameters are tuned only on rows whose label ends inside the tuning
+window (inner purged walk-forward or combinatorial purged CV). Out-of-fold predictions come from
+outer walk-forward folds whose test blocks all lie after that window, so neither the fitted
+weights nor the chosen hyper-parameters have seen any date they are scored on. The last
+``test_days`` dates are the final test period: the registered models are fitted only on rows
+whose label ends before it, the meta-learner only on out-of-fold rows before it, and the
+champion/challenger decision is taken on it alone.
 """
 
 from collections.abc import Sequence
@@ -11,15 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
+import optuna
 import polars as pl
 from sklearn.base import RegressorMixin
 
-from models.cv import purged_walk_forward
-from models.dataset import Dataset
+from models.cv import purged_combinatorial, purged_walk_forward
+from models.dataset import Dataset, window_columns, window_inputs
 from models.estimators import Params, get_spec
 from models.stacking import out_of_fold_predictions
-from models.tuning import TrialCallback, best_params, tune
+from models.tuning import TrialCallback, best_params, splits_fingerprint, study_name, tune
 from models.types import Split
+
+CV_SCHEMES = ("walk_forward", "cpcv")
 
 
 def horizon_days(dates: np.ndarray, label_end: np.ndarray) -> int:
@@ -37,23 +43,51 @@ def tuning_window(ds: Dataset, fraction: float) -> tuple[date, np.ndarray]:
     return end.astype("datetime64[D]").item(), ds.label_end <= end
 
 
-def inner_splits(ds: Dataset, mask: np.ndarray, n_splits: int) -> list[Split]:
-    """Purged walk-forward folds inside the tuning window (positions into ``ds`` rows)."""
+def test_period_start(ds: Dataset, test_days: int, tune_end: date) -> date:
+    """First date of the final test period: the last ``test_days`` dates, after the tuning
+    window."""
+    unique = np.unique(ds.dates)
+    if test_days < 1:
+        raise ValueError(f"test_days must be >= 1, got {test_days}")
+    start = unique[max(len(unique) - test_days, 0)].astype("datetime64[D]").item()
+    if start <= tune_end:
+        raise ValueError(
+            f"the final test period ({test_days} dates from {start}) overlaps the tuning window "
+            f"(to {tune_end}): lower cv.test_days or cv.tune_fraction"
+        )
+    return start
+
+
+def inner_splits(
+    ds: Dataset, mask: np.ndarray, n_splits: int, scheme: str = "walk_forward"
+) -> list[Split]:
+    """Purged folds inside the tuning window (positions into ``ds`` rows): walk-forward, or
+    combinatorial purged CV over ``n_splits`` blocks, two of them tested at a time, embargoed by
+    the label horizon."""
     rows = np.flatnonzero(mask)
     dates, ends = ds.dates[rows], ds.label_end[rows]
-    splits = purged_walk_forward(
-        dates,
-        ends,
-        n_splits=n_splits,
-        train_size=len(np.unique(dates)) // 2,
-        purge=horizon_days(dates, ends),
-    )
+    horizon = horizon_days(dates, ends)
+    if scheme == "walk_forward":
+        splits = purged_walk_forward(
+            dates, ends, n_splits=n_splits, train_size=len(np.unique(dates)) // 2, purge=horizon
+        )
+    elif scheme == "cpcv":
+        splits = purged_combinatorial(
+            dates, ends, n_folds=n_splits, n_test_folds=2, purge=horizon, embargo=horizon
+        )
+    else:
+        raise ValueError(f"unknown cv scheme {scheme!r}; known: {CV_SCHEMES}")
     return [(rows[tr], rows[te]) for tr, te in splits]
 
 
-def outer_splits(ds: Dataset, tune_end: date, n_splits: int) -> list[Split]:
-    """Walk-forward folds whose first training window is the tuning window."""
+def outer_splits(ds: Dataset, tune_end: date, n_splits: int, purge: bool = True) -> list[Split]:
+    """Walk-forward folds whose first training window is the tuning window. ``purge=False``
+    exists only so the leakage check can be shown to catch it."""
     n_tune = int((np.unique(ds.dates) <= np.datetime64(tune_end)).sum())
+    if not purge:
+        return purged_walk_forward(
+            ds.dates, ds.dates, n_splits=n_splits, train_size=n_tune, purge=0
+        )
     return purged_walk_forward(
         ds.dates,
         ds.label_end,
@@ -63,9 +97,16 @@ def outer_splits(ds: Dataset, tune_end: date, n_splits: int) -> list[Split]:
     )
 
 
+def model_inputs(ds: Dataset, model: str) -> np.ndarray:
+    """The matrix ``model`` reads: its columns, over its look-back window."""
+    spec = get_spec(model)
+    return ds.inputs(spec.columns(ds.feature_names), spec.window)
+
+
 @dataclass
 class BaseModels:
-    """Tuned base models: chosen parameters, their CV scores and refits on every labelled row."""
+    """Tuned base models: chosen parameters, their CV scores and fits on every row whose label
+    ends before the final test period."""
 
     params: dict[str, Params]
     cv_scores: dict[str, float]
@@ -74,6 +115,7 @@ class BaseModels:
     feature_names: list[str]
     seed: int
     n_jobs: int
+    test_start: date | None = None
     fitted: dict[str, RegressorMixin] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)
 
@@ -81,22 +123,61 @@ class BaseModels:
         """Unfitted estimators with the chosen parameters, in a stable order."""
         return {n: get_spec(n).build(p, self.seed, self.n_jobs) for n, p in self.params.items()}
 
+    @property
+    def window(self) -> int:
+        """The longest look-back window among the models (1 when all are tabular)."""
+        return max((get_spec(n).window for n in self.params), default=1)
+
+    @property
+    def input_names(self) -> list[str]:
+        """Columns of the ensemble's input: every feature over the longest window."""
+        return window_columns(self.feature_names, self.window)
+
+    def input_columns(self) -> dict[str, list[int]]:
+        """Positions in :attr:`input_names` that each model reads, in its own order."""
+        position = {c: i for i, c in enumerate(self.input_names)}
+        out = {}
+        for name in self.params:
+            spec = get_spec(name)
+            columns = window_columns(spec.columns(self.feature_names), spec.window)
+            out[name] = [position[c] for c in columns]
+        return out
+
+    def ensemble_inputs(self, features: pl.DataFrame) -> np.ndarray:
+        """The ensemble's input for rows of a feature matrix (windows use earlier rows of the
+        same symbol, so pass the history, then pick the rows to score)."""
+        if self.window == 1:
+            return features.select(self.feature_names).to_numpy().astype(np.float64)
+        return window_inputs(features, self.feature_names, self.window).astype(np.float64)
+
 
 def tune_and_fit(
     ds: Dataset,
     model: str,
     *,
     splits: Sequence[Split],
+    fit_rows: np.ndarray,
     n_trials: int,
     seed: int,
     n_jobs: int,
     storage: str | None,
-    study_name: str,
     callbacks: Sequence[TrialCallback] = (),
-) -> tuple[Params, float, RegressorMixin]:
-    """Tune one model on ``splits``; refit the best parameters on every row of ``ds``."""
+) -> tuple[Params, float, RegressorMixin, optuna.Study]:
+    """Tune one model on ``splits``; refit the best parameters on ``fit_rows``.
+
+    Returns the parameters, the best CV score, the refitted model and the study, whose name is
+    stable for the same data, splits, target and seed, so a killed run resumes it."""
     spec = get_spec(model)
-    X, y = ds.X, ds.y
+    X, y = model_inputs(ds, model), ds.y
+    name = study_name(
+        model,
+        data=splits_fingerprint(ds.dates, splits),
+        features=spec.columns(ds.feature_names),
+        window=spec.window,
+        target=ds.target,
+        y=float(np.nansum(y)),
+        seed=seed,
+    )
     study = tune(
         spec,
         X,
@@ -107,22 +188,27 @@ def tune_and_fit(
         n_trials=n_trials,
         seed=seed,
         storage=storage,
-        study_name=study_name,
+        study_name=name,
         n_jobs=n_jobs,
         callbacks=callbacks,
     )
     params = best_params(study)
-    return params, float(study.best_value), spec.build(params, seed, n_jobs).fit(X, y)
+    fitted = spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])
+    return params, float(study.best_value), fitted, study
 
 
-def oof_frame(ds: Dataset, base: BaseModels, n_splits: int) -> pl.DataFrame:
-    """Out-of-fold predictions ``pred_<model>`` on the outer folds, with fold and train end."""
-    splits = outer_splits(ds, base.tune_end, n_splits)
-    rows, fold, preds = out_of_fold_predictions(base.estimators(), ds.X, ds.y, splits)
+def oof_frame(ds: Dataset, base: BaseModels, n_splits: int, purge: bool = True) -> pl.DataFrame:
+    """Out-of-fold predictions ``pred_<model>`` on the outer folds, with the fold, the last
+    training date and the last training label end of each (the leakage check reads them)."""
+    splits = outer_splits(ds, base.tune_end, n_splits, purge=purge)
+    inputs = {name: model_inputs(ds, name) for name in base.params}
+    rows, fold, preds = out_of_fold_predictions(base.estimators(), inputs, ds.y, splits)
     train_end = np.array([ds.dates[tr].max() for tr, _ in splits])
+    train_label_end = np.array([ds.label_end[tr].max() for tr, _ in splits])
     frame = ds.frame[rows].select("symbol", "date", "label", "label_end", "target")
     return frame.with_columns(
         pl.Series("fold", fold, dtype=pl.Int32),
         pl.Series("train_end", train_end[fold]).cast(pl.Date),
+        pl.Series("train_label_end", train_label_end[fold]).cast(pl.Date),
         *(pl.Series(f"pred_{name}", preds[:, i]) for i, name in enumerate(base.params)),
     ).sort("date", "symbol")

@@ -32,7 +32,7 @@ from assets.ingest import PanelConfig, PricesConfig
 from assets.portfolio import BacktestConfig, PortfolioConfig
 from assets.risk import AnomalyConfig, RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
-from models.estimators import MODEL_SPECS
+from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
 from models.labels import LABEL_KINDS
 from models.risk import STRESS_EPISODES
@@ -120,6 +120,7 @@ class FeaturesSection(Section):
         None, gt=0, lt=0.5, description=FeaturesConfig.model_fields["winsorize"].description
     )
     sector_neutral: list[str] = _inherit(FeaturesConfig, "sector_neutral")
+    statistical: bool = _inherit(FeaturesConfig, "statistical")
 
     @field_validator("windows")
     @classmethod
@@ -141,6 +142,8 @@ class CVSection(Section):
     tune_fraction: float = _inherit(TrainingConfig, "tune_fraction", ge=0.1, le=0.9)
     inner_splits: int = _inherit(TrainingConfig, "inner_splits", ge=2)
     outer_splits: int = _inherit(OOFConfig, "outer_splits", ge=2)
+    scheme: Literal["walk_forward", "cpcv"] = _inherit(TrainingConfig, "cv_scheme")
+    test_days: int = _inherit(TrainingConfig, "test_days", ge=5)
 
 
 class ModelsSection(Section):
@@ -151,7 +154,10 @@ class ModelsSection(Section):
 
 
 class EnsembleSection(Section):
-    meta_learner: Literal["positive_linear", "ridge"] = _inherit(EnsembleConfig, "meta_learner")
+    meta_learner: Literal["positive_linear", "ridge", "lightgbm"] = _inherit(
+        EnsembleConfig, "meta_learner"
+    )
+    promotion_margin: float = _inherit(EnsembleConfig, "promotion_margin", ge=0)
 
 
 class PortfolioSection(Section):
@@ -280,6 +286,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("features", "cs_zscore"): ("feature_matrix", "cs_zscore"),
     ("features", "winsorize"): ("feature_matrix", "winsorize"),
     ("features", "sector_neutral"): ("feature_matrix", "sector_neutral"),
+    ("features", "statistical"): ("feature_matrix", "statistical"),
     ("labels", "kind"): ("labels", "kind"),
     ("labels", "barrier_k"): ("labels", "barrier_k"),
     ("labels", "vol_window"): ("labels", "vol_window"),
@@ -288,11 +295,14 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
     ("cv", "inner_splits"): ("base_models", "inner_splits"),
     ("cv", "outer_splits"): ("oof_predictions", "outer_splits"),
+    ("cv", "scheme"): ("base_models", "cv_scheme"),
+    ("cv", "test_days"): ("base_models", "test_days"),
     ("models", "names"): ("base_models", "models"),
     ("models", "n_trials"): ("base_models", "n_trials"),
     ("models", "seed"): ("base_models", "seed"),
     ("models", "n_jobs"): ("base_models", "n_jobs"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
+    ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
     ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
     ("portfolio", "hrp_lookback"): ("portfolio_weights", "hrp_lookback"),
@@ -334,6 +344,12 @@ class Resolved:
         for (section, key), (asset, name) in ROUTES.items():
             ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
         ops["daily_prices"] = ops["price_history"]  # the daily ingest shares the history's Config
+        # statistical forecasts span the label's horizon, and the models that read them turn
+        # them on
+        features = ops["feature_matrix"]["config"]
+        features["horizon"] = dumped["labels"]["horizon"]
+        if set(dumped["models"]["names"]) & set(STATISTICAL_MODELS):
+            features["statistical"] = True
         return {"ops": {a: c for a, c in ops.items() if assets is None or a in assets}}
 
     def to_yaml(self) -> str:

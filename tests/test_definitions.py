@@ -45,12 +45,14 @@ def test_asset_graph_matches_snapshot():
     )
 
 
-def test_market_prices_check_is_blocking():
+def test_asset_checks_and_which_block():
     defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
     assert sorted((s.asset_key.to_user_string(), s.name, s.blocking) for s in specs) == [
         ("daily_prices", "check_prices_contract", True),
+        ("ensemble_model", "champion_gate", False),
         ("market_prices", "check_market_prices_quality", False),
+        ("oof_predictions", "check_no_leakage", True),
         ("price_history", "check_prices_contract", True),
     ]
 

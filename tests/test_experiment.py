@@ -52,7 +52,9 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ),
         (
             "models: {names: [lightgbm, xgbost]}",
-            "models.names: unknown model 'xgbost'; expected one of ['lightgbm', 'xgboost']; did you mean 'xgboost'?",
+            "models.names: unknown model 'xgbost'; expected one of ['arima', 'elastic_net', 'garch', "
+            "'hybrid', 'lightgbm', 'lstm', 'mlp', 'random_forest', 'ridge', 'svr', 'tcn', "
+            "'transformer', 'xgboost']; did you mean 'xgboost'?",
         ),
         ("explain: {model: ridge}", "explain.model: 'ridge' is not among models.names"),
         ("risk: {levels: [0.95, 1.5]}", "risk.levels: levels must lie strictly between 0.5 and 1"),
@@ -64,7 +66,7 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ("schedule: {timezone: Mars/Olympus}", "schedule.timezone: not a known IANA timezone"),
         (
             "ensemble: {meta_learner: xgb}",
-            "ensemble.meta_learner: Input should be 'positive_linear' or 'ridge'",
+            "ensemble.meta_learner: Input should be 'positive_linear', 'ridge' or 'lightgbm'",
         ),
         (
             "tracking: {mlflow_uri: 'postgresql://me:hunter2@db/mlflow'}",
