@@ -30,7 +30,7 @@ from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import Tracker
 from models.dataset import assemble, window_inputs
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
-from models.metrics import daily_ic, ic_summary, long_short
+from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
 from models.plots import (
     cumulative_long_short,
     ic_over_time,
@@ -368,7 +368,7 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
         else window_inputs(frame, names, window).astype(np.float64)
     )
     test = ds.dates >= np.datetime64(test_start)
-    return float(daily_ic(ds.dates[test], model.predict(X[test]), ds.label[test])["ic"].mean())
+    return mean_rank_ic(ds.dates[test], model.predict(X[test]), ds.label[test])
 
 
 @asset(
@@ -444,7 +444,7 @@ def ensemble_model(
         decision = _champion_gate(
             client,
             version,
-            test_metrics["rank_ic"],
+            mean_rank_ic(ds.dates[test], test_pred, ds.label[test]),
             config.promotion_margin,
             feature_matrix,
             ds,
@@ -489,7 +489,7 @@ def _champion_gate(
         champion = None
     evidence = {
         "challenger_version": version,
-        "challenger_test_rank_ic": round(challenger_ic, 6),
+        "challenger_test_rank_ic": challenger_ic,
         "test_start": str(test_start),
         "margin": margin,
     }

@@ -141,7 +141,7 @@ def _elastic_net(params: Params, random_state: int, n_jobs: int) -> RegressorMix
 
 def _elastic_net_space(trial: optuna.Trial) -> Params:
     return {
-        "alpha": trial.suggest_float("alpha", 1e-5, 1e-1, log=True),
+        "alpha": trial.suggest_float("alpha", 1e-6, 1e-2, log=True),
         "l1_ratio": trial.suggest_float("l1_ratio", 0.05, 1.0),
     }
 

@@ -156,14 +156,15 @@ def tune_and_fit(
     model: str,
     *,
     splits: Sequence[Split],
-    fit_rows: np.ndarray,
+    fit_rows: np.ndarray | None,
     n_trials: int,
     seed: int,
     n_jobs: int,
     storage: str | None,
     callbacks: Sequence[TrialCallback] = (),
-) -> tuple[Params, float, RegressorMixin, optuna.Study]:
-    """Tune one model on ``splits``; refit the best parameters on ``fit_rows``.
+) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
+    """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
+    ``None`` for the model, when ``fit_rows`` is None).
 
     Returns the parameters, the best CV score, the refitted model and the study, whose name is
     stable for the same data, splits, target and seed, so a killed run resumes it."""
@@ -193,7 +194,9 @@ def tune_and_fit(
         callbacks=callbacks,
     )
     params = best_params(study)
-    fitted = spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])
+    fitted = (
+        None if fit_rows is None else spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])
+    )
     return params, float(study.best_value), fitted, study
 
 

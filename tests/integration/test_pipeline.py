@@ -74,6 +74,14 @@ def test_contract_check_passed_on_bundled_data(materialized):
     assert quarantine.columns == ["source_file", "source_row", "symbol", "date", "rule", "values"]
 
 
+def test_no_leak_found_on_the_bundled_data(materialized):
+    checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
+    leakage = checks["check_no_leakage"]
+    assert leakage.passed, leakage.description
+    assert leakage.metadata["max_abs_feature_rank_ic"].value < 0.3
+    assert leakage.metadata["folds_checked"].value == 4
+
+
 def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
     client = _client(materialized)
     version = client.get_model_version_by_alias("alphaforge-ensemble", "challenger")

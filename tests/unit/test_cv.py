@@ -42,3 +42,23 @@ def test_too_few_dates_is_an_error(panel):
     dates, ends = _rows(panel)
     with pytest.raises(ValueError, match="train_size"):
         purged_walk_forward(dates, ends, n_splits=2, train_size=10_000)
+
+
+def test_combinatorial_purged_cv_purges_and_embargoes(panel):
+    from models.cv import purged_combinatorial
+
+    dates, ends = _rows(panel, horizon=5)
+    unique = np.unique(dates)
+    splits = purged_combinatorial(dates, ends, n_folds=6, n_test_folds=2, purge=5, embargo=5)
+    assert len(splits) == 15  # C(6, 2)
+    for train, test in splits:
+        test_days = np.unique(np.searchsorted(unique, dates[test]))
+        # contiguous test blocks
+        blocks = np.split(test_days, np.flatnonzero(np.diff(test_days) > 1) + 1)
+        start_day = np.searchsorted(unique, dates[train])
+        end_day = np.searchsorted(unique, ends[train])
+        for block in blocks:
+            lo, hi = block[0], block[-1]
+            # no training label interval touches a test block, nor starts in its embargo
+            assert not ((start_day <= hi + 5) & (end_day >= lo)).any()
+        assert not np.isin(train, test).any()
