@@ -2,6 +2,7 @@
 the leakage check and the champion/challenger gate."""
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from dagster import (
     ResourceParam,
     asset,
 )
+from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
@@ -123,19 +125,31 @@ def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
     """Log each finished trial as a nested MLflow run and as a progress line."""
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        with mlflow.start_run(
+        # one nested run per trial, written in three storage calls (create, batch, terminate)
+        parent = mlflow.active_run()
+        client = mlflow.MlflowClient()
+        run = client.create_run(
+            parent.info.experiment_id,
             run_name=f"{model}-trial-{trial.number}",
-            nested=True,
-            tags={"optuna.study": study.study_name, "optuna.state": trial.state.name},
-        ):
-            mlflow.log_params(trial.params)
-            for fold, score in enumerate(trial.user_attrs.get("fold_scores", [])):
-                mlflow.log_metric("fold_rank_ic", score, step=fold)
-            if trial.value is not None:
-                mlflow.log_metric("mean_rank_ic", trial.value)
-            if trial.duration is not None:
-                mlflow.log_metric("duration_s", trial.duration.total_seconds())
-            mlflow.log_metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0))
+            tags={
+                "mlflow.parentRunId": parent.info.run_id,
+                "optuna.study": study.study_name,
+                "optuna.state": trial.state.name,
+            },
+        )
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric("fold_rank_ic", score, now, fold)
+            for fold, score in enumerate(trial.user_attrs.get("fold_scores", []))
+        ]
+        if trial.value is not None:
+            metrics.append(Metric("mean_rank_ic", trial.value, now, 0))
+        if trial.duration is not None:
+            metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
+        metrics.append(Metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0), now, 0))
+        params = [Param(k, str(v)) for k, v in trial.params.items()]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id)
         value = f"{trial.value:+.4f}" if trial.value is not None else "—"
         context.log.info(
             f"{model} trial {trial.number + 1}/{n_trials} {trial.state.name.lower()}: rank IC {value}"
@@ -161,9 +175,18 @@ def _study_figures(study: optuna.Study, model: str) -> dict[str, bytes]:
             figures["parameter_importance"] = parameter_importance(
                 importance, f"{model}: hyper-parameter importance (fANOVA)"
             )
-    for name, fig in figures.items():
-        mlflow.log_figure(fig, f"{model}_{name}.png")
-    return {name: png_bytes(fig) for name, fig in figures.items()}
+    pngs = {name: png_bytes(fig) for name, fig in figures.items()}
+    for name, png in pngs.items():
+        _log_png(png, f"{model}_{name}.png")
+    return pngs
+
+
+def _log_png(png: bytes, name: str) -> None:
+    """Log an already rendered figure (``mlflow.log_figure`` would render it again)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(png)
+        mlflow.log_artifact(str(path))
 
 
 @asset(

@@ -172,30 +172,31 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         generator = torch.Generator().manual_seed(self.random_state)
         device = pick_device(self.device)
+        self.device_ = device.type
         self.n_features_in_ = X.shape[1]
         with np.errstate(invalid="ignore"):
             self.mean_ = np.nan_to_num(np.nanmean(X, axis=0)).astype(np.float32)
             std = np.nan_to_num(np.nanstd(X, axis=0)).astype(np.float32)
         self.scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
-        inputs = self._tensor(X)
-        target = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        # the whole training set moves to the device once; batches are gathered there
+        inputs = self._tensor(X).to(device)
+        target = torch.as_tensor(np.asarray(y, dtype=np.float32)).to(device)
         net = self._network(inputs.shape[2]).to(device)
         optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         n_batches = math.ceil(len(inputs) / self.batch_size)
         self.loss_curve_: list[float] = []
         net.train()
         for _ in range(self.epochs):
-            order = torch.randperm(len(inputs), generator=generator)
-            total = 0.0
+            order = torch.randperm(len(inputs), generator=generator).to(device)
+            total = torch.zeros((), device=device)
             for b in range(n_batches):
                 idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-                xb, yb = inputs[idx].to(device), target[idx].to(device)
                 optimiser.zero_grad()
-                loss = nn.functional.mse_loss(net(xb), yb)
+                loss = nn.functional.mse_loss(net(inputs[idx]), target[idx])
                 loss.backward()
                 optimiser.step()
-                total += float(loss.detach()) * len(idx)
-            self.loss_curve_.append(total / len(inputs))
+                total += loss.detach() * len(idx)
+            self.loss_curve_.append(float(total) / len(inputs))  # one sync per epoch
         self.net_ = net.to("cpu").eval()
         return self
 

@@ -48,6 +48,13 @@ def fail_stale_trials(study: optuna.Study) -> int:
     return len(stale)
 
 
+def _keep(trial: optuna.Trial, scores: list[float], fit_seconds: float) -> None:
+    """Fold scores and pure fit seconds as user attributes, written once per trial (each write
+    is a storage transaction)."""
+    trial.set_user_attr("fold_scores", scores)
+    trial.set_user_attr("fit_seconds", fit_seconds)
+
+
 def tune(
     spec: ModelSpec,
     X: np.ndarray,
@@ -90,11 +97,11 @@ def tune(
             pred = model.predict(X[test])
             fit_seconds += time.perf_counter() - started
             scores.append(mean_rank_ic(dates[test], pred, label[test]))
-            trial.set_user_attr("fold_scores", scores)
-            trial.set_user_attr("fit_seconds", fit_seconds)
             trial.report(float(np.mean(scores)), fold)
             if trial.should_prune():
+                _keep(trial, scores, fit_seconds)
                 raise optuna.TrialPruned()
+        _keep(trial, scores, fit_seconds)
         return float(np.mean(scores))
 
     wanted = n_trials if spec.tunable else 1

@@ -1,0 +1,109 @@
+"""What Dagster, MLflow and Optuna add to the model fitting of ``base_models``.
+
+    python -m benchmarks.overhead
+
+Fast profile, bundled data, a fresh home. The upstream assets are materialized first (not
+timed). Then, in the same process:
+
+* **orchestrated**: the ``base_models`` step through Dagster (run start, input loading from the
+  lake, Optuna TPE and pruning on SQLite storage, a nested MLflow run per trial, plots, the
+  output written to the lake), wall clock;
+* **pure**: the same work with none of them: the dataset assembled from the same frames, then
+  every trial's parameters fitted and scored on exactly the folds that trial ran, and the final
+  refits, in a plain loop.
+
+Overhead = orchestrated / pure - 1; the target is at most 5 %.
+"""
+
+import sys
+import tempfile
+import time
+
+import numpy as np
+import optuna
+import polars as pl
+from dagster import AssetKey, AssetSelection, DagsterInstance
+
+from models.dataset import assemble
+from models.estimators import get_spec
+from models.metrics import mean_rank_ic
+from models.training import inner_splits, model_inputs, test_period_start, tuning_window
+
+TARGET = 0.05
+
+
+def main() -> int:
+    from pipelines.definitions import (
+        FULL_JOB,
+        build_definitions,
+        full_run_window,
+        job_assets,
+        partition_range_tags,
+    )
+    from pipelines.experiment import resolve
+    from pipelines.settings import load_settings, prepare_home
+
+    home = tempfile.mkdtemp(prefix="alphaforge_overhead_")
+    env = {"ALPHAFORGE_HOME": home, "ALPHAFORGE_PROFILE": "fast"}
+    settings = load_settings(env)
+    prepare_home(settings)
+    instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
+    resolved = resolve(None, environ=env)
+    defs = build_definitions(settings, resolved, env)
+    full = defs.resolve_job_def(FULL_JOB)
+    graph = defs.resolve_asset_graph()
+    keys = (
+        AssetSelection.assets("feature_matrix", "labels")
+        .upstream()
+        .required_multi_asset_neighbors()
+        .resolve(graph)
+    )
+    prep = full.get_subset(asset_selection=keys)
+    prep.execute_in_process(
+        run_config=resolved.run_config(job_assets(prep)),
+        instance=instance,
+        tags=partition_range_tags(*full_run_window(resolved)),
+    )
+    job = full.get_subset(asset_selection={AssetKey("base_models")})
+    config = resolved.run_config({"base_models"})
+    started = time.perf_counter()
+    result = job.execute_in_process(run_config=config, instance=instance)
+    orchestrated = time.perf_counter() - started
+    assert result.success
+
+    # the same work, plain
+    cfg = config["ops"]["base_models"]["config"]
+    lake = settings.home / "lake"
+    started = time.perf_counter()
+    features = pl.read_parquet(lake / "feature_matrix.parquet")
+    labels = pl.read_parquet(lake / "labels.parquet")
+    ds = assemble(features, labels, cfg["target"])
+    tune_end, mask = tuning_window(ds, cfg["tune_fraction"])
+    test_start = test_period_start(ds, cfg["test_days"], tune_end)
+    splits = inner_splits(ds, mask, cfg["inner_splits"], cfg["cv_scheme"])
+    fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
+    base = result.output_for_node("base_models")
+    n_fits = 0
+    for name in cfg["models"]:
+        spec, X, y = get_spec(name), model_inputs(ds, name), ds.y
+        study = optuna.load_study(study_name=base.studies[name], storage=settings.optuna_storage)
+        for trial in study.trials:
+            for train, test in splits[: len(trial.user_attrs.get("fold_scores", []))]:
+                model = spec.build(trial.params, cfg["seed"], cfg["n_jobs"]).fit(X[train], y[train])
+                mean_rank_ic(ds.dates[test], model.predict(X[test]), ds.label[test])
+                n_fits += 1
+        spec.build(base.params[name], cfg["seed"], cfg["n_jobs"]).fit(X[fit_rows], y[fit_rows])
+        n_fits += 1
+    pure = time.perf_counter() - started
+    overhead = orchestrated / pure - 1
+    print(
+        f"base_models, fast profile ({', '.join(cfg['models'])}, {cfg['n_trials']} trials each, "
+        f"{n_fits} fits): orchestrated {orchestrated:.1f} s, pure {pure:.1f} s, "
+        f"overhead {overhead:+.1%} (target <= {TARGET:.0%})"
+    )
+    print(f"  {'ok  ' if overhead <= TARGET else 'MISS'} Dagster + MLflow + Optuna overhead <= 5%")
+    return 0 if overhead <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
