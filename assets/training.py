@@ -4,6 +4,7 @@ the leakage check and the champion/challenger gate."""
 import json
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -121,22 +122,20 @@ class OOFConfig(Config):
     )
 
 
-def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
-    """Log each finished trial as a nested MLflow run and as a progress line."""
+class _TrialLogger:
+    """Log each finished trial as a nested MLflow run (and a progress line).
 
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # one nested run per trial, written in three storage calls (create, batch, terminate)
-        parent = mlflow.active_run()
-        client = mlflow.MlflowClient()
-        run = client.create_run(
-            parent.info.experiment_id,
-            run_name=f"{model}-trial-{trial.number}",
-            tags={
-                "mlflow.parentRunId": parent.info.run_id,
-                "optuna.study": study.study_name,
-                "optuna.state": trial.state.name,
-            },
-        )
+    The run is written by a background thread (create, one batch, terminate), so tracking
+    overlaps the next trial's fitting instead of adding to it; ``close`` waits for the last."""
+
+    def __init__(self, context: AssetExecutionContext, model: str, n_trials: int):
+        self.context, self.model, self.n_trials = context, model, n_trials
+        self.parent = mlflow.active_run()
+        self.client = mlflow.MlflowClient()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-trials")
+        self.pending: list[Future] = []
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         now = int(time.time() * 1000)
         metrics = [
             Metric("fold_rank_ic", score, now, fold)
@@ -147,15 +146,29 @@ def _trial_logger(context: AssetExecutionContext, model: str, n_trials: int):
         if trial.duration is not None:
             metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
         metrics.append(Metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0), now, 0))
+        tags = {
+            "mlflow.parentRunId": self.parent.info.run_id,
+            "optuna.study": study.study_name,
+            "optuna.state": trial.state.name,
+        }
         params = [Param(k, str(v)) for k, v in trial.params.items()]
-        client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        client.set_terminated(run.info.run_id)
+        name = f"{self.model}-trial-{trial.number}"
+        self.pending.append(self.pool.submit(self._write, name, tags, metrics, params))
         value = f"{trial.value:+.4f}" if trial.value is not None else "—"
-        context.log.info(
-            f"{model} trial {trial.number + 1}/{n_trials} {trial.state.name.lower()}: rank IC {value}"
+        self.context.log.info(
+            f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
+            f"rank IC {value}"
         )
 
-    return callback
+    def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
+        run = self.client.create_run(self.parent.info.experiment_id, run_name=name, tags=tags)
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        self.client.set_terminated(run.info.run_id)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for future in self.pending:
+            future.result()  # a failed write fails the asset, as a synchronous one would
 
 
 def _study_figures(study: optuna.Study, model: str) -> dict[str, bytes]:
@@ -232,17 +245,21 @@ def base_models(
         for i, name in enumerate(config.models, start=1):
             context.log.info(f"model {i}/{len(config.models)}: tuning {name}")
             with mlflow.start_run(run_name=name, nested=True):
-                params, score, fitted, study = tune_and_fit(
-                    ds,
-                    name,
-                    splits=splits,
-                    fit_rows=fit_rows,
-                    n_trials=config.n_trials,
-                    seed=config.seed,
-                    n_jobs=config.n_jobs,
-                    storage=optuna_storage,
-                    callbacks=[_trial_logger(context, name, config.n_trials)],
-                )
+                logger = _TrialLogger(context, name, config.n_trials)
+                try:
+                    params, score, fitted, study = tune_and_fit(
+                        ds,
+                        name,
+                        splits=splits,
+                        fit_rows=fit_rows,
+                        n_trials=config.n_trials,
+                        seed=config.seed,
+                        n_jobs=config.n_jobs,
+                        storage=optuna_storage,
+                        callbacks=[logger],
+                    )
+                finally:
+                    logger.close()
                 mlflow.log_params(params)
                 mlflow.log_metric("cv_rank_ic", score)
                 mlflow.set_tag("optuna.study", study.study_name)

@@ -39,6 +39,19 @@ def splits_fingerprint(dates: np.ndarray, splits: Sequence[Split]) -> str:
     return h.hexdigest()[:16]
 
 
+def open_storage(url: str | None) -> str | optuna.storages.BaseStorage | None:
+    """Optuna storage from a URL: ``None`` keeps the study in memory; ``journal:///path`` is an
+    append-only journal file (Optuna's ``JournalFileBackend``: one write per event, several
+    processes on one machine may share it); anything else is an RDB URL (``sqlite:///...``,
+    ``postgresql://...``) for Optuna's own ``RDBStorage``."""
+    if url is None or not url.startswith("journal://"):
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
+
+
 def fail_stale_trials(study: optuna.Study) -> int:
     """Mark trials a killed process left RUNNING as FAIL; returns how many. Call only when no
     other worker runs this study (the pipeline holds the run lock)."""
@@ -78,7 +91,7 @@ def tune(
     missing trials run. A model with nothing to tune runs one trial.
     """
     study = optuna.create_study(
-        storage=storage,
+        storage=open_storage(storage),
         study_name=study_name,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),

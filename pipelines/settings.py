@@ -20,8 +20,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "ALPHAFORGE_MLFLOW_URI": ("sqlite:///$HOME/mlflow.db", "MLflow tracking URI."),
     "ALPHAFORGE_OPTUNA_STORAGE": (
-        "sqlite:///$HOME/optuna.db",
-        "Optuna storage URL (any SQLAlchemy URL).",
+        "journal://$HOME/optuna.journal",
+        "Optuna storage: `journal://<file>` (append-only journal file) or any SQLAlchemy URL.",
     ),
     "ALPHAFORGE_MLFLOW_UI": (
         "http://127.0.0.1:5000",
@@ -81,7 +81,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         config=environ.get("ALPHAFORGE_CONFIG") or None,
         mlflow_uri=environ.get("ALPHAFORGE_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}",
         optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE")
-        or f"sqlite:///{home / 'optuna.db'}",
+        or f"journal://{home / 'optuna.journal'}",
         mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI") or "http://127.0.0.1:5000",
         deployment=environ.get("ALPHAFORGE_DEPLOYMENT") or "local",
         alert_webhook=environ.get("ALPHAFORGE_ALERT_WEBHOOK") or None,

@@ -1,5 +1,6 @@
-"""Killing a tuning run mid-study and running it again resumes the same Optuna study (SQLite
-storage, the pipeline's own study naming) without losing a finished trial."""
+"""Killing a tuning run mid-study and running it again resumes the same Optuna study (the
+default journal file and SQLite, the pipeline's own study naming) without losing a finished
+trial."""
 
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from models.tuning import open_storage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,9 +63,15 @@ def _run(storage: str, pause: float) -> subprocess.Popen:
     )
 
 
-def test_killed_study_resumes_without_losing_trials(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    first = _run(storage, pause=0.5)
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_killed_study_resumes_without_losing_trials(tmp_path, kind):
+    url = (
+        f"journal://{tmp_path / 'optuna.journal'}"
+        if kind == "journal"
+        else f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
+    storage = open_storage(url)
+    first = _run(url, pause=0.5)
     finished = 0
     deadline = time.monotonic() + 120
     while finished < 4 and time.monotonic() < deadline:
@@ -81,7 +90,7 @@ def test_killed_study_resumes_without_losing_trials(tmp_path):
     }
     assert 4 <= len(before) < 12
 
-    second = _run(storage, pause=0.0)
+    second = _run(url, pause=0.0)
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
     assert f"STUDY {name}" in out  # the same study, found by its derived name
