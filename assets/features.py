@@ -6,6 +6,7 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, table
 from models.features import build_feature_matrix, describe, feature_columns, feature_names, plan
+from models.features.alternative import describe_sentiment, sentiment_features
 from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
@@ -63,9 +64,11 @@ def feature_matrix(
     market_prices: pl.DataFrame,
     alt_data: pl.DataFrame,
     sector_map: pl.DataFrame,
+    news_sentiment: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """``[symbol, date, <features>]``: the configured feature set (technical, Alpha158, market-
-    relative), alternative data joined as of its publication, cross-sectional transforms; each
+    relative), alternative data and news sentiment joined as of their publication, cross-sectional
+    transforms, ARMA/GARCH forecasts when asked; each
     value uses only data known on or before its date."""
     frame = build_feature_matrix(
         market_prices.lazy(),
@@ -79,6 +82,9 @@ def feature_matrix(
         sectors=sector_map.lazy() if len(sector_map) else None,
         sector_neutral=config.sector_neutral,
     ).collect()
+    if len(news_sentiment):  # news the user supplied (data.texts), as of its availability
+        sentiment = sentiment_features(frame.lazy(), news_sentiment.lazy()).collect()
+        frame = frame.join(sentiment, on=["symbol", "date"], how="left")
     if config.statistical:
         stats = statistical_features(market_prices, horizon=config.horizon, n_jobs=config.n_jobs)
         frame = frame.join(stats, on=["symbol", "date"], how="left")
@@ -92,7 +98,11 @@ def feature_matrix(
             **frame_metadata(frame),
             "n_features": len(columns),
             "feature_set": config.feature_set,
-            "features": table(pl.concat([describe(columns), describe_statistical(columns)])),
+            "features": table(
+                pl.concat(
+                    [describe(columns), describe_statistical(columns), describe_sentiment(columns)]
+                )
+            ),
             "skipped_for_missing_inputs": MetadataValue.json(
                 {k: list(v) for k, v in skipped.items()}
             ),

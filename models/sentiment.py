@@ -75,7 +75,9 @@ def daily_sentiment(texts: pl.DataFrame) -> pl.DataFrame:
             lm_polarity=pl.when(total > 0)
             .then((pl.col("lm_positive") - pl.col("lm_negative")) / total)
             .otherwise(0.0),
-            available_date=pl.col("date").dt.add_business_days(1),
+            available_date=pl.col("date").dt.add_business_days(
+                1, roll="backward"
+            ),  # weekend news: Monday
         )
         .select(list(SCHEMA))
         .cast(SCHEMA)

@@ -63,14 +63,16 @@ def register(
 def describe(names: Iterable[str]) -> pl.DataFrame:
     """Name, family, window, inputs and formula of each feature: for SHAP reports and metadata."""
     rows = [REGISTRY[n] for n in names if n in REGISTRY]
+    return describe_rows(
+        [(s.name, s.family, s.window, ", ".join(s.inputs), s.description) for s in rows]
+    )
+
+
+def describe_rows(rows: Iterable[tuple[str, str, int, str, str]]) -> pl.DataFrame:
+    """The :func:`describe` table from ``(feature, family, window, inputs, description)`` rows,
+    for features computed outside the registry (statistical forecasts, news sentiment)."""
     return pl.DataFrame(
-        {
-            "feature": [s.name for s in rows],
-            "family": [s.family for s in rows],
-            "window": [s.window for s in rows],
-            "inputs": [", ".join(s.inputs) for s in rows],
-            "description": [s.description for s in rows],
-        },
+        list(rows),
         schema={
             "feature": pl.String,
             "family": pl.String,
@@ -78,4 +80,5 @@ def describe(names: Iterable[str]) -> pl.DataFrame:
             "inputs": pl.String,
             "description": pl.String,
         },
+        orient="row",
     )

@@ -25,6 +25,7 @@ from joblib import Parallel, delayed
 from scipy.signal import lfilter, lfiltic
 from statsmodels.tsa.arima.model import ARIMA
 
+from models.features.registry import describe_rows
 from models.types import CLOSE, DATE, SYMBOL
 
 STAT_COLUMNS = ("stat_arima", "stat_garch_vol", "stat_arima_z")
@@ -123,20 +124,6 @@ def statistical_features(
 
 def describe_statistical(names: list[str]) -> pl.DataFrame:
     """Registry-shaped rows (feature, family, window, inputs, description) for ``stat_*``."""
-    rows = [n for n in STAT_COLUMNS if n in names]
-    return pl.DataFrame(
-        {
-            "feature": rows,
-            "family": ["statistical"] * len(rows),
-            "window": [756] * len(rows),
-            "inputs": ["close"] * len(rows),
-            "description": [DESCRIPTIONS[n] for n in rows],
-        },
-        schema={
-            "feature": pl.String,
-            "family": pl.String,
-            "window": pl.Int64,
-            "inputs": pl.String,
-            "description": pl.String,
-        },
+    return describe_rows(
+        (n, "statistical", 756, "close", DESCRIPTIONS[n]) for n in STAT_COLUMNS if n in names
     )
