@@ -25,6 +25,7 @@ from sklearn.linear_model import LinearRegression
 from models.dataset import Dataset, assemble
 from models.estimators import MODEL_SPECS
 from models.features import build_feature_matrix
+from models.features.alternative import empty_alt
 from models.features.statistical import statistical_features
 from models.labels import forward_returns
 from models.metrics import ic_summary
@@ -33,15 +34,7 @@ from models.stacking import walk_forward_meta
 from models.training import BaseModels, inner_splits, oof_frame, tune_and_fit, tuning_window
 
 RESULTS = Path(__file__).parent / "results"
-EMPTY_ALT = pl.DataFrame(
-    schema={
-        "series": pl.String,
-        "kind": pl.String,
-        "date": pl.Date,
-        "available_date": pl.Date,
-        "value": pl.Float64,
-    }
-)
+EMPTY_ALT = empty_alt()
 
 
 def zoo_table(

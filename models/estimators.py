@@ -207,6 +207,18 @@ def _only(column: str) -> Callable[[Sequence[str]], list[str]]:
     return lambda names: [column] if column in names else []
 
 
+def _baseline(name: str, column: str, sign: float) -> ModelSpec:
+    """A statistical baseline: one ``stat_*`` column times ``sign``, nothing to tune."""
+    return ModelSpec(
+        name,
+        lambda params, seed, n_jobs: ColumnSignal(sign),
+        _no_space,
+        select=_only(column),
+        tunable=False,
+        needs=(column,),
+    )
+
+
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -221,22 +233,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             ModelSpec(arch, _net(arch, SEQUENCE_WINDOW), _net_space, window=SEQUENCE_WINDOW)
             for arch in ("lstm", "tcn", "transformer")
         ),
-        ModelSpec(
-            "arima",
-            lambda p, seed, n_jobs: ColumnSignal(1.0),
-            _no_space,
-            select=_only("stat_arima"),
-            tunable=False,
-            needs=("stat_arima",),
-        ),
-        ModelSpec(
-            "garch",
-            lambda p, seed, n_jobs: ColumnSignal(-1.0),
-            _no_space,
-            select=_only("stat_garch_vol"),
-            tunable=False,
-            needs=("stat_garch_vol",),
-        ),
+        _baseline("arima", "stat_arima", 1.0),
+        _baseline("garch", "stat_garch_vol", -1.0),
         ModelSpec(
             "hybrid",
             _lightgbm,

@@ -13,8 +13,20 @@ import polars as pl
 from models.features.registry import describe_rows
 from models.types import DATE
 
+ALT_SCHEMA = {
+    "series": pl.String,
+    "kind": pl.String,
+    "date": pl.Date,
+    "available_date": pl.Date,
+    "value": pl.Float64,
+}
 DAILY_TOLERANCE = timedelta(days=7)
 MONTHLY_TOLERANCE = timedelta(days=62)
+
+
+def empty_alt() -> pl.DataFrame:
+    """An alternative panel with no series (prices-only features)."""
+    return pl.DataFrame(schema=ALT_SCHEMA)
 
 
 def alt_features(alt: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:

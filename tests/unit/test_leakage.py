@@ -7,20 +7,13 @@ from conftest import random_walk_panel
 
 from models.dataset import assemble
 from models.features import build_feature_matrix
+from models.features.alternative import empty_alt
 from models.labels import forward_returns
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import ic_summary
 from models.training import BaseModels, oof_frame, tuning_window
 
-EMPTY_ALT = pl.DataFrame(
-    schema={
-        "series": pl.String,
-        "kind": pl.String,
-        "date": pl.Date,
-        "available_date": pl.Date,
-        "value": pl.Float64,
-    }
-)
+EMPTY_ALT = empty_alt()
 
 
 @pytest.fixture(scope="module")

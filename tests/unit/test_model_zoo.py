@@ -4,7 +4,6 @@ search spaces, finite predictions, reproducibility under a seed, and the ensembl
 
 import numpy as np
 import optuna
-import polars as pl
 import pytest
 import skops.io
 from conftest import random_walk_panel
@@ -15,6 +14,7 @@ from assets.training import _trusted_types
 from models.dataset import assemble
 from models.estimators import MODEL_SPECS, get_spec
 from models.features import build_feature_matrix
+from models.features.alternative import empty_alt
 from models.features.statistical import statistical_features
 from models.labels import forward_returns
 from models.stacking import StackedEnsemble
@@ -26,15 +26,7 @@ TREES = {"lightgbm", "xgboost", "random_forest", "hybrid"}
 @pytest.fixture(scope="module")
 def dataset(request):
     panel = random_walk_panel(n_symbols=8, n_days=900, seed=3)
-    alt = pl.DataFrame(
-        schema={
-            "series": pl.String,
-            "kind": pl.String,
-            "date": pl.Date,
-            "available_date": pl.Date,
-            "value": pl.Float64,
-        }
-    )
+    alt = empty_alt()
     features = build_feature_matrix(panel.lazy(), alt.lazy(), feature_set="minimal").collect()
     stats = statistical_features(panel, refit_every=300, train_window=400)
     features = features.join(stats, on=["symbol", "date"], how="left")

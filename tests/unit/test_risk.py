@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from models.features.alternative import empty_alt
 from models.risk import stress_test, var_table
 
 
@@ -70,15 +71,7 @@ def test_anomalies_flag_an_injected_shock_and_use_the_past_only(panel):
         .otherwise(pl.col("close"))
         .alias("close")
     )
-    alt = pl.DataFrame(
-        schema={
-            "series": pl.String,
-            "kind": pl.String,
-            "date": pl.Date,
-            "available_date": pl.Date,
-            "value": pl.Float64,
-        }
-    )
+    alt = empty_alt()
     features = build_feature_matrix(shocked.lazy(), alt.lazy()).collect()
     since = date(2016, 4, 1)
     out = anomalies(features, since=since, contamination=0.01)
