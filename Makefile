@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= fast
 
-.PHONY: install run test test-fast ui bench lint format clean
+.PHONY: install run test test-fast ui bench chaos lint format clean
 
 # pip, not uv/poetry: `torch==2.13.0` must resolve to the CPU wheel that lies on the machine.
 $(STAMP): pyproject.toml constraints.txt
@@ -30,6 +30,9 @@ ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+chaos: install  ## SIGKILL the fast run at random moments, rerun, compare (about 20 min)
+	$(BIN)/python -m benchmarks.chaos --trials 10
 
 lint: install
 	$(BIN)/ruff check .

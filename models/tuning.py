@@ -68,6 +68,25 @@ def _keep(trial: optuna.Trial, scores: list[float], fit_seconds: float) -> None:
     trial.set_user_attr("fit_seconds", fit_seconds)
 
 
+class ReplayableTPESampler(optuna.samplers.TPESampler):
+    """TPE whose draws for a trial depend only on the seed and on the trials finished before
+    it, not on how many processes it took to get there: a study resumed after a crash samples
+    exactly what the uninterrupted study would have (a trial the crash cut off is sampled again
+    from the same state). Optuna's own sampler keeps one random stream per process instead."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished = len(
+            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        )
+        self._rng.rng.seed(self._base_seed + finished)
+        self._random_sampler._rng.rng.seed(self._base_seed + 1_000_003 + finished)
+        super().before_trial(study, trial)
+
+
 def tune(
     spec: ModelSpec,
     X: np.ndarray,
@@ -94,7 +113,7 @@ def tune(
         storage=open_storage(storage),
         study_name=study_name,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=ReplayableTPESampler(seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         load_if_exists=True,
     )

@@ -25,3 +25,12 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def sweep_orphans(folder: Path) -> list[Path]:
+    """Delete the ``.tmp-*`` files a killed writer left below ``folder``; call only while
+    holding the home's run lock (no other writer can be mid-write). Returns what was removed."""
+    removed = sorted(folder.rglob(".tmp-*")) if folder.is_dir() else []
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

@@ -5,10 +5,17 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    DagsterRunStatus,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+    RunsFilter,
+)
 from pydantic import PrivateAttr
 
-from pipelines.atomic import write_atomic
+from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock
 
 # Partitioned frames are split by this column into one file per partition (a date key).
@@ -31,6 +38,26 @@ class LakeIOManager(ConfigurableIOManager):
             return
         self._lock = RunLock(Path(self.base_dir))
         self._lock.acquire(f"Dagster run {context.run_id}")
+        # a run killed mid-write leaves temp files beside the lake and the reports; with the
+        # lock held (and the in-process executor) nothing else is writing them now
+        home = Path(self.base_dir).parent
+        for path in [*sweep_orphans(Path(self.base_dir)), *sweep_orphans(home / "reports")]:
+            context.log.warning(f"removed {path.name}, left by an interrupted write")
+        # and a run the instance still shows as started was killed: say so in the Dagster UI
+        instance = context.instance
+        for record in (
+            []
+            if instance is None
+            else instance.get_run_records(
+                RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
+            )
+        ):
+            run = record.dagster_run
+            if run.run_id != context.run_id:
+                instance.report_run_failed(
+                    run, "interrupted (its process died); marked failed by the next run"
+                )
+                context.log.warning(f"marked run {run.run_id} FAILURE: its process died")
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._lock is not None:

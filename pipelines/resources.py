@@ -46,6 +46,7 @@ class MLflowResource(ConfigurableResource):
         )
         if found:
             return found[0].info.run_id
+        self._end_stale_runs(client, experiment_id, context)
         run = client.create_run(
             experiment_id,
             run_name=f"{context.job_name}-{context.run_id[:8]}",
@@ -64,6 +65,38 @@ class MLflowResource(ConfigurableResource):
             ]
             client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
+
+    @staticmethod
+    def _end_stale_runs(client, experiment_id: str, context: AssetExecutionContext) -> None:
+        """Mark KILLED the MLflow runs that a killed run of *this* home's Dagster instance left
+        RUNNING. Called while this run holds the home's run lock, before its parent run exists:
+        any RUNNING run that traces back (through ``mlflow.parentRunId``) to another Dagster run
+        of this instance is dead. Runs of other homes on a shared MLflow server are left alone."""
+        running = client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        owner: dict[str, str | None] = {}
+
+        def dagster_run(run) -> str | None:
+            if run.info.run_id not in owner:
+                tag = run.data.tags.get(DAGSTER_RUN_TAG)
+                parent = run.data.tags.get("mlflow.parentRunId")
+                owner[run.info.run_id] = tag or (
+                    dagster_run(client.get_run(parent)) if parent else None
+                )
+            return owner[run.info.run_id]
+
+        stale = [
+            r
+            for r in running
+            if (d := dagster_run(r))
+            and d != context.run_id
+            and context.instance.get_run_by_id(d) is not None
+        ]
+        for run in stale:
+            client.set_terminated(run.info.run_id, "KILLED")
+        if stale:
+            context.log.warning(f"marked {len(stale)} MLflow runs of an interrupted run KILLED")
 
     @contextmanager
     def asset_run(self, context: AssetExecutionContext) -> Iterator:

@@ -103,3 +103,20 @@ def test_killed_study_resumes_without_losing_trials(tmp_path, kind):
     # a trial the kill left RUNNING is marked FAIL, not left dangling
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert optuna.study.get_all_study_names(storage) == [name]
+
+    # and it sampled what an uninterrupted study samples: same trials, same order, same scores
+    clean_url = url.replace("optuna.", "clean.")
+    clean = _run(clean_url, pause=0.0)
+    out, _ = clean.communicate(timeout=300)
+    assert clean.returncode == 0, out
+
+    def finished(s):
+        return [
+            (t.params, t.value)
+            for t in s.trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ]
+
+    assert finished(study) == finished(
+        optuna.load_study(study_name=name, storage=open_storage(clean_url))
+    )

@@ -1,0 +1,19 @@
+"""The crash harness in small (``make chaos`` runs ten trials): the fast run killed with SIGKILL
+mid-way, then run again, ends with the lake of an undisturbed run, byte for byte in content, the
+same backtest metrics, no temp file left and no MLflow run left RUNNING."""
+
+import pytest
+
+from benchmarks.chaos import backtest_metrics, lake_hashes, trial
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_killed_run_reruns_to_the_undisturbed_result(materialized, tmp_path):
+    reference = lake_hashes(materialized.home)
+    assert len(reference) > 40
+    result = trial(tmp_path, 0, 30.0, reference, backtest_metrics(materialized.home))
+    print(f"killed after 30 s in {result.step}")
+    assert result.rerun_ok
+    assert result.identical and result.metrics_equal
+    assert result.orphan_files == 0 and result.stuck == 0
