@@ -11,12 +11,11 @@ from dagster import (
     InitResourceContext,
     InputContext,
     OutputContext,
-    RunsFilter,
 )
 from pydantic import PrivateAttr
 
 from pipelines.atomic import sweep_orphans, write_atomic
-from pipelines.lock import RunLock
+from pipelines.lock import RunLock, dead_holder
 
 # Partitioned frames are split by this column into one file per partition (a date key).
 PARTITION_COLUMNS = ("date", "partition_date")
@@ -43,21 +42,23 @@ class LakeIOManager(ConfigurableIOManager):
         home = Path(self.base_dir).parent
         for path in [*sweep_orphans(Path(self.base_dir)), *sweep_orphans(home / "reports")]:
             context.log.warning(f"removed {path.name}, left by an interrupted write")
-        # and a run the instance still shows as started was killed: say so in the Dagster UI
-        instance = context.instance
-        for record in (
-            []
-            if instance is None
-            else instance.get_run_records(
-                RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
+        # the previous holder of the lock died if its process is gone: if the instance still
+        # shows its run as started, say in the Dagster UI that it was killed
+        dead = dead_holder(self._lock.previous)
+        run = context.instance.get_run_by_id(dead) if dead and context.instance else None
+        if (
+            run is not None
+            and run.run_id != context.run_id
+            and run.status
+            in (
+                DagsterRunStatus.STARTED,
+                DagsterRunStatus.STARTING,
             )
         ):
-            run = record.dagster_run
-            if run.run_id != context.run_id:
-                instance.report_run_failed(
-                    run, "interrupted (its process died); marked failed by the next run"
-                )
-                context.log.warning(f"marked run {run.run_id} FAILURE: its process died")
+            context.instance.report_run_failed(
+                run, "interrupted (its process died); marked failed by the next run"
+            )
+            context.log.warning(f"marked run {run.run_id} FAILURE: its process died")
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._lock is not None:

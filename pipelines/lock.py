@@ -6,6 +6,7 @@ leaves a stale lock behind."""
 
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ class RunLock:
     def __init__(self, folder: Path):
         self.path = Path(folder) / ".run.lock"
         self._handle = None
+        self.previous = ""  # who held the lock last (a dead holder's line stays in the file)
 
     def acquire(self, holder: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,8 @@ class RunLock:
                 f"another AlphaForge run is using {self.path.parent.parent} ({who}); wait for "
                 "it to finish, or set ALPHAFORGE_HOME to another folder"
             ) from None
+        handle.seek(0)
+        self.previous = handle.read().strip()
         handle.seek(0)
         handle.truncate()
         handle.write(f"{holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -58,3 +62,20 @@ def exclusive(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+HOLDER = re.compile(r"Dagster run (?P<run>[0-9a-f-]+), pid (?P<pid>\d+)")
+
+
+def dead_holder(previous: str) -> str | None:
+    """The Dagster run id in a previous holder's line when its process is gone, else None."""
+    match = HOLDER.search(previous)
+    if match is None:
+        return None
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return match["run"]
+    except PermissionError:  # alive, another user's
+        return None
+    return None

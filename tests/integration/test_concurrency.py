@@ -32,7 +32,8 @@ def test_two_runs_at_once_on_one_home(tmp_path):
     env = os.environ | {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
     command = [
         sys.executable, "-m", "pipelines.cli", "run",
-        "--select", "price_history", "alt_data", "market_prices", "sector_map", "feature_matrix",
+        "--select", "price_history", "alt_data", "market_prices", "sector_map", "news_sentiment",
+        "feature_matrix",
         "--set", "data.daily_from=2023-01-02",
     ]  # fmt: skip
     runs = [

@@ -22,6 +22,7 @@ NIGHTLY = [
         "daily_quarantine",
         "market_prices",
         "sector_map",
+        "news_sentiment",
         "feature_matrix",
         "labels",
     )
