@@ -31,7 +31,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import Tracker
-from models.dataset import assemble, window_inputs
+from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
 from models.plots import (
@@ -401,12 +401,7 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
     names, window = list(getattr(model, "features_", [])), int(getattr(model, "window_", 1))
     if not names or not set(names) <= set(features.columns):
         return None
-    frame = ds.frame
-    X = (
-        frame.select(names).to_numpy().astype(np.float64)
-        if window == 1
-        else window_inputs(frame, names, window).astype(np.float64)
-    )
+    X = ds.inputs(names, window)
     test = ds.dates >= np.datetime64(test_start)
     return mean_rank_ic(ds.dates[test], model.predict(X[test]), ds.label[test])
 

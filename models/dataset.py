@@ -42,9 +42,14 @@ class Dataset:
     def inputs(self, names: Sequence[str], window: int = 1) -> np.ndarray:
         """The columns ``names`` (``window == 1``) or their look-back windows, see
         :func:`window_inputs`."""
-        if window == 1:
-            return self.frame.select(names).to_numpy().astype(np.float64)
-        return window_inputs(self.frame, names, window)
+        return feature_inputs(self.frame, names, window)
+
+
+def feature_inputs(frame: pl.DataFrame, names: Sequence[str], window: int = 1) -> np.ndarray:
+    """``names`` of ``frame`` as float64 (``window == 1``), or their look-back windows."""
+    if window == 1:
+        return frame.select(names).to_numpy().astype(np.float64)
+    return window_inputs(frame, names, window)
 
 
 def window_columns(names: Sequence[str], window: int) -> list[str]:

@@ -19,7 +19,7 @@ import polars as pl
 from sklearn.base import RegressorMixin
 
 from models.cv import purged_combinatorial, purged_walk_forward
-from models.dataset import Dataset, window_columns, window_inputs
+from models.dataset import Dataset, feature_inputs, window_columns
 from models.estimators import Params, get_spec
 from models.stacking import out_of_fold_predictions
 from models.tuning import TrialCallback, best_params, splits_fingerprint, study_name, tune
@@ -146,9 +146,7 @@ class BaseModels:
     def ensemble_inputs(self, features: pl.DataFrame) -> np.ndarray:
         """The ensemble's input for rows of a feature matrix (windows use earlier rows of the
         same symbol, so pass the history, then pick the rows to score)."""
-        if self.window == 1:
-            return features.select(self.feature_names).to_numpy().astype(np.float64)
-        return window_inputs(features, self.feature_names, self.window).astype(np.float64)
+        return feature_inputs(features, self.feature_names, self.window).astype(np.float64)
 
 
 def tune_and_fit(
