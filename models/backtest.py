@@ -1,28 +1,88 @@
-"""A vectorised daily backtest with drifting weights and proportional transaction costs."""
+"""A vectorised daily backtest: drifting weights, proportional costs, square-root market impact
+and a borrowing fee on shorts."""
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from skfolio.measures import get_drawdowns, max_drawdown
+from skfolio.measures import get_drawdowns, max_drawdown, semi_deviation
 
 from models.panel import to_dense
+from models.types import DATE, SYMBOL
 
 TRADING_DAYS = 252
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What trading costs, per unit of portfolio value traded or held.
+
+    ``cost_bps`` is charged on every unit traded (commission and half the spread). Market
+    impact follows the square-root law: trading a fraction ``q`` of the book in an asset with
+    daily volatility ``sigma`` and average daily dollar volume ``adv`` costs
+    ``impact_coef * sigma * sqrt(q * capital / adv)`` per unit traded (Almgren et al. 2005;
+    Tóth et al. 2011 find ``impact_coef`` near 1), so it grows with the square root of the
+    participation ``q * capital / adv``. ``borrow_bps`` is the annual fee on short exposure,
+    charged daily on the drifted short weights.
+    """
+
+    cost_bps: float = 10.0
+    impact_coef: float = 0.0
+    capital: float = 1e7
+    borrow_bps: float = 0.0
+
+
+def liquidity(prices: pl.DataFrame, window: int = 20) -> pl.DataFrame:
+    """``[symbol, date, sigma, adv]``: each asset's daily return volatility and average dollar
+    volume over the ``window`` days *before* each date, known when trading at that date's close.
+    """
+    ret = pl.col("close") / pl.col("close").shift(1) - 1
+    return (
+        prices.sort(SYMBOL, DATE)
+        .select(
+            SYMBOL,
+            DATE,
+            ret.rolling_std(window, min_samples=window // 2).shift(1).over(SYMBOL).alias("sigma"),
+            (pl.col("close") * pl.col("volume"))
+            .rolling_mean(window, min_samples=window // 2)
+            .shift(1)
+            .over(SYMBOL)
+            .alias("adv"),
+        )
+        .drop_nulls()
+    )
+
+
 def run_backtest(
-    weights: pl.DataFrame, returns: pl.DataFrame, *, cost_bps: float = 10.0, lag: int = 1
+    weights: pl.DataFrame,
+    returns: pl.DataFrame,
+    *,
+    cost_bps: float = 10.0,
+    lag: int = 1,
+    costs: Costs | None = None,
+    liquid: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Daily gross and net returns of a strategy given its rebalance-date target weights.
 
     Targets decided on a date's close are traded ``lag`` trading days later (at that close), so a
     signal never earns the return of the day it was computed on. Between rebalances the weights
-    drift with prices. Costs are ``cost_bps`` per unit of turnover, charged on the trading day.
+    drift with prices. Costs (``costs``, or just ``cost_bps`` per unit of turnover) are charged
+    on the trading day; borrowing daily.
 
     Parameters
     ----------
-    weights : ``[date, symbol, weight]`` targets on rebalance dates
+    weights : ``[date, symbol, weight]`` targets on rebalance dates (negative for shorts)
     returns : ``[date, symbol, ret]`` simple daily close-to-close returns
+    costs : the cost model; market impact needs ``liquid``
+    liquid : ``[date, symbol, sigma, adv]`` from :func:`liquidity`; an asset without a figure
+        on a trade date (no volume data) is charged no impact there
+
+    Returns
+    -------
+    ``[date, gross, turnover, commission, impact, borrow, cost, net]`` from the first trade on;
+    ``cost`` is the sum of the three charges and ``net = gross - cost``.
     """
+    costs = costs or Costs(cost_bps=cost_bps)
     dates, symbols, R = to_dense(returns, "ret")
     R = np.nan_to_num(R, nan=0.0)
     unknown = set(weights["symbol"].unique()) - set(symbols)
@@ -34,21 +94,70 @@ def run_backtest(
     trade_at, W = trade_at[keep], W[keep]
     if len(trade_at) == 0:
         raise ValueError("no rebalance date leaves a trading day to hold the portfolio")
+    impact_per_unit = _impact_rates(costs, liquid, dates, symbols, trade_at)
 
-    gross = np.zeros(len(dates))
-    turnover = np.zeros(len(dates))
+    n = len(dates)
+    gross, turnover, impact, short = (np.zeros(n) for _ in range(4))
     held = np.zeros(len(symbols))
-    bounds = np.append(trade_at, len(dates))
+    bounds = np.append(trade_at, n)
     # One iteration per rebalance (not per row): inside a holding period everything is numpy.
     for i, start in enumerate(trade_at):
-        turnover[start] = np.abs(W[i] - held).sum()
+        traded = np.abs(W[i] - held)
+        turnover[start] = traded.sum()
+        if impact_per_unit is not None:
+            # square-root law: the cost per unit traded grows with sqrt(traded fraction)
+            impact[start] = float(traded @ (impact_per_unit[i] * np.sqrt(traded)))
         growth = np.cumprod(1.0 + R[start + 1 : bounds[i + 1]], axis=0)
         value = np.concatenate([[1.0], 1.0 + (growth - 1.0) @ W[i]])
         gross[start + 1 : bounds[i + 1]] = value[1:] / value[:-1] - 1.0
+        # short exposure at each day's open, from the weights drifted since the trade
+        shorts = np.minimum(W[i], 0.0)
+        short[start + 1 : bounds[i + 1]] = (
+            -np.concatenate([[shorts.sum()], (growth[:-1] @ shorts)])[: len(growth)] / value[:-1]
+        )
         held = W[i] * (growth[-1] if len(growth) else 1.0) / value[-1]
-    cost = turnover * cost_bps / 1e4
-    frame = pl.DataFrame({"date": dates, "gross": gross, "turnover": turnover, "cost": cost})
-    return frame.with_columns(net=pl.col("gross") - pl.col("cost")).slice(int(trade_at[0]))
+    commission = turnover * costs.cost_bps / 1e4
+    borrow = short * costs.borrow_bps / 1e4 / TRADING_DAYS
+    frame = pl.DataFrame(
+        {
+            "date": dates,
+            "gross": gross,
+            "turnover": turnover,
+            "commission": commission,
+            "impact": impact,
+            "borrow": borrow,
+        }
+    )
+    return (
+        frame.with_columns(cost=pl.col("commission") + pl.col("impact") + pl.col("borrow"))
+        .with_columns(net=pl.col("gross") - pl.col("cost"))
+        .slice(int(trade_at[0]))
+    )
+
+
+def _impact_rates(
+    costs: Costs,
+    liquid: pl.DataFrame | None,
+    dates: np.ndarray,
+    symbols: np.ndarray,
+    trade_at: np.ndarray,
+) -> np.ndarray | None:
+    """``impact_coef * sigma * sqrt(capital / adv)`` per (rebalance, symbol): times
+    ``sqrt(traded)`` it is the impact cost per unit traded."""
+    if costs.impact_coef == 0:
+        return None
+    if liquid is None:
+        raise ValueError("market impact needs the liquidity frame (sigma, adv) of the assets")
+    index = pl.DataFrame({DATE: dates[trade_at], "_row": np.arange(len(trade_at))})
+    cols = pl.DataFrame({SYMBOL: symbols, "_col": np.arange(len(symbols))})
+    hits = liquid.join(index, on=DATE).join(cols, on=SYMBOL).filter(pl.col("adv") > 0)
+    rates = np.zeros((len(trade_at), len(symbols)))
+    rates[hits["_row"].to_numpy(), hits["_col"].to_numpy()] = (
+        costs.impact_coef
+        * hits["sigma"].to_numpy()
+        * np.sqrt(costs.capital / hits["adv"].to_numpy())
+    )
+    return rates
 
 
 def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,19 +172,36 @@ def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np
 
 
 def performance(net: np.ndarray, turnover: np.ndarray | None = None) -> dict[str, float]:
-    """Annual return (CAGR), volatility, Sharpe (rf = 0), max drawdown and mean annual turnover."""
+    """Annual return (CAGR), volatility, Sharpe and Sortino (rf = 0), max drawdown, its
+    duration (longest stretch under a previous peak, in trading days), Calmar, daily hit rate
+    and mean annual turnover."""
     net = np.asarray(net, dtype=float)
     years = len(net) / TRADING_DAYS
     total = float(np.prod(1.0 + net))
     vol = float(net.std(ddof=1) * np.sqrt(TRADING_DAYS))
+    downside = float(semi_deviation(net) * np.sqrt(TRADING_DAYS))
+    annual = total ** (1.0 / years) - 1.0 if years > 0 else np.nan
+    drawdowns = get_drawdowns(net, compounded=True)
+    mdd = -float(max_drawdown(drawdowns))
     out = {
-        "annual_return": total ** (1.0 / years) - 1.0 if years > 0 else np.nan,
+        "annual_return": annual,
         "annual_volatility": vol,
         "sharpe": float(net.mean() * TRADING_DAYS / vol) if vol > 0 else np.nan,
-        "max_drawdown": -float(max_drawdown(get_drawdowns(net, compounded=True))),
+        "sortino": float(net.mean() * TRADING_DAYS / downside) if downside > 0 else np.nan,
+        "max_drawdown": mdd,
+        "max_drawdown_days": float(_longest_run(drawdowns < 0)),
+        "calmar": annual / -mdd if mdd < 0 else np.nan,
+        "hit_rate": float(np.mean(net > 0)),
         "total_return": total - 1.0,
         "n_days": len(net),
     }
     if turnover is not None:
         out["annual_turnover"] = float(np.sum(turnover) / years) if years > 0 else np.nan
     return out
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of ``True``."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) if len(starts) else 0

@@ -1,11 +1,12 @@
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 from numpy.testing import assert_allclose
 
-from models.backtest import performance, run_backtest
+from models.backtest import Costs, liquidity, performance, run_backtest
+from models.panel import daily_returns
 
 
 def _returns(matrix: np.ndarray) -> pl.DataFrame:
@@ -60,3 +61,103 @@ def test_performance_figures():
     assert perf["sharpe"] == pytest.approx(net.mean() / net.std(ddof=1) * np.sqrt(252))
     wealth = np.cumprod(1 + net)
     assert perf["max_drawdown"] == pytest.approx((wealth / np.maximum.accumulate(wealth) - 1).min())
+
+
+def _panel(n_days: int = 300, n_assets: int = 8, seed: int = 0):
+    """Real-looking random prices and volumes, and weekly random long-short targets."""
+    rng = np.random.default_rng(seed)
+    dates = pl.date_range(
+        date(2020, 1, 1), date(2020, 1, 1) + timedelta(days=n_days - 1), eager=True
+    )
+    symbols = [f"S{i}" for i in range(n_assets)]
+    R = rng.normal(0.0003, 0.015, size=(n_days, n_assets))
+    close = 50 * np.cumprod(1 + R, axis=0)
+    volume = rng.uniform(2e5, 2e6, size=(n_days, n_assets))
+    prices = pl.DataFrame(
+        {
+            "symbol": np.repeat(symbols, n_days),
+            "date": np.tile(dates.to_numpy(), n_assets),
+            "close": close.T.ravel(),
+            "volume": volume.T.ravel(),
+        }
+    )
+    rebal = dates.gather_every(5)
+    w = rng.normal(size=(len(rebal), n_assets))
+    w /= np.abs(w).sum(axis=1, keepdims=True)
+    weights = pl.DataFrame(
+        {
+            "date": np.repeat(rebal.to_numpy(), n_assets),
+            "symbol": symbols * len(rebal),
+            "weight": w.ravel(),
+        }
+    )
+    return prices, weights
+
+
+def test_doubling_the_cost_doubles_the_cost_drag():
+    prices, weights = _panel()
+    returns = daily_returns(prices)
+    one = run_backtest(weights, returns, costs=Costs(cost_bps=10))
+    two = run_backtest(weights, returns, costs=Costs(cost_bps=20))
+    drag = lambda out: float((out["gross"] - out["net"]).sum())  # noqa: E731
+    assert drag(one) > 0
+    assert_allclose(drag(two), 2 * drag(one), rtol=1e-12)
+    assert_allclose(one["gross"].to_numpy(), two["gross"].to_numpy())
+
+
+def test_impact_grows_with_the_square_root_of_participation():
+    prices, weights = _panel()
+    returns, liquid = daily_returns(prices), liquidity(prices)
+    base = Costs(cost_bps=0, impact_coef=1.0, capital=1e6)
+    out = run_backtest(weights, returns, costs=base, liquid=liquid)
+    # four times the capital trades four times the share of each day's volume: twice the cost
+    quad = run_backtest(
+        weights, returns, costs=Costs(cost_bps=0, impact_coef=1.0, capital=4e6), liquid=liquid
+    )
+    assert out["impact"].sum() > 0
+    assert_allclose(quad["impact"].to_numpy(), 2 * out["impact"].to_numpy(), rtol=1e-12)
+    # one trade by hand: the first rebalance buys |w| of each asset from cash
+    first = weights.filter(pl.col("date") == weights["date"].min())
+    trade_day = returns["date"].unique().sort()[1]  # lag 1
+    lq = liquid.filter(pl.col("date") == trade_day).join(first, on="symbol").sort("symbol")
+    q = lq["weight"].abs().to_numpy()
+    expected = np.sum(q * lq["sigma"].to_numpy() * np.sqrt(q * 1e6 / lq["adv"].to_numpy()))
+    assert out.filter(pl.col("date") == trade_day)["impact"][0] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="liquidity"):
+        run_backtest(weights, returns, costs=base)
+
+
+def test_liquidity_uses_only_days_before_the_trade():
+    prices, _ = _panel(n_days=60, n_assets=2)
+    cut = prices["date"].unique().sort()[40]
+    bumped = prices.with_columns(
+        pl.when(pl.col("date") >= cut).then(pl.col("volume") * 100).otherwise("volume")
+    )
+    a = liquidity(prices).filter(pl.col("date") <= cut)
+    b = liquidity(bumped).filter(pl.col("date") <= cut)
+    assert a.equals(b)
+
+
+def test_borrowing_is_charged_on_short_exposure():
+    R = np.zeros((6, 2))
+    returns = _returns(R)
+    weights = pl.DataFrame(
+        {"date": [date(2020, 1, 1)] * 2, "symbol": ["A", "B"], "weight": [1.0, -0.5]}
+    )
+    out = run_backtest(weights, returns, costs=Costs(cost_bps=0, borrow_bps=252e4 * 0.001))
+    # flat prices: the short stays 0.5 of the book; 0.1 % a day of it after the trade day
+    assert_allclose(out["borrow"].to_numpy()[1:], 0.5 * 0.001)
+    assert out["borrow"][0] == 0
+
+
+def test_performance_ratios_by_hand():
+    net = np.array([0.01, -0.02, 0.015, 0.0, -0.01, 0.02] * 42)
+    perf = performance(net)
+    downside = np.sqrt(np.mean(np.minimum(net - net.mean(), 0) ** 2 * len(net) / (len(net) - 1)))
+    assert perf["sortino"] == pytest.approx(net.mean() / downside * np.sqrt(252), rel=1e-6)
+    assert perf["calmar"] == pytest.approx(perf["annual_return"] / -perf["max_drawdown"])
+    assert perf["hit_rate"] == pytest.approx(0.5)
+    wealth = np.cumprod(1 + net)
+    under = wealth < np.maximum.accumulate(wealth)
+    longest = max(len(run) for run in "".join("1" if u else "0" for u in under).split("0"))
+    assert perf["max_drawdown_days"] == longest
