@@ -3,9 +3,12 @@
     python -m benchmarks.chaos [--trials 10] [--seed 0]        (make chaos)
 
 1. A reference run, undisturbed, in a fresh home (``alphaforge run --profile fast``).
-2. Each trial: a fresh home; the same run started and SIGKILLed after a seeded random time
-   between 2 s and the reference's duration (so kills land in ingest, features, training,
-   registration and reports); then the same command again, to completion.
+2. Each trial: a fresh home; the same run started and SIGKILLed at a seeded random moment inside
+   one stage of the reference run's timeline (ingest, features, training, registration, reports,
+   taken in turn, so every stage gets kills however long it is); then the same command again, to
+   completion. The timeline is the wall time, from process start, at which the reference's output
+   announced each step (``▶ step``); a stage spans from its first step's start to the next
+   stage's first start.
 3. After each rerun: it must succeed; every parquet in the lake must hold exactly the reference's
    rows (a content hash per file); no ``.tmp-*`` file may be left anywhere in the home; no MLflow
    run may be left RUNNING; the backtest's metrics must equal the reference's.
@@ -23,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,76 @@ from pathlib import Path
 import polars as pl
 
 CLI = [str(Path(sys.executable).parent / "alphaforge"), "run", "--profile", "fast"]
-STEP = re.compile(r"▶ (\S+)")
+STEP = re.compile(r"(▶|\] ✓) (\S+)")  # "   ▶ step" when it starts, "[i/n] ✓ step" when done
+# The stages a kill should reach, by the asset steps that make them up (matched as prefixes).
+STAGES = {
+    "ingest": (
+        "price_history",
+        "daily_prices",
+        "market_prices",
+        "alt_data",
+        "news_sentiment",
+        "sector_map",
+    ),
+    "features": ("feature_matrix", "labels"),
+    "training": ("base_models", "oof_predictions"),
+    "registration": ("ensemble_model",),
+    "reports": (
+        "signals",
+        "portfolio_weights",
+        "backtest",
+        "risk_report",
+        "shap_explanations",
+        "return_anomalies",
+    ),
+}
+
+
+def stage_of(step: str) -> str | None:
+    return next((name for name, steps in STAGES.items() if step.startswith(steps)), None)
+
+
+def step_spans(
+    timeline: list[tuple[float, str, str]], total: float
+) -> dict[str, tuple[float, float]]:
+    """``step -> (start, end)`` in seconds since the process started."""
+    spans: dict[str, list[float]] = {}
+    for at, event, step in timeline:
+        span = spans.setdefault(step, [at, total])
+        if event != "▶":
+            span[1] = at
+    return {step: (a, b) for step, (a, b) in spans.items()}
+
+
+def stage_spans(spans: dict[str, tuple[float, float]]) -> dict[str, list[tuple[float, float]]]:
+    """The time intervals, in the reference run, during which each stage's steps ran."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for step, span in sorted(spans.items(), key=lambda item: item[1]):
+        if (stage := stage_of(step)) is not None:
+            out.setdefault(stage, []).append(span)
+    return dict(sorted(out.items(), key=lambda item: item[1][0][0]))
+
+
+def draw(rng: random.Random, intervals: list[tuple[float, float]]) -> float:
+    """A moment drawn uniformly from the union of ``intervals`` (each at least 0.2 s wide, so
+    steps that finish in a blink still get a window)."""
+    widths = [max(b - a, 0.2) for a, b in intervals]
+    pick = rng.uniform(0.0, sum(widths))
+    for (a, _), width in zip(intervals, widths, strict=True):
+        if pick <= width:
+            return a + pick
+        pick -= width
+    return intervals[-1][0]
+
+
+def running_at(timeline: list[tuple[float, str, str]]) -> str:
+    """The steps a killed run had started and not finished, or the last one it finished."""
+    started = [step for _, event, step in timeline if event == "▶"]
+    done = {step for _, event, step in timeline if event != "▶"}
+    running = [step for step in started if step not in done]
+    if running:
+        return "+".join(running)
+    return f"after {started[-1]}" if started else "(before the first step)"
 
 
 def lake_hashes(home: Path) -> dict[str, str]:
@@ -71,28 +144,50 @@ def orphans(home: Path) -> list[Path]:
     return sorted(home.rglob(".tmp-*"))
 
 
-def run(home: Path, kill_after: float | None = None) -> tuple[int, str, float]:
-    """The CLI in its own process group; SIGKILLed (the whole group) after ``kill_after`` s."""
+@dataclass
+class Outcome:
+    code: int
+    text: str
+    seconds: float
+    timeline: list[tuple[float, str, str]]  # (seconds since start, "▶" or "] ✓", step)
+
+
+def run(home: Path, kill_after: float | None = None) -> Outcome:
+    """The CLI in its own process group; SIGKILLed (the whole group) after ``kill_after`` s.
+    Output goes to ``<home>.log``; each step's start and end are timestamped as their lines
+    arrive."""
     env = {**os.environ, "ALPHAFORGE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("DAGSTER_HOME", None)
     log = home.parent / f"{home.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    timeline: list[tuple[float, str, str]] = []
     started = time.perf_counter()
-    with open(log, "a") as out:
-        proc = subprocess.Popen(
-            CLI, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, log.read_text(), time.perf_counter() - started
+    proc = subprocess.Popen(
+        CLI, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+    def pump() -> None:
+        with open(log, "ab") as out:
+            for line in proc.stdout:
+                out.write(line)
+                if match := STEP.search(line.decode(errors="replace")):
+                    timeline.append((time.perf_counter() - started, *match.groups()))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    reader.join(timeout=30)  # ends when the last writer of the pipe (the group) is gone
+    return Outcome(proc.returncode, log.read_text(), time.perf_counter() - started, timeline)
 
 
 @dataclass
 class Trial:
     kill_after: float
+    stage: str
     step: str
     rerun_ok: bool
     identical: bool
@@ -103,14 +198,13 @@ class Trial:
 
 def trial(root: Path, i: int, kill_after: float, reference: dict, metrics: dict) -> Trial:
     home = root / f"trial{i:02d}"
-    _, text, _ = run(home, kill_after)
-    steps = STEP.findall(text)
-    step = steps[-1] if steps else "(before the first step)"
-    code, text, _ = run(home)
-    ok = code == 0
+    killed = run(home, kill_after)
+    step = running_at(killed.timeline)
+    ok = run(home).code == 0
     hashes = lake_hashes(home) if ok else {}
     return Trial(
         kill_after=kill_after,
+        stage=stage_of(step.removeprefix("after ")) or "startup",
         step=step,
         rerun_ok=ok,
         identical=ok and hashes == reference,
@@ -127,21 +221,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="where the homes go")
     args = parser.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="alphaforge_chaos_"))
-    code, text, reference_s = run(root / "reference")
-    if code != 0:
-        print(text[-3000:])
+    first = run(root / "reference")
+    if first.code != 0:
+        print(first.text[-3000:])
         return 2
     reference = lake_hashes(root / "reference")
     metrics = backtest_metrics(root / "reference")
-    print(f"reference run: {reference_s:.0f} s, {len(reference)} parquet files; homes in {root}")
+    windows = stage_spans(step_spans(first.timeline, first.seconds))
+    print(f"reference run: {first.seconds:.0f} s, {len(reference)} parquet files; homes in {root}")
+    print(
+        "stages: " + ", ".join(f"{k} {sum(b - a for a, b in v):.1f} s" for k, v in windows.items())
+    )
     rng = random.Random(args.seed)
+    stages = list(windows)
     results = []
     for i in range(args.trials):
-        kill_after = round(rng.uniform(2.0, reference_s), 1)
+        kill_after = round(draw(rng, windows[stages[i % len(stages)]]), 2)
         t = trial(root, i, kill_after, reference, metrics)
         results.append(t)
         print(
-            f"trial {i + 1:2d}: killed after {t.kill_after:5.1f} s in {t.step:<20} rerun "
+            f"trial {i + 1:2d}: killed after {t.kill_after:5.1f} s in {t.stage:<12} "
+            f"({t.step:<22}) rerun "
             f"{'ok' if t.rerun_ok else 'FAILED'}, lake {'identical' if t.identical else 'DIFFERS'}, "
             f"metrics {'equal' if t.metrics_equal else 'DIFFER'}, orphan files {t.orphan_files}, "
             f"stuck MLflow runs {t.stuck}",
@@ -153,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "reruns_identical": sum(t.identical and t.metrics_equal for t in results),
         "orphan_files": sum(t.orphan_files for t in results),
         "stuck_mlflow_runs": sum(t.stuck for t in results),
+        "stages_hit": sorted({t.stage for t in results}),
         "steps_hit": sorted({t.step for t in results}),
     }
     print(

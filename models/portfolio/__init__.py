@@ -1,5 +1,27 @@
 """Allocators: turn signals and past returns into target weights on rebalance dates."""
 
-from models.portfolio.allocators import equal_weights, hrp_weights, rebalance_dates, top_k_weights
+from models.portfolio.allocators import (
+    ForecastMu,
+    buy_and_hold,
+    equal_weights,
+    hrp_weights,
+    mean_variance_weights,
+    ml_expected_returns,
+    optimised_weights,
+    rebalance_dates,
+    risk_parity_weights,
+    top_k_weights,
+)
 
-__all__ = ["equal_weights", "hrp_weights", "rebalance_dates", "top_k_weights"]
+__all__ = [
+    "ForecastMu",
+    "buy_and_hold",
+    "equal_weights",
+    "hrp_weights",
+    "mean_variance_weights",
+    "ml_expected_returns",
+    "optimised_weights",
+    "rebalance_dates",
+    "risk_parity_weights",
+    "top_k_weights",
+]

@@ -1,10 +1,26 @@
-"""Long-only allocators on a ``[date, symbol, weight]`` frame of rebalance-date targets."""
+"""Allocators on a ``[date, symbol, weight]`` frame of rebalance-date targets.
+
+The optimisers are skfolio's (hierarchical risk parity, risk budgeting, mean-risk); this module
+only feeds them point-in-time windows of returns and, for mean-variance, the ML forecasts as
+expected returns.
+"""
+
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
-from skfolio.optimization import HierarchicalRiskParity
+from skfolio import RiskMeasure
+from skfolio.moments import BaseMu, LedoitWolf
+from skfolio.optimization import (
+    HierarchicalRiskParity,
+    MeanRisk,
+    ObjectiveFunction,
+    RiskBudgeting,
+)
+from skfolio.prior import EmpiricalPrior
 
 from models.panel import to_dense
+from models.types import DATE, SYMBOL
 
 WEIGHT_SCHEMA = {"date": pl.Date, "symbol": pl.String, "weight": pl.Float64}
 
@@ -15,14 +31,33 @@ def rebalance_dates(dates: pl.Series, every: int) -> pl.Series:
 
 
 def top_k_weights(
-    signals: pl.DataFrame, dates: pl.Series, k: int, score: str = "score"
+    signals: pl.DataFrame,
+    dates: pl.Series,
+    k: int,
+    score: str = "score",
+    long_short: bool = False,
 ) -> pl.DataFrame:
-    """Equal weight on the ``k`` highest-scored symbols of each rebalance date."""
+    """Equal weight on the ``k`` highest-scored symbols of each rebalance date; with
+    ``long_short``, also ``-1/k`` on the ``k`` lowest (dollar neutral, gross exposure 2)."""
+    rank = pl.col(score).rank("ordinal", descending=True).over("date")
+    n = pl.len().over("date")
+    weight = (
+        pl.when(rank <= k)
+        .then(1.0 / k)
+        .when(pl.lit(long_short) & (rank > n - k) & (n >= 2 * k))
+        .then(-1.0 / k)
+    )
     return (
         signals.filter(pl.col("date").is_in(dates.implode()))
-        .with_columns(pl.col(score).rank("ordinal", descending=True).over("date").alias("_rank"))
-        .filter(pl.col("_rank") <= k)
-        .with_columns((1.0 / pl.len()).over("date").alias("weight"))
+        .with_columns(weight=weight)
+        .drop_nulls("weight")
+        .with_columns(
+            # long-only with fewer than k names: split the book over those there are
+            pl.when(pl.col("weight") > 0)
+            .then(pl.col("weight") / (pl.col("weight").filter(pl.col("weight") > 0).sum()))
+            .otherwise(pl.col("weight"))
+            .over("date")
+        )
         .select(list(WEIGHT_SCHEMA))
         .sort("date", "symbol")
     )
@@ -38,25 +73,157 @@ def equal_weights(universe: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
     )
 
 
-def hrp_weights(returns: pl.DataFrame, dates: pl.Series, lookback: int = 252) -> pl.DataFrame:
-    """Hierarchical risk parity (skfolio) on the trailing ``lookback`` days before each date.
+def buy_and_hold(universe: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
+    """1/N on the first rebalance date, never traded again (weights drift with prices)."""
+    return equal_weights(universe, dates.head(1))
 
-    Only symbols with a full return history in the window take part.
+
+class ForecastMu(BaseMu):
+    """Expected returns given from outside (the ML forecasts) instead of estimated from the
+    return window; skfolio's prior takes it like any other ``mu`` estimator."""
+
+    def __init__(self, mu: np.ndarray | None = None):
+        self.mu = mu
+
+    def fit(self, X, y=None) -> "ForecastMu":
+        self.mu_ = np.asarray(self.mu, dtype=float)
+        return self
+
+
+def ml_expected_returns(
+    signals: pl.DataFrame, returns: pl.DataFrame, ic: float, vol_window: int = 60
+) -> pl.DataFrame:
+    """``[date, symbol, mu]``: daily expected returns from the forecasts by Grinold's rule,
+    ``mu = IC * sigma * z``, with ``z`` the score's cross-sectional z-score on the date and
+    ``sigma`` the asset's trailing daily volatility (days up to and including the date)."""
+    sigma = returns.sort(SYMBOL, DATE).select(
+        SYMBOL,
+        DATE,
+        pl.col("ret")
+        .rolling_std(vol_window, min_samples=vol_window // 2)
+        .over(SYMBOL)
+        .alias("sigma"),
+    )
+    z = (pl.col("score") - pl.col("score").mean()) / pl.col("score").std()
+    return (
+        signals.select(DATE, SYMBOL, z.over(DATE).alias("z"))
+        .join(sigma, on=[SYMBOL, DATE])
+        .select(DATE, SYMBOL, (ic * pl.col("sigma") * pl.col("z")).alias("mu"))
+        .drop_nulls()
+        .filter(pl.col("mu").is_finite())
+    )
+
+
+def optimised_weights(
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    build: Callable[..., object],
+    lookback: int = 252,
+    mu: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Fit ``build(mu=..., previous=...)`` (a skfolio optimiser) on the trailing ``lookback``
+    days of returns before each rebalance date and collect its ``weights_``.
+
+    Only symbols with a full return history in the window (and, when ``mu`` is given, a forecast
+    on the date) take part. ``previous`` is the last date's weights on those symbols (zero for
+    new ones), for turnover limits. One optimisation per rebalance date, by nature sequential.
     """
     all_dates, symbols, matrix = to_dense(returns, "ret")
-    parts = []
+    forecasts = None
+    if mu is not None:
+        index = {s: i for i, s in enumerate(symbols)}
+        mu = mu.filter(pl.col(SYMBOL).is_in(list(index)))
+        forecasts = {
+            day: dict(zip(part[SYMBOL].to_list(), part["mu"].to_numpy(), strict=True))
+            for (day,), part in mu.partition_by(DATE, as_dict=True).items()
+        }
+    parts, previous = [], np.zeros(len(symbols))
     for day, stamp in zip(dates.to_list(), dates.to_numpy(), strict=True):
         end = np.searchsorted(all_dates, stamp, side="right")
         window = matrix[max(0, end - lookback) : end]
         if len(window) < lookback // 2:
             continue
         keep = ~np.isnan(window).any(axis=0)
+        expected = None
+        if forecasts is not None:
+            today = forecasts.get(day, {})
+            keep &= np.isin(symbols, list(today))
+            expected = np.array([today[s] for s in symbols[keep]])
         if keep.sum() < 2:
             continue
-        model = HierarchicalRiskParity().fit(window[:, keep])
+        model = build(mu=expected, previous=previous[keep]).fit(window[:, keep])
+        previous = np.zeros(len(symbols))
+        previous[keep] = model.weights_
         parts.append(
             pl.DataFrame(
                 {"date": [day] * int(keep.sum()), "symbol": symbols[keep], "weight": model.weights_}
             )
         )
+    if not parts:
+        return pl.DataFrame(schema=WEIGHT_SCHEMA)
     return pl.concat(parts).cast(WEIGHT_SCHEMA).sort("date", "symbol")
+
+
+def hrp_weights(returns: pl.DataFrame, dates: pl.Series, lookback: int = 252) -> pl.DataFrame:
+    """Hierarchical risk parity (skfolio) on the trailing ``lookback`` days before each date."""
+    return optimised_weights(returns, dates, lambda **_: HierarchicalRiskParity(), lookback)
+
+
+def risk_parity_weights(
+    returns: pl.DataFrame, dates: pl.Series, lookback: int = 252
+) -> pl.DataFrame:
+    """Equal risk contributions (skfolio ``RiskBudgeting``) on a Ledoit-Wolf covariance."""
+    return optimised_weights(
+        returns,
+        dates,
+        lambda **_: RiskBudgeting(
+            risk_measure=RiskMeasure.VARIANCE,
+            prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
+        ),
+        lookback,
+    )
+
+
+def mean_variance_weights(
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    mu: pl.DataFrame,
+    *,
+    lookback: int = 252,
+    risk_aversion: float = 5.0,
+    max_weight: float = 0.2,
+    long_short: bool = False,
+    max_turnover: float | None = None,
+) -> pl.DataFrame:
+    """Mean-variance (skfolio ``MeanRisk``, maximum utility ``mu'w - risk_aversion * w'Sw``)
+    with the ML expected returns ``mu`` and a Ledoit-Wolf shrunk covariance.
+
+    Long-only: fully invested, each weight in ``[0, max_weight]``. Long-short: dollar neutral,
+    each weight in ``[-max_weight, max_weight]``, at most 1 long and 1 short. ``max_turnover``
+    caps each asset's weight change against the previous rebalance's targets (skfolio's
+    turnover bound is per asset).
+    """
+
+    def build(mu: np.ndarray, previous: np.ndarray) -> MeanRisk:
+        bounds = {
+            "min_weights": -max_weight if long_short else 0.0,
+            "max_weights": max_weight,
+            "budget": 0.0 if long_short else 1.0,
+        }
+        if long_short:
+            bounds |= {"max_long": 1.0, "max_short": 1.0}
+        if max_turnover is not None and previous.any():
+            bounds |= {"max_turnover": max_turnover, "previous_weights": previous}
+        return MeanRisk(
+            objective_function=ObjectiveFunction.MAXIMIZE_UTILITY,
+            risk_measure=RiskMeasure.VARIANCE,
+            risk_aversion=risk_aversion,
+            prior_estimator=EmpiricalPrior(
+                mu_estimator=ForecastMu(mu), covariance_estimator=LedoitWolf()
+            ),
+            # a turnover cap can make a day's problem infeasible: keep the previous book then
+            fallback="previous_weights" if max_turnover is not None else None,
+            **bounds,
+        )
+
+    return optimised_weights(returns, dates, build, lookback, mu)
