@@ -1,27 +1,85 @@
-"""Portfolio group: ensemble signals, strategy weights and a cost-aware backtest."""
+"""Portfolio group: ensemble signals, strategy weights, a cost-aware backtest and the strategy
+table with its honesty figures."""
 
 import mlflow
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
 from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import ReportStore, Tracker
-from models.backtest import performance, run_backtest
+from models.backtest import Costs, liquidity, performance, run_backtest
+from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
 from models.metrics import daily_ic, ic_summary
 from models.panel import daily_returns
-from models.plots import equity_curves
-from models.portfolio import equal_weights, hrp_weights, rebalance_dates, top_k_weights
+from models.plots import drawdown_curves, equity_curves, logit_histogram
+from models.portfolio import (
+    buy_and_hold,
+    equal_weights,
+    hrp_weights,
+    mean_variance_weights,
+    ml_expected_returns,
+    rebalance_dates,
+    risk_parity_weights,
+    top_k_weights,
+)
 from models.stacking import StackedEnsemble, walk_forward_meta
+from models.strategies import strategy_table as build_strategy_table
+from models.strategies import top_k_variants
 from models.training import BaseModels
+
+STRATEGIES = (
+    "ml_top_k",
+    "ml_long_short",
+    "mean_variance",
+    "mean_variance_long_short",
+    "risk_parity",
+    "hrp",
+    "equal_weight",
+    "buy_and_hold",
+)
 
 
 class PortfolioConfig(Config):
-    top_k: int = Field(default=5, description="Names held by the ML top-k book.")
+    top_k: int = Field(default=5, description="Names held by the ML top-k book (each side).")
     rebalance_every: int = Field(default=5, description="Trading days between rebalances.")
     hrp_lookback: int = Field(
-        default=252, description="Days of returns behind each HRP allocation."
+        default=252,
+        description="Days of returns behind each HRP, risk-parity and mean-variance allocation.",
+    )
+    strategies: list[str] = Field(
+        default=list(STRATEGIES), description=f"Strategies to build, of {', '.join(STRATEGIES)}."
+    )
+    ic: float = Field(
+        default=0.05,
+        description="Information coefficient that turns forecast z-scores into expected returns "
+        "for mean-variance (mu = IC * volatility * z).",
+    )
+    risk_aversion: float = Field(
+        default=5.0, description="Mean-variance: utility mu'w - risk_aversion * w'Sw."
+    )
+    max_weight: float = Field(default=0.2, description="Mean-variance: largest |weight| per name.")
+    max_turnover: float | None = Field(
+        default=None, description="Mean-variance: largest weight change per name per rebalance."
+    )
+    variant_top_k: list[int] = Field(
+        default=[3, 5, 10],
+        description="Top-k sizes of the ML book's variants (each variant is a trial for the "
+        "deflated Sharpe ratio and PBO).",
+    )
+    variant_every: list[int] = Field(
+        default=[5, 10, 21], description="Rebalance intervals of the ML book's variants."
     )
 
 
@@ -30,6 +88,17 @@ class BacktestConfig(Config):
         default=10.0, description="Transaction cost per unit of turnover, in basis points."
     )
     lag: int = Field(default=1, description="Trading days between a signal's close and its trade.")
+    impact_coef: float = Field(
+        default=1.0,
+        description="Square-root market impact: cost per unit traded = coef * daily volatility "
+        "* sqrt(traded value / average daily dollar volume); needs volume data.",
+    )
+    capital: float = Field(
+        default=1e7, description="Book size in currency, which sets the share of volume traded."
+    )
+    borrow_bps: float = Field(
+        default=50.0, description="Annual fee on short positions, in basis points."
+    )
 
 
 @asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
@@ -97,29 +166,57 @@ def portfolio_weights(
     config: PortfolioConfig, signals: pl.DataFrame, market_prices: pl.DataFrame
 ) -> Output[pl.DataFrame]:
     """Target weights ``[strategy, date, symbol, weight, kind]`` on rebalance dates of the
-    out-of-sample period (``oos``) and for today (``live``): the ML top-k book, hierarchical
-    risk parity (skfolio) and the equal-weight benchmark."""
+    out-of-sample period (``oos``), the ML book's grid of variants (``variant``, trials for the
+    strategy table) and today's ML book (``live``). Optimisers are skfolio's."""
     oos = signals.filter(pl.col("kind") == "oos")
     live = signals.filter(pl.col("kind") == "live")
     dates = rebalance_dates(oos["date"], config.rebalance_every)
     universe = market_prices.filter(pl.col("symbol").is_in(oos["symbol"].unique().implode()))
-    books = {
-        "ml_top_k": top_k_weights(oos, dates, config.top_k),
-        "hrp": hrp_weights(daily_returns(universe), dates, config.hrp_lookback),
-        "equal_weight": equal_weights(universe, dates),
+    returns = daily_returns(universe)
+    lookback = config.hrp_lookback
+
+    def mean_variance(long_short: bool) -> pl.DataFrame:
+        mu = ml_expected_returns(oos, returns, config.ic)
+        return mean_variance_weights(
+            returns,
+            dates,
+            mu,
+            lookback=lookback,
+            risk_aversion=config.risk_aversion,
+            max_weight=config.max_weight,
+            long_short=long_short,
+            max_turnover=config.max_turnover,
+        )
+
+    build = {
+        "ml_top_k": lambda: top_k_weights(oos, dates, config.top_k),
+        "ml_long_short": lambda: top_k_weights(oos, dates, config.top_k, long_short=True),
+        "mean_variance": lambda: mean_variance(False),
+        "mean_variance_long_short": lambda: mean_variance(True),
+        "risk_parity": lambda: risk_parity_weights(returns, dates, lookback),
+        "hrp": lambda: hrp_weights(returns, dates, lookback),
+        "equal_weight": lambda: equal_weights(universe, dates),
+        "buy_and_hold": lambda: buy_and_hold(universe, dates),
     }
+    books = [(name, build[name](), "oos") for name in config.strategies]
+    books += [
+        (name, w, "variant")
+        for name, w in top_k_variants(oos, config.variant_top_k, config.variant_every)
+    ]
+    books.append(("ml_top_k", top_k_weights(live, live["date"].unique(), config.top_k), "live"))
     frame = pl.concat(
-        [w.with_columns(strategy=pl.lit(name), kind=pl.lit("oos")) for name, w in books.items()]
-        + [
-            top_k_weights(live, live["date"].unique(), config.top_k).with_columns(
-                strategy=pl.lit("ml_top_k"), kind=pl.lit("live")
-            )
-        ]
+        w.with_columns(strategy=pl.lit(name), kind=pl.lit(kind)) for name, w, kind in books
     ).select("strategy", "date", "symbol", "weight", "kind")
     today = frame.filter(pl.col("kind") == "live").select("symbol", "weight")
     return Output(
         frame,
-        metadata={**frame_metadata(frame), "rebalances": len(dates), "live_book": table(today)},
+        metadata={
+            **frame_metadata(frame),
+            "rebalances": len(dates),
+            "strategies": ", ".join(config.strategies),
+            "variants": len(books) - len(config.strategies) - 1,
+            "live_book": table(today),
+        },
     )
 
 
@@ -132,24 +229,45 @@ def backtest(
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
-    """Daily ``[strategy, date, gross, cost, net, turnover]`` of every strategy over the
-    out-of-sample period, net of costs; Sharpe, drawdown and annual return in metadata."""
+    """Daily ``[strategy, role, date, gross, commission, impact, borrow, cost, net, turnover]``
+    of every strategy (``role`` = ``strategy``) and variant (``variant``) over the out-of-sample
+    period: traded ``lag`` days after the signal, with proportional costs, square-root market
+    impact (where volume exists) and borrowing on shorts."""
     returns = daily_returns(market_prices)
-    oos = portfolio_weights.filter(pl.col("kind") == "oos")
+    costs = Costs(config.cost_bps, config.impact_coef, config.capital, config.borrow_bps)
+    has_volume = "volume" in market_prices.columns and market_prices["volume"].is_not_null().any()
+    liquid = liquidity(market_prices) if has_volume else None
+    if not has_volume:
+        costs = Costs(config.cost_bps, 0.0, config.capital, config.borrow_bps)
+    books = portfolio_weights.filter(pl.col("kind") != "live")
     daily = pl.concat(
         run_backtest(
-            w.drop("strategy", "kind"), returns, cost_bps=config.cost_bps, lag=config.lag
-        ).with_columns(strategy=pl.lit(name))
-        for (name,), w in oos.group_by("strategy", maintain_order=True)
-    ).select("strategy", "date", "gross", "cost", "net", "turnover")
+            w.drop("strategy", "kind"), returns, lag=config.lag, costs=costs, liquid=liquid
+        ).with_columns(
+            strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
+        )
+        for (name, kind), w in books.group_by("strategy", "kind", maintain_order=True)
+    ).select(
+        "strategy",
+        "role",
+        "date",
+        "gross",
+        "commission",
+        "impact",
+        "borrow",
+        "cost",
+        "net",
+        "turnover",
+    )
+    main = daily.filter(pl.col("role") == "strategy")
     summary = pl.DataFrame(
         [
             {"strategy": name, **performance(p["net"].to_numpy(), p["turnover"].to_numpy())}
-            for (name,), p in daily.group_by("strategy", maintain_order=True)
+            for (name,), p in main.group_by("strategy", maintain_order=True)
         ]
     )
-    png = png_bytes(equity_curves(daily))
-    path = reports.write("equity_curve.png", png)
+    equity, drawdown = png_bytes(equity_curves(main)), png_bytes(drawdown_curves(main))
+    paths = [reports.write("equity_curve.png", equity), reports.write("drawdowns.png", drawdown)]
     with tracker.asset_run(context) as run:
         mlflow.log_params(config.model_dump())
         for row in summary.to_dicts():
@@ -160,13 +278,75 @@ def backtest(
                     if k != "strategy" and np.isfinite(v)
                 }
             )
-        mlflow.log_artifact(str(path))
+        for path in paths:
+            mlflow.log_artifact(str(path))
     return Output(
         daily,
         metadata={
             **frame_metadata(daily),
             "performance": table(summary),
-            "equity_curve": image(png, "equity curve"),
+            "market_impact": "square-root law on volume"
+            if has_volume
+            else "not charged: the prices carry no volume",
+            "equity_curve": image(equity, "equity curve"),
+            "drawdowns": image(drawdown, "drawdowns"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
+    )
+
+
+@asset(
+    group_name="portfolio",
+    kinds={"polars", "mlflow"},
+    io_manager_key="lake",
+    check_specs=[AssetCheckSpec("check_strategy_table_plausible", asset="strategy_table")],
+)
+def strategy_table(
+    context: AssetExecutionContext,
+    backtest: pl.DataFrame,
+    base_models: BaseModels,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+):
+    """One row per strategy: annual return and Sharpe before and after costs, Sortino, Calmar,
+    drawdown and its duration, turnover, hit rate, and the honesty figures: the deflated Sharpe
+    ratio over every trial run (strategies, variants and the models' Optuna trials) and the
+    probability of backtest overfitting (CSCV over the strategies and variants)."""
+    main = backtest.filter(pl.col("role") == "strategy")
+    variants = backtest.filter(pl.col("role") == "variant")
+    optuna_trials = sum(base_models.n_trials.values())
+    frame, pbo = build_strategy_table(main, variants, extra_trials=optuna_trials)
+    leaks = strategy_leaks(frame)
+    png = png_bytes(logit_histogram(pbo.logits, pbo.pbo))
+    path = reports.write("pbo_logits.png", png)
+    reports.write("strategy_table.md", frame.to_pandas().to_markdown(index=False, floatfmt=".3f"))
+    with tracker.asset_run(context) as parent:
+        mlflow.log_metrics(
+            {"pbo": pbo.pbo, "prob_oos_loss": pbo.prob_oos_loss, "n_trials": frame["n_trials"][0]}
+        )
+        mlflow.log_artifact(str(path))
+        for row in frame.to_dicts():  # one MLflow run per strategy, comparable side by side
+            with mlflow.start_run(run_name=f"strategy {row['strategy']}", nested=True):
+                mlflow.set_tag("strategy", row["strategy"])
+                mlflow.log_metrics(
+                    {k: float(v) for k, v in row.items() if k != "strategy" and np.isfinite(v)}
+                )
+    yield Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "strategy_table": table(frame),
+            "pbo": pbo.pbo,
+            "pbo_splits": pbo.n_splits,
+            "n_trials": int(frame["n_trials"][0]),
+            "pbo_logits": image(png, "PBO logit distribution"),
+            "mlflow_run": MetadataValue.url(tracker.run_url(parent.info.run_id)),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="check_strategy_table_plausible",
+        passed=not leaks,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"net Sharpe <= {MAX_STRATEGY_SHARPE} for every strategy",
+        metadata={"suspects": "; ".join(f"{x.where}: {x.detail}" for x in leaks) or "none"},
     )

@@ -48,6 +48,7 @@ def risk_report(
 ) -> Output[dict]:
     """Historical and parametric VaR / CVaR of every strategy's out-of-sample net returns, and
     today's book replayed through historical stress episodes; written to ``reports/``."""
+    backtest = backtest.filter(pl.col("role") == "strategy")  # not the variants tried
     var = (
         pl.concat(
             var_table(p["net"].to_numpy(), config.levels, horizon=h).with_columns(

@@ -268,6 +268,7 @@ def base_models(
             fit_seconds += sum(t.user_attrs.get("fit_seconds", 0.0) for t in study.trials)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
             result.studies[name] = study.study_name
+            result.n_trials[name] = len(study.trials)
     scores = pl.DataFrame(
         {
             "model": list(result.cv_scores),

@@ -4,11 +4,10 @@
 
 1. A reference run, undisturbed, in a fresh home (``alphaforge run --profile fast``).
 2. Each trial: a fresh home; the same run started and SIGKILLed at a seeded random moment inside
-   one stage of the reference run's timeline (ingest, features, training, registration, reports,
-   taken in turn, so every stage gets kills however long it is); then the same command again, to
-   completion. The timeline is the wall time, from process start, at which the reference's output
-   announced each step (``▶ step``); a stage spans from its first step's start to the next
-   stage's first start.
+   one stage (ingest, features, training, registration, reports, taken in turn, so every stage
+   gets kills however short it is): a step of the stage drawn in proportion to its duration in
+   the reference run, and a moment inside that duration, timed from the step's own start line
+   (``▶ step``) in the killed run's output; then the same command again, to completion.
 3. After each rerun: it must succeed; every parquet in the lake must hold exactly the reference's
    rows (a content hash per file); no ``.tmp-*`` file may be left anywhere in the home; no MLflow
    run may be left RUNNING; the backtest's metrics must equal the reference's.
@@ -84,16 +83,19 @@ def stage_spans(spans: dict[str, tuple[float, float]]) -> dict[str, list[tuple[f
     return dict(sorted(out.items(), key=lambda item: item[1][0][0]))
 
 
-def draw(rng: random.Random, intervals: list[tuple[float, float]]) -> float:
-    """A moment drawn uniformly from the union of ``intervals`` (each at least 0.2 s wide, so
-    steps that finish in a blink still get a window)."""
-    widths = [max(b - a, 0.2) for a, b in intervals]
-    pick = rng.uniform(0.0, sum(widths))
-    for (a, _), width in zip(intervals, widths, strict=True):
+def draw(
+    rng: random.Random, spans: dict[str, tuple[float, float]], stage: str
+) -> tuple[str, float]:
+    """A kill target in ``stage``: one of its steps, drawn in proportion to its duration in the
+    reference run, and a moment inside it (each step at least 0.2 s wide, so steps that finish
+    in a blink still get hit)."""
+    steps = [(step, max(b - a, 0.2)) for step, (a, b) in spans.items() if stage_of(step) == stage]
+    pick = rng.uniform(0.0, sum(width for _, width in steps))
+    for step, width in steps:
         if pick <= width:
-            return a + pick
+            return step, round(pick, 2)
         pick -= width
-    return intervals[-1][0]
+    return steps[-1][0], 0.0
 
 
 def running_at(timeline: list[tuple[float, str, str]]) -> str:
@@ -152,15 +154,17 @@ class Outcome:
     timeline: list[tuple[float, str, str]]  # (seconds since start, "▶" or "] ✓", step)
 
 
-def run(home: Path, kill_after: float | None = None) -> Outcome:
-    """The CLI in its own process group; SIGKILLed (the whole group) after ``kill_after`` s.
-    Output goes to ``<home>.log``; each step's start and end are timestamped as their lines
-    arrive."""
+def run(home: Path, target: tuple[str, float] | None = None) -> Outcome:
+    """The CLI in its own process group; with ``target = (step, seconds)``, SIGKILLed (the whole
+    group) that many seconds after the step starts. The kill is timed from the step's own start
+    line, not from the process start, so it lands in the step however fast the machine is.
+    Output goes to ``<home>.log``; each step's start and end are timestamped as they arrive."""
     env = {**os.environ, "ALPHAFORGE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("DAGSTER_HOME", None)
     log = home.parent / f"{home.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     timeline: list[tuple[float, str, str]] = []
+    deadline: list[float] = []
     started = time.perf_counter()
     proc = subprocess.Popen(
         CLI, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
@@ -171,22 +175,27 @@ def run(home: Path, kill_after: float | None = None) -> Outcome:
             for line in proc.stdout:
                 out.write(line)
                 if match := STEP.search(line.decode(errors="replace")):
-                    timeline.append((time.perf_counter() - started, *match.groups()))
+                    now = time.perf_counter()
+                    timeline.append((now - started, *match.groups()))
+                    if target and match.groups() == ("▶", target[0]) and not deadline:
+                        deadline.append(now + target[1])
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    try:
-        proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    while proc.poll() is None:
+        if deadline and time.perf_counter() >= deadline[0]:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            break
+        time.sleep(0.01)
     reader.join(timeout=30)  # ends when the last writer of the pipe (the group) is gone
     return Outcome(proc.returncode, log.read_text(), time.perf_counter() - started, timeline)
 
 
 @dataclass
 class Trial:
-    kill_after: float
+    target: str  # "<step> +<seconds>"
+    killed: bool  # False: the run ended before the kill came (counted, reported)
     stage: str
     step: str
     rerun_ok: bool
@@ -196,14 +205,15 @@ class Trial:
     stuck: int
 
 
-def trial(root: Path, i: int, kill_after: float, reference: dict, metrics: dict) -> Trial:
+def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metrics: dict) -> Trial:
     home = root / f"trial{i:02d}"
-    killed = run(home, kill_after)
+    killed = run(home, target)
     step = running_at(killed.timeline)
     ok = run(home).code == 0
     hashes = lake_hashes(home) if ok else {}
     return Trial(
-        kill_after=kill_after,
+        target=f"{target[0]} +{target[1]:.2f} s",
+        killed=killed.code == -signal.SIGKILL,
         stage=stage_of(step.removeprefix("after ")) or "startup",
         step=step,
         rerun_ok=ok,
@@ -227,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reference = lake_hashes(root / "reference")
     metrics = backtest_metrics(root / "reference")
-    windows = stage_spans(step_spans(first.timeline, first.seconds))
+    spans = step_spans(first.timeline, first.seconds)
+    windows = stage_spans(spans)
     print(f"reference run: {first.seconds:.0f} s, {len(reference)} parquet files; homes in {root}")
     print(
         "stages: " + ", ".join(f"{k} {sum(b - a for a, b in v):.1f} s" for k, v in windows.items())
@@ -236,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     stages = list(windows)
     results = []
     for i in range(args.trials):
-        kill_after = round(draw(rng, windows[stages[i % len(stages)]]), 2)
-        t = trial(root, i, kill_after, reference, metrics)
+        target = draw(rng, spans, stages[i % len(stages)])
+        t = trial(root, i, target, reference, metrics)
         results.append(t)
         print(
-            f"trial {i + 1:2d}: killed after {t.kill_after:5.1f} s in {t.stage:<12} "
-            f"({t.step:<22}) rerun "
+            f"trial {i + 1:2d}: kill at {t.target:<28} "
+            f"{'killed in' if t.killed else 'ENDED FIRST'} {t.stage:<12} ({t.step:<22}) rerun "
             f"{'ok' if t.rerun_ok else 'FAILED'}, lake {'identical' if t.identical else 'DIFFERS'}, "
             f"metrics {'equal' if t.metrics_equal else 'DIFFER'}, orphan files {t.orphan_files}, "
             f"stuck MLflow runs {t.stuck}",
@@ -249,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     summary = {
         "trials": len(results),
+        "killed": sum(t.killed for t in results),
         "reruns_ok": sum(t.rerun_ok for t in results),
         "reruns_identical": sum(t.identical and t.metrics_equal for t in results),
         "orphan_files": sum(t.orphan_files for t in results),
@@ -257,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps_hit": sorted({t.step for t in results}),
     }
     print(
-        f"\n{summary['trials']} trials: {summary['reruns_ok']}/{summary['trials']} reruns "
+        f"\n{summary['trials']} trials, {summary['killed']} killed mid-run: "
+        f"{summary['reruns_ok']}/{summary['trials']} reruns "
         f"succeeded, {summary['reruns_identical']}/{summary['trials']} identical to the "
         f"undisturbed run, {summary['orphan_files']} orphan files, "
         f"{summary['stuck_mlflow_runs']} stuck MLflow runs"

@@ -101,18 +101,21 @@ def run_backtest(
     held = np.zeros(len(symbols))
     bounds = np.append(trade_at, n)
     # One iteration per rebalance (not per row): inside a holding period everything is numpy.
+    # Book i is bought at the close of day trade_at[i] and earns every day up to and including
+    # the next trade day (whose close is when it is sold).
     for i, start in enumerate(trade_at):
         traded = np.abs(W[i] - held)
         turnover[start] = traded.sum()
         if impact_per_unit is not None:
             # square-root law: the cost per unit traded grows with sqrt(traded fraction)
             impact[start] = float(traded @ (impact_per_unit[i] * np.sqrt(traded)))
-        growth = np.cumprod(1.0 + R[start + 1 : bounds[i + 1]], axis=0)
+        stop = min(bounds[i + 1] + 1, n)
+        growth = np.cumprod(1.0 + R[start + 1 : stop], axis=0)
         value = np.concatenate([[1.0], 1.0 + (growth - 1.0) @ W[i]])
-        gross[start + 1 : bounds[i + 1]] = value[1:] / value[:-1] - 1.0
+        gross[start + 1 : stop] = value[1:] / value[:-1] - 1.0
         # short exposure at each day's open, from the weights drifted since the trade
         shorts = np.minimum(W[i], 0.0)
-        short[start + 1 : bounds[i + 1]] = (
+        short[start + 1 : stop] = (
             -np.concatenate([[shorts.sum()], (growth[:-1] @ shorts)])[: len(growth)] / value[:-1]
         )
         held = W[i] * (growth[-1] if len(growth) else 1.0) / value[-1]

@@ -9,8 +9,8 @@ Two ways look-ahead gets into a backtest, and a check for each:
   features have a mean per-date Rank IC with the forward return well under 0.1 in absolute
   value; a leaked one is near 1. A feature above ``max_feature_ic`` is named.
 
-And a plausibility bound: an out-of-sample mean Rank IC above ``max_oos_ic`` is reported as a
-suspected leak rather than celebrated.
+And plausibility bounds: an out-of-sample mean Rank IC above ``max_oos_ic``, or a strategy's net
+Sharpe ratio above ``max_sharpe``, is reported as a suspected leak rather than celebrated.
 """
 
 from collections.abc import Sequence
@@ -23,11 +23,12 @@ from models.types import DATE, KEYS
 
 MAX_FEATURE_IC = 0.3
 MAX_OOS_IC = 0.2
+MAX_STRATEGY_SHARPE = 3.0
 
 
 @dataclass(frozen=True)
 class Leak:
-    kind: str  # "unpurged_split" | "label_in_features" | "implausible_oos"
+    kind: str  # "unpurged_split" | "label_in_features" | "implausible_oos" | "implausible_backtest"
     where: str
     detail: str
 
@@ -92,4 +93,19 @@ def oos_leaks(summary: pl.DataFrame, max_oos_ic: float = MAX_OOS_IC) -> list[Lea
         )
         for r in summary.iter_rows(named=True)
         if np.isfinite(r["rank_ic"]) and r["rank_ic"] > max_oos_ic
+    ]
+
+
+def strategy_leaks(table: pl.DataFrame, max_sharpe: float = MAX_STRATEGY_SHARPE) -> list[Leak]:
+    """Strategies whose net annualised Sharpe ratio is above ``max_sharpe``: daily equity books
+    that good after costs, out of sample, have almost always seen the future."""
+    return [
+        Leak(
+            "implausible_backtest",
+            r["strategy"],
+            f"net Sharpe {r['sharpe']:.2f} > {max_sharpe} out of sample: suspect look-ahead "
+            "(signals dated after the returns they trade)",
+        )
+        for r in table.iter_rows(named=True)
+        if np.isfinite(r["sharpe"]) and r["sharpe"] > max_sharpe
     ]

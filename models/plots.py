@@ -22,6 +22,38 @@ def equity_curves(
     return fig
 
 
+def drawdown_curves(daily: pl.DataFrame) -> Figure:
+    """Each strategy's drawdown from its running peak (net of costs), from ``[date, strategy,
+    net]``."""
+    fig = Figure(figsize=(9, 3.5))
+    ax = fig.subplots()
+    for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
+        wealth = np.cumprod(1 + part["net"].to_numpy())
+        ax.plot(part["date"].to_numpy(), wealth / np.maximum.accumulate(wealth) - 1, label=name)
+    ax.set(title="Drawdown (net of costs)", ylabel="from peak")
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def logit_histogram(logits: np.ndarray, pbo: float) -> Figure:
+    """The CSCV logits of the in-sample winner's out-of-sample rank; the mass at or below zero
+    is the probability of backtest overfitting."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.hist(logits, bins=40, color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="black", lw=1)
+    ax.set(
+        title=f"Probability of backtest overfitting: {pbo:.0%}",
+        xlabel="logit of the in-sample best's out-of-sample rank",
+        ylabel="splits",
+    )
+    fig.tight_layout()
+    return fig
+
+
 def ic_over_time(ic: pl.DataFrame, window: int = 63) -> Figure:
     """Daily Rank IC per model with its rolling mean, from ``[date, model, ic]``."""
     fig = Figure(figsize=(9, 4))

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig
-from assets.portfolio import BacktestConfig, PortfolioConfig
+from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
 from assets.risk import AnomalyConfig, RiskConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
@@ -40,7 +40,6 @@ from models.risk import STRESS_EPISODES
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 WHOLE = ("columns", "stress_episodes")  # mappings that are values, not sections
 ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n_trials
-STRATEGIES = ("ml_top_k", "hrp", "equal_weight")
 BUNDLED_LAST_DATE = date(2022, 12, 28)
 
 
@@ -164,8 +163,20 @@ class PortfolioSection(Section):
     top_k: int = _inherit(PortfolioConfig, "top_k", ge=1)
     rebalance_every: int = _inherit(PortfolioConfig, "rebalance_every", ge=1)
     hrp_lookback: int = _inherit(PortfolioConfig, "hrp_lookback", ge=20)
+    strategies: list[Literal[STRATEGIES]] = _inherit(PortfolioConfig, "strategies", min_length=1)
+    ic: float = _inherit(PortfolioConfig, "ic", gt=0, lt=1)
+    risk_aversion: float = _inherit(PortfolioConfig, "risk_aversion", gt=0)
+    max_weight: float = _inherit(PortfolioConfig, "max_weight", gt=0, le=1)
+    max_turnover: float | None = Field(
+        None, gt=0, description=PortfolioConfig.model_fields["max_turnover"].description
+    )
+    variant_top_k: list[int] = _inherit(PortfolioConfig, "variant_top_k", min_length=1)
+    variant_every: list[int] = _inherit(PortfolioConfig, "variant_every", min_length=1)
     cost_bps: float = _inherit(BacktestConfig, "cost_bps", ge=0)
     lag: int = _inherit(BacktestConfig, "lag", ge=0)
+    impact_coef: float = _inherit(BacktestConfig, "impact_coef", ge=0)
+    capital: float = _inherit(BacktestConfig, "capital", gt=0)
+    borrow_bps: float = _inherit(BacktestConfig, "borrow_bps", ge=0)
 
 
 class RiskSection(Section):
@@ -306,8 +317,18 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
     ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
     ("portfolio", "hrp_lookback"): ("portfolio_weights", "hrp_lookback"),
+    ("portfolio", "strategies"): ("portfolio_weights", "strategies"),
+    ("portfolio", "ic"): ("portfolio_weights", "ic"),
+    ("portfolio", "risk_aversion"): ("portfolio_weights", "risk_aversion"),
+    ("portfolio", "max_weight"): ("portfolio_weights", "max_weight"),
+    ("portfolio", "max_turnover"): ("portfolio_weights", "max_turnover"),
+    ("portfolio", "variant_top_k"): ("portfolio_weights", "variant_top_k"),
+    ("portfolio", "variant_every"): ("portfolio_weights", "variant_every"),
     ("portfolio", "cost_bps"): ("backtest", "cost_bps"),
     ("portfolio", "lag"): ("backtest", "lag"),
+    ("portfolio", "impact_coef"): ("backtest", "impact_coef"),
+    ("portfolio", "capital"): ("backtest", "capital"),
+    ("portfolio", "borrow_bps"): ("backtest", "borrow_bps"),
     ("risk", "levels"): ("risk_report", "levels"),
     ("risk", "horizons"): ("risk_report", "horizons"),
     ("risk", "strategy"): ("risk_report", "strategy"),
@@ -642,6 +663,11 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
     if data.universe is not None and exp.portfolio.top_k >= len(data.universe):
         problems.append(
             f"portfolio.top_k: {exp.portfolio.top_k} is not smaller than the universe of {len(data.universe)} symbols"
+        )
+    if exp.risk.strategy not in exp.portfolio.strategies:
+        problems.append(
+            f"risk.strategy: {exp.risk.strategy!r} is not among portfolio.strategies "
+            f"{exp.portfolio.strategies}"
         )
     for key in ("mlflow_uri", "optuna_storage"):
         value = getattr(exp.tracking, key)

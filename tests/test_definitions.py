@@ -54,6 +54,7 @@ def test_asset_checks_and_which_block():
         ("market_prices", "check_market_prices_quality", False),
         ("oof_predictions", "check_no_leakage", True),
         ("price_history", "check_prices_contract", True),
+        ("strategy_table", "check_strategy_table_plausible", False),
     ]
 
 

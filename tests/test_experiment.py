@@ -60,7 +60,7 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ("risk: {levels: [0.95, 1.5]}", "risk.levels: levels must lie strictly between 0.5 and 1"),
         (
             "risk: {strategy: momentum}",
-            "risk.strategy: Input should be 'ml_top_k', 'hrp' or 'equal_weight'",
+            "risk.strategy: Input should be 'ml_top_k', 'ml_long_short', 'mean_variance', 'mean_variance_long_short', 'risk_parity', 'hrp', 'equal_weight' or 'buy_and_hold'",
         ),
         ("schedule: {cron: every night}", "schedule.cron: not a valid cron expression"),
         ("schedule: {timezone: Mars/Olympus}", "schedule.timezone: not a known IANA timezone"),
@@ -173,7 +173,13 @@ def test_schema_defaults_are_the_asset_config_defaults():
     assert exp.portfolio.top_k == PortfolioConfig.model_fields["top_k"].default
     ops = resolve(None, environ={}).run_config()["ops"]
     assert ops["base_models"]["config"]["models"] == ["lightgbm", "xgboost"]
-    assert ops["backtest"]["config"] == {"cost_bps": 10.0, "lag": 1}
+    assert ops["backtest"]["config"] == {
+        "cost_bps": 10.0,
+        "lag": 1,
+        "impact_coef": 1.0,
+        "capital": 1e7,
+        "borrow_bps": 50.0,
+    }
 
 
 def test_bundled_example_spells_out_exactly_the_full_profile():

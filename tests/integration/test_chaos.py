@@ -12,8 +12,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_killed_run_reruns_to_the_undisturbed_result(materialized, tmp_path):
     reference = lake_hashes(materialized.home)
     assert len(reference) > 40
-    result = trial(tmp_path, 0, 30.0, reference, backtest_metrics(materialized.home))
-    print(f"killed after 30 s in {result.step}")
+    # eight seconds into tuning: Optuna studies half done, MLflow trial runs open
+    result = trial(
+        tmp_path, 0, ("base_models", 8.0), reference, backtest_metrics(materialized.home)
+    )
+    print(f"killed in {result.step}")
+    assert result.killed and result.stage == "training"
     assert result.rerun_ok
     assert result.identical and result.metrics_equal
     assert result.orphan_files == 0 and result.stuck == 0

@@ -27,6 +27,7 @@ ALL_ASSETS = {
     "signals",
     "portfolio_weights",
     "backtest",
+    "strategy_table",
     "shap_explanations",
     "risk_report",
     "sector_map",
@@ -143,6 +144,7 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "ensemble_model",
         "signals",
         "backtest",
+        "strategy_table",
         "shap_explanations",
         "risk_report",
     }
@@ -152,11 +154,40 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
 
 
 def test_backtest_metrics_are_finite_and_costs_charged(materialized):
+    from assets.portfolio import STRATEGIES
+
     daily = pl.read_parquet(materialized.home / "lake" / "backtest.parquet")
-    assert set(daily["strategy"].unique()) == {"ml_top_k", "hrp", "equal_weight"}
+    main = daily.filter(pl.col("role") == "strategy")
+    assert set(main["strategy"].unique()) == set(STRATEGIES)
+    assert daily.filter(pl.col("role") == "variant")["strategy"].n_unique() == 9  # 3 k x 3 every
     assert daily["net"].is_finite().all()
     assert (daily["net"] <= daily["gross"]).all()
     assert daily["cost"].sum() > 0
+    # the bundled prices carry no volume: no impact; shorts pay borrowing
+    assert daily["impact"].sum() == 0
+    assert main.filter(pl.col("strategy") == "ml_long_short")["borrow"].sum() > 0
+    assert main.filter(pl.col("strategy") == "ml_top_k")["borrow"].sum() == 0
+
+
+def test_strategy_table_reports_before_and_after_costs_and_honesty(materialized):
+    from models.strategies import TABLE_COLUMNS
+
+    table = pl.read_parquet(materialized.home / "lake" / "strategy_table.parquet")
+    assert table.columns == list(TABLE_COLUMNS) and len(table) == 8
+    assert (table["annual_return_gross"] >= table["annual_return"]).all()
+    assert table["dsr"].is_between(0, 1).all() and table["pbo"].is_between(0, 1).all()
+    # 8 strategies + 9 variants backtested, plus 2 models x 10 Optuna trials
+    assert (table["n_trials"] == 8 + 9 + 20).all()
+    (check,) = [
+        c
+        for c in materialized.result.get_asset_check_evaluations()
+        if c.check_name == "check_strategy_table_plausible"
+    ]
+    assert check.passed  # no strategy on the bundled data is too good to be true
+    client = _client(materialized)
+    experiment = client.get_experiment_by_name("alphaforge")
+    runs = client.search_runs([experiment.experiment_id], "tags.strategy = 'hrp'")
+    assert runs and "dsr" in runs[0].data.metrics and "sharpe_gross" in runs[0].data.metrics
 
 
 def test_second_run_logs_a_second_parent_run_and_replaces_the_report(materialized):

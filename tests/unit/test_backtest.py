@@ -161,3 +161,33 @@ def test_performance_ratios_by_hand():
     under = wealth < np.maximum.accumulate(wealth)
     longest = max(len(run) for run in "".join("1" if u else "0" for u in under).split("0"))
     assert perf["max_drawdown_days"] == longest
+
+
+def test_matches_a_day_by_day_loop_including_rebalance_days():
+    """Against the loop a notebook would write: each day earns the holdings of the previous
+    close (the old book on a trade day), then trades; costs on the trade day."""
+    prices, weights = _panel(n_days=120, n_assets=5, seed=3)
+    weights = weights.with_columns(pl.col("weight").abs())  # long-only
+    weights = weights.with_columns(pl.col("weight") / pl.col("weight").sum().over("date"))
+    returns = daily_returns(prices)
+    weights = weights.filter(pl.col("date").is_in(returns["date"].implode()))
+    out = run_backtest(weights, returns, cost_bps=25, lag=1)
+    dates, symbols = returns["date"].unique().sort(), sorted(returns["symbol"].unique())
+    R = returns.pivot(on="symbol", index="date", values="ret").sort("date").select(symbols)
+    R = R.to_numpy()
+    targets = {d: w.sort("symbol")["weight"].to_numpy() for (d,), w in weights.group_by("date")}
+    held, pending, net = np.zeros(len(symbols)), None, []
+    for t, d in enumerate(dates):
+        value = 1.0 + held @ R[t]
+        ret = value - 1.0
+        held = held * (1 + R[t]) / value
+        cost = 0.0
+        if pending is not None:
+            cost = np.abs(pending - held).sum() * 25 / 1e4
+            held, pending = pending, None
+        if d in targets:
+            pending = targets[d]
+        net.append(ret - cost)
+    first = int(np.flatnonzero(np.abs(net) > 0)[0])
+    assert_allclose(out["net"].to_numpy(), np.array(net)[first:], atol=1e-15)
+    assert (out["gross"][1:] != 0).all()  # no day is dropped, rebalance days included

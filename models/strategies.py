@@ -1,0 +1,88 @@
+"""The strategy table: every strategy's before- and after-cost figures next to the numbers that
+say whether to believe them (deflated Sharpe ratio, probability of backtest overfitting), and
+the grid of strategy variants whose trials those numbers count."""
+
+from collections.abc import Iterator, Sequence
+from itertools import product
+
+import polars as pl
+
+from models.backtest import TRADING_DAYS, performance
+from models.overfitting import PBO, deflated_sharpe, probability_of_backtest_overfitting, sharpe
+from models.portfolio import rebalance_dates, top_k_weights
+
+TABLE_COLUMNS = (
+    "strategy",
+    "annual_return_gross",
+    "annual_return",
+    "cost_drag",
+    "sharpe_gross",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "annual_volatility",
+    "max_drawdown",
+    "max_drawdown_days",
+    "annual_turnover",
+    "hit_rate",
+    "psr",
+    "dsr",
+    "pbo",
+    "n_trials",
+)
+
+
+def top_k_variants(
+    signals: pl.DataFrame, ks: Sequence[int], everies: Sequence[int], long_short: bool = False
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """``(name, weights)`` for every (top-k, rebalance interval) pair of the ML book."""
+    dates = signals["date"]
+    for k, every in product(ks, everies):
+        name = f"ml_{'long_short' if long_short else 'top_k'}[k={k},every={every}]"
+        yield name, top_k_weights(signals, rebalance_dates(dates, every), k, long_short=long_short)
+
+
+def strategy_table(
+    daily: pl.DataFrame,
+    trials: pl.DataFrame,
+    extra_trials: int = 0,
+    n_blocks: int = 16,
+) -> tuple[pl.DataFrame, PBO]:
+    """One row per strategy of ``daily`` (``[strategy, date, gross, net, turnover]``).
+
+    The trials are every return series the search produced: the strategies of ``daily`` and the
+    variants in ``trials`` (``[strategy, date, net]``), on their common dates. Their per-period
+    Sharpe ratios set the deflation benchmark; ``extra_trials`` adds searches whose strategy
+    returns were never formed (Optuna trials of the models behind the signals) to the count. The
+    probability of backtest overfitting is one figure for the whole search (CSCV over the trial
+    matrix) and repeated on every row.
+    """
+    series = pl.concat(
+        [daily.select("strategy", "date", "net"), trials.select("strategy", "date", "net")]
+    ).unique(["strategy", "date"], keep="first")
+    wide = series.pivot(on="strategy", index="date", values="net").sort("date").drop_nulls()
+    matrix = wide.drop("date").to_numpy()
+    n_trials = matrix.shape[1] + extra_trials
+    # blocks of at least ~20 days, an even count, at most n_blocks
+    blocks = int(min(n_blocks, max(2, (len(matrix) // 20) // 2 * 2)))
+    pbo = probability_of_backtest_overfitting(matrix, n_blocks=blocks)
+    trial_sharpes = sharpe(matrix)
+    rows = []
+    for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
+        net, gross = part["net"].to_numpy(), part["gross"].to_numpy()
+        after, before = performance(net, part["turnover"].to_numpy()), performance(gross)
+        honesty = deflated_sharpe(net, trial_sharpes, n_trials)
+        rows.append(
+            {
+                "strategy": name,
+                **after,
+                "annual_return_gross": before["annual_return"],
+                "sharpe_gross": before["sharpe"],
+                "cost_drag": float((gross - net).mean() * TRADING_DAYS),
+                "psr": honesty["psr"],
+                "dsr": honesty["dsr"],
+                "pbo": pbo.pbo,
+                "n_trials": n_trials,
+            }
+        )
+    return pl.DataFrame(rows).select(TABLE_COLUMNS), pbo
