@@ -25,6 +25,7 @@ from dagster import (
 )
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
+from optuna.trial import TrialState
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
@@ -268,7 +269,11 @@ def base_models(
             fit_seconds += sum(t.user_attrs.get("fit_seconds", 0.0) for t in study.trials)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
             result.studies[name] = study.study_name
-            result.n_trials[name] = len(study.trials)
+            # trials that were scored (pruned ones on some folds); a trial killed with its run
+            # and failed on resume never scored, and its replacement is counted instead
+            result.n_trials[name] = len(
+                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            )
     scores = pl.DataFrame(
         {
             "model": list(result.cv_scores),

@@ -118,7 +118,7 @@ class BaseModels:
     test_start: date | None = None
     fitted: dict[str, RegressorMixin] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)
-    n_trials: dict[str, int] = field(default_factory=dict)  # trials run per study (all states)
+    n_trials: dict[str, int] = field(default_factory=dict)  # scored trials per study
 
     def estimators(self) -> dict[str, RegressorMixin]:
         """Unfitted estimators with the chosen parameters, in a stable order."""
