@@ -37,6 +37,7 @@ from models.portfolio import (
 from models.stacking import StackedEnsemble, walk_forward_meta
 from models.strategies import strategy_table as build_strategy_table
 from models.strategies import top_k_variants
+from models.trading_costs import forecast_spreads, spread_estimates
 from models.training import BaseModels
 
 STRATEGIES = (
@@ -54,6 +55,11 @@ STRATEGIES = (
 class PortfolioConfig(Config):
     top_k: int = Field(default=5, description="Names held by the ML top-k book (each side).")
     rebalance_every: int = Field(default=5, description="Trading days between rebalances.")
+    optimise_every: int | None = Field(
+        default=None,
+        description="Trading days between rebalances of the optimiser books (mean-variance, "
+        "risk parity, HRP: one convex or clustering problem each); default rebalance_every.",
+    )
     hrp_lookback: int = Field(
         default=252,
         description="Days of returns behind each HRP, risk-parity and mean-variance allocation.",
@@ -171,6 +177,7 @@ def portfolio_weights(
     oos = signals.filter(pl.col("kind") == "oos")
     live = signals.filter(pl.col("kind") == "live")
     dates = rebalance_dates(oos["date"], config.rebalance_every)
+    slow = rebalance_dates(oos["date"], config.optimise_every or config.rebalance_every)
     universe = market_prices.filter(pl.col("symbol").is_in(oos["symbol"].unique().implode()))
     returns = daily_returns(universe)
     lookback = config.hrp_lookback
@@ -179,7 +186,7 @@ def portfolio_weights(
         mu = ml_expected_returns(oos, returns, config.ic)
         return mean_variance_weights(
             returns,
-            dates,
+            slow,
             mu,
             lookback=lookback,
             risk_aversion=config.risk_aversion,
@@ -193,8 +200,8 @@ def portfolio_weights(
         "ml_long_short": lambda: top_k_weights(oos, dates, config.top_k, long_short=True),
         "mean_variance": lambda: mean_variance(False),
         "mean_variance_long_short": lambda: mean_variance(True),
-        "risk_parity": lambda: risk_parity_weights(returns, dates, lookback),
-        "hrp": lambda: hrp_weights(returns, dates, lookback),
+        "risk_parity": lambda: risk_parity_weights(returns, slow, lookback),
+        "hrp": lambda: hrp_weights(returns, slow, lookback),
         "equal_weight": lambda: equal_weights(universe, dates),
         "buy_and_hold": lambda: buy_and_hold(universe, dates),
     }
@@ -229,20 +236,36 @@ def backtest(
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
-    """Daily ``[strategy, role, date, gross, commission, impact, borrow, cost, net, turnover]``
-    of every strategy (``role`` = ``strategy``) and variant (``variant``) over the out-of-sample
-    period: traded ``lag`` days after the signal, with proportional costs, square-root market
-    impact (where volume exists) and borrowing on shorts."""
+    """Daily ``[strategy, role, date, gross, commission, spread, impact, borrow, cost, net,
+    turnover]`` of every strategy (``role`` = ``strategy``) and variant (``variant``) over the
+    out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
+    the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
+    borrowing on shorts."""
     returns = daily_returns(market_prices)
-    costs = Costs(config.cost_bps, config.impact_coef, config.capital, config.borrow_bps)
-    has_volume = "volume" in market_prices.columns and market_prices["volume"].is_not_null().any()
-    liquid = liquidity(market_prices) if has_volume else None
-    if not has_volume:
-        costs = Costs(config.cost_bps, 0.0, config.capital, config.borrow_bps)
+    has = {
+        c: c in market_prices.columns and market_prices[c].is_not_null().any()
+        for c in ("high", "low", "volume")
+    }
+    costs = Costs(
+        config.cost_bps,
+        config.impact_coef if has["volume"] else 0.0,
+        config.capital,
+        config.borrow_bps,
+    )
+    liquid = liquidity(market_prices) if has["volume"] else None
+    spreads, spread_quality = None, {}
+    if all(has.values()):  # Corwin-Schultz needs high and low, Amihud volume
+        spreads = forecast_spreads(spread_estimates(market_prices.drop_nulls(["high", "low"])))
+        spread_quality = _spread_quality(spreads)
     books = portfolio_weights.filter(pl.col("kind") != "live")
     daily = pl.concat(
         run_backtest(
-            w.drop("strategy", "kind"), returns, lag=config.lag, costs=costs, liquid=liquid
+            w.drop("strategy", "kind"),
+            returns,
+            lag=config.lag,
+            costs=costs,
+            liquid=liquid,
+            spreads=spreads,
         ).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
         )
@@ -286,13 +309,24 @@ def backtest(
             **frame_metadata(daily),
             "performance": table(summary),
             "market_impact": "square-root law on volume"
-            if has_volume
+            if has["volume"]
             else "not charged: the prices carry no volume",
+            "spread_cost": "half the LightGBM forecast of the Corwin-Schultz spread"
+            if spreads is not None
+            else "not charged: the prices carry no high/low/volume",
+            **spread_quality,
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:
+    """Out-of-sample mean absolute error of the spread forecast and of the naive one."""
+    scored = spreads.drop_nulls("spread_realised")
+    err = lambda c: float((scored[c] - scored["spread_realised"]).abs().mean())  # noqa: E731
+    return {"spread_mae_lightgbm": err("spread_forecast"), "spread_mae_naive": err("spread_naive")}
 
 
 @asset(

@@ -61,6 +61,7 @@ def run_backtest(
     lag: int = 1,
     costs: Costs | None = None,
     liquid: pl.DataFrame | None = None,
+    spreads: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Daily gross and net returns of a strategy given its rebalance-date target weights.
 
@@ -76,11 +77,13 @@ def run_backtest(
     costs : the cost model; market impact needs ``liquid``
     liquid : ``[date, symbol, sigma, adv]`` from :func:`liquidity`; an asset without a figure
         on a trade date (no volume data) is charged no impact there
+    spreads : ``[date, symbol, spread_forecast]`` (see ``models.trading_costs``): half the
+        forecast bid-ask spread is charged per unit traded, on top of ``cost_bps``
 
     Returns
     -------
-    ``[date, gross, turnover, commission, impact, borrow, cost, net]`` from the first trade on;
-    ``cost`` is the sum of the three charges and ``net = gross - cost``.
+    ``[date, gross, turnover, commission, spread, impact, borrow, cost, net]`` from the first
+    trade on; ``cost`` is the sum of the charges and ``net = gross - cost``.
     """
     costs = costs or Costs(cost_bps=cost_bps)
     dates, symbols, R = to_dense(returns, "ret")
@@ -95,9 +98,14 @@ def run_backtest(
     if len(trade_at) == 0:
         raise ValueError("no rebalance date leaves a trading day to hold the portfolio")
     impact_per_unit = _impact_rates(costs, liquid, dates, symbols, trade_at)
+    half_spread = (
+        None
+        if spreads is None
+        else 0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at)
+    )
 
     n = len(dates)
-    gross, turnover, impact, short = (np.zeros(n) for _ in range(4))
+    gross, turnover, impact, short, spread = (np.zeros(n) for _ in range(5))
     held = np.zeros(len(symbols))
     bounds = np.append(trade_at, n)
     # One iteration per rebalance (not per row): inside a holding period everything is numpy.
@@ -106,6 +114,8 @@ def run_backtest(
     for i, start in enumerate(trade_at):
         traded = np.abs(W[i] - held)
         turnover[start] = traded.sum()
+        if half_spread is not None:
+            spread[start] = float(traded @ half_spread[i])
         if impact_per_unit is not None:
             # square-root law: the cost per unit traded grows with sqrt(traded fraction)
             impact[start] = float(traded @ (impact_per_unit[i] * np.sqrt(traded)))
@@ -127,12 +137,15 @@ def run_backtest(
             "gross": gross,
             "turnover": turnover,
             "commission": commission,
+            "spread": spread,
             "impact": impact,
             "borrow": borrow,
         }
     )
     return (
-        frame.with_columns(cost=pl.col("commission") + pl.col("impact") + pl.col("borrow"))
+        frame.with_columns(
+            cost=pl.col("commission") + pl.col("spread") + pl.col("impact") + pl.col("borrow")
+        )
         .with_columns(net=pl.col("gross") - pl.col("cost"))
         .slice(int(trade_at[0]))
     )
@@ -151,16 +164,21 @@ def _impact_rates(
         return None
     if liquid is None:
         raise ValueError("market impact needs the liquidity frame (sigma, adv) of the assets")
+    rate = pl.col("sigma") * (costs.capital / pl.col("adv")).sqrt() * costs.impact_coef
+    usable = liquid.filter(pl.col("adv") > 0).with_columns(rate.alias("rate"))
+    return _at_trades(usable, "rate", dates, symbols, trade_at)
+
+
+def _at_trades(
+    frame: pl.DataFrame, value: str, dates: np.ndarray, symbols: np.ndarray, trade_at: np.ndarray
+) -> np.ndarray:
+    """``frame[value]`` as a ``(rebalance, symbol)`` matrix on the trade days (0 where absent)."""
     index = pl.DataFrame({DATE: dates[trade_at], "_row": np.arange(len(trade_at))})
     cols = pl.DataFrame({SYMBOL: symbols, "_col": np.arange(len(symbols))})
-    hits = liquid.join(index, on=DATE).join(cols, on=SYMBOL).filter(pl.col("adv") > 0)
-    rates = np.zeros((len(trade_at), len(symbols)))
-    rates[hits["_row"].to_numpy(), hits["_col"].to_numpy()] = (
-        costs.impact_coef
-        * hits["sigma"].to_numpy()
-        * np.sqrt(costs.capital / hits["adv"].to_numpy())
-    )
-    return rates
+    hits = frame.join(index, on=DATE).join(cols, on=SYMBOL)
+    out = np.zeros((len(trade_at), len(symbols)))
+    out[hits["_row"].to_numpy(), hits["_col"].to_numpy()] = hits[value].to_numpy()
+    return out
 
 
 def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -162,6 +162,9 @@ class EnsembleSection(Section):
 class PortfolioSection(Section):
     top_k: int = _inherit(PortfolioConfig, "top_k", ge=1)
     rebalance_every: int = _inherit(PortfolioConfig, "rebalance_every", ge=1)
+    optimise_every: int | None = Field(
+        None, ge=1, description=PortfolioConfig.model_fields["optimise_every"].description
+    )
     hrp_lookback: int = _inherit(PortfolioConfig, "hrp_lookback", ge=20)
     strategies: list[Literal[STRATEGIES]] = _inherit(PortfolioConfig, "strategies", min_length=1)
     ic: float = _inherit(PortfolioConfig, "ic", gt=0, lt=1)
@@ -277,6 +280,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "models": {"n_trials": 10},
         "cv": {"inner_splits": 3, "outer_splits": 4},
         "explain": {"n_rows": 500},
+        # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
+        "portfolio": {"optimise_every": 21},
     },
 }
 
@@ -316,6 +321,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
     ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
+    ("portfolio", "optimise_every"): ("portfolio_weights", "optimise_every"),
     ("portfolio", "hrp_lookback"): ("portfolio_weights", "hrp_lookback"),
     ("portfolio", "strategies"): ("portfolio_weights", "strategies"),
     ("portfolio", "ic"): ("portfolio_weights", "ic"),

@@ -143,17 +143,33 @@ def test_dagster_asset_graph_shows_every_group(servers, browser, shots):
     assert all(group in body for group in GROUPS), body[:2000]
 
 
+def _show_markdown(browser, key: str) -> None:
+    """Click a metadata entry's "[Show Markdown]" link (long markdown opens in a dialog)."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(
+        By.XPATH, f"//td[normalize-space()='{key}']/following-sibling::td//a"
+    ).click()
+
+
+def test_strategy_table_shows_the_honesty_columns(servers, browser, shots):
+    dagster, _ = servers
+    browser.get(f"{dagster}/assets/strategy_table?view=events")
+    _text_appears(browser, ("strategy_table", "pbo_logits"))
+    _show_markdown(browser, "strategy_table")
+    body = _text_appears(browser, ("ml_top_k", "buy_and_hold", "dsr", "pbo"))
+    browser.save_screenshot(str(shots / "dagster_strategy_table.png"))
+    assert all(n in body for n in ("ml_top_k", "risk_parity", "dsr", "pbo", "sharpe_gross")), body
+
+
 def test_asset_metadata_shows_its_plot(servers, browser, shots):
     from selenium.webdriver.common.by import By
 
     dagster, _ = servers
     browser.get(f"{dagster}/assets/backtest?view=events")
-    body = _text_appears(browser, ("equity_curve", "performance", "ml_top_k", "sharpe"))
-    assert "ml_top_k" in body and "sharpe" in body
-    link = browser.find_element(
-        By.XPATH, "//td[normalize-space()='equity_curve']/following-sibling::td//a"
-    )
-    link.click()  # "[Show Markdown]" opens the rendered plot in a dialog
+    body = _text_appears(browser, ("equity_curve", "performance", "drawdowns"))
+    assert "equity_curve" in body and "drawdowns" in body, body
+    _show_markdown(browser, "equity_curve")  # opens the rendered plot in a dialog
     deadline = time.monotonic() + 30
     images = []
     while not images and time.monotonic() < deadline:

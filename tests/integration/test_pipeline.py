@@ -97,7 +97,7 @@ def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
 def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
     var = pl.DataFrame(report["var"])
-    assert var.height == 3 * 2 * 2 * 2  # strategies x horizons x methods x levels
+    assert var.height == 8 * 2 * 2 * 2  # strategies x horizons x methods x levels
     assert var.select(pl.col("var", "cvar").is_finite().all()).row(0) == (True, True)
     wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
     assert (wide["0.99"] >= wide["0.95"]).all()
@@ -164,7 +164,7 @@ def test_backtest_metrics_are_finite_and_costs_charged(materialized):
     assert (daily["net"] <= daily["gross"]).all()
     assert daily["cost"].sum() > 0
     # the bundled prices carry no volume: no impact; shorts pay borrowing
-    assert daily["impact"].sum() == 0
+    assert daily["impact"].sum() == 0 and daily["spread"].sum() == 0
     assert main.filter(pl.col("strategy") == "ml_long_short")["borrow"].sum() > 0
     assert main.filter(pl.col("strategy") == "ml_top_k")["borrow"].sum() == 0
 
