@@ -276,6 +276,7 @@ def backtest(
         "date",
         "gross",
         "commission",
+        "spread",
         "impact",
         "borrow",
         "cost",

@@ -203,6 +203,7 @@ class Trial:
     metrics_equal: bool
     orphan_files: int
     stuck: int
+    differs: list[str]  # lake files whose content differs from the reference's
 
 
 def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metrics: dict) -> Trial:
@@ -221,6 +222,9 @@ def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metric
         metrics_equal=ok and backtest_metrics(home) == metrics,
         orphan_files=len(orphans(home)),
         stuck=stuck_runs(home),
+        differs=sorted(
+            k for k in set(hashes) | set(reference) if hashes.get(k) != reference.get(k)
+        ),
     )
 
 
@@ -255,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'killed in' if t.killed else 'ENDED FIRST'} {t.stage:<12} ({t.step:<22}) rerun "
             f"{'ok' if t.rerun_ok else 'FAILED'}, lake {'identical' if t.identical else 'DIFFERS'}, "
             f"metrics {'equal' if t.metrics_equal else 'DIFFER'}, orphan files {t.orphan_files}, "
-            f"stuck MLflow runs {t.stuck}",
+            f"stuck MLflow runs {t.stuck}"
+            + (f"; differs: {', '.join(t.differs)}" if t.differs else ""),
             flush=True,
         )
     summary = {

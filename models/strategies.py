@@ -59,8 +59,13 @@ def strategy_table(
     """
     series = pl.concat(
         [daily.select("strategy", "date", "net"), trials.select("strategy", "date", "net")]
-    ).unique(["strategy", "date"], keep="first")
-    wide = series.pivot(on="strategy", index="date", values="net").sort("date").drop_nulls()
+    ).unique(["strategy", "date"], keep="first", maintain_order=True)
+    # a fixed column order: the trial Sharpe ratios' spread must not depend on hash order
+    wide = (
+        series.pivot(on="strategy", index="date", values="net", sort_columns=True)
+        .sort("date")
+        .drop_nulls()
+    )
     matrix = wide.drop("date").to_numpy()
     n_trials = matrix.shape[1] + extra_trials
     # blocks of at least ~20 days, an even count, at most n_blocks

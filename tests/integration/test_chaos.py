@@ -19,5 +19,5 @@ def test_killed_run_reruns_to_the_undisturbed_result(materialized, tmp_path):
     print(f"killed in {result.step}")
     assert result.killed and result.stage == "training"
     assert result.rerun_ok
-    assert result.identical and result.metrics_equal
+    assert result.identical and result.metrics_equal, result.differs
     assert result.orphan_files == 0 and result.stuck == 0
