@@ -31,6 +31,32 @@ def random_walk_panel(n_symbols: int = 6, n_days: int = 400, seed: int = 0) -> p
     )
 
 
+@pytest.fixture(scope="session")
+def index_ohlcv() -> pl.DataFrame:
+    """Real daily OHLCV of the S&P 500 (SPX) and NASDAQ (NDX) indices, 1999-2018, as arch ships
+    them: small real data for golden-value tests."""
+    import arch.data.nasdaq
+    import arch.data.sp500
+
+    frames = []
+    for name, module in (("SPX", arch.data.sp500), ("NDX", arch.data.nasdaq)):
+        d = module.load().reset_index()
+        frames.append(
+            pl.DataFrame(
+                {
+                    "symbol": name,
+                    "date": d["Date"].dt.date,
+                    "open": d["Open"],
+                    "high": d["High"],
+                    "low": d["Low"],
+                    "close": d["Close"],
+                    "volume": d["Volume"].astype(float),
+                }
+            )
+        )
+    return pl.concat(frames)
+
+
 @pytest.fixture
 def panel() -> pl.DataFrame:
     return random_walk_panel()

@@ -19,27 +19,8 @@ CUTS = (date(2003, 3, 14), date(2008, 10, 1), date(2015, 6, 30))
 
 
 @pytest.fixture(scope="module")
-def ohlcv() -> pl.DataFrame:
-    import arch.data.nasdaq
-    import arch.data.sp500
-
-    frames = []
-    for name, module in (("SPX", arch.data.sp500), ("NDX", arch.data.nasdaq)):
-        d = module.load().reset_index()
-        frames.append(
-            pl.DataFrame(
-                {
-                    "symbol": name,
-                    "date": d["Date"].dt.date,
-                    "open": d["Open"],
-                    "high": d["High"],
-                    "low": d["Low"],
-                    "close": d["Close"],
-                    "volume": d["Volume"].astype(float),
-                }
-            )
-        )
-    return pl.concat(frames).filter(pl.col("date") >= date(2000, 1, 1))
+def ohlcv(index_ohlcv) -> pl.DataFrame:
+    return index_ohlcv.filter(pl.col("date") >= date(2000, 1, 1))
 
 
 @pytest.fixture(scope="module")

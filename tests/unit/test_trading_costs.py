@@ -15,26 +15,8 @@ from models.trading_costs import forecast_spreads, spread_estimates
 
 
 @pytest.fixture(scope="module")
-def ohlcv() -> pl.DataFrame:
-    import arch.data.nasdaq
-    import arch.data.sp500
-
-    frames = []
-    for name, module in (("SPX", arch.data.sp500), ("NDX", arch.data.nasdaq)):
-        d = module.load().reset_index()
-        frames.append(
-            pl.DataFrame(
-                {
-                    "symbol": name,
-                    "date": d["Date"].dt.date,
-                    "high": d["High"],
-                    "low": d["Low"],
-                    "close": d["Close"],
-                    "volume": d["Volume"].astype(float),
-                }
-            )
-        )
-    return pl.concat(frames).filter(pl.col("date") >= date(2010, 1, 1))
+def ohlcv(index_ohlcv) -> pl.DataFrame:
+    return index_ohlcv.drop("open").filter(pl.col("date") >= date(2010, 1, 1))
 
 
 def test_corwin_schultz_and_amihud_by_hand(ohlcv):
