@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._meta import frame_metadata, image, png_bytes, table
+from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.backtest import Costs, liquidity, performance, run_backtest
 from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
@@ -354,7 +354,7 @@ def strategy_table(
     leaks = strategy_leaks(frame)
     png = png_bytes(logit_histogram(pbo.logits, pbo.pbo))
     path = reports.write("pbo_logits.png", png)
-    reports.write("strategy_table.md", frame.to_pandas().to_markdown(index=False, floatfmt=".3f"))
+    reports.write("strategy_table.md", to_markdown(frame, ".3f"))
     with tracker.asset_run(context) as parent:
         mlflow.log_metrics(
             {"pbo": pbo.pbo, "prob_oos_loss": pbo.prob_oos_loss, "n_trials": frame["n_trials"][0]}
