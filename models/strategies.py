@@ -33,13 +33,14 @@ TABLE_COLUMNS = (
 
 
 def top_k_variants(
-    signals: pl.DataFrame, ks: Sequence[int], everies: Sequence[int], long_short: bool = False
+    signals: pl.DataFrame, ks: Sequence[int], everies: Sequence[int]
 ) -> Iterator[tuple[str, pl.DataFrame]]:
-    """``(name, weights)`` for every (top-k, rebalance interval) pair of the ML book."""
-    dates = signals["date"]
+    """``(name, weights)`` for every (top-k, rebalance interval) pair of the ML top-k book."""
     for k, every in product(ks, everies):
-        name = f"ml_{'long_short' if long_short else 'top_k'}[k={k},every={every}]"
-        yield name, top_k_weights(signals, rebalance_dates(dates, every), k, long_short=long_short)
+        yield (
+            f"ml_top_k[k={k},every={every}]",
+            top_k_weights(signals, rebalance_dates(signals["date"], every), k),
+        )
 
 
 def strategy_table(

@@ -131,8 +131,7 @@ def optimised_weights(
     all_dates, symbols, matrix = to_dense(returns, "ret")
     forecasts = None
     if mu is not None:
-        index = {s: i for i, s in enumerate(symbols)}
-        mu = mu.filter(pl.col(SYMBOL).is_in(list(index)))
+        mu = mu.filter(pl.col(SYMBOL).is_in(symbols.tolist()))
         forecasts = {
             day: dict(zip(part[SYMBOL].to_list(), part["mu"].to_numpy(), strict=True))
             for (day,), part in mu.partition_by(DATE, as_dict=True).items()
