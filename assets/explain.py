@@ -1,21 +1,25 @@
-"""Explain group: SHAP explanations of the tree base models on the most recent rows."""
+"""Explain group: SHAP explanations of a tree base model on the most recent rows."""
 
 import mlflow
+import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
-from assets._meta import frame_metadata, image, png_bytes, table
+from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.estimators import get_spec
-from models.explain import mean_abs_shap, tree_shap
-from models.plots import shap_summary
+from models.explain import distil, mean_abs_shap, reasons, tree_shap
+from models.features.registry import describe
+from models.plots import shap_dependence, shap_summary
 from models.training import BaseModels
 
 
 class ShapConfig(Config):
     model: str = Field(default="lightgbm", description="Base model to explain (a tree model).")
     n_rows: int = Field(default=2000, description="Most recent feature rows explained.")
+    top_features: int = Field(default=3, description="Features given a dependence plot.")
+    surrogate_depth: int = Field(default=3, description="Depth of the distilled surrogate tree.")
 
 
 @asset(group_name="explain", kinds={"shap", "mlflow"}, io_manager_key="lake")
@@ -27,30 +31,65 @@ def shap_explanations(
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
-    """Mean absolute SHAP value per feature of one tuned base model on the latest rows, with the
-    beeswarm summary plot attached."""
+    """Exact TreeSHAP of one tuned base model on the latest rows: global importance with each
+    feature described, beeswarm and dependence plots, the reasons behind the newest day's
+    predictions, and a shallow surrogate tree with its fidelity."""
     if config.model not in base_models.fitted:
         raise ValueError(
             f"explain.model {config.model!r} is not among the trained models "
             f"{list(base_models.fitted)}"
         )
     columns = get_spec(config.model).columns(base_models.feature_names)
-    rows = feature_matrix.sort("date").tail(config.n_rows)
-    explanation = tree_shap(
-        base_models.fitted[config.model], rows.select(columns).to_numpy(), columns
+    rows = feature_matrix.sort("date", "symbol").tail(config.n_rows)
+    X = rows.select(columns).to_numpy()
+    explanation = tree_shap(base_models.fitted[config.model], X, columns)
+    importance = mean_abs_shap(explanation).join(
+        describe(columns).select("feature", "description"), on="feature", how="left"
     )
-    importance = mean_abs_shap(explanation)
-    png = png_bytes(shap_summary(explanation))
-    path = reports.write("shap_summary.png", png)
+    top = importance["feature"].head(config.top_features).to_list()
+    newest = rows["date"].max()
+    why = (
+        reasons(explanation, rows.select("symbol", "date"))
+        .filter(pl.col("date") == newest)
+        .sort("prediction", descending=True)
+    )
+    prediction = explanation.values.sum(axis=1) + explanation.base_values
+    _, fidelity, rules = distil(np.nan_to_num(X), prediction, columns, config.surrogate_depth)
+    summary = png_bytes(shap_summary(explanation))
+    dependence = png_bytes(shap_dependence(explanation, top))
+    written = [
+        reports.write("shap_summary.png", summary),
+        reports.write("shap_dependence.png", dependence),
+        reports.write(
+            "shap_explanations.md",
+            "\n\n".join(
+                [
+                    f"# SHAP explanations of `{config.model}`",
+                    to_markdown(importance),
+                    f"## Why these assets on {newest}",
+                    to_markdown(why, ".5f"),
+                    f"## Surrogate tree (depth {config.surrogate_depth}), fidelity R² "
+                    f"{fidelity:.3f}",
+                    f"```\n{rules}```",
+                ]
+            ),
+        ),
+    ]
     with tracker.asset_run(context) as run:
-        mlflow.log_artifact(str(path), "explain")
+        mlflow.log_metric("surrogate_fidelity_r2", fidelity)
+        for path in written:
+            mlflow.log_artifact(str(path), "explain")
         mlflow.log_table(importance.to_pandas(), "explain/mean_abs_shap.json")
     return Output(
         importance,
         metadata={
             **frame_metadata(importance),
             "top_features": table(importance.head(10)),
-            "shap_summary": image(png, "SHAP summary"),
+            "shap_summary": image(summary, "SHAP summary"),
+            "shap_dependence": image(dependence, "SHAP dependence"),
+            f"why_{newest}": table(why.head(10), ".5f"),
+            "surrogate_fidelity_r2": fidelity,
+            "surrogate_rules": MetadataValue.md(f"```\n{rules}```"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )

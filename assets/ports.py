@@ -51,5 +51,8 @@ class ReportStore(Protocol):
     def write(self, name: str, data: bytes | str) -> Path:
         """Write a report file atomically and return its path."""
 
+    def read(self, name: str) -> bytes | None:
+        """A report file's bytes, or None when it was never written."""
+
     def paths(self) -> Iterator[Path]:
         """Every report file written so far."""

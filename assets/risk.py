@@ -12,8 +12,10 @@ from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.anomaly import anomalies
 from models.backtest import performance
-from models.plots import var_lines
-from models.risk import STRESS_EPISODES, stress_test, var_table
+from models.plots import var_backtest_plot
+from models.risk import STRESS_EPISODES, stress_test
+from models.var import METHODS, var_table
+from models.var_backtest import backtest_var, coverage_table
 
 
 class RiskConfig(Config):
@@ -23,7 +25,9 @@ class RiskConfig(Config):
         default="ml_top_k", description="Strategy whose returns and live book are assessed."
     )
     methods: list[str] = Field(
-        default=["historical", "normal"], description="VaR methods: historical, normal."
+        default=list(METHODS),
+        description="VaR / ES methods: historical, normal, student_t, cornish_fisher, evt "
+        "(peaks over threshold), fhs_garch (filtered historical simulation on a GARCH(1,1)).",
     )
     stress_episodes: dict[str, list[str]] = Field(
         default={
@@ -31,6 +35,86 @@ class RiskConfig(Config):
             for name, (start, end) in STRESS_EPISODES.items()
         },
         description="Historical episodes (name -> [first day, last day]) today's book is replayed through.",
+    )
+
+
+class VarBacktestConfig(Config):
+    strategy: str = Field(
+        default="ml_top_k", description="Strategy whose net returns are backtested."
+    )
+    levels: list[float] = Field(default=[0.95, 0.99], description="VaR confidence levels.")
+    methods: list[str] = Field(default=list(METHODS), description="VaR methods backtested.")
+    window: int = Field(
+        default=500, description="Trading days of history behind each one-day-ahead forecast."
+    )
+    refit_every: int = Field(
+        default=20,
+        description="Days between maximum-likelihood refits (Student-t, EVT, GARCH); the "
+        "moment and quantile methods are re-estimated daily, GARCH filters its volatility daily.",
+    )
+
+
+@asset(group_name="risk", kinds={"polars", "mlflow"}, io_manager_key="lake")
+def var_backtest(
+    context: AssetExecutionContext,
+    config: VarBacktestConfig,
+    backtest: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[pl.DataFrame]:
+    """Every VaR method forecast one day ahead from a rolling window of the strategy's
+    out-of-sample net returns, and backtested: exceptions, Kupiec, Christoffersen, Basel zone."""
+    book = backtest.filter(
+        (pl.col("strategy") == config.strategy) & (pl.col("role") == "strategy")
+    ).sort("date")
+    if book.height <= config.window + 50:
+        raise ValueError(
+            f"var_backtest: {book.height} days of {config.strategy!r} returns leave fewer than "
+            f"50 forecast days after a window of {config.window}; lower risk.var_window"
+        )
+    forecasts = backtest_var(
+        book["date"].to_numpy(),
+        book["net"].to_numpy(),
+        config.methods,
+        config.levels,
+        config.window,
+        config.refit_every,
+    )
+    coverage = coverage_table(forecasts)
+    pngs = {lv: png_bytes(var_backtest_plot(forecasts, lv)) for lv in config.levels}
+    paths = [reports.write(f"var_backtest_{int(lv * 100)}.png", p) for lv, p in pngs.items()]
+    paths.append(reports.write("var_coverage.md", to_markdown(coverage, ".3f")))
+    with tracker.asset_run(context) as run:
+        for row in coverage.to_dicts():
+            key = f"{row['method']}_{int(row['level'] * 100)}"
+            mlflow.log_metrics(
+                {f"exceptions_{key}": row["exceptions"], f"kupiec_p_{key}": row["kupiec_p"]}
+            )
+        for path in paths:
+            mlflow.log_artifact(str(path), "var_backtest")
+    shown = coverage.select(
+        "method",
+        "level",
+        "days",
+        "exceptions",
+        "expected",
+        "kupiec_p",
+        "independence_p",
+        "conditional_p",
+        "zone",
+    )
+    return Output(
+        forecasts,
+        metadata={
+            **frame_metadata(forecasts),
+            "coverage": table(shown, ".3f"),
+            "red_zone": int((coverage["zone"] == "red").sum()),
+            **{
+                f"var_backtest_{int(lv * 100)}": image(p, f"returns vs rolling {lv:.0%} VaR")
+                for lv, p in pngs.items()
+            },
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+        },
     )
 
 
@@ -43,22 +127,18 @@ def risk_report(
     market_prices: pl.DataFrame,
     alt_data: pl.DataFrame,
     return_anomalies: pl.DataFrame,
+    var_backtest: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:
     """Historical and parametric VaR / CVaR of every strategy's out-of-sample net returns, and
     today's book replayed through historical stress episodes; written to ``reports/``."""
     backtest = backtest.filter(pl.col("role") == "strategy")  # not the variants tried
-    var = (
-        pl.concat(
-            var_table(p["net"].to_numpy(), config.levels, horizon=h).with_columns(
-                strategy=pl.lit(name)
-            )
-            for (name,), p in backtest.group_by("strategy", maintain_order=True)
-            for h in config.horizons
-        )
-        .select("strategy", "horizon_days", "method", "level", "var", "cvar")
-        .filter(pl.col("method").is_in(config.methods))
+    var = pl.concat(
+        var_table(p["net"].to_numpy(), config.levels, config.horizons, config.methods)
+        .with_columns(strategy=pl.lit(name))
+        .select("strategy", "horizon_days", "method", "level", "var", "es", "note")
+        for (name,), p in backtest.group_by("strategy", maintain_order=True)
     )
     live = portfolio_weights.filter(
         (pl.col("kind") == "live") & (pl.col("strategy") == config.strategy)
@@ -82,20 +162,10 @@ def risk_report(
             for (name,), p in backtest.group_by("strategy", maintain_order=True)
         ]
     )
-    chosen = backtest.filter(pl.col("strategy") == config.strategy)
-    one_day = var.filter(
-        (pl.col("strategy") == config.strategy)
-        & (pl.col("horizon_days") == 1)
-        & (pl.col("method") == "historical")
-    )
-    figure = var_lines(
-        chosen["date"].to_numpy(),
-        chosen["net"].to_numpy(),
-        {f"VaR{int(r['level'] * 100)}": r["var"] for r in one_day.to_dicts()},
-    )
-    png = png_bytes(figure)
+    coverage = coverage_table(var_backtest)
+    png = png_bytes(var_backtest_plot(var_backtest, max(config.levels)))
     flagged = return_anomalies.filter(pl.col("anomaly")).sort("score", descending=True).head(15)
-    markdown = _markdown(perf, var, stress, live, flagged, context.run_id)
+    markdown = _markdown(perf, var, coverage, stress, live, flagged, context.run_id)
     written = [
         reports.write("risk_report.md", markdown),
         reports.write(
@@ -103,6 +173,7 @@ def risk_report(
             json.dumps(
                 {
                     "var": var.to_dicts(),
+                    "var_backtest": coverage.to_dicts(),
                     "stress": stress.with_columns(
                         pl.col("start", "end").cast(pl.String)
                     ).to_dicts(),
@@ -117,11 +188,11 @@ def risk_report(
     with tracker.asset_run(context) as run:
         for row in var.filter(pl.col("strategy") == config.strategy).to_dicts():
             key = f"{row['method']}_{int(row['level'] * 100)}_{row['horizon_days']}d"
-            mlflow.log_metrics({f"var_{key}": row["var"], f"cvar_{key}": row["cvar"]})
+            mlflow.log_metrics({f"var_{key}": row["var"], f"es_{key}": row["es"]})
         for path in written:
             mlflow.log_artifact(str(path), "report")
     return Output(
-        {"var": var, "stress": stress, "performance": perf},
+        {"var": var, "var_backtest": coverage, "stress": stress, "performance": perf},
         metadata={
             "var": table(var),
             "stress": table(stress),
@@ -135,6 +206,7 @@ def risk_report(
 def _markdown(
     perf: pl.DataFrame,
     var: pl.DataFrame,
+    coverage: pl.DataFrame,
     stress: pl.DataFrame,
     live: pl.DataFrame,
     flagged: pl.DataFrame,
@@ -151,6 +223,8 @@ def _markdown(
                 "![equity curves](equity_curve.png)",
                 "## Value at risk and expected shortfall (loss as a fraction of value)",
                 to_markdown(var),
+                "## VaR backtest: rolling one-day-ahead forecasts of the assessed strategy",
+                to_markdown(coverage, ".3f"),
                 "![returns vs VaR](var_backtest.png)",
                 "## Stress test: today's book replayed through historical episodes",
                 to_markdown(stress),

@@ -1,19 +1,45 @@
-"""SHAP explanations of tree models."""
+"""SHAP explanations of the tree models, per-row reasons and a distilled surrogate tree.
+
+Exact TreeSHAP comes from the libraries' own contribution output (LightGBM ``pred_contrib``,
+XGBoost ``pred_contribs``: C++ and multi-threaded, the fast path); scikit-learn forests go
+through ``shap.TreeExplainer``. Either way the values are wrapped in a ``shap.Explanation`` so
+the ``shap`` package draws the plots.
+"""
 
 import numpy as np
 import polars as pl
 import shap
+from lightgbm import LGBMModel
+from sklearn.metrics import r2_score
+from sklearn.tree import DecisionTreeRegressor, export_text
+from xgboost import DMatrix, XGBModel
+
+
+def tree_contributions(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SHAP values ``(n, p)`` and the expected value per row ``(n,)``; the two sum to the
+    model's raw prediction for each row (additivity)."""
+    X = np.asarray(X, dtype=float)
+    if isinstance(model, LGBMModel):
+        out = model.predict(X, pred_contrib=True)
+    elif isinstance(model, XGBModel):
+        out = model.get_booster().predict(DMatrix(X), pred_contribs=True).astype(float)
+    else:
+        explainer = shap.TreeExplainer(model)
+        values = explainer.shap_values(X, check_additivity=False)
+        base = np.broadcast_to(np.asarray(explainer.expected_value, dtype=float), len(X))
+        return np.asarray(values, dtype=float), base.copy()
+    return out[:, :-1], out[:, -1]
 
 
 def tree_shap(model, X: np.ndarray, feature_names: list[str]) -> shap.Explanation:
     """Exact TreeSHAP values of a fitted tree ensemble (LightGBM, XGBoost, sklearn forests)."""
-    explainer = shap.TreeExplainer(model)
-    return _named(explainer(np.asarray(X, dtype=float)), feature_names)
-
-
-def _named(explanation: shap.Explanation, feature_names: list[str]) -> shap.Explanation:
-    explanation.feature_names = list(feature_names)
-    return explanation
+    values, base = tree_contributions(model, X)
+    return shap.Explanation(
+        values=values,
+        base_values=base,
+        data=np.asarray(X, dtype=float),
+        feature_names=list(feature_names),
+    )
 
 
 def mean_abs_shap(explanation: shap.Explanation) -> pl.DataFrame:
@@ -22,3 +48,28 @@ def mean_abs_shap(explanation: shap.Explanation) -> pl.DataFrame:
     return pl.DataFrame({"feature": explanation.feature_names, "mean_abs_shap": values}).sort(
         "mean_abs_shap", descending=True
     )
+
+
+def reasons(explanation: shap.Explanation, keys: pl.DataFrame, top: int = 3) -> pl.DataFrame:
+    """ "Why this asset, on this date": for each row of ``keys`` (aligned with the explained
+    rows) the ``top`` features that pushed its prediction most, with their SHAP values."""
+    values = np.asarray(explanation.values)
+    names = np.asarray(explanation.feature_names)
+    order = np.argsort(-np.abs(values), axis=1)[:, :top]
+    rows = np.arange(len(values))[:, None]
+    return keys.with_columns(
+        prediction=pl.Series(values.sum(axis=1) + np.asarray(explanation.base_values)),
+        **{f"feature_{i + 1}": pl.Series(names[order[:, i]]) for i in range(top)},
+        **{f"shap_{i + 1}": pl.Series(values[rows[:, 0], order[:, i]]) for i in range(top)},
+    )
+
+
+def distil(
+    X: np.ndarray, prediction: np.ndarray, feature_names: list[str], max_depth: int = 3
+) -> tuple[DecisionTreeRegressor, float, str]:
+    """A shallow surrogate tree fitted to a model's predictions: the tree, its fidelity (R^2
+    of the surrogate to the model on the same rows) and its rules as text."""
+    tree = DecisionTreeRegressor(max_depth=max_depth, min_samples_leaf=50, random_state=0)
+    tree.fit(X, prediction)
+    fidelity = float(r2_score(prediction, tree.predict(X)))
+    return tree, fidelity, export_text(tree, feature_names=list(feature_names), decimals=4)

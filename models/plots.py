@@ -72,20 +72,28 @@ def ic_over_time(ic: pl.DataFrame, window: int = 63) -> Figure:
     return fig
 
 
-def var_lines(dates: np.ndarray, returns: np.ndarray, var: dict[str, float]) -> Figure:
-    """Daily returns against constant VaR lines, exceptions marked."""
-    fig = Figure(figsize=(9, 4))
-    ax = fig.subplots()
-    ax.plot(dates, returns, lw=0.6, color="grey", label="daily net return")
-    colors = plt.get_cmap("tab10").colors[1:]
-    for (name, value), color in zip(var.items(), colors, strict=False):
-        ax.axhline(-value, lw=1, ls="--", color=color, label=f"-{name} = {value:.2%}")
-        hits = returns < -value
-        ax.scatter(dates[hits], returns[hits], s=8, color=color)
-    ax.set(
-        title="Daily net returns vs full-period historical VaR (exceptions marked)", ylabel="return"
-    )
-    ax.legend(fontsize=8)
+def var_backtest_plot(forecasts: pl.DataFrame, level: float, title: str = "") -> Figure:
+    """Daily returns against each method's rolling one-day VaR at ``level``, exceptions marked;
+    from ``[date, method, level, ret, var, exception]`` (one panel per method)."""
+    chosen = forecasts.filter(pl.col("level") == level).sort("date")
+    methods = chosen["method"].unique(maintain_order=True).to_list()
+    fig = Figure(figsize=(10, 1.9 * len(methods) + 0.6))
+    axes = np.atleast_1d(fig.subplots(len(methods), 1, sharex=True, sharey=True))
+    for ax, method in zip(axes, methods, strict=True):
+        part = chosen.filter(pl.col("method") == method)
+        dates, ret, var = (part[c].to_numpy() for c in ("date", "ret", "var"))
+        hits = part["exception"].to_numpy()
+        ax.plot(dates, ret, lw=0.5, color="grey")
+        ax.plot(dates, -var, lw=0.9, color="tab:blue")
+        ax.scatter(dates[hits], ret[hits], s=9, color="tab:red", zorder=3)
+        ax.set_title(
+            f"{method}: {hits.sum()} exceptions in {len(hits)} days "
+            f"(expected {len(hits) * (1 - level):.1f})",
+            fontsize=9,
+            loc="left",
+        )
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"Daily returns vs rolling {level:.0%} VaR (red: exceptions)")
     fig.tight_layout()
     return fig
 
@@ -98,6 +106,22 @@ def shap_summary(explanation: shap.Explanation, max_display: int = 15) -> Figure
     fig.set_size_inches(9, 6)
     fig.tight_layout()
     plt.close(fig)
+    return fig
+
+
+def shap_dependence(explanation: shap.Explanation, features: list[str]) -> Figure:
+    """SHAP dependence: each feature's value against its SHAP value, one panel per feature."""
+    fig = Figure(figsize=(4 * len(features), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(features)))
+    names = list(explanation.feature_names)
+    for ax, feature in zip(axes, features, strict=True):
+        j = names.index(feature)
+        ax.scatter(explanation.data[:, j], explanation.values[:, j], s=4, alpha=0.4)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set(xlabel=feature, ylabel="SHAP value")
+        ax.grid(alpha=0.3)
+    fig.suptitle("SHAP dependence of the top features")
+    fig.tight_layout()
     return fig
 
 

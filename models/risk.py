@@ -1,61 +1,21 @@
-"""Value at risk, expected shortfall and historical stress scenarios.
+"""Historical stress scenarios: today's book replayed through past episodes."""
 
-All risk figures are losses as positive fractions of portfolio value (VaR 0.02 = a 2 % loss).
-"""
-
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date
 
-import numpy as np
 import polars as pl
-from scipy import stats
-from skfolio.measures import cvar, value_at_risk
 
 # Historical episodes a current portfolio is replayed through (first and last trading day).
 STRESS_EPISODES: dict[str, tuple[date, date]] = {
+    "LTCM 1998": (date(1998, 7, 17), date(1998, 10, 8)),
+    "Dot-com bust 2000-02": (date(2000, 3, 24), date(2002, 10, 9)),
     "GFC: Lehman to Oct-2008 low": (date(2008, 9, 12), date(2008, 10, 10)),
     "US downgrade 2011": (date(2011, 7, 22), date(2011, 8, 10)),
+    "China devaluation 2015-16": (date(2015, 8, 10), date(2016, 2, 11)),
     "Volmageddon 2018": (date(2018, 1, 26), date(2018, 2, 8)),
+    "Q4 2018 sell-off": (date(2018, 9, 20), date(2018, 12, 24)),
     "COVID crash 2020": (date(2020, 2, 19), date(2020, 3, 23)),
 }
-
-
-def var_table(
-    returns: np.ndarray, levels: Sequence[float] = (0.95, 0.99), horizon: int = 1
-) -> pl.DataFrame:
-    """VaR and CVaR by historical simulation (skfolio) and a parametric normal fit (scipy).
-
-    ``horizon`` > 1 uses overlapping compounded ``horizon``-day returns for the historical
-    method and square-root-of-time scaling of mean and volatility for the normal one.
-    """
-    r = np.asarray(returns, dtype=float)
-    r = r[np.isfinite(r)]
-    if len(r) < 30:
-        raise ValueError(f"need at least 30 returns for VaR, got {len(r)}")
-    hist = r if horizon == 1 else np.exp(np.convolve(np.log1p(r), np.ones(horizon), "valid")) - 1
-    mu, sigma = r.mean() * horizon, r.std(ddof=1) * np.sqrt(horizon)
-    rows = []
-    for level in levels:
-        z = stats.norm.ppf(1 - level)
-        rows.append(
-            (
-                "historical",
-                level,
-                float(value_at_risk(hist, beta=level)),
-                float(cvar(hist, beta=level)),
-            )
-        )
-        rows.append(
-            (
-                "normal",
-                level,
-                float(-(mu + sigma * z)),
-                float(-(mu - sigma * stats.norm.pdf(z) / (1 - level))),
-            )
-        )
-    return pl.DataFrame(rows, schema=["method", "level", "var", "cvar"], orient="row").with_columns(
-        horizon_days=pl.lit(horizon)
-    )
 
 
 def stress_test(

@@ -217,7 +217,7 @@ def _run(
         )
         return 1
     print(f"\n✓ {len(keys)} assets materialized in {progress.done} steps, {elapsed:.0f} s")
-    print(f"  report:     {settings.reports / 'risk_report.md'}")
+    print(f"  report:     {settings.reports / 'latest' / 'report.html'}")
     print(f"  lake:       {settings.lake}")
     print("  Dagster UI: http://127.0.0.1:3000  (start both UIs with `make ui`)")
     print(

@@ -25,7 +25,7 @@ from dagster import (
     schedule,
 )
 
-from assets import explain, features, ingest, portfolio, risk, training
+from assets import explain, features, ingest, portfolio, reports, risk, training
 from assets.ingest import daily_prices_asset
 from pipelines.experiment import BUNDLED_LAST_DATE, Resolved, resolve, resolve_env_refs
 from pipelines.io_managers import LakeIOManager
@@ -39,7 +39,7 @@ from pipelines.sources import (
     HttpPriceSource,
 )
 
-ASSET_MODULES = [ingest, features, training, portfolio, explain, risk]
+ASSET_MODULES = [ingest, features, training, portfolio, explain, risk, reports]
 JOB = "all_assets_job"
 DAILY_JOB = "daily_job"
 FULL_JOB = "full_job"

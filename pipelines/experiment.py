@@ -30,12 +30,13 @@ from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig
 from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
-from assets.risk import AnomalyConfig, RiskConfig
+from assets.risk import AnomalyConfig, RiskConfig, VarBacktestConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
 from models.labels import LABEL_KINDS
 from models.risk import STRESS_EPISODES
+from models.var import METHODS
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 WHOLE = ("columns", "stress_episodes")  # mappings that are values, not sections
@@ -186,7 +187,9 @@ class RiskSection(Section):
     levels: list[float] = _inherit(RiskConfig, "levels")
     horizons: list[int] = _inherit(RiskConfig, "horizons")
     strategy: Literal[STRATEGIES] = _inherit(RiskConfig, "strategy")
-    methods: list[Literal["historical", "normal"]] = _inherit(RiskConfig, "methods")
+    methods: list[Literal[METHODS]] = _inherit(RiskConfig, "methods")
+    var_window: int = _inherit(VarBacktestConfig, "window", ge=60)
+    var_refit_every: int = _inherit(VarBacktestConfig, "refit_every", ge=1)
     stress_episodes: dict[str, tuple[date, date]] = Field(
         default_factory=lambda: dict(STRESS_EPISODES),
         description=RiskConfig.model_fields["stress_episodes"].description,
@@ -340,6 +343,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "strategy"): ("risk_report", "strategy"),
     ("risk", "methods"): ("risk_report", "methods"),
     ("risk", "stress_episodes"): ("risk_report", "stress_episodes"),
+    ("risk", "var_window"): ("var_backtest", "window"),
+    ("risk", "var_refit_every"): ("var_backtest", "refit_every"),
     ("risk", "anomaly_days"): ("return_anomalies", "days"),
     ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
     ("explain", "model"): ("shap_explanations", "model"),
@@ -371,6 +376,9 @@ class Resolved:
         for (section, key), (asset, name) in ROUTES.items():
             ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
         ops["daily_prices"] = ops["price_history"]  # the daily ingest shares the history's Config
+        # the VaR backtest assesses the report's strategy at its levels with its methods
+        for key in ("strategy", "levels", "methods"):
+            ops["var_backtest"]["config"][key] = ops["risk_report"]["config"][key]
         # statistical forecasts span the label's horizon, and the models that read them turn
         # them on
         features = ops["feature_matrix"]["config"]

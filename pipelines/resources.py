@@ -139,5 +139,9 @@ class ReportsResource(ConfigurableResource):
         payload = data.encode() if isinstance(data, str) else data
         return write_atomic(Path(self.base_dir) / name, lambda f: f.write(payload))
 
+    def read(self, name: str) -> bytes | None:
+        path = Path(self.base_dir) / name
+        return path.read_bytes() if path.is_file() else None
+
     def paths(self) -> Iterator[Path]:
         return (p for p in sorted(Path(self.base_dir).iterdir()) if not p.name.startswith("."))

@@ -25,7 +25,7 @@ if not (CHROMIUM and DRIVER):
         "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)",
         allow_module_level=True,
     )
-GROUPS = ("ingest", "features", "training", "portfolio", "risk", "explain")
+GROUPS = ("ingest", "features", "training", "portfolio", "risk", "explain", "reports")
 
 
 def _free_port() -> int:
@@ -208,3 +208,30 @@ def test_registry_shows_the_challenger_alias(servers, browser, shots):
     body = _text_appears(browser, ("alphaforge-ensemble", "challenger"))
     browser.save_screenshot(str(shots / "mlflow_registry.png"))
     assert "challenger" in body and "Version 1" in body
+
+
+def _figure_shown(browser, caption: str) -> dict:
+    """Scroll a report figure into view; its image's decoded size and whether it is shown."""
+    from selenium.webdriver.common.by import By
+
+    img = browser.find_element(By.XPATH, f"//figure[figcaption[contains(., '{caption}')]]/img")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
+    return {
+        "width": browser.execute_script("return arguments[0].naturalWidth;", img),
+        "complete": browser.execute_script("return arguments[0].complete;", img),
+        "displayed": img.is_displayed(),
+    }
+
+
+def test_html_report_shows_the_var_backtest_and_the_shap_summary(materialized, browser, shots):
+    page = materialized.home / "reports" / "latest" / "report.html"
+    browser.get(page.resolve().as_uri())
+    body = _text_appears(browser, ("AlphaForge run report", "VaR backtest", "Explanations"))
+    for needle in ("kupiec_p", "independence_p", "zone", "fhs_garch", "evt", "dsr", "pbo"):
+        assert needle in body, needle
+    var = _figure_shown(browser, "99% VaR")
+    browser.save_screenshot(str(shots / "report_var_backtest.png"))
+    shap = _figure_shown(browser, "SHAP summary")
+    browser.save_screenshot(str(shots / "report_shap_summary.png"))
+    for shown in (var, shap):
+        assert shown["complete"] and shown["displayed"] and shown["width"] > 500, shown

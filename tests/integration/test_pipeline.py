@@ -30,6 +30,8 @@ ALL_ASSETS = {
     "strategy_table",
     "shap_explanations",
     "risk_report",
+    "var_backtest",
+    "run_report",
     "sector_map",
     "return_anomalies",
     "price_quarantine",
@@ -97,11 +99,12 @@ def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
 def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
     var = pl.DataFrame(report["var"])
-    assert var.height == 8 * 2 * 2 * 2  # strategies x horizons x methods x levels
-    assert var.select(pl.col("var", "cvar").is_finite().all()).row(0) == (True, True)
+    assert var.height == 8 * 2 * 6 * 2  # strategies x horizons x methods x levels
+    assert var.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
     wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
     assert (wide["0.99"] >= wide["0.95"]).all()
-    assert (var["cvar"] >= var["var"] - 1e-12).all()
+    assert (var["es"] >= var["var"] - 1e-12).all()
+    assert pl.DataFrame(report["var_backtest"]).height == 6 * 2
     stress = pl.DataFrame(report["stress"])
     assert stress.filter(pl.col("episode").str.starts_with("COVID"))["portfolio_return"][0] < 0
     assert (
@@ -109,6 +112,49 @@ def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
         .read_text()
         .startswith("# AlphaForge risk report")
     )
+
+
+def test_var_backtest_forecasts_only_from_earlier_returns(materialized):
+    lake = materialized.home / "lake"
+    forecasts = pl.read_parquet(lake / "var_backtest.parquet")
+    book = (
+        pl.read_parquet(lake / "backtest.parquet")
+        .filter(strategy="ml_top_k", role="strategy")
+        .sort("date")
+    )
+    # the first forecast comes after a full window (500 days) of the book's own returns
+    assert forecasts["date"].min() == book["date"][500]
+    assert forecasts.group_by("method", "level").len()["len"].unique().to_list() == [
+        book.height - 500
+    ]
+    assert forecasts.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
+    assert (forecasts["exception"] == (forecasts["ret"] < -forecasts["var"])).all()
+    # the forecast for a day equals the estimate from the 500 returns before it
+    from models.var import estimate
+
+    day = book["date"][700]
+    net = book["net"].to_numpy()
+    row = forecasts.filter(date=day, method="historical", level=0.99)
+    assert row["var"][0] == pytest.approx(estimate(net[200:700], "historical", 0.99).var)
+
+
+def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
+    reports = materialized.home / "reports"
+    run_id = materialized.result.run_id
+    page = (reports / run_id / "report.html").read_text()
+    assert page == (reports / "latest" / "report.html").read_text()
+    assert run_id in page and page.count("data:image/png;base64,") >= 5
+    data = json.loads((reports / run_id / "report.json").read_text())
+    assert set(data) == {
+        "Strategies",
+        "VaR backtest",
+        "Value at risk and expected shortfall",
+        "Stress tests",
+        "Explanations",
+    }
+    coverage = pl.DataFrame(data["VaR backtest"][1])
+    assert set(coverage["zone"]) <= {"green", "yellow", "red"}
+    assert coverage["kupiec_p"].is_between(0, 1).all()
 
 
 def test_oof_predictions_lie_after_each_fold_training_window(materialized):
@@ -146,7 +192,9 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "backtest",
         "strategy_table",
         "shap_explanations",
+        "var_backtest",
         "risk_report",
+        "run_report",
     }
     trials = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE '%-trial-%'")
     assert len(trials) == 2 * 10  # two models, ten trials each in the fast profile

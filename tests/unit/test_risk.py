@@ -1,41 +1,10 @@
 from datetime import date
 
-import numpy as np
 import polars as pl
 import pytest
-from scipy import stats
 
 from models.features.alternative import empty_alt
-from models.risk import stress_test, var_table
-
-
-def test_var_table_matches_definitions():
-    rng = np.random.default_rng(3)
-    r = rng.standard_t(4, 5000) * 0.01
-    table = var_table(r, (0.95, 0.99))
-    hist = table.filter(pl.col("method") == "historical")
-    # historical VaR is the empirical loss quantile, CVaR the mean loss beyond it
-    q95 = -np.quantile(r, 0.05)
-    assert hist.filter(pl.col("level") == 0.95)["var"][0] == pytest.approx(q95, rel=0.02)
-    tail = r[r <= -hist.filter(pl.col("level") == 0.95)["var"][0]]
-    assert hist.filter(pl.col("level") == 0.95)["cvar"][0] == pytest.approx(-tail.mean(), rel=0.02)
-    normal = table.filter((pl.col("method") == "normal") & (pl.col("level") == 0.99)).row(
-        0, named=True
-    )
-    assert normal["var"] == pytest.approx(-(r.mean() + r.std(ddof=1) * stats.norm.ppf(0.01)))
-    assert (table["cvar"] > table["var"]).all()
-
-
-def test_ten_day_var_exceeds_one_day():
-    r = np.random.default_rng(0).normal(0, 0.01, 2000)
-    one = var_table(r, (0.99,), horizon=1)
-    ten = var_table(r, (0.99,), horizon=10)
-    assert (ten["var"] > 2.5 * one["var"]).all()
-
-
-def test_too_few_returns_is_an_error():
-    with pytest.raises(ValueError, match="at least 30"):
-        var_table(np.zeros(10))
+from models.risk import stress_test
 
 
 def test_stress_test_replays_weights_and_reports_coverage():

@@ -1,0 +1,110 @@
+"""Reports group: one self-contained HTML report per run, with the JSON behind its tables."""
+
+import mlflow
+import polars as pl
+from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
+
+from assets._meta import png_bytes
+from assets.ports import ReportStore, Tracker
+from models.plots import equity_curves, var_backtest_plot
+from models.report import Figure, Section, html_report, report_json
+from models.var_backtest import coverage_table
+
+
+@asset(group_name="reports", kinds={"html", "mlflow"}, io_manager_key="lake")
+def run_report(
+    context: AssetExecutionContext,
+    backtest: pl.DataFrame,
+    strategy_table: pl.DataFrame,
+    var_backtest: pl.DataFrame,
+    risk_report: dict,
+    shap_explanations: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[dict]:
+    """The run's results on one page, ``reports/<run id>/report.html`` and
+    ``reports/latest/report.html`` (figures embedded), with ``report.json``: strategies and
+    their honesty figures, VaR and its backtest, stress tests and SHAP explanations."""
+    strategies = backtest.filter(pl.col("role") == "strategy")
+    levels = sorted(var_backtest["level"].unique())
+    shap_figures = [
+        Figure(png, caption)
+        for name, caption in (
+            ("shap_summary.png", "SHAP summary (beeswarm) of the explained model"),
+            ("shap_dependence.png", "SHAP dependence of the top features"),
+        )
+        if (png := reports.read(name)) is not None
+    ]
+    sections = [
+        Section(
+            "Strategies",
+            (
+                "Out-of-sample, net of commissions, spread, market impact and borrowing. "
+                "The deflated Sharpe ratio accounts for every trial run; PBO is the "
+                "probability that the in-sample best is below the median out of sample.",
+                strategy_table,
+                Figure(png_bytes(equity_curves(strategies)), "Equity curves, net of costs"),
+            ),
+        ),
+        Section(
+            "VaR backtest",
+            (
+                "Each method forecasts tomorrow's VaR from a rolling window of past net "
+                "returns only; exceptions are days the loss exceeded it. Kupiec tests the "
+                "exception rate, Christoffersen their independence; the Basel zone counts the "
+                "last 250 days.",
+                coverage_table(var_backtest),
+                *(
+                    Figure(png_bytes(var_backtest_plot(var_backtest, lv)), f"{lv:.0%} VaR")
+                    for lv in levels
+                ),
+            ),
+        ),
+        Section(
+            "Value at risk and expected shortfall",
+            (
+                "Losses as fractions of value, from each strategy's whole out-of-sample history.",
+                risk_report["var"],
+            ),
+        ),
+        Section(
+            "Stress tests",
+            (
+                "Today's book replayed through historical episodes (null: outside the data).",
+                risk_report["stress"],
+            ),
+        ),
+        Section(
+            "Explanations",
+            (
+                "Exact TreeSHAP values on the latest rows; features described from the "
+                "feature registry.",
+                shap_explanations.head(20),
+                *shap_figures,
+            ),
+        ),
+    ]
+    subtitle = f"Dagster run {context.run_id}"
+    page = html_report("AlphaForge run report", subtitle, sections)
+    data = report_json(sections)
+    written = [
+        reports.write(f"{folder}/{name}", payload)
+        for folder in (context.run_id, "latest")
+        for name, payload in (("report.html", page), ("report.json", data))
+    ]
+    with tracker.asset_run(context) as run:
+        for path in written[:2]:
+            mlflow.log_artifact(str(path), "report")
+    return Output(
+        {
+            "html": str(written[0]),
+            "latest": str(written[2]),
+            "sections": [s.title for s in sections],
+        },
+        metadata={
+            "report": MetadataValue.path(str(written[0])),
+            "latest": MetadataValue.path(str(written[2])),
+            "report_url": MetadataValue.url(written[2].resolve().as_uri()),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+        },
+    )

@@ -1,0 +1,126 @@
+"""One self-contained HTML page from headings, text, tables and PNG figures (pure: no I/O).
+
+Figures are embedded as base64 data URIs, so the page is one file that opens anywhere: a
+browser, an MLflow artefact view, an e-mail attachment.
+"""
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import polars as pl
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;color:#1d2330;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;
+border-bottom:1px solid #dde;padding-bottom:.2rem}p.meta{color:#667}
+table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0;display:block;overflow-x:auto}
+th,td{padding:.25rem .55rem;border-bottom:1px solid #eef;text-align:right;white-space:nowrap}
+th{background:#f4f5fa}td:first-child,th:first-child{text-align:left}
+figure{margin:.8rem 0}img{max-width:100%;border:1px solid #eef}
+figcaption{font-size:.8rem;color:#667}pre{background:#f7f7fa;padding:.7rem;font-size:.78rem;
+overflow-x:auto}nav a{margin-right:.8rem;font-size:.85rem}
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading with its blocks: ``str`` (a paragraph), ``pl.DataFrame`` (a table),
+    ``Figure`` or ``Preformatted``."""
+
+    title: str
+    blocks: tuple
+
+
+@dataclass(frozen=True)
+class Figure:
+    png: bytes
+    caption: str
+
+
+@dataclass(frozen=True)
+class Preformatted:
+    text: str
+
+
+def _anchor(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def _cell(value, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.{digits}f}"  # NaN shows as empty
+    return html.escape("" if value is None else str(value))
+
+
+def html_table(frame: pl.DataFrame, digits: int = 4) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v, digits)}</td>" for v in row) + "</tr>"
+        for row in frame.rows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _block(block) -> str:
+    if isinstance(block, pl.DataFrame):
+        return html_table(block)
+    if isinstance(block, Figure):
+        data = base64.b64encode(block.png).decode()
+        caption = html.escape(block.caption)
+        return (
+            f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    if isinstance(block, Preformatted):
+        return f"<pre>{html.escape(block.text)}</pre>"
+    return f"<p>{html.escape(str(block))}</p>"
+
+
+def html_report(title: str, subtitle: str, sections: list[Section]) -> str:
+    nav = "".join(f'<a href="#{_anchor(s.title)}">{html.escape(s.title)}</a>' for s in sections)
+    body = "".join(
+        f'<section id="{_anchor(s.title)}"><h2>{html.escape(s.title)}</h2>'
+        + "".join(_block(b) for b in s.blocks)
+        + "</section>"
+        for s in sections
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<h1>{html.escape(title)}</h1><p class="meta">{html.escape(subtitle)}</p>'
+        f"<nav>{nav}</nav>{body}</body></html>"
+    )
+
+
+def report_json(sections: list[Section]) -> str:
+    """The data behind every table of the report as JSON (figures by caption)."""
+
+    def default(value):
+        if isinstance(value, date | datetime):
+            return value.isoformat()
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    def finite(frame: pl.DataFrame) -> list[dict]:  # NaN and inf are not JSON: null
+        floats = [c for c, t in frame.schema.items() if t.is_float()]
+        return frame.with_columns(
+            pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in floats
+        ).to_dicts()
+
+    out = {
+        s.title: [
+            finite(b)
+            if isinstance(b, pl.DataFrame)
+            else {"figure": b.caption}
+            if isinstance(b, Figure)
+            else {"text": b.text}
+            if isinstance(b, Preformatted)
+            else {"text": str(b)}
+            for b in s.blocks
+        ]
+        for s in sections
+    }
+    return json.dumps(out, indent=1, default=default, allow_nan=False)
