@@ -19,6 +19,7 @@ def run_report(
     var_backtest: pl.DataFrame,
     risk_report: dict,
     shap_explanations: pl.DataFrame,
+    stress_scenarios: dict,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:

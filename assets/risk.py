@@ -1,9 +1,11 @@
-"""Risk group: VaR / CVaR of the strategies and historical stress tests of today's book."""
+"""Risk group: VaR / ES by six methods and their backtest, generated scenarios, and stress
+tests of today's book."""
 
 import json
 from datetime import date
 
 import mlflow
+import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
@@ -12,8 +14,10 @@ from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.anomaly import anomalies
 from models.backtest import performance
-from models.plots import var_backtest_plot
-from models.risk import STRESS_EPISODES, stress_test
+from models.panel import daily_returns
+from models.plots import scenario_realism, var_backtest_plot
+from models.risk import STRESS_EPISODES, hypothetical_shocks, stress_test
+from models.scenarios import WindowGAN, generate_scenarios, return_windows, scenario_var
 from models.var import METHODS, var_table
 from models.var_backtest import backtest_var, coverage_table
 
@@ -118,6 +122,82 @@ def var_backtest(
     )
 
 
+class ScenarioConfig(Config):
+    length: int = Field(default=20, description="Trading days in each generated scenario.")
+    n_scenarios: int = Field(default=2000, description="Scenarios drawn.")
+    history_days: int = Field(
+        default=2520, description="Most recent trading days whose windows the GAN learns."
+    )
+    max_assets: int = Field(
+        default=30, description="Assets modelled jointly (those with a full history, by name)."
+    )
+    gan: bool = Field(default=True, description="Train the GAN; false: bootstrap only.")
+    gan_steps: int = Field(default=1500, description="GAN generator updates.")
+    seed: int = Field(default=0, description="Seed of the GAN and of the draws.")
+
+
+@asset(group_name="risk", kinds={"pytorch", "mlflow"}, io_manager_key="lake")
+def stress_scenarios(
+    context: AssetExecutionContext,
+    config: ScenarioConfig,
+    market_prices: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[dict]:
+    """Generated multi-asset return scenarios for the Monte Carlo VaR and stress tests: a GAN
+    (weekly: the heavy part) used only when it passes the realism checks against the real
+    windows (fat tails, volatility clustering, correlation, no mode collapse), else a bootstrap
+    of historical windows; the report says which."""
+    returns = daily_returns(market_prices)
+    days = returns["date"].unique().sort().tail(config.history_days)
+    wide = (
+        returns.filter(pl.col("date").is_in(days.implode()))
+        .pivot(on="symbol", index="date", values="ret", sort_columns=True)
+        .sort("date")
+    )
+    full = [c for c in wide.columns[1:] if wide[c].null_count() == 0][: config.max_assets]
+    if len(full) < 2:
+        raise ValueError(
+            f"stress_scenarios: only {len(full)} assets have returns on all of the last "
+            f"{len(days)} days; lower risk.scenario_history_days"
+        )
+    matrix = wide.select(full).to_numpy()
+
+    def progress(step: int, loss: float) -> None:
+        context.log.info(f"GAN step {step}/{config.gan_steps}: critic loss {loss:.3f}")
+
+    gan = WindowGAN(steps=config.gan_steps, random_state=config.seed) if config.gan else None
+    out = generate_scenarios(matrix, config.length, config.n_scenarios, gan, config.seed, progress)
+    real = return_windows(matrix, config.length)
+    png = png_bytes(scenario_realism(real, out.windows, out.source))
+    path = reports.write("scenario_realism.png", png)
+    with tracker.asset_run(context) as run:
+        mlflow.log_params({"source": out.source, "assets": len(full), "length": config.length})
+        for row in out.checks.to_dicts():
+            mlflow.log_metric(
+                f"gan_{row['name'].replace('|', '').replace(' ', '_')}", row["generated"]
+            )
+        mlflow.log_artifact(str(path), "scenarios")
+    return Output(
+        {
+            "symbols": full,
+            "windows": out.windows.astype(np.float32),
+            "source": out.source,
+            "checks": out.checks,
+            "reason": out.reason,
+        },
+        metadata={
+            "source": out.source,
+            "reason": out.reason,
+            "assets": len(full),
+            "scenarios": config.n_scenarios,
+            **({"realism_checks": table(out.checks, ".4f")} if out.checks.height else {}),
+            "realism": image(png, "real vs generated windows"),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+        },
+    )
+
+
 @asset(group_name="risk", kinds={"polars", "mlflow"}, io_manager_key="lake")
 def risk_report(
     context: AssetExecutionContext,
@@ -128,11 +208,13 @@ def risk_report(
     alt_data: pl.DataFrame,
     return_anomalies: pl.DataFrame,
     var_backtest: pl.DataFrame,
+    stress_scenarios: dict,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:
-    """Historical and parametric VaR / CVaR of every strategy's out-of-sample net returns, and
-    today's book replayed through historical stress episodes; written to ``reports/``."""
+    """VaR and ES of every strategy's out-of-sample net returns by every method, the VaR
+    backtest's coverage, and today's book under stress: historical episodes, hypothetical
+    market and volatility shocks, and Monte Carlo over the generated scenarios."""
     backtest = backtest.filter(pl.col("role") == "strategy")  # not the variants tried
     var = pl.concat(
         var_table(p["net"].to_numpy(), config.levels, config.horizons, config.methods)
@@ -150,12 +232,21 @@ def risk_report(
         name: (date.fromisoformat(a), date.fromisoformat(b))
         for name, (a, b) in config.stress_episodes.items()
     }
-    stress = stress_test(
-        dict(zip(live["symbol"], live["weight"], strict=True)),
-        market_prices,
-        episodes,
-        benchmark=benchmark,
+    book = dict(zip(live["symbol"], live["weight"], strict=True))
+    stress = stress_test(book, market_prices, episodes, benchmark=benchmark)
+    shocks = hypothetical_shocks(
+        book,
+        daily_returns(market_prices),
+        daily_returns(benchmark).select("date", "ret"),
+        level=max(config.levels),
     )
+    scenario = scenario_var(
+        stress_scenarios["windows"],
+        stress_scenarios["symbols"],
+        book,
+        config.levels,
+        sorted({1, stress_scenarios["windows"].shape[1]}),
+    ).with_columns(source=pl.lit(stress_scenarios["source"]))
     perf = pl.DataFrame(
         [
             {"strategy": name, **performance(p["net"].to_numpy())}
@@ -165,7 +256,18 @@ def risk_report(
     coverage = coverage_table(var_backtest)
     png = png_bytes(var_backtest_plot(var_backtest, max(config.levels)))
     flagged = return_anomalies.filter(pl.col("anomaly")).sort("score", descending=True).head(15)
-    markdown = _markdown(perf, var, coverage, stress, live, flagged, context.run_id)
+    markdown = _markdown(
+        perf,
+        var,
+        coverage,
+        stress,
+        shocks,
+        scenario,
+        stress_scenarios["reason"],
+        live,
+        flagged,
+        context.run_id,
+    )
     written = [
         reports.write("risk_report.md", markdown),
         reports.write(
@@ -174,6 +276,8 @@ def risk_report(
                 {
                     "var": var.to_dicts(),
                     "var_backtest": coverage.to_dicts(),
+                    "shocks": shocks.to_dicts(),
+                    "scenario_var": scenario.to_dicts(),
                     "stress": stress.with_columns(
                         pl.col("start", "end").cast(pl.String)
                     ).to_dicts(),
@@ -192,7 +296,15 @@ def risk_report(
         for path in written:
             mlflow.log_artifact(str(path), "report")
     return Output(
-        {"var": var, "var_backtest": coverage, "stress": stress, "performance": perf},
+        {
+            "var": var,
+            "var_backtest": coverage,
+            "stress": stress,
+            "shocks": shocks,
+            "scenario_var": scenario,
+            "scenario_source": stress_scenarios["reason"],
+            "performance": perf,
+        },
         metadata={
             "var": table(var),
             "stress": table(stress),
@@ -208,6 +320,9 @@ def _markdown(
     var: pl.DataFrame,
     coverage: pl.DataFrame,
     stress: pl.DataFrame,
+    shocks: pl.DataFrame,
+    scenario: pl.DataFrame,
+    scenario_reason: str,
     live: pl.DataFrame,
     flagged: pl.DataFrame,
     run_id: str,
@@ -228,6 +343,10 @@ def _markdown(
                 "![returns vs VaR](var_backtest.png)",
                 "## Stress test: today's book replayed through historical episodes",
                 to_markdown(stress),
+                "## Hypothetical shocks through today's book's exposures",
+                to_markdown(shocks),
+                f"## Monte Carlo VaR of today's book over generated scenarios ({scenario_reason})",
+                to_markdown(scenario),
                 "## Today's book",
                 to_markdown(live.select("symbol", "weight")),
                 "## Surveillance: most unusual asset-days lately (isolation forest fitted on earlier days)",

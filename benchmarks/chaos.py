@@ -51,9 +51,13 @@ STAGES = {
         "signals",
         "portfolio_weights",
         "backtest",
+        "strategy_table",
+        "var_backtest",
+        "stress_scenarios",
         "risk_report",
         "shap_explanations",
         "return_anomalies",
+        "run_report",
     ),
 }
 

@@ -125,6 +125,32 @@ def shap_dependence(explanation: shap.Explanation, features: list[str]) -> Figur
     return fig
 
 
+def scenario_realism(real: np.ndarray, generated: np.ndarray, source: str) -> Figure:
+    """Real against generated windows: the return distribution (log density), the
+    autocorrelation of |r| (volatility clustering) and both correlation matrices."""
+    fig = Figure(figsize=(13, 3.6))
+    ax_hist, ax_acf, ax_real, ax_gen = fig.subplots(1, 4)
+    r, g = real.ravel(), generated.ravel()
+    bins = np.linspace(np.quantile(r, 0.0005), np.quantile(r, 0.9995), 80)
+    for data, label in ((r, "real"), (g, source)):
+        ax_hist.hist(data, bins=bins, density=True, histtype="step", label=label)
+    ax_hist.set(yscale="log", title="daily returns (log density)")
+    ax_hist.legend(fontsize=8)
+    lags = np.arange(1, min(real.shape[1], 11))
+    for data, label in ((real, "real"), (generated, source)):
+        x = np.abs(data) - np.abs(data).mean(axis=(0, 1))
+        acf = [(x[:, k:] * x[:, :-k]).sum() / (x**2).sum() for k in lags]
+        ax_acf.plot(lags, acf, marker="o", label=label)
+    ax_acf.set(title="autocorrelation of |r|", xlabel="lag (days)")
+    ax_acf.legend(fontsize=8)
+    for ax, data, label in ((ax_real, real, "real"), (ax_gen, generated, source)):
+        corr = np.corrcoef(data.reshape(-1, data.shape[-1]), rowvar=False)
+        ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set(title=f"correlation: {label}", xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig
+
+
 def correlation_map(returns: pl.DataFrame) -> Figure:
     """Correlation heat-map of the columns of a wide returns table (``date`` excluded)."""
     wide = returns.drop("date")

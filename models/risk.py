@@ -1,9 +1,12 @@
-"""Historical stress scenarios: today's book replayed through past episodes."""
+"""Stress tests of today's book: replayed through historical episodes, and under hypothetical
+market and volatility shocks through its exposures."""
 
 from collections.abc import Mapping
 from datetime import date
 
+import numpy as np
 import polars as pl
+from scipy import stats
 
 # Historical episodes a current portfolio is replayed through (first and last trading day).
 STRESS_EPISODES: dict[str, tuple[date, date]] = {
@@ -71,3 +74,44 @@ def _episode_returns(prices: pl.DataFrame, start: date, end: date) -> pl.DataFra
         & ((pl.lit(end) - pl.col("d1")).dt.total_days() <= 7)
     )
     return joined.select("symbol", (pl.col("p1") / pl.col("p0") - 1).alias("ret"))
+
+
+def hypothetical_shocks(
+    weights: Mapping[str, float],
+    returns: pl.DataFrame,
+    market: pl.DataFrame,
+    market_shocks: tuple[float, ...] = (-0.05, -0.10, -0.20),
+    vol_multipliers: tuple[float, ...] = (2.0, 3.0),
+    level: float = 0.99,
+    lookback: int = 250,
+) -> pl.DataFrame:
+    """Today's book under hypothetical shocks through its exposures, from the last
+    ``lookback`` days of ``returns`` ``[symbol, date, ret]`` and ``market`` ``[date, ret]``:
+
+    - a market move of each size, passed through each holding's beta to the market;
+    - volatility multiplied by each factor: the one-day normal VaR of the book with every
+      holding's volatility scaled (correlations kept), against today's.
+    """
+    w = pl.DataFrame({"symbol": list(weights), "weight": list(weights.values())})
+    days = returns["date"].unique().sort().tail(lookback)
+    panel = (
+        returns.filter(pl.col("date").is_in(days.implode()))
+        .join(market.rename({"ret": "mkt"}), on="date")
+        .join(w, on="symbol")
+    )
+    betas = panel.group_by("symbol").agg(
+        beta=pl.cov("ret", "mkt") / pl.col("mkt").var(), weight=pl.col("weight").first()
+    )
+    book_beta = float((betas["beta"] * betas["weight"]).sum())
+    wide = panel.pivot(on="symbol", index="date", values="ret").drop("date").fill_null(0.0)
+    held = w.filter(pl.col("symbol").is_in(wide.columns))
+    cov = np.atleast_2d(np.cov(wide.select(held["symbol"].to_list()).to_numpy(), rowvar=False))
+    vec = held["weight"].to_numpy()
+    sigma = float(np.sqrt(vec @ cov @ vec))
+    z = -stats.norm.ppf(1 - level)
+    rows = [(f"market {s:+.0%} (book beta {book_beta:.2f})", book_beta * s) for s in market_shocks]
+    rows += [(f"one-day {level:.0%} VaR today", -z * sigma)]
+    rows += [
+        (f"one-day {level:.0%} VaR, volatility x{m:g}", -z * sigma * m) for m in vol_multipliers
+    ]
+    return pl.DataFrame(rows, schema=["shock", "portfolio_return"], orient="row")

@@ -109,12 +109,14 @@ def build_definitions(
     assets = [*load_assets_from_modules(ASSET_MODULES), daily_prices_asset(data.daily_from)]
     daily = AssetSelection.assets("daily_prices", "daily_quarantine")
     full = AssetSelection.all() - daily
-    # the new day's prices and the news that came with it, then everything they feed
+    # the new day's prices and the news that came with it, then everything they feed but
+    # the GAN scenarios, which the weekly rebuild retrains (the nightly risk report reads the
+    # latest ones)
     nightly_selection = (
         daily
         | AssetSelection.assets("news_sentiment")
         | AssetSelection.assets("market_prices").downstream()
-    )
+    ) - AssetSelection.assets("stress_scenarios")
 
     def job(name: str, selection: AssetSelection, description: str):
         names = {k.to_user_string() for k in selection.resolve(assets)}

@@ -30,7 +30,7 @@ from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig
 from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
-from assets.risk import AnomalyConfig, RiskConfig, VarBacktestConfig
+from assets.risk import AnomalyConfig, RiskConfig, ScenarioConfig, VarBacktestConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
@@ -190,6 +190,12 @@ class RiskSection(Section):
     methods: list[Literal[METHODS]] = _inherit(RiskConfig, "methods")
     var_window: int = _inherit(VarBacktestConfig, "window", ge=60)
     var_refit_every: int = _inherit(VarBacktestConfig, "refit_every", ge=1)
+    scenario_length: int = _inherit(ScenarioConfig, "length", ge=1, le=250)
+    scenarios: int = _inherit(ScenarioConfig, "n_scenarios", ge=100)
+    scenario_history_days: int = _inherit(ScenarioConfig, "history_days", ge=250)
+    scenario_max_assets: int = _inherit(ScenarioConfig, "max_assets", ge=2, le=200)
+    gan: bool = _inherit(ScenarioConfig, "gan")
+    gan_steps: int = _inherit(ScenarioConfig, "gan_steps", ge=1)
     stress_episodes: dict[str, tuple[date, date]] = Field(
         default_factory=lambda: dict(STRESS_EPISODES),
         description=RiskConfig.model_fields["stress_episodes"].description,
@@ -285,6 +291,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "explain": {"n_rows": 500},
         # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
         "portfolio": {"optimise_every": 21},
+        # a short GAN: its realism checks decide whether it is used (else the bootstrap)
+        "risk": {"gan_steps": 300},
     },
 }
 
@@ -345,6 +353,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "stress_episodes"): ("risk_report", "stress_episodes"),
     ("risk", "var_window"): ("var_backtest", "window"),
     ("risk", "var_refit_every"): ("var_backtest", "refit_every"),
+    ("risk", "scenario_length"): ("stress_scenarios", "length"),
+    ("risk", "scenarios"): ("stress_scenarios", "n_scenarios"),
+    ("risk", "scenario_history_days"): ("stress_scenarios", "history_days"),
+    ("risk", "scenario_max_assets"): ("stress_scenarios", "max_assets"),
+    ("risk", "gan"): ("stress_scenarios", "gan"),
+    ("risk", "gan_steps"): ("stress_scenarios", "gan_steps"),
     ("risk", "anomaly_days"): ("return_anomalies", "days"),
     ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
     ("explain", "model"): ("shap_explanations", "model"),

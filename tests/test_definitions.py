@@ -71,6 +71,13 @@ def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
         )
     ).run_requests
     assert request.partition_key == "2026-11-20"
+    # the nightly job reports on the new day; the GAN scenarios are retrained weekly only
+    from pipelines.definitions import job_assets
+
+    nightly = job_assets(defs.resolve_job_def("daily_job"))
+    assert {"var_backtest", "risk_report", "run_report"} <= nightly
+    assert "stress_scenarios" not in nightly
+    assert "stress_scenarios" in job_assets(defs.resolve_job_def("full_job"))
     weekly = defs.get_schedule_def("weekly_rebuild")
     assert weekly.job_name == "full_job" and weekly.cron_schedule == "0 6 * * 6"
     saturday = datetime(2026, 11, 21, 6, 0, tzinfo=ZoneInfo("America/New_York"))

@@ -31,6 +31,7 @@ ALL_ASSETS = {
     "shap_explanations",
     "risk_report",
     "var_backtest",
+    "stress_scenarios",
     "run_report",
     "sector_map",
     "return_anomalies",
@@ -105,6 +106,12 @@ def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     assert (wide["0.99"] >= wide["0.95"]).all()
     assert (var["es"] >= var["var"] - 1e-12).all()
     assert pl.DataFrame(report["var_backtest"]).height == 6 * 2
+    # Monte Carlo over the generated scenarios (1 and 20 days), and the hypothetical shocks
+    scenario = pl.DataFrame(report["scenario_var"])
+    assert sorted(scenario["horizon_days"].unique()) == [1, 20]
+    assert (scenario["coverage"] == 1.0).all() and (scenario["es"] >= scenario["var"]).all()
+    shocks = pl.DataFrame(report["shocks"])
+    assert shocks.filter(pl.col("shock").str.starts_with("market -10%"))["portfolio_return"][0] < 0
     stress = pl.DataFrame(report["stress"])
     assert stress.filter(pl.col("episode").str.starts_with("COVID"))["portfolio_return"][0] < 0
     assert (
@@ -138,6 +145,24 @@ def test_var_backtest_forecasts_only_from_earlier_returns(materialized):
     assert row["var"][0] == pytest.approx(estimate(net[200:700], "historical", 0.99).var)
 
 
+def test_stress_scenarios_say_whether_the_gan_passed(materialized):
+    scenarios = materialized.defs.load_asset_value(
+        "stress_scenarios", instance=materialized.instance
+    )
+    windows, checks = scenarios["windows"], scenarios["checks"]
+    assert windows.shape == (2000, 20, len(scenarios["symbols"])) and np.isfinite(windows).all()
+    assert checks["name"].to_list() == [
+        "volatility",
+        "excess kurtosis",
+        "|r| autocorrelation",
+        "mean pairwise correlation",
+        "window distance",
+    ]
+    # the GAN is used only when it passes every check; the reason says which way it went
+    assert scenarios["source"] == ("gan" if checks["passed"].all() else "bootstrap")
+    assert ("passed every check" in scenarios["reason"]) == (scenarios["source"] == "gan")
+
+
 def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
     reports = materialized.home / "reports"
     run_id = materialized.result.run_id
@@ -150,6 +175,7 @@ def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
         "VaR backtest",
         "Value at risk and expected shortfall",
         "Stress tests",
+        "Generated scenarios",
         "Explanations",
     }
     coverage = pl.DataFrame(data["VaR backtest"][1])
@@ -193,6 +219,7 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "strategy_table",
         "shap_explanations",
         "var_backtest",
+        "stress_scenarios",
         "risk_report",
         "run_report",
     }
