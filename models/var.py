@@ -12,7 +12,9 @@ and nothing after it, so a rolling forecast dated ``t`` uses returns strictly be
   ``evt_threshold`` quantile of losses, reported with the fitted shape;
 - ``fhs_garch``: filtered historical simulation: a GARCH(1,1) (arch) scales the empirical
   quantile of its standardised residuals by the forecast volatility; beyond one day, arch's
-  bootstrap simulates the paths.
+  bootstrap simulates the paths;
+- ``neural``: an MLP on recent returns and volatilities trained with the FZ0 joint VaR-ES loss
+  (``models.neural_var``).
 
 A horizon ``h`` > 1 fits the static methods to overlapping compounded ``h``-day returns.
 """
@@ -27,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 from skfolio.measures import cvar, value_at_risk
 
-METHODS = ("historical", "normal", "student_t", "cornish_fisher", "evt", "fhs_garch")
+METHODS = ("historical", "normal", "student_t", "cornish_fisher", "evt", "fhs_garch", "neural")
 MIN_OBS = 30
 
 
@@ -171,6 +173,12 @@ def estimate(returns: np.ndarray, method: str, level: float, horizon: int = 1) -
         raise ValueError(f"need at least {MIN_OBS} returns for VaR, got {len(r)}")
     if method == "fhs_garch":
         return fhs_garch(r, level, horizon)
+    if method == "neural":
+        from models.neural_var import fit_predict  # torch: imported only when asked for
+
+        h = horizon_returns(r, horizon)
+        var, es = fit_predict(np.append(h, 0.0), slice(0, len(h)), slice(len(h), None), level)
+        return Estimate(float(var[0]), float(es[0]))
     if method not in ESTIMATORS:
         raise ValueError(f"unknown VaR method {method!r}; choose from {METHODS}")
     return ESTIMATORS[method](horizon_returns(r, horizon), level)
@@ -217,7 +225,8 @@ def rolling_forecasts(
     first ``window`` days. Historical, normal and Cornish-Fisher are re-estimated every day
     (vectorised over windows); Student-t and EVT, maximum-likelihood fits, every
     ``refit_every`` days and held in between; GARCH is refitted every ``refit_every`` days
-    and filters its volatility forward every day with the fitted parameters.
+    and filters its volatility forward every day with the fitted parameters; the neural net
+    is refitted every ``max(refit_every, 60)`` days and reads each day's recent returns.
     """
     r = np.asarray(returns, dtype=float)
     if not np.isfinite(r).all():
@@ -240,6 +249,11 @@ def rolling_forecasts(
                 out[(method, level)] = (place(var), place(es))
         elif method == "fhs_garch":
             for level, (var, es) in _rolling_fhs(r, levels, window, refit_every).items():
+                out[(method, level)] = (var, es)
+        elif method == "neural":
+            from models.neural_var import rolling_neural
+
+            for level, (var, es) in rolling_neural(r, levels, window, refit_every).items():
                 out[(method, level)] = (var, es)
         elif method in ("historical", "normal", "cornish_fisher"):
             for level in levels:

@@ -100,12 +100,12 @@ def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
 def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
     var = pl.DataFrame(report["var"])
-    assert var.height == 8 * 2 * 6 * 2  # strategies x horizons x methods x levels
+    assert var.height == 8 * 2 * 7 * 2  # strategies x horizons x methods x levels
     assert var.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
     wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
     assert (wide["0.99"] >= wide["0.95"]).all()
     assert (var["es"] >= var["var"] - 1e-12).all()
-    assert pl.DataFrame(report["var_backtest"]).height == 6 * 2
+    assert pl.DataFrame(report["var_backtest"]).height == 7 * 2
     # Monte Carlo over the generated scenarios (1 and 20 days), and the hypothetical shocks
     scenario = pl.DataFrame(report["scenario_var"])
     assert sorted(scenario["horizon_days"].unique()) == [1, 20]

@@ -4,6 +4,7 @@ against hand-computed cases and scipy's G-tests."""
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 from arch import arch_model
 from numpy.testing import assert_allclose
@@ -107,7 +108,8 @@ def test_fhs_garch_tracks_the_true_conditional_quantile():
 
 def test_rolling_forecasts_equal_the_estimate_on_each_window():
     r = 0.01 * np.random.default_rng(4).standard_t(5, 700)
-    out = rolling_forecasts(r, METHODS, (0.95, 0.99), window=300, refit_every=25)
+    windowed = [m for m in METHODS if m != "neural"]  # the net trains on all days before
+    out = rolling_forecasts(r, windowed, (0.95, 0.99), window=300, refit_every=25)
     for (method, level), (var, es) in out.items():
         assert np.isnan(var[:300]).all() and np.isfinite(var[300:]).all()
         for day in (300, 350, 625):  # refit days of the held methods (300 + k * 25)
@@ -132,12 +134,51 @@ def test_var_table_lists_every_method_level_and_horizon():
     assert table.height == len(METHODS) * 4
     assert (table["es"] >= table["var"]).all()
     assert "threshold" in table.filter(method="evt")["note"][0]
-    one, ten = table.filter(horizon_days=1)["var"], table.filter(horizon_days=10)["var"]
-    assert (ten > 2.0 * one).all()  # about sqrt(10) = 3.2 times for i.i.d. returns
+    # about sqrt(10) = 3.2 times for i.i.d. returns (the net's one-day forecast is conditional
+    # on the last 20 days' volatility, so it is left out)
+    static = table.filter(pl.col("method") != "neural")
+    one, ten = static.filter(horizon_days=1)["var"], static.filter(horizon_days=10)["var"]
+    assert (ten > 2.0 * one).all()
     with pytest.raises(ValueError, match="unknown VaR method"):
         var_table(r, methods=["magic"])
     with pytest.raises(ValueError, match="at least 30"):
         var_table(r[:10])
+
+
+def test_fz0_loss_is_lowest_at_the_true_var_and_es():
+    # The FZ0 score is strictly consistent for (VaR, ES): on a large normal sample its mean is
+    # smallest at the true pair, and larger when either is moved.
+    import torch
+
+    from models.neural_var import fz0_loss
+
+    y = torch.tensor(np.random.default_rng(9).normal(0, 1, 400_000), dtype=torch.float64)
+    truth = stats.norm()
+    v, e = truth.ppf(0.01), -_tail_mean(truth, 0.99)
+
+    def score(var, es):
+        n = len(y)
+        return float(
+            fz0_loss(
+                y, torch.full((n,), var, dtype=y.dtype), torch.full((n,), es, dtype=y.dtype), 0.01
+            )
+        )
+
+    best = score(v, e)
+    for dv, de in ((0.2, 0), (-0.2, 0), (0, 0.2), (0, -0.2), (0.2, 0.2)):
+        assert score(v + dv, e + de) > best, (dv, de)
+
+
+def test_neural_var_learns_a_normal_tail_and_tracks_volatility():
+    rng = np.random.default_rng(10)
+    vol = np.repeat([0.005, 0.02], 2000)  # a calm regime, then a stormy one
+    r = rng.normal(0, 1, 4000) * vol
+    out = rolling_forecasts(r, ["neural"], (0.99,), window=1000, refit_every=250)
+    var = out[("neural", 0.99)][0]
+    # a month into each regime the forecast scales with the 20-day volatility the net reads
+    calm, storm = np.nanmedian(var[1500:2000]), np.nanmedian(var[3000:4000])
+    assert_allclose(calm, -stats.norm.ppf(0.01) * 0.005, rtol=0.25)
+    assert_allclose(storm, -stats.norm.ppf(0.01) * 0.02, rtol=0.25)
 
 
 # --- backtests -------------------------------------------------------------------------------
