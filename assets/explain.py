@@ -9,9 +9,10 @@ from pydantic import Field
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.estimators import get_spec
-from models.explain import distil, mean_abs_shap, reasons, tree_shap
+from models.explain import distil, ensemble_shap, mean_abs_shap, reasons, tree_shap
 from models.features.registry import describe
 from models.plots import shap_dependence, shap_summary
+from models.stacking import StackedEnsemble
 from models.training import BaseModels
 
 
@@ -27,13 +28,15 @@ def shap_explanations(
     context: AssetExecutionContext,
     config: ShapConfig,
     base_models: BaseModels,
+    ensemble_model: StackedEnsemble,
     feature_matrix: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
     """Exact TreeSHAP of one tuned base model on the latest rows: global importance with each
     feature described, beeswarm and dependence plots, the reasons behind the newest day's
-    predictions, and a shallow surrogate tree with its fidelity."""
+    predictions, a shallow surrogate tree with its fidelity, and the stacked ensemble's own
+    attribution carried through its meta-learner."""
     if config.model not in base_models.fitted:
         raise ValueError(
             f"explain.model {config.model!r} is not among the trained models "
@@ -55,6 +58,7 @@ def shap_explanations(
     )
     prediction = explanation.values.sum(axis=1) + explanation.base_values
     _, fidelity, rules = distil(np.nan_to_num(X), prediction, columns, config.surrogate_depth)
+    ensemble_part = _ensemble_attribution(ensemble_model, base_models, rows, context)
     summary = png_bytes(shap_summary(explanation))
     dependence = png_bytes(shap_dependence(explanation, top))
     written = [
@@ -89,7 +93,36 @@ def shap_explanations(
             "shap_dependence": image(dependence, "SHAP dependence"),
             f"why_{newest}": table(why.head(10), ".5f"),
             "surrogate_fidelity_r2": fidelity,
+            **ensemble_part,
             "surrogate_rules": MetadataValue.md(f"```\n{rules}```"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def _ensemble_attribution(
+    ensemble: StackedEnsemble, base: BaseModels, rows: pl.DataFrame, context
+) -> dict:
+    """Metadata of the ensemble's SHAP values, or why there are none (a non-linear
+    meta-learner, a base model that is not a tree ensemble, or a look-back window)."""
+    if base.window > 1:
+        return {"ensemble_shap": "not available: a base model reads a look-back window"}
+    try:
+        explanation = ensemble_shap(ensemble, base.ensemble_inputs(rows), base.input_names)
+    except ValueError as exc:
+        context.log.info(f"ensemble SHAP skipped: {exc}")
+        return {"ensemble_shap": f"not available: {exc}"}
+    error = float(
+        np.abs(
+            explanation.values.sum(axis=1)
+            + explanation.base_values
+            - ensemble.predict(explanation.data)
+        ).max()
+    )
+    return {
+        "ensemble_top_features": table(mean_abs_shap(explanation).head(10), ".6f"),
+        "ensemble_shap_additivity_error": error,
+        "ensemble_shap_summary": image(
+            png_bytes(shap_summary(explanation)), "ensemble SHAP summary"
+        ),
+    }

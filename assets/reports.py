@@ -20,6 +20,7 @@ def run_report(
     risk_report: dict,
     shap_explanations: pl.DataFrame,
     stress_scenarios: dict,
+    correlation_forecasts: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:
@@ -73,6 +74,19 @@ def run_report(
             (
                 "Today's book replayed through historical episodes (null: outside the data).",
                 risk_report["stress"],
+            ),
+        ),
+        Section(
+            "Dynamic correlation",
+            (
+                "The holdings' correlation forecast block by block out of sample; mse of the "
+                "off-diagonal entries against the realised correlation (lower is better).",
+                correlation_forecasts,
+                *(
+                    Figure(png, "DCC correlation forecast and its change")
+                    for png in [reports.read("correlation_forecast.png")]
+                    if png is not None
+                ),
             ),
         ),
         Section(

@@ -14,8 +14,9 @@ from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.anomaly import anomalies
 from models.backtest import performance
+from models.correlation import compare_correlation_forecasts
 from models.panel import daily_returns
-from models.plots import scenario_realism, var_backtest_plot
+from models.plots import correlation_change, scenario_realism, var_backtest_plot
 from models.risk import STRESS_EPISODES, hypothetical_shocks, stress_test
 from models.scenarios import WindowGAN, generate_scenarios, return_windows, scenario_var
 from models.var import METHODS, var_table
@@ -193,6 +194,64 @@ def stress_scenarios(
             "scenarios": config.n_scenarios,
             **({"realism_checks": table(out.checks, ".4f")} if out.checks.height else {}),
             "realism": image(png, "real vs generated windows"),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+        },
+    )
+
+
+class CorrelationConfig(Config):
+    strategy: str = Field(default="ml_top_k", description="Strategy whose holdings are studied.")
+    test_days: int = Field(
+        default=750, description="Last days scored out of sample; every model fits before them."
+    )
+    horizon: int = Field(default=20, description="Days per forecast block.")
+    max_assets: int = Field(default=20, description="Largest holdings studied.")
+
+
+@asset(group_name="risk", kinds={"pytorch", "mlflow"}, io_manager_key="lake")
+def correlation_forecasts(
+    context: AssetExecutionContext,
+    config: CorrelationConfig,
+    market_prices: pl.DataFrame,
+    portfolio_weights: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[pl.DataFrame]:
+    """The correlation of today's holdings forecast block by block out of sample by EWMA,
+    DCC-GARCH and an LSTM, scored against the realised correlation with the trailing year as
+    the reference; a heat-map of the DCC forecast and its change since the previous block."""
+    live = portfolio_weights.filter(
+        (pl.col("kind") == "live") & (pl.col("strategy") == config.strategy)
+    ).sort("weight", descending=True)
+    symbols = sorted(live["symbol"].head(config.max_assets).to_list())
+    wide = (
+        daily_returns(market_prices.filter(pl.col("symbol").is_in(symbols)))
+        .pivot(on="symbol", index="date", values="ret")
+        .sort("date")
+        .drop_nulls()
+    )
+    split = wide.height - config.test_days
+    out = compare_correlation_forecasts(wide.select(symbols).to_numpy(), split, config.horizon)
+    png = png_bytes(correlation_change(symbols, out.latest["dcc"], out.previous["dcc"], "DCC"))
+    path = reports.write("correlation_forecast.png", png)
+    a, b = out.dcc_params
+    with tracker.asset_run(context) as run:
+        mlflow.log_params({"dcc_a": a, "dcc_b": b, "assets": len(symbols)})
+        mlflow.log_metrics(
+            {
+                f"corr_mse_{m}": v
+                for m, v in zip(out.scores["method"], out.scores["mse"], strict=True)
+            }
+        )
+        mlflow.log_artifact(str(path), "correlation")
+    return Output(
+        out.scores,
+        metadata={
+            "scores": table(out.scores, ".5f"),
+            "assets": ", ".join(symbols),
+            "test_from": str(wide["date"][split]),
+            "dcc_a_b": f"{a:.4f}, {b:.4f}",
+            "correlation": image(png, "DCC correlation forecast and its change"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )

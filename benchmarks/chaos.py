@@ -54,6 +54,7 @@ STAGES = {
         "strategy_table",
         "var_backtest",
         "stress_scenarios",
+        "correlation_forecasts",
         "risk_report",
         "shap_explanations",
         "return_anomalies",

@@ -73,3 +73,34 @@ def distil(
     tree.fit(X, prediction)
     fidelity = float(r2_score(prediction, tree.predict(X)))
     return tree, fidelity, export_text(tree, feature_names=list(feature_names), decimals=4)
+
+
+def ensemble_shap(ensemble, X: np.ndarray, input_names: list[str]) -> shap.Explanation:
+    """SHAP values of the stacked ensemble, carried through its meta-learner.
+
+    With a linear meta-learner the ensemble is ``c + sum_m w_m f_m(x)``, so its exact
+    attributions are the weighted sum of each base model's TreeSHAP values, each on the
+    columns that model reads; the base value is ``c + sum_m w_m E[f_m]``. Additive like the
+    parts. A non-linear meta-learner or a base model that is not a tree ensemble has no
+    exact decomposition here: a ValueError says which.
+    """
+    meta = ensemble.final_estimator_
+    if not hasattr(meta, "coef_"):
+        raise ValueError(
+            f"ensemble SHAP needs a linear meta-learner (positive_linear, ridge), "
+            f"not {type(meta).__name__}"
+        )
+    X = np.asarray(X, dtype=float)
+    values = np.zeros_like(X)
+    base = np.full(len(X), float(meta.intercept_))
+    columns = ensemble.input_columns or {}
+    for weight, (name, model) in zip(meta.coef_, ensemble.base_models.items(), strict=True):
+        if not isinstance(model, LGBMModel | XGBModel) and not hasattr(model, "estimators_"):
+            raise ValueError(f"ensemble SHAP covers tree base models; {name!r} is not one")
+        cols = columns.get(name, list(range(X.shape[1])))
+        v, b = tree_contributions(model, X[:, cols])
+        values[:, cols] += weight * v
+        base += weight * b
+    return shap.Explanation(
+        values=values, base_values=base, data=X, feature_names=list(input_names)
+    )

@@ -166,6 +166,25 @@ def correlation_map(returns: pl.DataFrame) -> Figure:
     return fig
 
 
+def correlation_change(
+    symbols: list[str], now: np.ndarray, before: np.ndarray, label: str
+) -> Figure:
+    """The forecast correlation of the holdings now, and its change since the previous block."""
+    fig = Figure(figsize=(12, 5))
+    ax_now, ax_diff = fig.subplots(1, 2)
+    for ax, matrix, title, limit in (
+        (ax_now, now, f"{label} correlation forecast, next block", 1.0),
+        (ax_diff, now - before, "change since the previous block", 0.5),
+    ):
+        im = ax.imshow(matrix, vmin=-limit, vmax=limit, cmap="RdBu_r")
+        ax.set_xticks(range(len(symbols)), symbols, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(symbols)), symbols, fontsize=7)
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
 def cumulative_long_short(ls: pl.DataFrame, horizon: int = 5) -> Figure:
     """Cumulative top-minus-bottom-quintile label per model from ``[date, model, ls]``.
 

@@ -177,7 +177,8 @@ def estimate(returns: np.ndarray, method: str, level: float, horizon: int = 1) -
         from models.neural_var import fit_predict  # torch: imported only when asked for
 
         h = horizon_returns(r, horizon)
-        var, es = fit_predict(np.append(h, 0.0), slice(0, len(h)), slice(len(h), None), level)
+        fitted = fit_predict(np.append(h, 0.0), slice(0, len(h)), slice(len(h), None), (level,))
+        var, es = fitted[level]
         return Estimate(float(var[0]), float(es[0]))
     if method not in ESTIMATORS:
         raise ValueError(f"unknown VaR method {method!r}; choose from {METHODS}")

@@ -30,7 +30,13 @@ from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig
 from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
-from assets.risk import AnomalyConfig, RiskConfig, ScenarioConfig, VarBacktestConfig
+from assets.risk import (
+    AnomalyConfig,
+    CorrelationConfig,
+    RiskConfig,
+    ScenarioConfig,
+    VarBacktestConfig,
+)
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
@@ -196,6 +202,8 @@ class RiskSection(Section):
     scenario_max_assets: int = _inherit(ScenarioConfig, "max_assets", ge=2, le=200)
     gan: bool = _inherit(ScenarioConfig, "gan")
     gan_steps: int = _inherit(ScenarioConfig, "gan_steps", ge=1)
+    correlation_test_days: int = _inherit(CorrelationConfig, "test_days", ge=60)
+    correlation_horizon: int = _inherit(CorrelationConfig, "horizon", ge=5)
     stress_episodes: dict[str, tuple[date, date]] = Field(
         default_factory=lambda: dict(STRESS_EPISODES),
         description=RiskConfig.model_fields["stress_episodes"].description,
@@ -291,8 +299,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "explain": {"n_rows": 500},
         # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
         "portfolio": {"optimise_every": 21},
-        # a short GAN: its realism checks decide whether it is used (else the bootstrap)
-        "risk": {"gan_steps": 300},
+        # a short GAN (its realism checks decide whether it is used, else the bootstrap) and
+        # VaR refits every 60 days instead of 20
+        "risk": {"gan_steps": 100, "var_refit_every": 60},
     },
 }
 
@@ -359,6 +368,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "scenario_max_assets"): ("stress_scenarios", "max_assets"),
     ("risk", "gan"): ("stress_scenarios", "gan"),
     ("risk", "gan_steps"): ("stress_scenarios", "gan_steps"),
+    ("risk", "correlation_test_days"): ("correlation_forecasts", "test_days"),
+    ("risk", "correlation_horizon"): ("correlation_forecasts", "horizon"),
     ("risk", "anomaly_days"): ("return_anomalies", "days"),
     ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
     ("explain", "model"): ("shap_explanations", "model"),
@@ -393,6 +404,10 @@ class Resolved:
         # the VaR backtest assesses the report's strategy at its levels with its methods
         for key in ("strategy", "levels", "methods"):
             ops["var_backtest"]["config"][key] = ops["risk_report"]["config"][key]
+        # and the correlation study the holdings of that strategy
+        ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
+            "strategy"
+        ]
         # statistical forecasts span the label's horizon, and the models that read them turn
         # them on
         features = ops["feature_matrix"]["config"]

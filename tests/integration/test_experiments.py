@@ -81,7 +81,7 @@ def from_example(tmp_path_factory):
 
 def test_cli_run_from_example_reproduces_make_run(materialized, from_example):
     home, out = from_example
-    assert "✓ 23 assets materialized" in out.stdout
+    assert "✓ 24 assets materialized" in out.stdout
     assert "lightgbm trial 10/10" in out.stdout  # progress shown
     for name in ("backtest", "oof_predictions", "signals"):
         assert_frame_equal(
@@ -172,7 +172,7 @@ def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materi
         "models.n_trials=3",
         home=home,
     )
-    assert "✓ 23 assets materialized" in out.stdout
+    assert "✓ 24 assets materialized" in out.stdout
     ingested = pl.read_parquet(home / "lake" / "market_prices.parquet")
     assert sorted(ingested["symbol"].unique()) == tickers
     # our split adjustment of the raw prices gives back the adjusted closes exactly

@@ -32,6 +32,7 @@ ALL_ASSETS = {
     "risk_report",
     "var_backtest",
     "stress_scenarios",
+    "correlation_forecasts",
     "run_report",
     "sector_map",
     "return_anomalies",
@@ -163,6 +164,16 @@ def test_stress_scenarios_say_whether_the_gan_passed(materialized):
     assert ("passed every check" in scenarios["reason"]) == (scenarios["source"] == "gan")
 
 
+def test_correlation_forecasts_score_every_method_out_of_sample(materialized):
+    scores = pl.read_parquet(materialized.home / "lake" / "correlation_forecasts.parquet")
+    assert set(scores["method"]) == {"rolling", "ewma", "dcc", "lstm"}
+    assert scores["mse"].is_finite().all() and (scores["mse"] > 0).all()
+    # 750 test days in 20-day blocks
+    assert (scores["blocks"] == 37).all()
+    rolling = scores.filter(method="rolling")
+    assert rolling["vs_rolling"][0] == pytest.approx(1.0)
+
+
 def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
     reports = materialized.home / "reports"
     run_id = materialized.result.run_id
@@ -176,6 +187,7 @@ def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
         "Value at risk and expected shortfall",
         "Stress tests",
         "Generated scenarios",
+        "Dynamic correlation",
         "Explanations",
     }
     coverage = pl.DataFrame(data["VaR backtest"][1])
@@ -220,6 +232,7 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "shap_explanations",
         "var_backtest",
         "stress_scenarios",
+        "correlation_forecasts",
         "risk_report",
         "run_report",
     }

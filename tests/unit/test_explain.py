@@ -8,7 +8,14 @@ from numpy.testing import assert_allclose
 from sklearn.ensemble import RandomForestRegressor
 from xgboost import XGBRegressor
 
-from models.explain import distil, mean_abs_shap, reasons, tree_contributions, tree_shap
+from models.explain import (
+    distil,
+    ensemble_shap,
+    mean_abs_shap,
+    reasons,
+    tree_contributions,
+    tree_shap,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +75,28 @@ def test_distilled_tree_reports_its_fidelity(data):
     assert "f0" in rules
     _, shallow, _ = distil(np.nan_to_num(X), pred, [f"f{i}" for i in range(6)], max_depth=1)
     assert shallow < fidelity
+
+
+def test_ensemble_shap_is_the_meta_weighted_sum_and_stays_additive(data):
+    from sklearn.linear_model import LinearRegression
+
+    from models.stacking import StackedEnsemble
+
+    X, y = data
+    bases = {name: MODELS[name]().fit(X, y) for name in ("lightgbm", "xgboost")}
+    # each base model reads its own columns of the ensemble's input
+    columns = {"lightgbm": [0, 1, 2, 3, 4, 5], "xgboost": [0, 1, 2]}
+    bases["xgboost"] = MODELS["xgboost"]().fit(X[:, :3], y)
+    oof = np.column_stack([bases["lightgbm"].predict(X), bases["xgboost"].predict(X[:, :3])])
+    ensemble = StackedEnsemble(bases, LinearRegression(positive=True), columns).fit(oof, y)
+    names = [f"f{i}" for i in range(6)]
+    out = ensemble_shap(ensemble, X[:200], names)
+    assert_allclose(out.values.sum(axis=1) + out.base_values, ensemble.predict(X[:200]), atol=1e-6)
+    w = ensemble.final_estimator_.coef_
+    v_lgb, _ = tree_contributions(bases["lightgbm"], X[:200])
+    v_xgb, _ = tree_contributions(bases["xgboost"], X[:200, :3])
+    assert_allclose(out.values[:, 4], w[0] * v_lgb[:, 4])  # read by LightGBM only
+    assert_allclose(out.values[:, 0], w[0] * v_lgb[:, 0] + w[1] * v_xgb[:, 0], rtol=1e-6)
+    nonlinear = StackedEnsemble(bases, MODELS["lightgbm"](), columns).fit(oof, y)
+    with pytest.raises(ValueError, match="linear meta-learner"):
+        ensemble_shap(nonlinear, X[:10], names)
