@@ -8,16 +8,29 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
+from models.dataset import feature_inputs
 from models.estimators import get_spec
-from models.explain import distil, ensemble_shap, mean_abs_shap, reasons, tree_shap
+from models.explain import (
+    distil,
+    ensemble_shap,
+    gradient_shap,
+    mean_abs_shap,
+    reasons,
+    tree_shap,
+)
 from models.features.registry import describe
+from models.nets import TorchRegressor
 from models.plots import shap_dependence, shap_summary
 from models.stacking import StackedEnsemble
 from models.training import BaseModels
 
 
 class ShapConfig(Config):
-    model: str = Field(default="lightgbm", description="Base model to explain (a tree model).")
+    model: str = Field(
+        default="lightgbm",
+        description="Base model to explain: a tree model (exact TreeSHAP) or a torch net "
+        "(mlp, lstm, tcn, transformer: expected-gradients SHAP).",
+    )
     n_rows: int = Field(default=2000, description="Most recent feature rows explained.")
     top_features: int = Field(default=3, description="Features given a dependence plot.")
     surrogate_depth: int = Field(default=3, description="Depth of the distilled surrogate tree.")
@@ -33,7 +46,8 @@ def shap_explanations(
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
-    """Exact TreeSHAP of one tuned base model on the latest rows: global importance with each
+    """SHAP values of one tuned base model on the latest rows (exact TreeSHAP for tree models,
+    expected gradients for the torch nets): global importance with each
     feature described, beeswarm and dependence plots, the reasons behind the newest day's
     predictions, a shallow surrogate tree with its fidelity, and the stacked ensemble's own
     attribution carried through its meta-learner."""
@@ -42,10 +56,23 @@ def shap_explanations(
             f"explain.model {config.model!r} is not among the trained models "
             f"{list(base_models.fitted)}"
         )
-    columns = get_spec(config.model).columns(base_models.feature_names)
-    rows = feature_matrix.sort("date", "symbol").tail(config.n_rows)
-    X = rows.select(columns).to_numpy()
-    explanation = tree_shap(base_models.fitted[config.model], X, columns)
+    spec = get_spec(config.model)
+    columns = spec.columns(base_models.feature_names)
+    model = base_models.fitted[config.model]
+    history = feature_matrix.sort("date", "symbol")
+    rows = history.tail(config.n_rows)
+    if isinstance(model, TorchRegressor):  # expected gradients over the net's look-back window
+        inputs = feature_inputs(history, columns, spec.window)[-config.n_rows :]
+        explanation = gradient_shap(model, inputs, columns, seed=0)
+        X, prediction = explanation.data, model.predict(inputs)
+    elif hasattr(model, "predict") and _is_tree(model):
+        X = rows.select(columns).to_numpy()
+        explanation, prediction = tree_shap(model, X, columns), model.predict(X)
+    else:
+        raise ValueError(
+            f"explain.model {config.model!r} is neither a tree ensemble nor a torch net: "
+            "no exact or gradient SHAP for it"
+        )
     importance = mean_abs_shap(explanation).join(
         describe(columns).select("feature", "description"), on="feature", how="left"
     )
@@ -56,7 +83,6 @@ def shap_explanations(
         .filter(pl.col("date") == newest)
         .sort("prediction", descending=True)
     )
-    prediction = explanation.values.sum(axis=1) + explanation.base_values
     _, fidelity, rules = distil(np.nan_to_num(X), prediction, columns, config.surrogate_depth)
     ensemble_part = _ensemble_attribution(ensemble_model, base_models, rows, context)
     summary = png_bytes(shap_summary(explanation))
@@ -126,3 +152,10 @@ def _ensemble_attribution(
             png_bytes(shap_summary(explanation)), "ensemble SHAP summary"
         ),
     }
+
+
+def _is_tree(model) -> bool:
+    from lightgbm import LGBMModel
+    from xgboost import XGBModel
+
+    return isinstance(model, LGBMModel | XGBModel) or hasattr(model, "estimators_")

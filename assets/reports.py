@@ -74,6 +74,22 @@ def run_report(
             (
                 "Today's book replayed through historical episodes (null: outside the data).",
                 risk_report["stress"],
+                "Hypothetical shocks through the book's exposures (returns; a loss is negative).",
+                risk_report["shocks"],
+            ),
+        ),
+        Section(
+            "Generated scenarios",
+            (
+                f"Monte Carlo over generated scenarios: {risk_report['scenario_source']}.",
+                risk_report["scenario_var"],
+                "The GAN's realism checks against the real windows:",
+                stress_scenarios["checks"],
+                *(
+                    Figure(png, "Real against generated windows")
+                    for png in [reports.read("scenario_realism.png")]
+                    if png is not None
+                ),
             ),
         ),
         Section(
@@ -92,7 +108,8 @@ def run_report(
         Section(
             "Explanations",
             (
-                "Exact TreeSHAP values on the latest rows; features described from the "
+                "SHAP values of the explained model on the latest rows (exact TreeSHAP for "
+                "tree models, expected gradients for nets); features described from the "
                 "feature registry.",
                 shap_explanations.head(20),
                 *shap_figures,

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         prices.select("symbol", "date", "close", *(["volume"] * ("volume" in prices.columns)))
     )
     ingest = bench_ingest(args.quick)
-    shap_times = bench_treeshap(10_000 if args.quick else 100_000)
+    shap_times = bench_treeshap(2_000 if args.quick else 100_000)
     if args.quick:
         return 0
     checks = {

@@ -9,6 +9,7 @@ the ``shap`` package draws the plots.
 import numpy as np
 import polars as pl
 import shap
+import torch
 from lightgbm import LGBMModel
 from sklearn.metrics import r2_score
 from sklearn.tree import DecisionTreeRegressor, export_text
@@ -103,4 +104,44 @@ def ensemble_shap(ensemble, X: np.ndarray, input_names: list[str]) -> shap.Expla
         base += weight * b
     return shap.Explanation(
         values=values, base_values=base, data=X, feature_names=list(input_names)
+    )
+
+
+class _Unsqueezed(torch.nn.Module):
+    """shap's GradientExplainer wants ``(batch, outputs)``; our nets return ``(batch,)``."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).unsqueeze(-1)
+
+
+def gradient_shap(
+    model, X: np.ndarray, feature_names: list[str], background: int = 200, seed: int = 0
+) -> shap.Explanation:
+    """Expected-gradients SHAP values (``shap.GradientExplainer``) of a fitted torch net of
+    ``models.nets`` on standardised inputs, summed over the look-back window per feature.
+
+    Unlike TreeSHAP these are estimates: they add up to the prediction minus the mean
+    prediction over the background rows only on average (sampling error shrinks with
+    ``nsamples``); the test measures how close.
+    """
+    X = np.asarray(X, dtype=float)
+    rng = np.random.default_rng(seed)
+    inputs = model._tensor(X)
+    reference = inputs[rng.choice(len(X), min(background, len(X)), replace=False)]
+    net = _Unsqueezed(model.net_).eval()
+    explainer = shap.GradientExplainer(net, reference)
+    values = np.asarray(explainer.shap_values(inputs, nsamples=200, rseed=seed))
+    values = values.reshape(len(X), model.window, -1).sum(axis=1)
+    with torch.no_grad():
+        base = float(net(reference).mean())
+    n_features = values.shape[1]
+    return shap.Explanation(
+        values=values,
+        base_values=np.full(len(X), base),
+        data=X[:, -n_features:],  # today's features (the window's last step)
+        feature_names=list(feature_names),
     )

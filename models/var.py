@@ -133,19 +133,26 @@ def _garch(returns: np.ndarray):
     return arch_model(100 * returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
 
 
-def fhs_garch(
-    returns: np.ndarray, level: float, horizon: int = 1, simulations: int = 2000, seed: int = 0
-) -> Estimate:
+def _fhs_levels(
+    returns: np.ndarray,
+    levels: Sequence[float],
+    horizon: int = 1,
+    simulations: int = 2000,
+    seed: int = 0,
+) -> dict[float, Estimate]:
     res = _garch(returns).fit(disp="off")
     z = res.std_resid[np.isfinite(res.std_resid)]
     if horizon == 1:
         mu = res.params["mu"]
         sigma = np.sqrt(res.forecast(horizon=1).variance.to_numpy()[-1, 0])
-        return Estimate(
-            float(-(mu + sigma * -value_at_risk(z, beta=level)) / 100),
-            float(-(mu + sigma * -cvar(z, beta=level)) / 100),
-            {"sigma_1d": float(sigma / 100)},
-        )
+        return {
+            level: Estimate(
+                float(-(mu + sigma * -value_at_risk(z, beta=level)) / 100),
+                float(-(mu + sigma * -cvar(z, beta=level)) / 100),
+                {"sigma_1d": float(sigma / 100)},
+            )
+            for level in levels
+        }
     fc = res.forecast(
         horizon=horizon,
         method="bootstrap",
@@ -153,36 +160,50 @@ def fhs_garch(
         random_state=np.random.RandomState(seed),
     )
     paths = fc.simulations.values[-1] / 100  # (simulations, horizon) daily returns
-    return historical(np.expm1(np.log1p(paths).sum(axis=1)), level)
+    total = np.expm1(np.log1p(paths).sum(axis=1))
+    return {level: historical(total, level) for level in levels}
+
+
+def fhs_garch(returns: np.ndarray, level: float, horizon: int = 1) -> Estimate:
+    return _fhs_levels(returns, (level,), horizon)[level]
 
 
 ESTIMATORS = {
     "historical": historical,
     "normal": normal,
-    "student_t": student_t,
     "cornish_fisher": cornish_fisher,
-    "evt": evt,
 }
 
 
-def estimate(returns: np.ndarray, method: str, level: float, horizon: int = 1) -> Estimate:
-    """VaR and ES of the next ``horizon`` days from a sample of past daily returns."""
+def estimate_levels(
+    returns: np.ndarray, method: str, levels: Sequence[float], horizon: int = 1
+) -> dict[float, Estimate]:
+    """VaR and ES of the next ``horizon`` days at every level from a sample of past daily
+    returns; a fitted method is fitted once for all levels."""
     r = np.asarray(returns, dtype=float)
     r = r[np.isfinite(r)]
     if len(r) < MIN_OBS:
         raise ValueError(f"need at least {MIN_OBS} returns for VaR, got {len(r)}")
     if method == "fhs_garch":
-        return fhs_garch(r, level, horizon)
+        return _fhs_levels(r, levels, horizon)
+    h = horizon_returns(r, horizon)
     if method == "neural":
         from models.neural_var import fit_predict  # torch: imported only when asked for
 
-        h = horizon_returns(r, horizon)
-        fitted = fit_predict(np.append(h, 0.0), slice(0, len(h)), slice(len(h), None), (level,))
-        var, es = fitted[level]
-        return Estimate(float(var[0]), float(es[0]))
+        fitted = fit_predict(np.append(h, 0.0), slice(0, len(h)), slice(len(h), None), levels)
+        return {lv: Estimate(float(v[0]), float(e[0])) for lv, (v, e) in fitted.items()}
+    if method in HELD:
+        fit, risk = HELD[method]
+        params = fit(h)
+        return {level: risk(params, level) for level in levels}
     if method not in ESTIMATORS:
         raise ValueError(f"unknown VaR method {method!r}; choose from {METHODS}")
-    return ESTIMATORS[method](horizon_returns(r, horizon), level)
+    return {level: ESTIMATORS[method](h, level) for level in levels}
+
+
+def estimate(returns: np.ndarray, method: str, level: float, horizon: int = 1) -> Estimate:
+    """VaR and ES of the next ``horizon`` days from a sample of past daily returns."""
+    return estimate_levels(returns, method, (level,), horizon)[level]
 
 
 def var_table(
@@ -195,8 +216,7 @@ def var_table(
     rows = []
     for method in methods:
         for horizon in horizons:
-            for level in levels:
-                e = estimate(returns, method, level, horizon)
+            for level, e in estimate_levels(returns, method, tuple(levels), horizon).items():
                 note = ", ".join(f"{k} {v:.4g}" for k, v in e.detail.items())
                 rows.append((method, level, horizon, e.var, e.es, note))
     return pl.DataFrame(

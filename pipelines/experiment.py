@@ -299,9 +299,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "explain": {"n_rows": 500},
         # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
         "portfolio": {"optimise_every": 21},
-        # a short GAN (its realism checks decide whether it is used, else the bootstrap) and
-        # VaR refits every 60 days instead of 20
-        "risk": {"gan_steps": 100, "var_refit_every": 60},
+        # scenarios from the bootstrap only (the full profile and the weekly rebuild train the
+        # GAN), and VaR refits every 120 days instead of 20
+        "risk": {"gan": False, "var_refit_every": 120},
     },
 }
 

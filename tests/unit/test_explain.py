@@ -11,6 +11,7 @@ from xgboost import XGBRegressor
 from models.explain import (
     distil,
     ensemble_shap,
+    gradient_shap,
     mean_abs_shap,
     reasons,
     tree_contributions,
@@ -100,3 +101,19 @@ def test_ensemble_shap_is_the_meta_weighted_sum_and_stays_additive(data):
     nonlinear = StackedEnsemble(bases, MODELS["lightgbm"](), columns).fit(oof, y)
     with pytest.raises(ValueError, match="linear meta-learner"):
         ensemble_shap(nonlinear, X[:10], names)
+
+
+def test_gradient_shap_of_a_net_ranks_the_driving_feature_and_adds_up_on_average():
+    from models.nets import TorchRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 6))
+    y = 2 * X[:, 0] + 0.5 * X[:, 1] + 0.1 * rng.normal(size=2000)
+    net = TorchRegressor(arch="mlp", hidden=16, layers=1, epochs=40, random_state=0).fit(X, y)
+    explanation = gradient_shap(net, X[:100], [f"f{i}" for i in range(6)])
+    assert explanation.values.shape == (100, 6)
+    importance = mean_abs_shap(explanation)
+    assert importance["feature"][0] == "f0"
+    # expected gradients are additive in expectation: the mean gap is small next to the spread
+    gap = explanation.values.sum(axis=1) + explanation.base_values - net.predict(X[:100])
+    assert abs(gap.mean()) < 0.2 * net.predict(X[:100]).std()
