@@ -29,14 +29,6 @@ def run_report(
     their honesty figures, VaR and its backtest, stress tests and SHAP explanations."""
     strategies = backtest.filter(pl.col("role") == "strategy")
     levels = sorted(var_backtest["level"].unique())
-    shap_figures = [
-        Figure(png, caption)
-        for name, caption in (
-            ("shap_summary.png", "SHAP summary (beeswarm) of the explained model"),
-            ("shap_dependence.png", "SHAP dependence of the top features"),
-        )
-        if (png := reports.read(name)) is not None
-    ]
     sections = [
         Section(
             "Strategies",
@@ -85,11 +77,7 @@ def run_report(
                 risk_report["scenario_var"],
                 "The GAN's realism checks against the real windows:",
                 stress_scenarios["checks"],
-                *(
-                    Figure(png, "Real against generated windows")
-                    for png in [reports.read("scenario_realism.png")]
-                    if png is not None
-                ),
+                *_figures(reports, {"scenario_realism.png": "Real against generated windows"}),
             ),
         ),
         Section(
@@ -98,10 +86,8 @@ def run_report(
                 "The holdings' correlation forecast block by block out of sample; mse of the "
                 "off-diagonal entries against the realised correlation (lower is better).",
                 correlation_forecasts,
-                *(
-                    Figure(png, "DCC correlation forecast and its change")
-                    for png in [reports.read("correlation_forecast.png")]
-                    if png is not None
+                *_figures(
+                    reports, {"correlation_forecast.png": "DCC correlation forecast and its change"}
                 ),
             ),
         ),
@@ -112,7 +98,13 @@ def run_report(
                 "tree models, expected gradients for nets); features described from the "
                 "feature registry.",
                 shap_explanations.head(20),
-                *shap_figures,
+                *_figures(
+                    reports,
+                    {
+                        "shap_summary.png": "SHAP summary (beeswarm) of the explained model",
+                        "shap_dependence.png": "SHAP dependence of the top features",
+                    },
+                ),
             ),
         ),
     ]
@@ -140,3 +132,13 @@ def run_report(
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def _figures(reports: ReportStore, captions: dict[str, str]) -> list[Figure]:
+    """The plots other assets wrote to the report store (from their latest materialization),
+    with captions; a plot never written is left out."""
+    return [
+        Figure(png, caption)
+        for name, caption in captions.items()
+        if (png := reports.read(name)) is not None
+    ]

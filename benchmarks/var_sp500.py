@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from benchmarks.__main__ import SHARED
+from benchmarks.__main__ import SHARED, read_shared
 from models.var import METHODS
 from models.var_backtest import backtest_var, coverage_table
 
@@ -25,20 +25,8 @@ COLUMNS = ["book", "method", "level", "days", "exceptions", "expected", "kupiec_
 
 
 def load_returns() -> pl.DataFrame:
-    frames = []
-    for path in sorted(SHARED.glob("*.csv.gz")):
-        try:
-            frame = pl.read_csv(path, columns=["timestamp", "adjusted_close"])
-        except (pl.exceptions.PolarsError, ValueError):
-            continue  # BF.B.csv.gz is a vendor error payload, not CSV
-        frames.append(
-            frame.select(
-                pl.lit(path.name.removesuffix(".csv.gz")).alias("symbol"),
-                pl.col("timestamp").str.to_date().alias("date"),
-                pl.col("adjusted_close").alias("close"),
-            )
-        )
-    prices = pl.concat(frames).filter(pl.col("close") > 0).sort("symbol", "date")
+    """Total daily returns ``[symbol, date, ret]`` from ``adjusted_close``."""
+    prices = read_shared(["adjusted_close"], "adjusted_close").rename({"adjusted_close": "close"})
     return prices.with_columns(ret=pl.col("close").pct_change().over("symbol")).drop_nulls("ret")
 
 

@@ -232,7 +232,12 @@ def generate_scenarios(
     """Scenarios from the GAN when it passes every realism check, else from the bootstrap."""
     real = return_windows(returns, length)
     if gan is None:
-        return Scenarios(block_bootstrap(real, n, seed), "bootstrap", pl.DataFrame(), "no GAN")
+        return Scenarios(
+            block_bootstrap(real, n, seed),
+            "bootstrap",
+            pl.DataFrame(),
+            "the GAN is off: bootstrap of historical windows",
+        )
     gan.fit(real, progress)
     sampled = gan.sample(n, seed)
     checks = realism_checks(real, sampled)

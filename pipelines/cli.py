@@ -3,6 +3,7 @@
 alphaforge run [--profile fast|full] [--select KEY ...] [--prices PATH]
 alphaforge run --date YYYY-MM-DD          one daily partition, then everything downstream
 alphaforge run --from YYYY-MM-DD --to YYYY-MM-DD   a backfill of daily partitions, one run
+alphaforge score [--model models:/alphaforge-ensemble@champion] [--day YYYY-MM-DD] [--out FILE]
 alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from pipelines.experiment import ExperimentError, Resolved, resolve, show
 from pipelines.lock import HomeBusy, RunLock, exclusive
 from pipelines.sensors import innermost_error
+from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day
 from pipelines.settings import Settings, load_settings, prepare_home
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
@@ -44,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         config_sub.add_parser("show", help="every key, its value and where it came from"),
         positional=True,
     )
+    score = sub.add_parser("score", help="score the latest day with the registered champion")
+    _experiment_args(score)
+    score.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="registry URI, models:/alphaforge-<name>@<alias> or /<version> (nothing else loads)",
+    )
+    score.add_argument("--day", help="feature date to score (default: the newest)")
+    score.add_argument("--out", help="also write the scores here (.csv or .parquet)")
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
@@ -68,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(show(resolved))
         return 0
+    if args.command == "score":
+        return _score(settings, resolved, args)
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     start = args.date or args.start
@@ -357,6 +370,40 @@ def stop_groups(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    import polars as pl
+
+    from pipelines.experiment import resolve_env_refs
+
+    tracking = resolved.experiment.tracking
+    uri = (
+        resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", os.environ)
+        or settings.mlflow_uri
+    )
+    try:
+        day = date.fromisoformat(args.day) if args.day else None
+        out = score_day(uri, settings.lake, args.model, day)
+    except (ModelRefused, FileNotFoundError, ValueError) as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 2
+    with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True):
+        print(out.frame)
+    print(
+        f"scored {out.frame.height} symbols on {out.day} with {args.model} "
+        f"(load {out.load_s:.2f} s, score {out.score_s * 1000:.1f} ms)"
+    )
+    if args.out:
+        path = Path(args.out)
+        if path.suffix == ".parquet":
+            out.frame.write_parquet(path)
+        else:
+            out.frame.write_csv(path)
+        print(f"written to {path}")
+    return 0
 
 
 if __name__ == "__main__":
