@@ -4,6 +4,7 @@ alphaforge run [--profile fast|full] [--select KEY ...] [--prices PATH]
 alphaforge run --date YYYY-MM-DD          one daily partition, then everything downstream
 alphaforge run --from YYYY-MM-DD --to YYYY-MM-DD   a backfill of daily partitions, one run
 alphaforge score [--model models:/alphaforge-ensemble@champion] [--day YYYY-MM-DD] [--out FILE]
+alphaforge stream (--bars FILE | --socket 127.0.0.1:PORT) [--model URI] [--top 5]
 alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
 """
 
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     score.add_argument("--day", help="feature date to score (default: the newest)")
     score.add_argument("--out", help="also write the scores here (.csv or .parquet)")
+    stream = sub.add_parser("stream", help="score daily bars as they arrive (file or socket)")
+    _experiment_args(stream)
+    feed = stream.add_mutually_exclusive_group(required=True)
+    feed.add_argument("--bars", help="CSV of bars: symbol,date,open,high,low,close,volume")
+    feed.add_argument("--socket", help="a local TCP feed of the same lines, host:port")
+    stream.add_argument("--model", default=DEFAULT_MODEL, help="registry URI (as for score)")
+    stream.add_argument("--top", type=int, default=5, help="signals printed per day")
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "score":
         return _score(settings, resolved, args)
+    if args.command == "stream":
+        return _stream(settings, resolved, args)
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     start = args.date or args.start
@@ -403,6 +413,73 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
         else:
             out.frame.write_csv(path)
         print(f"written to {path}")
+    return 0
+
+
+def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> int:
+    import mlflow
+    import polars as pl
+
+    from models.streaming import IncrementalFeatures
+    from pipelines.serving import check_model_uri
+    from pipelines.streaming import (
+        days_from_lines,
+        feature_builder,
+        latency_summary,
+        lines_from_socket,
+        score_stream,
+    )
+
+    try:
+        check_model_uri(args.model)
+    except ModelRefused as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 2
+    lake = settings.lake
+    if not (lake / "feature_matrix.parquet").is_file():
+        print(f"✗ no feature matrix in {lake}: run `alphaforge run` first", file=sys.stderr)
+        return 2
+    config = resolved.run_config({"feature_matrix"})["ops"]["feature_matrix"]["config"]
+    sectors = pl.read_parquet(lake / "sector_map.parquet") if config["sector_neutral"] else None
+    build = feature_builder(config, pl.read_parquet(lake / "alt_data.parquet"), sectors)
+    columns = [
+        c
+        for c in pl.read_parquet_schema(lake / "feature_matrix.parquet")
+        if c not in ("symbol", "date")
+    ]
+    tracking = resolved.experiment.tracking.mlflow_uri
+    from pipelines.experiment import resolve_env_refs
+
+    mlflow.set_tracking_uri(
+        resolve_env_refs(tracking, "tracking.mlflow_uri", os.environ) or settings.mlflow_uri
+    )
+    model = mlflow.pyfunc.load_model(args.model)
+    lines = open(args.bars, encoding="utf-8") if args.bars else lines_from_socket(args.socket)  # noqa: SIM115
+    days = days_from_lines(lines)
+    first = next(days, None)
+    if first is None:
+        print("✗ the stream held no bars", file=sys.stderr)
+        return 2
+    prices = pl.read_parquet(lake / "market_prices.parquet")
+    history = prices.filter(pl.col("date") < first["date"][0])
+    features = IncrementalFeatures(history.select([c for c in prices.columns]), build)
+
+    def all_days():
+        yield first
+        yield from days
+
+    latencies = []
+    for scored in score_stream(all_days(), features, model, columns):
+        latencies.append(scored.latency_s)
+        top = ", ".join(
+            f"{r['symbol']} {r['score']:+.4f}" for r in scored.signals.head(args.top).to_dicts()
+        )
+        print(f"{scored.day}  {scored.latency_s * 1000:6.1f} ms  top: {top}", flush=True)
+    summary = latency_summary(latencies)
+    print(
+        f"{summary['days']} days scored; latency per day (features + scoring): "
+        f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms"
+    )
     return 0
 
 

@@ -68,3 +68,76 @@ def test_score_refuses_a_hostile_model_argument_without_loading_anything(materia
     done = alphaforge("score", "--model", "file:///tmp/evil/model", home=materialized.home)
     assert done.returncode == 2
     assert "refusing to load 'file:///tmp/evil/model'" in done.stderr
+
+
+def _bars(home: Path, days: int, path: Path) -> list:
+    """The last ``days`` days of the materialized prices as a bar file (close only)."""
+    prices = pl.read_parquet(home / "lake" / "market_prices.parquet")
+    last = prices["date"].unique().sort()[-days:]
+    bars = prices.filter(pl.col("date").is_in(last.implode())).sort("date", "symbol")
+    nulls = [pl.lit(None, dtype=pl.Float64).alias(c) for c in ("open", "high", "low", "volume")]
+    bars.select("symbol", "date", *nulls[:3], "close", nulls[3]).write_csv(path)
+    return last.to_list()
+
+
+def test_incremental_features_equal_the_batch_feature_matrix(materialized, tmp_path):
+    from models.streaming import IncrementalFeatures
+    from pipelines.experiment import resolve
+    from pipelines.streaming import days_from_lines, feature_builder
+
+    home = materialized.home
+    days = _bars(home, 5, tmp_path / "bars.csv")
+    config = resolve(None, profile="fast", environ={}).run_config({"feature_matrix"})
+    config = config["ops"]["feature_matrix"]["config"]
+    build = feature_builder(config, pl.read_parquet(home / "lake" / "alt_data.parquet"), None)
+    prices = pl.read_parquet(home / "lake" / "market_prices.parquet")
+    features = IncrementalFeatures(prices.filter(pl.col("date") < days[0]), build)
+    batch = pl.read_parquet(home / "lake" / "feature_matrix.parquet")
+    with open(tmp_path / "bars.csv") as lines:
+        for bars in days_from_lines(lines):
+            streamed = features.update(bars).sort("symbol")
+            expected = batch.filter(pl.col("date") == bars["date"][0]).sort("symbol")
+            assert streamed.columns == expected.columns
+            for column in expected.columns[2:]:
+                a, b = streamed[column], expected[column]
+                assert a.is_null().to_list() == b.is_null().to_list(), column
+                assert (a.fill_null(0) - b.fill_null(0)).abs().max() < 1e-9, column
+    assert features.days == days
+    # the buffer holds the last 130 trading days, not the whole history
+    assert features.history["date"].n_unique() == 130
+
+
+def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path):
+    _bars(materialized.home, 5, tmp_path / "bars.csv")
+    done = alphaforge("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
+    assert done.returncode == 0, done.stderr
+    assert "5 days scored" in done.stdout and "p50" in done.stdout and "p99" in done.stdout
+    alphaforge("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
+    best = pl.read_parquet(tmp_path / "batch.parquet")["symbol"][0]  # the batch's rank 1
+    last_line = [line for line in done.stdout.splitlines() if "top:" in line][-1]
+    assert last_line.split("top: ")[1].startswith(best)
+
+
+def test_stream_reads_a_local_socket_and_refuses_a_remote_one(materialized, tmp_path):
+    import socket
+    import threading
+
+    from pipelines.streaming import days_from_lines, lines_from_socket
+
+    days = _bars(materialized.home, 3, tmp_path / "bars.csv")
+    payload = (tmp_path / "bars.csv").read_bytes()
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def feed():
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(payload)
+
+    threading.Thread(target=feed, daemon=True).start()
+    port = server.getsockname()[1]
+    received = list(days_from_lines(lines_from_socket(f"127.0.0.1:{port}")))
+    server.close()
+    assert [d["date"][0] for d in received] == days
+    assert all(d.height == 20 for d in received)
+    with pytest.raises(ValueError, match="local socket only"):
+        next(lines_from_socket("203.0.113.5:9000"))
