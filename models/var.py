@@ -48,16 +48,6 @@ def horizon_returns(returns: np.ndarray, horizon: int) -> np.ndarray:
     return np.expm1(log)
 
 
-def historical(returns: np.ndarray, level: float) -> Estimate:
-    return Estimate(float(value_at_risk(returns, beta=level)), float(cvar(returns, beta=level)))
-
-
-def normal(returns: np.ndarray, level: float) -> Estimate:
-    mu, sigma = returns.mean(), returns.std(ddof=1)
-    z = stats.norm.ppf(1 - level)
-    return Estimate(float(-(mu + sigma * z)), float(-mu + sigma * stats.norm.pdf(z) / (1 - level)))
-
-
 def _t_fit(returns: np.ndarray) -> tuple[float, float, float]:
     df, loc, scale = stats.t.fit(returns)
     return max(df, 2.05), loc, scale  # the ES of a t needs df > 1; below 2 no variance
@@ -69,10 +59,6 @@ def _t_risk(params: tuple[float, float, float], level: float) -> Estimate:
     # Lower-tail mean of a standard t: -f(q) / p * (df + q^2) / (df - 1).
     tail = stats.t.pdf(q, df) / (1 - level) * (df + q**2) / (df - 1)
     return Estimate(float(-(loc + scale * q)), float(-loc + scale * tail), {"df": float(df)})
-
-
-def student_t(returns: np.ndarray, level: float) -> Estimate:
-    return _t_risk(_t_fit(returns), level)
 
 
 def _cornish_fisher_z(z: np.ndarray, skew: np.ndarray, kurt: np.ndarray) -> np.ndarray:
@@ -96,12 +82,8 @@ def _cornish_fisher(windows: np.ndarray, level: float) -> tuple[np.ndarray, np.n
     return var[:, 0], es[:, 0]
 
 
-def cornish_fisher(returns: np.ndarray, level: float) -> Estimate:
-    var, es = _cornish_fisher(returns[None, :], level)
-    return Estimate(float(var[0]), float(es[0]))
-
-
 def _gpd_fit(returns: np.ndarray, threshold: float = 0.9) -> dict:
+    """Peaks over threshold: losses above their ``threshold`` quantile follow a GPD."""
     losses = -returns
     u = float(np.quantile(losses, threshold))
     excess = losses[losses > u] - u
@@ -121,11 +103,6 @@ def _gpd_risk(fit: dict, level: float) -> Estimate:
     # Mean excess of a GPD over var (xi < 1): ES = (VaR + beta - xi u) / (1 - xi).
     es = (var + beta - xi * u) / (1 - xi) if xi < 1 else np.inf
     return Estimate(float(var), float(es), {"threshold": u, "xi": xi})
-
-
-def evt(returns: np.ndarray, level: float, threshold: float = 0.9) -> Estimate:
-    """Peaks over threshold: losses above their ``threshold`` quantile follow a GPD."""
-    return _gpd_risk(_gpd_fit(returns, threshold), level)
 
 
 def _garch(returns: np.ndarray):
@@ -161,18 +138,15 @@ def _fhs_levels(
     )
     paths = fc.simulations.values[-1] / 100  # (simulations, horizon) daily returns
     total = np.expm1(np.log1p(paths).sum(axis=1))
-    return {level: historical(total, level) for level in levels}
+    return {level: _static(total, "historical", level) for level in levels}
 
 
-def fhs_garch(returns: np.ndarray, level: float, horizon: int = 1) -> Estimate:
-    return _fhs_levels(returns, (level,), horizon)[level]
+DAILY = ("historical", "normal", "cornish_fisher")  # closed forms, vectorised over windows
 
 
-ESTIMATORS = {
-    "historical": historical,
-    "normal": normal,
-    "cornish_fisher": cornish_fisher,
-}
+def _static(sample: np.ndarray, method: str, level: float) -> Estimate:
+    var, es = _daily(sample[None, :], method, level)
+    return Estimate(float(np.asarray(var)[0]), float(np.asarray(es)[0]))
 
 
 def estimate_levels(
@@ -196,9 +170,9 @@ def estimate_levels(
         fit, risk = HELD[method]
         params = fit(h)
         return {level: risk(params, level) for level in levels}
-    if method not in ESTIMATORS:
+    if method not in DAILY:
         raise ValueError(f"unknown VaR method {method!r}; choose from {METHODS}")
-    return {level: ESTIMATORS[method](h, level) for level in levels}
+    return {level: _static(h, method, level) for level in levels}
 
 
 def estimate(returns: np.ndarray, method: str, level: float, horizon: int = 1) -> Estimate:
@@ -276,7 +250,7 @@ def rolling_forecasts(
 
             for level, (var, es) in rolling_neural(r, levels, window, refit_every).items():
                 out[(method, level)] = (var, es)
-        elif method in ("historical", "normal", "cornish_fisher"):
+        elif method in DAILY:
             for level in levels:
                 out[(method, level)] = tuple(place(a) for a in _daily(windows, method, level))
         else:
@@ -285,7 +259,8 @@ def rolling_forecasts(
 
 
 def _daily(windows: np.ndarray, method: str, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """VaR and ES of every window (row) at once."""
+    """VaR and ES of every window (row) at once: the empirical quantile and tail mean
+    (skfolio), the normal's, or Cornish-Fisher's."""
     if method == "historical":
         return value_at_risk(windows.T, beta=level), cvar(windows.T, beta=level)
     if method == "normal":
