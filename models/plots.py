@@ -6,6 +6,8 @@ import polars as pl
 import shap
 from matplotlib.figure import Figure
 
+from models.scenarios import abs_autocorrelations, window_correlation
+
 
 def equity_curves(
     daily: pl.DataFrame, title: str = "Out-of-sample equity (net of costs)"
@@ -136,16 +138,13 @@ def scenario_realism(real: np.ndarray, generated: np.ndarray, source: str) -> Fi
         ax_hist.hist(data, bins=bins, density=True, histtype="step", label=label)
     ax_hist.set(yscale="log", title="daily returns (log density)")
     ax_hist.legend(fontsize=8)
-    lags = np.arange(1, min(real.shape[1], 11))
+    lags = min(real.shape[1] - 1, 10)
     for data, label in ((real, "real"), (generated, source)):
-        x = np.abs(data) - np.abs(data).mean(axis=(0, 1))
-        acf = [(x[:, k:] * x[:, :-k]).sum() / (x**2).sum() for k in lags]
-        ax_acf.plot(lags, acf, marker="o", label=label)
+        ax_acf.plot(range(1, lags + 1), abs_autocorrelations(data, lags), marker="o", label=label)
     ax_acf.set(title="autocorrelation of |r|", xlabel="lag (days)")
     ax_acf.legend(fontsize=8)
     for ax, data, label in ((ax_real, real, "real"), (ax_gen, generated, source)):
-        corr = np.corrcoef(data.reshape(-1, data.shape[-1]), rowvar=False)
-        ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.imshow(window_correlation(data), vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set(title=f"correlation: {label}", xticks=[], yticks=[])
     fig.tight_layout()
     return fig

@@ -44,13 +44,13 @@ class Check:
     rule: str
 
 
-def _abs_autocorrelation(windows: np.ndarray, lags: int = 5) -> float:
-    """Mean autocorrelation of |r| over lags 1..``lags`` inside windows, around each asset's
-    pooled mean (so calm and turbulent windows count as clustering too)."""
+def abs_autocorrelations(windows: np.ndarray, lags: int = 5) -> np.ndarray:
+    """Autocorrelation of |r| at lags 1..``lags`` inside windows, around each asset's pooled
+    mean (so calm and turbulent windows count as clustering too)."""
     a = np.abs(windows)
     x = a - a.mean(axis=(0, 1))
     denom = (x**2).sum()
-    return float(np.mean([(x[:, k:] * x[:, :-k]).sum() / denom for k in range(1, lags + 1)]))
+    return np.array([(x[:, k:] * x[:, :-k]).sum() / denom for k in range(1, lags + 1)])
 
 
 def _pair_distance(windows: np.ndarray, pairs: int = 2000) -> float:
@@ -61,7 +61,8 @@ def _pair_distance(windows: np.ndarray, pairs: int = 2000) -> float:
     return float(np.median(np.linalg.norm(flat[i] - flat[j], axis=1)))
 
 
-def _correlation(windows: np.ndarray) -> np.ndarray:
+def window_correlation(windows: np.ndarray) -> np.ndarray:
+    """Correlation matrix of the assets over every day of every window."""
     return np.corrcoef(windows.reshape(-1, windows.shape[-1]), rowvar=False)
 
 
@@ -72,8 +73,9 @@ def realism_checks(real: np.ndarray, generated: np.ndarray) -> list[Check]:
     vol_r, vol_g = float(r_flat.std(axis=0).mean()), float(g_flat.std(axis=0).mean())
     kurt_r = float(np.mean(stats.kurtosis(r_flat, axis=0)))
     kurt_g = float(np.mean(stats.kurtosis(g_flat, axis=0)))
-    clus_r, clus_g = _abs_autocorrelation(real), _abs_autocorrelation(generated)
-    corr_r, corr_g = _correlation(real), _correlation(generated)
+    clus_r = float(abs_autocorrelations(real).mean())
+    clus_g = float(abs_autocorrelations(generated).mean())
+    corr_r, corr_g = window_correlation(real), window_correlation(generated)
     off = ~np.eye(len(corr_r), dtype=bool)
     corr_gap = float(np.abs(corr_r - corr_g)[off].mean())
     # Distinct windows: a collapsed generator repeats itself (distance between two random

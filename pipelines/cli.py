@@ -387,13 +387,7 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
 
     import polars as pl
 
-    from pipelines.experiment import resolve_env_refs
-
-    tracking = resolved.experiment.tracking
-    uri = (
-        resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", os.environ)
-        or settings.mlflow_uri
-    )
+    uri = _tracking_uri(settings, resolved)
     try:
         day = date.fromisoformat(args.day) if args.day else None
         out = score_day(uri, settings.lake, args.model, day)
@@ -447,12 +441,7 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         for c in pl.read_parquet_schema(lake / "feature_matrix.parquet")
         if c not in ("symbol", "date")
     ]
-    tracking = resolved.experiment.tracking.mlflow_uri
-    from pipelines.experiment import resolve_env_refs
-
-    mlflow.set_tracking_uri(
-        resolve_env_refs(tracking, "tracking.mlflow_uri", os.environ) or settings.mlflow_uri
-    )
+    mlflow.set_tracking_uri(_tracking_uri(settings, resolved))
     model = mlflow.pyfunc.load_model(args.model)
     lines = open(args.bars, encoding="utf-8") if args.bars else lines_from_socket(args.socket)  # noqa: SIM115
     days = days_from_lines(lines)
@@ -462,7 +451,7 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         return 2
     prices = pl.read_parquet(lake / "market_prices.parquet")
     history = prices.filter(pl.col("date") < first["date"][0])
-    features = IncrementalFeatures(history.select([c for c in prices.columns]), build)
+    features = IncrementalFeatures(history, build)
 
     def all_days():
         yield first
@@ -481,6 +470,14 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms"
     )
     return 0
+
+
+def _tracking_uri(settings: Settings, resolved: Resolved) -> str:
+    """The experiment's tracking store (``${env:VAR}`` resolved), else the home's SQLite."""
+    from pipelines.experiment import resolve_env_refs
+
+    tracking = resolved.experiment.tracking.mlflow_uri
+    return resolve_env_refs(tracking, "tracking.mlflow_uri", os.environ) or settings.mlflow_uri
 
 
 if __name__ == "__main__":
