@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= fast
 
-.PHONY: install run test test-fast ui bench chaos lint format clean
+.PHONY: install run test test-fast ui bench chaos lint format clean stack stack-stop
 
 # pip, not uv/poetry: `torch==2.13.0` must resolve to the CPU wheel that lies on the machine.
 $(STAMP): pyproject.toml constraints.txt
@@ -41,6 +41,14 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+STACK_DIR ?= .alphaforge-stack
+
+stack: install  ## the prod topology on this machine: PostgreSQL + MLflow server (deploy/stack.sh)
+	MLFLOW=$(BIN)/mlflow deploy/stack.sh start $(STACK_DIR) 5432 5000
+
+stack-stop:
+	deploy/stack.sh stop $(STACK_DIR)
 
 clean:
 	rm -rf .alphaforge

@@ -15,6 +15,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from data_contracts import RawPrices
+from models.tuning import Workers
 
 
 class PriceSource(Protocol):
@@ -45,6 +46,16 @@ class Tracker(Protocol):
 
     def run_url(self, run_id: str) -> str:
         """Link to a run in the MLflow UI."""
+
+
+class Tuning(Protocol):
+    storage: str  # Optuna storage URL
+    shared: bool  # other workers may join its studies (RDB storage, heartbeats)
+    heartbeat_s: int
+
+    def workers(self, count: int, parent_run_id: str, n_trials: int) -> Workers | None:
+        """Starts ``count`` more tuning processes on a study once its budget is queued, each
+        logging its trials under the MLflow run ``parent_run_id``; None when ``count`` is 0."""
 
 
 class ReportStore(Protocol):

@@ -31,7 +31,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
-from assets.ports import Tracker
+from assets.ports import Tracker, Tuning
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
@@ -81,6 +81,11 @@ class TrainingConfig(Config):
     )
     seed: int = Field(default=42, description="Seed for samplers and estimators.")
     n_jobs: int = Field(default=2, description="Threads per model fit.")
+    workers: int = Field(
+        default=1,
+        description="Processes that run each model's Optuna trials together, sharing its study "
+        "(this one and workers - 1 more).",
+    )
 
 
 class EnsembleConfig(Config):
@@ -123,16 +128,25 @@ class OOFConfig(Config):
     )
 
 
-class _TrialLogger:
-    """Log each finished trial as a nested MLflow run (and a progress line).
+class TrialLogger:
+    """Log each finished trial as a nested MLflow run under ``parent_run_id`` (and a progress
+    line through ``log``). Workers in other processes log theirs the same way, tagged with
+    their ``worker`` name, so all of a study's trials sit under one parent.
 
     The run is written by a background thread (create, one batch, terminate), so tracking
     overlaps the next trial's fitting instead of adding to it; ``close`` waits for the last."""
 
-    def __init__(self, context: AssetExecutionContext, model: str, n_trials: int):
-        self.context, self.model, self.n_trials = context, model, n_trials
-        self.parent = mlflow.active_run()
-        self.client = mlflow.MlflowClient()
+    def __init__(
+        self,
+        log,
+        model: str,
+        n_trials: int,
+        parent_run_id: str,
+        client: mlflow.MlflowClient,
+        worker: str = "pipeline",
+    ):
+        self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
+        self.parent, self.client = client.get_run(parent_run_id), client
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-trials")
         self.pending: list[Future] = []
 
@@ -151,14 +165,15 @@ class _TrialLogger:
             "mlflow.parentRunId": self.parent.info.run_id,
             "optuna.study": study.study_name,
             "optuna.state": trial.state.name,
+            "alphaforge.worker": self.worker,
         }
         params = [Param(k, str(v)) for k, v in trial.params.items()]
         name = f"{self.model}-trial-{trial.number}"
         self.pending.append(self.pool.submit(self._write, name, tags, metrics, params))
         value = f"{trial.value:+.4f}" if trial.value is not None else "—"
-        self.context.log.info(
+        self.log(
             f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
-            f"rank IC {value}"
+            f"rank IC {value} ({self.worker})"
         )
 
     def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
@@ -214,12 +229,13 @@ def base_models(
     feature_matrix: pl.DataFrame,
     labels: pl.DataFrame,
     tracker: ResourceParam[Tracker],
-    optuna_storage: ResourceParam[str],
+    tuning: ResourceParam[Tuning],
 ) -> Output[BaseModels]:
     """Each base model tuned by Optuna TPE (median pruning on fold scores) on purged folds inside
     the tuning window, then fitted on every row whose label ends before the final test period.
     Studies persist in Optuna storage under a name derived from the data and splits, so a killed
-    run resumes its studies."""
+    run resumes its studies; with ``workers`` > 1, more processes share each study (and workers
+    on other machines may join it: ``alphaforge tune-worker``)."""
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress goes through context.log
     ds = assemble(feature_matrix, labels, config.target)
@@ -246,7 +262,10 @@ def base_models(
         for i, name in enumerate(config.models, start=1):
             context.log.info(f"model {i}/{len(config.models)}: tuning {name}")
             with mlflow.start_run(run_name=name, nested=True):
-                logger = _TrialLogger(context, name, config.n_trials)
+                parent = mlflow.active_run().info.run_id
+                logger = TrialLogger(
+                    context.log.info, name, config.n_trials, parent, mlflow.MlflowClient()
+                )
                 try:
                     params, score, fitted, study = tune_and_fit(
                         ds,
@@ -256,8 +275,13 @@ def base_models(
                         n_trials=config.n_trials,
                         seed=config.seed,
                         n_jobs=config.n_jobs,
-                        storage=optuna_storage,
+                        storage=tuning.storage,
                         callbacks=[logger],
+                        shared=tuning.shared,
+                        heartbeat_s=tuning.heartbeat_s,
+                        workers=tuning.workers(config.workers - 1, parent, config.n_trials),
+                        # the workers started here share this machine's cores
+                        trial_jobs=max(1, config.n_jobs // config.workers),
                     )
                 finally:
                     logger.close()

@@ -22,7 +22,16 @@ from models.cv import purged_combinatorial, purged_walk_forward
 from models.dataset import Dataset, feature_inputs, window_columns
 from models.estimators import Params, get_spec
 from models.stacking import out_of_fold_predictions
-from models.tuning import TrialCallback, best_params, splits_fingerprint, study_name, tune
+from models.tuning import (
+    HEARTBEAT_S,
+    TrialCallback,
+    TuningProblem,
+    Workers,
+    best_params,
+    splits_fingerprint,
+    study_name,
+    tune,
+)
 from models.types import Split
 
 CV_SCHEMES = ("walk_forward", "cpcv")
@@ -161,12 +170,19 @@ def tune_and_fit(
     n_jobs: int,
     storage: str | None,
     callbacks: Sequence[TrialCallback] = (),
+    shared: bool = False,
+    heartbeat_s: int = HEARTBEAT_S,
+    workers: Workers | None = None,
+    trial_jobs: int | None = None,
 ) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
     """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
     ``None`` for the model, when ``fit_rows`` is None).
 
     Returns the parameters, the best CV score, the refitted model and the study, whose name is
-    stable for the same data, splits, target and seed, so a killed run resumes it."""
+    stable for the same data, splits, target and seed, so a killed run resumes it. ``shared``,
+    ``heartbeat_s`` and ``workers`` as for :func:`models.tuning.tune` (several workers on one study);
+    ``trial_jobs`` threads per trial fit in each worker (default ``n_jobs``; the refit uses
+    ``n_jobs``)."""
     spec = get_spec(model)
     X, y = model_inputs(ds, model), ds.y
     name = study_name(
@@ -178,19 +194,16 @@ def tune_and_fit(
         y=float(np.nansum(y)),
         seed=seed,
     )
+    problem = TuningProblem(model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs)
     study = tune(
-        spec,
-        X,
-        y,
-        ds.dates,
-        ds.label,
-        splits,
+        problem,
         n_trials=n_trials,
-        seed=seed,
         storage=storage,
         study_name=name,
-        n_jobs=n_jobs,
         callbacks=callbacks,
+        shared=shared,
+        heartbeat_s=heartbeat_s,
+        workers=workers,
     )
     params = best_params(study)
     fitted = (

@@ -2,25 +2,38 @@
 
 A study lives in Optuna storage under a name derived from what it tunes (``study_name``), so a
 run killed mid-study and started again resumes it: finished trials are kept, trials the crash
-left RUNNING are marked FAIL, and only the missing trials run. Several workers may share one
-study through an RDB storage URL.
+left RUNNING are marked FAIL, and only the missing trials run.
+
+The trial budget is a queue: the coordinator enqueues exactly the missing trials as WAITING
+(``enqueue_budget``) and any number of workers, on this machine or others sharing an RDB
+storage, take them one at a time (``work``): a trial is claimed by Optuna's own atomic
+WAITING → RUNNING transition, so none runs twice and none is created beyond the budget. A
+worker that dies mid-trial stops its heartbeat; another worker fails the trial after the grace
+period and Optuna's ``RetryFailedTrialCallback`` enqueues a copy, so the budget still completes.
+A storage outage (PostgreSQL restarting) is waited out and the interrupted trial retried.
 """
 
 import hashlib
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from models.estimators import ModelSpec, Params
+from models.estimators import Params, get_spec
 from models.metrics import mean_rank_ic
 from models.types import Split
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+# starts more workers on a study; waits for them when the context exits
+Workers = Callable[[optuna.Study, "TuningProblem"], AbstractContextManager]
 
 
 def study_name(model: str, **identity: Any) -> str:
@@ -39,17 +52,190 @@ def splits_fingerprint(dates: np.ndarray, splits: Sequence[Split]) -> str:
     return h.hexdigest()[:16]
 
 
-def open_storage(url: str | None) -> str | optuna.storages.BaseStorage | None:
+log = logging.getLogger(__name__)
+
+# A worker records a heartbeat this often while it runs a trial (RDB storage); a RUNNING trial
+# whose heartbeat is older than the grace period belongs to a dead worker.
+HEARTBEAT_S = 10
+GRACE_S = 30
+
+
+def open_storage(
+    url: str | None, heartbeat_s: int | None = None, grace_s: int | None = None
+) -> str | optuna.storages.BaseStorage | None:
     """Optuna storage from a URL: ``None`` keeps the study in memory; ``journal:///path`` is an
     append-only journal file (Optuna's ``JournalFileBackend``: one write per event, several
     processes on one machine may share it); anything else is an RDB URL (``sqlite:///...``,
-    ``postgresql://...``) for Optuna's own ``RDBStorage``."""
-    if url is None or not url.startswith("journal://"):
-        return url
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    ``postgresql://...``) for Optuna's own ``RDBStorage``, which with ``heartbeat_s`` records
+    workers' heartbeats and retries the trials of dead ones."""
+    if url is None:
+        return None
+    if url.startswith("journal://"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
+    if heartbeat_s is None:
+        return url
+    return optuna.storages.RDBStorage(
+        url,
+        # a connection the server dropped (a restart) is replaced, not reused
+        engine_kwargs={"pool_pre_ping": True},
+        heartbeat_interval=heartbeat_s,
+        grace_period=grace_s or 3 * heartbeat_s,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
+    )
+
+
+def open_study(
+    storage: str | optuna.storages.BaseStorage | None, name: str, seed: int
+) -> optuna.Study:
+    """The study ``name`` (created if missing) with the sampler and pruner every worker uses."""
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=ReplayableTPESampler(seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        load_if_exists=True,
+    )
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PENDING = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def enqueue_budget(study: optuna.Study, n_trials: int) -> int:
+    """Enqueue the trials still missing from a budget of ``n_trials`` finished ones (trials
+    already queued or running count as on their way); returns how many were enqueued."""
+    have = len(study.get_trials(deepcopy=False, states=FINISHED + PENDING))
+    for _ in range(max(0, n_trials - have)):
+        study.enqueue_trial({})  # no fixed parameters: the sampler chooses them all
+    return max(0, n_trials - have)
+
+
+# What a lost database connection raises: Optuna wraps SQLAlchemy's errors in
+# StorageInternalError; a read outside a transaction may surface SQLAlchemy's own.
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import OperationalError
+
+    return (optuna.exceptions.StorageInternalError, OperationalError)
+
+
+PATIENCE_S = 120.0
+
+
+def retrying(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, retried every half second through a storage outage of up to
+    ``PATIENCE_S`` seconds (a database restart), then the outage's error."""
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except _storage_errors() as err:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("storage unavailable (%s); retrying", type(err).__name__)
+            time.sleep(0.5)
+
+
+def _claim(study: optuna.Study) -> int | None:
+    """Move one WAITING trial to RUNNING, atomically in the storage (the same transition
+    ``Study.ask`` uses for enqueued trials); None when none is waiting."""
+    storage = study._storage
+    for trial in storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+    ):
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                return trial._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker claimed and finished it meanwhile
+    return None
+
+
+@contextmanager
+def _heartbeat(study: optuna.Study, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while it runs (RDB storage with
+    heartbeats on; otherwise nothing). A missed beat during an outage is only logged."""
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except _storage_errors():
+                log.warning("heartbeat of trial %s missed: storage unavailable", trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def work(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    callbacks: Sequence[TrialCallback] = (),
+    wait_for_running: bool = True,
+    poll_s: float = 1.0,
+) -> int:
+    """Run the study's WAITING trials until none is left; returns how many this worker ran.
+
+    With ``wait_for_running`` a worker that finds the queue empty waits while other workers'
+    trials are RUNNING: if one of them dies, its trial comes back (heartbeat, retry callback)
+    and is run here. A trial interrupted by a storage outage is run again once the storage is
+    back (as a copy, once); an error in the objective fails the trial and is raised."""
+    heartbeat = bool(getattr(study._storage, "get_heartbeat_interval", lambda: None)())
+    retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+    ran = 0
+    while True:
+        if heartbeat:
+            retrying(optuna.storages.fail_stale_trials, study)
+        trial_id = retrying(_claim, study)
+        if trial_id is None:
+            running = retrying(study.get_trials, deepcopy=False, states=(TrialState.RUNNING,))
+            if not (wait_for_running and running):
+                return ran
+            time.sleep(poll_s)
+            continue
+        trial = retrying(optuna.Trial, study, trial_id)
+        value, state = None, TrialState.COMPLETE
+        try:
+            with _heartbeat(study, trial_id):
+                value = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except _storage_errors():
+            # the outage cut this trial off. With heartbeats, leave it: its heartbeat has
+            # stopped, so after the grace period exactly one worker fails it and queues a copy
+            # (failing it here too could queue two). Without, this is the only worker.
+            if not heartbeat:
+                failed = retrying(study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
+                retrying(retry, study, failed)
+            continue
+        except BaseException:
+            retrying(study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        if state == TrialState.PRUNED:
+            value = None
+        frozen = retrying(study.tell, trial, value, state, skip_if_finished=True)
+        if frozen.state != state:
+            continue  # failed meanwhile by another worker (missed heartbeats); a copy reruns it
+        ran += 1
+        for callback in callbacks:
+            callback(study, frozen)
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
@@ -75,57 +261,52 @@ class ReplayableTPESampler(optuna.samplers.TPESampler):
     from the same state). Optuna's own sampler keeps one random stream per process instead."""
 
     def __init__(self, seed: int):
-        super().__init__(seed=seed)
+        # constant liar: with several workers, running trials count as bad ones, so concurrent
+        # trials spread out (with one worker no other trial is running and nothing changes)
+        super().__init__(seed=seed, constant_liar=True)
         self._base_seed = seed
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        finished = len(
-            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        )
-        self._rng.rng.seed(self._base_seed + finished)
-        self._random_sampler._rng.rng.seed(self._base_seed + 1_000_003 + finished)
+        trials = study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
+        finished = sum(t.state in FINISHED for t in trials)
+        # trials other workers started before this one: concurrent trials must not draw alike
+        ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
+        self._rng.rng.seed(self._base_seed + finished + 7919 * ahead)
+        self._random_sampler._rng.rng.seed(self._base_seed + 1_000_003 + finished + 7919 * ahead)
         super().before_trial(study, trial)
 
 
-def tune(
-    spec: ModelSpec,
-    X: np.ndarray,
-    y: np.ndarray,
-    dates: np.ndarray,
-    label: np.ndarray,
-    splits: Sequence[Split],
-    *,
-    n_trials: int,
-    seed: int,
-    storage: str | None,
-    study_name: str,
-    n_jobs: int = 1,
-    callbacks: Sequence[TrialCallback] = (),
-) -> optuna.Study:
-    """Maximise the mean per-date Rank IC of ``spec`` over the test blocks of ``splits``.
+@dataclass(frozen=True)
+class TuningProblem:
+    """Everything a worker needs to run trials of one study: the model, its inputs and the
+    folds. The coordinator hands it to workers in other processes or on other machines."""
+
+    model: str
+    X: np.ndarray
+    y: np.ndarray
+    dates: np.ndarray
+    label: np.ndarray
+    splits: Sequence[Split]
+    seed: int
+    n_jobs: int = 1
+
+
+def objective_for(problem: TuningProblem) -> Callable[[optuna.Trial], float]:
+    """The mean per-date Rank IC of the problem's model over the test blocks of its splits.
 
     Each fold's score is reported to Optuna as the running mean, so the median pruner can stop
     a poor trial after its first folds. Fold scores and pure fit-and-predict seconds are kept as
-    trial user attributes. A study that already exists in ``storage`` is resumed: only the
-    missing trials run. A model with nothing to tune runs one trial.
-    """
-    study = optuna.create_study(
-        storage=open_storage(storage),
-        study_name=study_name,
-        direction="maximize",
-        sampler=ReplayableTPESampler(seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        load_if_exists=True,
-    )
-    fail_stale_trials(study)
+    trial user attributes."""
+    spec = get_spec(problem.model)
+    X, y, dates, label, seed = problem.X, problem.y, problem.dates, problem.label, problem.seed
 
     def objective(trial: optuna.Trial) -> float:
         params = spec.search_space(trial)
         scores: list[float] = []
         fit_seconds = 0.0
-        for fold, (train, test) in enumerate(splits):
+        for fold, (train, test) in enumerate(problem.splits):
             started = time.perf_counter()
-            model = spec.build(params, seed, n_jobs).fit(X[train], y[train])
+            model = spec.build(params, seed, problem.n_jobs).fit(X[train], y[train])
             pred = model.predict(X[test])
             fit_seconds += time.perf_counter() - started
             scores.append(mean_rank_ic(dates[test], pred, label[test]))
@@ -136,10 +317,38 @@ def tune(
         _keep(trial, scores, fit_seconds)
         return float(np.mean(scores))
 
-    wanted = n_trials if spec.tunable else 1
-    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-    if wanted > done:
-        study.optimize(objective, n_trials=wanted - done, callbacks=list(callbacks))
+    return objective
+
+
+def tune(
+    problem: TuningProblem,
+    *,
+    n_trials: int,
+    storage: str | None,
+    study_name: str,
+    callbacks: Sequence[TrialCallback] = (),
+    shared: bool = False,
+    heartbeat_s: int = HEARTBEAT_S,
+    workers: Workers | None = None,
+) -> optuna.Study:
+    """Maximise the mean per-date Rank IC of the problem's model (:func:`objective_for`) on
+    ``n_trials`` trials. A study that already exists in ``storage`` is resumed: only the missing
+    trials run. A model with nothing to tune runs one trial.
+
+    ``shared=False``: this process is the study's only worker (the pipeline holds the run
+    lock), so trials left RUNNING are a crash's and are failed at once. ``shared=True``: other
+    workers may be running (RDB storage with heartbeats every ``heartbeat_s``); dead ones are
+    found by heartbeat. ``workers(study, problem)``, entered once the budget is queued, starts
+    more workers on the study and, on exit, waits for them: this process works through the
+    queue beside them, so every trial has finished when ``tune`` returns."""
+    study = retrying(
+        open_study, open_storage(storage, heartbeat_s if shared else None), study_name, problem.seed
+    )
+    if not shared:
+        fail_stale_trials(study)
+    retrying(enqueue_budget, study, n_trials if get_spec(problem.model).tunable else 1)
+    with workers(study, problem) if workers is not None else nullcontext():
+        work(study, objective_for(problem), callbacks=callbacks, wait_for_running=shared)
     return study
 
 

@@ -6,6 +6,7 @@ alphaforge run --from YYYY-MM-DD --to YYYY-MM-DD   a backfill of daily partition
 alphaforge score [--model models:/alphaforge-ensemble@champion] [--day YYYY-MM-DD] [--out FILE]
 alphaforge stream (--bars FILE | --socket 127.0.0.1:PORT) [--model URI] [--top 5]
 alphaforge ui [--dagster-port 3000] [--mlflow-port 5000]
+alphaforge tune-worker PROBLEM.npz [--name NAME]   join a shared Optuna study (scale-out)
 """
 
 import argparse
@@ -21,7 +22,7 @@ from pipelines.experiment import ExperimentError, Resolved, resolve, show
 from pipelines.lock import HomeBusy, RunLock, exclusive
 from pipelines.sensors import innermost_error
 from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day
-from pipelines.settings import Settings, load_settings, prepare_home
+from pipelines.settings import ENV_VARS, Settings, load_settings, prepare_home
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
 
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     feed.add_argument("--socket", help="a local TCP feed of the same lines, host:port")
     stream.add_argument("--model", default=DEFAULT_MODEL, help="registry URI (as for score)")
     stream.add_argument("--top", type=int, default=5, help="signals printed per day")
+    worker = sub.add_parser(
+        "tune-worker",
+        help="run queued trials of a shared Optuna study (storage and MLflow from the env)",
+    )
+    worker.add_argument("problem", help="the study's problem file, <lake>/tuning/<study>.npz")
+    worker.add_argument("--name", help="worker name in MLflow tags (default host:pid)")
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
@@ -72,6 +79,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     settings = load_settings()
+    # MLflow prints a "View run" link on every run end against a tracking server: our progress
+    # display and the Dagster metadata carry the links already
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if settings.prod:  # dagster.yaml reads these by name: give the unset ones their defaults
+        for var in ("ALPHAFORGE_PG_HOST", "ALPHAFORGE_PG_PORT", "ALPHAFORGE_PG_USER"):
+            os.environ.setdefault(var, ENV_VARS[var][0])
+        os.environ.setdefault("ALPHAFORGE_PG_PASSWORD", "")
+    if args.command == "tune-worker":
+        from pipelines.tuning import run_worker
+
+        ran = run_worker(
+            Path(args.problem), settings.optuna_storage, settings.mlflow_uri, args.name
+        )
+        print(f"worker done: {ran} trials")
+        return 0
     if args.command == "ui":
         prepare_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
@@ -93,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return _stream(settings, resolved, args)
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    if settings.prod:
+        try:
+            _export_experiment(args, resolved)
+        except ExperimentError as err:
+            print(err, file=sys.stderr)
+            return 2
     start = args.date or args.start
     window = (start, args.end or start) if start else None
     return _run(settings, resolved, args.select, window)
@@ -160,8 +188,11 @@ def _run(
 
     try:  # refuse at once, before the run is even created, if the home is busy
         probe = RunLock(settings.lake)
-        probe.acquire("alphaforge run (starting)")
-        probe.release()
+        probe.acquire(f"alphaforge run, pid {os.getpid()}")
+        # local: the run's IO manager takes the lock over; prod: its steps are processes of
+        # their own, so this process holds it until the run ends
+        if not settings.prod:
+            probe.release()
     except HomeBusy as err:
         print(f"✗ {err}", file=sys.stderr)
         return 3
@@ -190,20 +221,28 @@ def _run(
     steps = len({id(graph.get(k).assets_def) for k in keys})  # a multi-asset is one step
     profile = resolved.experiment.profile
     days = f", daily partitions {window[0]}..{window[1]}" if window else ""
-    print(f"AlphaForge: profile '{profile}'{days}, home {settings.home}, Dagster run {run_id}")
+    where = "PostgreSQL-backed instance" if settings.prod else f"home {settings.home}"
+    named = "" if settings.prod else f", Dagster run {run_id}"  # prod: named when it starts
+    print(f"AlphaForge: profile '{profile}'{days}, {where}{named}")
 
     outcome: dict[str, object] = {}
+    tags = experiment_tags(resolved) | {"alphaforge/source": "cli"} | partition_tags
+    if settings.prod:
+        tags["alphaforge/cli_token"] = run_id
 
     def execute() -> None:
         try:
-            outcome["result"] = job.execute_in_process(
-                run_config=config,
-                instance=instance,
-                run_id=run_id,
-                asset_selection=selection,
-                raise_on_error=False,
-                tags=experiment_tags(resolved) | {"alphaforge/source": "cli"} | partition_tags,
-            )
+            if settings.prod:  # the job's own executor: steps in processes of their own
+                outcome["result"] = _execute_job(job_name, instance, config, tags, selection)
+            else:
+                outcome["result"] = job.execute_in_process(
+                    run_config=config,
+                    instance=instance,
+                    run_id=run_id,
+                    asset_selection=selection,
+                    raise_on_error=False,
+                    tags=tags,
+                )
         except BaseException as err:  # surfaced below, after the progress loop ends
             outcome["error"] = err
 
@@ -212,9 +251,17 @@ def _run(
     worker.start()
     progress = _Progress(steps, started)
     cursor = None
+    if settings.prod:  # execute_job names the run itself: find it by the tag set above
+        run_id = _wait_for_run(instance, tags["alphaforge/cli_token"], worker)
+        print(f"Dagster run {run_id}, steps in processes of their own")
     while True:
         alive = worker.is_alive()
-        conn = instance.get_records_for_run(run_id, cursor=cursor)
+        conn = instance.get_records_for_run(run_id, cursor=cursor) if run_id else None
+        if conn is None:
+            if not alive:
+                break
+            time.sleep(0.5)
+            continue
         for record in conn.records:
             progress.show(record.event_log_entry)
         cursor = conn.cursor
@@ -222,6 +269,7 @@ def _run(
             break
         time.sleep(0.5)
     _reap_log_tails()
+    probe.release()
     if "error" in outcome:
         raise outcome["error"]
     result = outcome["result"]
@@ -247,6 +295,58 @@ def _run(
         f"  MLflow UI:  {settings.mlflow_ui}  (experiment '{resolved.experiment.tracking.experiment}')"
     )
     return 0
+
+
+def _execute_job(job_name: str, instance, config: dict, tags: dict, selection):
+    """Run ``job_name`` with its own executor (prod: multiprocess). Step processes load the
+    code location ``pipelines.definitions:defs`` from the environment, which the caller made
+    say the same experiment (:func:`_export_experiment`)."""
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    root = Path(__file__).resolve().parent.parent
+    repo = ReconstructableRepository.for_module("pipelines.definitions", "defs", str(root))
+    return execute_job(
+        repo.get_reconstructable_job(job_name),
+        instance,
+        run_config=config,
+        tags=tags,
+        asset_selection=selection,
+        raise_on_error=False,
+    )
+
+
+def _wait_for_run(instance, token: str, worker: threading.Thread) -> str | None:
+    """The id of the run tagged ``alphaforge/cli_token=token``, once it exists."""
+    from dagster import RunsFilter
+
+    while True:
+        runs = instance.get_run_records(RunsFilter(tags={"alphaforge/cli_token": token}), limit=1)
+        if runs:
+            return runs[0].dagster_run.run_id
+        if not worker.is_alive():
+            return None
+        time.sleep(0.2)
+
+
+def _export_experiment(args: argparse.Namespace, resolved: Resolved) -> None:
+    """Put the command line's experiment choices into the environment, where processes that
+    load the code location themselves (prod's step processes) find them; refuse if they would
+    then resolve another experiment than this process did."""
+    if args.profile or not os.environ.get("ALPHAFORGE_PROFILE"):
+        os.environ["ALPHAFORGE_PROFILE"] = resolved.experiment.profile
+    if args.config:
+        os.environ["ALPHAFORGE_CONFIG"] = str(Path(args.config).resolve())
+    if args.prices:
+        os.environ["ALPHAFORGE_PRICES"] = args.prices
+    for item in args.set:
+        key, _, value = item.partition("=")
+        os.environ["ALPHAFORGE__" + "__".join(k.upper() for k in key.strip().split("."))] = value
+    again = resolve(os.environ.get("ALPHAFORGE_CONFIG"), environ=os.environ)
+    if again.to_yaml() != resolved.to_yaml():
+        raise ExperimentError(
+            "command line", ["the experiment cannot be passed to step processes by environment"]
+        )
 
 
 def _reap_log_tails() -> None:

@@ -22,6 +22,7 @@ from dagster import (
     definitions,
     in_process_executor,
     load_assets_from_modules,
+    multiprocess_executor,
     schedule,
 )
 
@@ -38,6 +39,7 @@ from pipelines.sources import (
     FilePriceSource,
     HttpPriceSource,
 )
+from pipelines.tuning import TuningResource
 
 ASSET_MODULES = [ingest, features, training, portfolio, explain, risk, reports]
 JOB = "all_assets_job"
@@ -49,7 +51,8 @@ WEEKLY_CRON = "0 6 * * 6"
 def build_resources(
     settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
 ) -> dict[str, object]:
-    """The local (embedded) resource set; stores default to SQLite under ``settings.home``."""
+    """The resource set; stores default to SQLite under ``settings.home`` (local) or to
+    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``)."""
     exp = resolved.experiment
     data, tracking = exp.data, exp.tracking
     if data.source == "files":
@@ -71,22 +74,29 @@ def build_resources(
         )
     else:
         prices = BundledPriceSource()
+    tracking_uri = (
+        resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", environ) or settings.mlflow_uri
+    )
     return {
-        "lake": LakeIOManager(base_dir=str(settings.lake)),
+        # prod: steps run in several processes, and one run at a time is the run queue's job
+        "lake": LakeIOManager(base_dir=str(settings.lake), lock=not settings.prod),
         "price_source": prices,
         "alt_source": BundledAltSource(texts=data.texts),
         "tracker": MLflowResource(
-            tracking_uri=resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", environ)
-            or settings.mlflow_uri,
-            artifact_root=str(settings.mlflow_artifacts),
+            tracking_uri=tracking_uri,
+            # prod: the tracking server keeps (and serves) the artefacts
+            artifact_root="" if settings.prod else str(settings.mlflow_artifacts),
             experiment_name=tracking.experiment,
             ui_url=settings.mlflow_ui,
             experiment_yaml=resolved.to_yaml(),
         ),
-        "optuna_storage": resolve_env_refs(
-            tracking.optuna_storage, "tracking.optuna_storage", environ
-        )
-        or settings.optuna_storage,
+        "tuning": TuningResource(
+            storage=resolve_env_refs(tracking.optuna_storage, "tracking.optuna_storage", environ)
+            or settings.optuna_storage,
+            tracking_uri=tracking_uri,
+            problem_dir=str(settings.lake / "tuning"),
+            shared=settings.prod,
+        ),
         "reports": ReportsResource(base_dir=str(settings.reports)),
         "alerts": AlertResource(alert_dir=str(settings.alerts), webhook_url=settings.alert_webhook),
     }
@@ -158,8 +168,25 @@ def build_definitions(
             new_files_sensor(JOB, data.path if data.source == "files" else None),
         ],
         resources=build_resources(settings, resolved, environ),
-        # One process: each step would otherwise pay ~15 s of imports (torch, mlflow, GX).
-        executor=in_process_executor,
+        executor=executor(settings),
+    )
+
+
+# Loaded once in the forkserver; every step process forks from it with these already imported.
+PRELOAD = ["pipelines.definitions", "torch", "mlflow", "great_expectations", "lightgbm"]
+
+
+def executor(settings: Settings):
+    """local: one process (each spawned step would pay ~15 s of imports: torch, mlflow, GX);
+    prod: Dagster's multiprocess executor, steps forked from a preloaded forkserver."""
+    if not settings.prod:
+        return in_process_executor
+    return multiprocess_executor.configured(
+        {
+            "max_concurrent": settings.max_concurrent,
+            "start_method": {"forkserver": {"preload_modules": PRELOAD}},
+        },
+        name="prod_multiprocess",
     )
 
 

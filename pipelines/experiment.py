@@ -157,6 +157,7 @@ class ModelsSection(Section):
     n_trials: int = _inherit(TrainingConfig, "n_trials", ge=1)
     seed: int = _inherit(TrainingConfig, "seed")
     n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
+    workers: int = _inherit(TrainingConfig, "workers", ge=1)
 
 
 class EnsembleSection(Section):
@@ -337,6 +338,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "n_trials"): ("base_models", "n_trials"),
     ("models", "seed"): ("base_models", "seed"),
     ("models", "n_jobs"): ("base_models", "n_jobs"),
+    ("models", "workers"): ("base_models", "workers"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),

@@ -28,12 +28,15 @@ class LakeIOManager(ConfigurableIOManager):
     reader of a partitioned asset gets every partition written so far, concatenated."""
 
     base_dir: str
+    lock: bool = True
     _lock: RunLock | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Hold the home's run lock for the whole run: a concurrent run is refused. Reading a
-        value outside a run (``Definitions.load_asset_value``, notebooks) takes no lock."""
-        if context.dagster_run is None:
+        value outside a run (``Definitions.load_asset_value``, notebooks) takes no lock. With
+        ``lock=False`` (prod: each step is a process of its own, and the instance's run queue
+        runs one run at a time) nothing is taken here."""
+        if context.dagster_run is None or not self.lock:
             return
         self._lock = RunLock(Path(self.base_dir))
         self._lock.acquire(f"Dagster run {context.run_id}")

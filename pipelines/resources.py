@@ -32,18 +32,28 @@ class MLflowResource(ConfigurableResource):
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        return client.create_experiment(
-            self.experiment_name, artifact_location=Path(self.artifact_root).as_uri()
-        )
+        from mlflow.exceptions import MlflowException
+
+        location = Path(self.artifact_root).as_uri() if self.artifact_root else None
+        try:
+            return client.create_experiment(self.experiment_name, artifact_location=location)
+        except MlflowException:  # another step process created it a moment ago
+            found = client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
         from mlflow.entities import Param
 
-        found = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{context.run_id}' and tags.`{PARENT_TAG}` = 'true'",
-            max_results=1,
-        )
+        def parents() -> list:
+            return client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{context.run_id}' and tags.`{PARENT_TAG}` = 'true'",
+                order_by=["attributes.start_time ASC"],
+            )
+
+        found = parents()
         if found:
             return found[0].info.run_id
         self._end_stale_runs(client, experiment_id, context)
@@ -56,6 +66,12 @@ class MLflowResource(ConfigurableResource):
                 "dagster.job": context.job_name,
             },
         )
+        # two step processes of one run (multiprocess executor) may both have found no parent
+        # and created one: the oldest stays, the later one deletes its own
+        first = parents()[0].info.run_id
+        if first != run.info.run_id:
+            client.delete_run(run.info.run_id)
+            return first
         if self.experiment_yaml:  # the resolved experiment: enough to reproduce this run
             client.log_text(run.info.run_id, self.experiment_yaml, "experiment.yaml")
             flat = flatten(yaml.safe_load(self.experiment_yaml))
@@ -69,9 +85,11 @@ class MLflowResource(ConfigurableResource):
     @staticmethod
     def _end_stale_runs(client, experiment_id: str, context: AssetExecutionContext) -> None:
         """Mark KILLED the MLflow runs that a killed run of *this* home's Dagster instance left
-        RUNNING. Called while this run holds the home's run lock, before its parent run exists:
-        any RUNNING run that traces back (through ``mlflow.parentRunId``) to another Dagster run
-        of this instance is dead. Runs of other homes on a shared MLflow server are left alone."""
+        RUNNING. Called before this run's parent run exists: a RUNNING run that traces back
+        (through ``mlflow.parentRunId``) to another Dagster run of this instance which the
+        instance shows finished is dead (the next run on the home marks a killed local run
+        failed; in prod, Dagster's run monitoring does). Runs of other homes on a shared MLflow
+        server, and of runs still going, are left alone."""
         running = client.search_runs(
             [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
         )
@@ -86,12 +104,12 @@ class MLflowResource(ConfigurableResource):
                 )
             return owner[run.info.run_id]
 
+        def finished(run_id: str) -> bool:
+            run = context.instance.get_run_by_id(run_id)
+            return run is not None and run.is_finished
+
         stale = [
-            r
-            for r in running
-            if (d := dagster_run(r))
-            and d != context.run_id
-            and context.instance.get_run_by_id(d) is not None
+            r for r in running if (d := dagster_run(r)) and d != context.run_id and finished(d)
         ]
         for run in stale:
             client.set_terminated(run.info.run_id, "KILLED")

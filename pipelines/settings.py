@@ -1,7 +1,16 @@
 """Settings from environment variables: the one place the product reads ``os.environ``.
 
-Everything lives under one home folder, ``ALPHAFORGE_HOME``: the Dagster instance, the MLflow
-SQLite database and artefacts, the Optuna database, the parquet lake and the reports.
+Two deployments, chosen by ``ALPHAFORGE_DEPLOYMENT``:
+
+- ``local`` (the default): everything lives under one home folder, ``ALPHAFORGE_HOME``: the
+  Dagster instance on SQLite, the MLflow SQLite database and artefacts, the Optuna journal, the
+  parquet lake and the reports. One process runs a whole Dagster run.
+- ``prod``: the Dagster instance, the Optuna studies and (through its ``mlflow server``) MLflow
+  live in PostgreSQL, reached through ``ALPHAFORGE_PG_*``; MLflow is the tracking server at
+  ``ALPHAFORGE_MLFLOW_URI``, which stores the artefacts; runs use Dagster's multiprocess
+  executor. The home keeps the lake, the reports and ``dagster.yaml`` (which names environment
+  variables, never a secret). ``deploy/`` holds the topology: ``deploy/stack.sh`` on one
+  machine, ``deploy/docker-compose.yaml`` and ``deploy/helm-values.yaml`` on a cluster.
 """
 
 import os
@@ -31,7 +40,16 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "(none)",
         "URL that receives a JSON POST for every failed run (alerts are always written to $HOME/alerts).",
     ),
-    "ALPHAFORGE_DEPLOYMENT": ("local", "Resource set: `local` (embedded) for now."),
+    "ALPHAFORGE_DEPLOYMENT": (
+        "local",
+        "`local` (embedded: SQLite, one process) or `prod` (PostgreSQL-backed Dagster, MLflow "
+        "server and Optuna; multiprocess executor).",
+    ),
+    "ALPHAFORGE_PG_HOST": ("127.0.0.1", "prod: PostgreSQL host."),
+    "ALPHAFORGE_PG_PORT": ("5432", "prod: PostgreSQL port."),
+    "ALPHAFORGE_PG_USER": ("alphaforge", "prod: PostgreSQL user."),
+    "ALPHAFORGE_PG_PASSWORD": ("(empty)", "prod: PostgreSQL password (a secret: env only)."),
+    "ALPHAFORGE_MAX_CONCURRENT": ("2", "prod: steps the multiprocess executor runs at once."),
     "ALPHAFORGE__<SECTION>__<KEY>": (
         "",
         "Override one experiment key, e.g. `ALPHAFORGE__MODELS__N_TRIALS=5`.",
@@ -48,6 +66,11 @@ class Settings:
     mlflow_ui: str
     deployment: str
     alert_webhook: str | None = None
+    max_concurrent: int = 2
+
+    @property
+    def prod(self) -> bool:
+        return self.deployment == "prod"
 
     @property
     def dagster_home(self) -> Path:
@@ -70,21 +93,57 @@ class Settings:
         return self.home / "mlartifacts"
 
 
+DEPLOYMENTS = ("local", "prod")
+# prod: one PostgreSQL server, one database per engine (Dagster and MLflow both have a `runs`
+# table, so they cannot share one)
+PG_DATABASES = {
+    "dagster": "alphaforge_dagster",
+    "mlflow": "alphaforge_mlflow",
+    "optuna": "alphaforge_optuna",
+}
+
+
+def postgres_url(environ: Mapping[str, str], database: str) -> str:
+    """``postgresql+psycopg2://user:password@host:port/database`` from ``ALPHAFORGE_PG_*``."""
+    from urllib.parse import quote
+
+    user = quote(environ.get("ALPHAFORGE_PG_USER") or "alphaforge", safe="")
+    password = quote(environ.get("ALPHAFORGE_PG_PASSWORD") or "", safe="")
+    host = environ.get("ALPHAFORGE_PG_HOST") or "127.0.0.1"
+    port = environ.get("ALPHAFORGE_PG_PORT") or "5432"
+    auth = f"{user}:{password}" if password else user
+    return f"postgresql+psycopg2://{auth}@{host}:{port}/{database}"
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     home = (
         Path(environ.get("ALPHAFORGE_HOME") or ENV_VARS["ALPHAFORGE_HOME"][0])
         .expanduser()
         .resolve()
     )
+    deployment = environ.get("ALPHAFORGE_DEPLOYMENT") or "local"
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(
+            f"ALPHAFORGE_DEPLOYMENT={deployment!r}: expected one of {', '.join(DEPLOYMENTS)}"
+        )
+    prod = deployment == "prod"
+    mlflow_default = "http://127.0.0.1:5000" if prod else f"sqlite:///{home / 'mlflow.db'}"
+    optuna_default = (
+        postgres_url(environ, PG_DATABASES["optuna"])
+        if prod
+        else f"journal://{home / 'optuna.journal'}"
+    )
+    mlflow_uri = environ.get("ALPHAFORGE_MLFLOW_URI") or mlflow_default
     return Settings(
         home=home,
         config=environ.get("ALPHAFORGE_CONFIG") or None,
-        mlflow_uri=environ.get("ALPHAFORGE_MLFLOW_URI") or f"sqlite:///{home / 'mlflow.db'}",
-        optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE")
-        or f"journal://{home / 'optuna.journal'}",
-        mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI") or "http://127.0.0.1:5000",
-        deployment=environ.get("ALPHAFORGE_DEPLOYMENT") or "local",
+        mlflow_uri=mlflow_uri,
+        optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE") or optuna_default,
+        mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI")
+        or (mlflow_uri if mlflow_uri.startswith("http") else "http://127.0.0.1:5000"),
+        deployment=deployment,
         alert_webhook=environ.get("ALPHAFORGE_ALERT_WEBHOOK") or None,
+        max_concurrent=int(environ.get("ALPHAFORGE_MAX_CONCURRENT") or 2),
     )
 
 
@@ -99,8 +158,38 @@ run_queue:
 """
 
 
+# prod: the instance in PostgreSQL; connection details by environment variable, resolved by
+# Dagster itself in every process that opens the instance (daemon, webserver, run workers).
+DAGSTER_PROD_YAML = f"""\
+# Written by AlphaForge (ALPHAFORGE_DEPLOYMENT=prod): runs, events and schedules in PostgreSQL.
+telemetry:
+  enabled: false
+storage:
+  postgres:
+    postgres_db:
+      hostname: {{env: ALPHAFORGE_PG_HOST}}
+      port: {{env: ALPHAFORGE_PG_PORT}}
+      username: {{env: ALPHAFORGE_PG_USER}}
+      password: {{env: ALPHAFORGE_PG_PASSWORD}}
+      db_name: {PG_DATABASES["dagster"]}
+      # dagster-postgres is written for psycopg2; SQLAlchemy 2.1's default driver is psycopg 3
+      scheme: postgresql+psycopg2
+# one run at a time: every run writes the same lake
+run_queue:
+  max_concurrent_runs: 1
+# a run worker that dies (OOM, node loss) is marked failed instead of hanging as STARTED
+run_monitoring:
+  enabled: true
+"""
+
+
+def dagster_yaml(settings: Settings) -> str:
+    return DAGSTER_PROD_YAML if settings.prod else DAGSTER_YAML
+
+
 def prepare_home(settings: Settings) -> None:
-    """Create the home's folders and a Dagster instance config if missing."""
+    """Create the home's folders and the deployment's Dagster instance config (rewritten when
+    the deployment changed; a file a user wrote themselves is left alone)."""
     for path in (
         settings.dagster_home,
         settings.lake,
@@ -110,5 +199,7 @@ def prepare_home(settings: Settings) -> None:
     ):
         path.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    wanted = dagster_yaml(settings)
+    current = config.read_text() if config.exists() else None
+    if current is None or (current.startswith("# Written by AlphaForge") and current != wanted):
+        config.write_text(wanted)
