@@ -101,6 +101,12 @@ def open_study(
     )
 
 
+def open_shared(url: str | None, heartbeat_s: int | None, name: str, seed: int) -> optuna.Study:
+    """:func:`open_study` on :func:`open_storage` (an RDB storage connects when it is made:
+    pass this to :func:`retrying` to wait out a database that is down)."""
+    return open_study(open_storage(url, heartbeat_s), name, seed)
+
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -198,7 +204,6 @@ def work(
     and is run here. A trial interrupted by a storage outage is run again once the storage is
     back (as a copy, once); an error in the objective fails the trial and is raised."""
     heartbeat = bool(getattr(study._storage, "get_heartbeat_interval", lambda: None)())
-    retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
     ran = 0
     while True:
         if heartbeat:
@@ -223,6 +228,7 @@ def work(
             # (failing it here too could queue two). Without, this is the only worker.
             if not heartbeat:
                 failed = retrying(study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
+                retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
                 retrying(retry, study, failed)
             continue
         except BaseException:
@@ -342,7 +348,7 @@ def tune(
     more workers on the study and, on exit, waits for them: this process works through the
     queue beside them, so every trial has finished when ``tune`` returns."""
     study = retrying(
-        open_study, open_storage(storage, heartbeat_s if shared else None), study_name, problem.seed
+        open_shared, storage, heartbeat_s if shared else None, study_name, problem.seed
     )
     if not shared:
         fail_stale_trials(study)

@@ -188,7 +188,7 @@ def _run(
 
     try:  # refuse at once, before the run is even created, if the home is busy
         probe = RunLock(settings.lake)
-        probe.acquire(f"alphaforge run, pid {os.getpid()}")
+        probe.acquire("alphaforge run (starting)")
         # local: the run's IO manager takes the lock over; prod: its steps are processes of
         # their own, so this process holds it until the run ends
         if not settings.prod:
@@ -445,11 +445,14 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
         "ALPHAFORGE_HOME": str(settings.home),
     }
     commands = ui_commands(settings, dagster_port, mlflow_port)
+    mlflow_ui = f"http://127.0.0.1:{mlflow_port}"
+    if settings.prod:  # the tracking server is a service of its own (deploy/stack.sh, compose)
+        commands, mlflow_ui = commands[:1], settings.mlflow_ui
     # SIGTERM (from a supervisor, or `kill`) stops the UIs the same way Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
     procs = [subprocess.Popen(c, cwd=root, env=env, start_new_session=True) for c in commands]
     print(
-        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)"
+        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: {mlflow_ui}   (Ctrl-C stops both)"
     )
     try:
         while all(p.poll() is None for p in procs):

@@ -89,6 +89,7 @@ def build_resources(
             experiment_name=tracking.experiment,
             ui_url=settings.mlflow_ui,
             experiment_yaml=resolved.to_yaml(),
+            exclusive=not settings.prod,
         ),
         "tuning": TuningResource(
             storage=resolve_env_refs(tracking.optuna_storage, "tracking.optuna_storage", environ)

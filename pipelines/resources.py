@@ -27,6 +27,8 @@ class MLflowResource(ConfigurableResource):
     experiment_name: str = "alphaforge"
     ui_url: str = "http://127.0.0.1:5000"
     experiment_yaml: str = ""
+    # local: each run holds the home's lock, so another run's RUNNING MLflow runs are dead
+    exclusive: bool = True
 
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -56,7 +58,7 @@ class MLflowResource(ConfigurableResource):
         found = parents()
         if found:
             return found[0].info.run_id
-        self._end_stale_runs(client, experiment_id, context)
+        self._end_stale_runs(client, experiment_id, context, self.exclusive)
         run = client.create_run(
             experiment_id,
             run_name=f"{context.job_name}-{context.run_id[:8]}",
@@ -83,13 +85,15 @@ class MLflowResource(ConfigurableResource):
         return run.info.run_id
 
     @staticmethod
-    def _end_stale_runs(client, experiment_id: str, context: AssetExecutionContext) -> None:
+    def _end_stale_runs(
+        client, experiment_id: str, context: AssetExecutionContext, exclusive: bool
+    ) -> None:
         """Mark KILLED the MLflow runs that a killed run of *this* home's Dagster instance left
         RUNNING. Called before this run's parent run exists: a RUNNING run that traces back
-        (through ``mlflow.parentRunId``) to another Dagster run of this instance which the
-        instance shows finished is dead (the next run on the home marks a killed local run
-        failed; in prod, Dagster's run monitoring does). Runs of other homes on a shared MLflow
-        server, and of runs still going, are left alone."""
+        (through ``mlflow.parentRunId``) to another Dagster run of this instance is dead when
+        this run holds the home's lock (``exclusive``, local), or when the instance shows that
+        run finished (prod, where Dagster's run monitoring fails dead runs). Runs of other
+        homes on a shared MLflow server are left alone."""
         running = client.search_runs(
             [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
         )
@@ -104,13 +108,12 @@ class MLflowResource(ConfigurableResource):
                 )
             return owner[run.info.run_id]
 
-        def finished(run_id: str) -> bool:
+        def dead(run_id: str) -> bool:
             run = context.instance.get_run_by_id(run_id)
-            return run is not None and run.is_finished
+            # holding the home's lock, no other run of this instance can be alive
+            return run is not None and (exclusive or run.is_finished)
 
-        stale = [
-            r for r in running if (d := dagster_run(r)) and d != context.run_id and finished(d)
-        ]
+        stale = [r for r in running if (d := dagster_run(r)) and d != context.run_id and dead(d)]
         for run in stale:
             client.set_terminated(run.info.run_id, "KILLED")
         if stale:

@@ -29,8 +29,7 @@ from models.tuning import (
     TuningProblem,
     Workers,
     objective_for,
-    open_storage,
-    open_study,
+    open_shared,
     retrying,
     work,
 )
@@ -134,7 +133,7 @@ def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = N
     problem, meta = load_problem(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     heartbeat = meta["heartbeat_s"] if meta["shared"] else None
-    study = retrying(open_study, open_storage(storage, heartbeat), meta["study"], problem.seed)
+    study = retrying(open_shared, storage, heartbeat, meta["study"], problem.seed)
     worker = name or f"{socket.gethostname()}:{os.getpid()}"
     client = mlflow.MlflowClient(tracking_uri)
     logger = TrialLogger(

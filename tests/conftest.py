@@ -1,8 +1,13 @@
 """Shared fixtures: small seeded panels for unit tests, and one fast-profile materialization
 of the whole graph on a real Dagster instance with real MLflow, shared by integration tests."""
 
+import glob
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -136,3 +141,44 @@ def clean_mlflow_env(monkeypatch):
     """Keep a developer's MLflow variables out of the tests."""
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         monkeypatch.delenv(key)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "deploy" / "stack.sh"
+HAVE_PG = bool(shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_stack(tmp_path_factory):
+    """The prod topology from ``deploy/stack.sh``: PostgreSQL (Dagster, MLflow and Optuna
+    databases) and an MLflow server on it, on free loopback ports. Yields ``folder`` and the
+    client environment ``env`` (ALPHAFORGE_DEPLOYMENT=prod, ALPHAFORGE_PG_*, the MLflow URI)."""
+    if not HAVE_PG:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    folder = tmp_path_factory.mktemp("stack")
+    bin_dir = Path(sys.executable).parent
+    env = os.environ | {
+        "MLFLOW": str(bin_dir / "mlflow"),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    started = subprocess.run(
+        [str(STACK), "start", str(folder), str(free_port()), str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    client_env = dict(
+        line.split("=", 1) for line in (folder / "stack.env").read_text().splitlines() if line
+    )
+    try:
+        yield {"folder": folder, "env": client_env}
+    finally:
+        subprocess.run([str(STACK), "stop", str(folder)], env=env, timeout=60)

@@ -9,15 +9,20 @@ import mlflow
 import polars as pl
 import pytest
 import yaml
+from conftest import HAVE_PG
 from polars.testing import assert_frame_equal
 
+from pipelines.experiment import resolve
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
+from pipelines.settings import PG_DATABASES, postgres_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, home: Path, timeout: int = 600, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``alphaforge`` in a subprocess; output goes to files, so a stray child holding the
     descriptors cannot make the test wait."""
     env = {
@@ -26,6 +31,7 @@ def cli(*args: str, home: Path, timeout: int = 600) -> subprocess.CompletedProce
         if not k.startswith(("ALPHAFORGE", "MLFLOW_", "DAGSTER_"))
     }
     env["ALPHAFORGE_HOME"] = str(home)
+    env |= extra or {}
     log = home.parent / f"{home.name}.log"
     with log.open("w") as out:
         proc = subprocess.run(
@@ -55,48 +61,41 @@ def _orphans_tailing(home: Path) -> list[str]:
     return found
 
 
-def parent_run(home: Path):
-    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+def parent_run(home: Path, tracking_uri: str | None = None):
+    client = mlflow.MlflowClient(tracking_uri or f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("alphaforge")
-    (run,) = client.search_runs(
-        [experiment.experiment_id], f"tags.`{PARENT_TAG}` = 'true'", max_results=5
-    )
+    # the first run's parent (a later test adds runs to the materialized home)
+    run = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{PARENT_TAG}` = 'true'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )[0]
     return client, run
 
 
-def metrics(home: Path) -> dict[str, float]:
-    client, parent = parent_run(home)
+def metrics(home: Path, tracking_uri: str | None = None) -> dict[str, float]:
+    client, parent = parent_run(home, tracking_uri)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
     return {f"{c.info.run_name}.{k}": v for c in children for k, v in c.data.metrics.items()}
 
 
-@pytest.fixture(scope="module")
-def from_example(tmp_path_factory):
-    home = tmp_path_factory.mktemp("example_home")
-    out = cli("run", "--config", "examples/fast.yaml", home=home)
-    return home, out
+def test_the_fast_example_is_the_experiment_make_run_runs(materialized):
+    """``examples/fast.yaml`` resolves to exactly the experiment of the materialized home (what
+    ``make run`` runs), which the tests below rerun from its log."""
+    assert (
+        resolve("examples/fast.yaml", environ={}).experiment
+        == resolve(None, environ=materialized.env).experiment
+    )
 
 
-def test_cli_run_from_example_reproduces_make_run(materialized, from_example):
-    home, out = from_example
-    assert "✓ 24 assets materialized" in out.stdout
-    assert "lightgbm trial 10/10" in out.stdout  # progress shown
-    for name in ("backtest", "oof_predictions", "signals"):
-        assert_frame_equal(
-            pl.read_parquet(home / "lake" / f"{name}.parquet"),
-            pl.read_parquet(materialized.home / "lake" / f"{name}.parquet"),
-        )
-    assert metrics(home) == pytest.approx(metrics(materialized.home))
-
-
-def test_resolved_experiment_is_logged_to_mlflow_and_dagster(from_example):
-    home, _ = from_example
-    client, parent = parent_run(home)
+def test_resolved_experiment_is_logged_to_mlflow_and_dagster(materialized, tmp_path):
+    client, parent = parent_run(materialized.home)
     logged = yaml.safe_load(
         Path(
-            client.download_artifacts(parent.info.run_id, "experiment.yaml", str(home))
+            client.download_artifacts(parent.info.run_id, "experiment.yaml", str(tmp_path))
         ).read_text()
     )
     assert logged["profile"] == "fast" and logged["models"]["n_trials"] == 10
@@ -104,20 +103,74 @@ def test_resolved_experiment_is_logged_to_mlflow_and_dagster(from_example):
         parent.data.params["models.n_trials"] == "10"
         and parent.data.params["data.start_date"] == "2007-01-01"
     )
-    from dagster import DagsterInstance
-
-    instance = DagsterInstance.from_ref(DagsterInstance.local_temp(str(home / "dagster")).get_ref())
-    run = instance.get_run_by_id(parent.data.tags[DAGSTER_RUN_TAG])
+    run = materialized.instance.get_run_by_id(parent.data.tags[DAGSTER_RUN_TAG])
     assert yaml.safe_load(run.tags["alphaforge/experiment"]) == logged
 
 
-def test_rerun_from_the_logged_config_reproduces_the_metrics(from_example, tmp_path):
-    home, _ = from_example
-    client, parent = parent_run(home)
-    config = Path(client.download_artifacts(parent.info.run_id, "experiment.yaml", str(tmp_path)))
-    again = tmp_path / "again_home"
-    cli("run", "--config", str(config), home=again)
-    assert metrics(again) == pytest.approx(metrics(home))
+@pytest.fixture(scope="module")
+def rerun(materialized, tmp_path_factory, request):
+    """``alphaforge run --config`` on the experiment the materialized home logged to MLflow.
+    Where PostgreSQL is installed (CI) it runs on the prod deployment: the Dagster instance in
+    PostgreSQL, steps in processes of their own, MLflow through its server on PostgreSQL,
+    Optuna on PostgreSQL; elsewhere on a local home."""
+    folder = tmp_path_factory.mktemp("rerun")
+    client, parent = parent_run(materialized.home)
+    config = Path(client.download_artifacts(parent.info.run_id, "experiment.yaml", str(folder)))
+    prod = request.getfixturevalue("pg_stack")["env"] if HAVE_PG else {}
+    home = folder / "home"
+    out = cli("run", "--config", str(config), home=home, extra=prod)
+    return home, out, prod
+
+
+def test_rerun_from_the_logged_config_reproduces_the_results(materialized, rerun):
+    home, out, prod = rerun
+    assert "✓ 24 assets materialized" in out.stdout
+    assert "lightgbm trial 10/10" in out.stdout  # progress shown
+    for name in ("backtest", "oof_predictions", "signals"):
+        assert_frame_equal(
+            pl.read_parquet(home / "lake" / f"{name}.parquet"),
+            pl.read_parquet(materialized.home / "lake" / f"{name}.parquet"),
+        )
+    uri = prod.get("ALPHAFORGE_MLFLOW_URI")
+    assert metrics(home, uri) == pytest.approx(metrics(materialized.home))
+
+
+@pytest.mark.skipif(not HAVE_PG, reason="PostgreSQL is not installed (apt-get install postgresql)")
+def test_the_whole_fast_graph_ran_on_the_postgres_backed_deployment(rerun):
+    """The rerun above, on the prod deployment: every store in PostgreSQL, a process per step,
+    and each Optuna study holding exactly its budget."""
+    home, out, prod = rerun
+    assert "PostgreSQL-backed instance" in out.stdout and not (home / "mlflow.db").exists()
+    facts = subprocess.run(
+        [sys.executable, "-c", INSPECT_INSTANCE],
+        env=os.environ | prod | {"DAGSTER_HOME": str(home / "dagster")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert facts.returncode == 0, facts.stderr
+    found = dict(line.split("=", 1) for line in facts.stdout.splitlines() if "=" in line)
+    assert found["storage"] == "PostgresRunStorage" and found["status"] == "SUCCESS"
+    assert int(found["step_pids"]) > 1  # the multiprocess executor: a process per step
+    import optuna
+
+    optuna_url = postgres_url(prod, PG_DATABASES["optuna"])
+    studies = optuna.get_all_study_names(optuna_url)
+    assert {n.split("-")[0] for n in studies} >= {"lightgbm", "xgboost"}
+    for name in studies:
+        study = optuna.load_study(study_name=name, storage=optuna_url)
+        assert len(study.trials) == 10  # the budget exactly: no trial lost or added
+
+
+INSPECT_INSTANCE = """
+from dagster import DagsterEventType, DagsterInstance
+instance = DagsterInstance.get()
+run = instance.get_run_records(limit=1)[0].dagster_run
+print("storage=" + type(instance.run_storage).__name__)
+print("status=" + run.status.value)
+starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+print("step_pids=" + str(len({r.event_log_entry.dagster_event.pid for r in starts})))
+"""
 
 
 def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materialized):

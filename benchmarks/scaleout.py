@@ -1,0 +1,164 @@
+"""Distributed tuning: wall time of one Optuna study's fixed trial budget run by 1, 2 and 4
+``alphaforge tune-worker`` processes sharing it through PostgreSQL, and the trial-count
+invariant (exactly the budget finished, nothing left running or queued, one MLflow run per
+finished trial). The speed-up is against the one-worker run measured here, in the same run.
+
+    python -m benchmarks.scaleout [--trials 24] [--workers 1 2 4]
+
+Starts its own PostgreSQL and MLflow server with ``deploy/stack.sh`` (skipped, saying so, when
+PostgreSQL is not installed). The problem: LightGBM on the bundled prices' feature matrix, one
+thread per worker, on purged walk-forward folds. Each worker's start (imports, about 5 s) is
+part of its wall time, as it is in a real run. On this 2-core machine more than two workers
+cannot run faster: the table says what they cost.
+"""
+
+import argparse
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import polars as pl
+from optuna.trial import TrialState
+
+from models.dataset import assemble
+from models.features import build_feature_matrix
+from models.labels import forward_returns
+from models.training import inner_splits, model_inputs, tuning_window
+from models.tuning import TuningProblem, enqueue_budget, open_storage, open_study
+from pipelines.settings import PG_DATABASES, postgres_url
+from pipelines.sources import BundledAltSource, BundledPriceSource
+from pipelines.tuning import save_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "deploy" / "stack.sh"
+BIN = Path(sys.executable).parent
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bundled_problem() -> TuningProblem:
+    prices = BundledPriceSource().load_prices().frame.select("symbol", "date", "close")
+    prices = prices.with_columns(pl.col("close").cast(pl.Float64)).filter(pl.col("close") > 0)
+    prices = prices.filter(pl.col("date") >= pl.date(2012, 1, 1)).sort("symbol", "date")
+    alt = BundledAltSource().load_alt_data()
+    features = build_feature_matrix(prices.lazy(), alt.lazy(), feature_set="minimal").collect()
+    ds = assemble(features, forward_returns(prices.lazy(), 5).collect())
+    _, mask = tuning_window(ds, 0.6)
+    splits = inner_splits(ds, mask, 3)
+    X = model_inputs(ds, "lightgbm")
+    return TuningProblem("lightgbm", X, ds.y, ds.dates, ds.label, splits, seed=7, n_jobs=1)
+
+
+def run_study(env: dict, problem: TuningProblem, folder: Path, workers: int, budget: int):
+    name = f"bench-{workers}w-{int(time.time())}"
+    url = postgres_url(env, PG_DATABASES["optuna"])
+    study = open_study(open_storage(url, heartbeat_s=5), name, problem.seed)
+    enqueue_budget(study, budget)
+    client = mlflow.MlflowClient(env["ALPHAFORGE_MLFLOW_URI"])
+    parent = client.create_run(client.create_experiment(name), run_name=name).info.run_id
+    path = save_problem(
+        folder / f"{name}.npz",
+        problem,
+        study=name,
+        parent_run_id=parent,
+        n_trials=budget,
+        shared=True,
+        heartbeat_s=5,
+    )
+    child_env = os.environ | env | {"ALPHAFORGE_OPTUNA_STORAGE": url}
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "alphaforge"), "tune-worker", str(path), "--name", f"w{i}"],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(workers)
+    ]
+    outs = [p.communicate()[0] for p in procs]
+    wall = time.perf_counter() - started
+    failed = [o for p, o in zip(procs, outs, strict=True) if p.returncode != 0]
+    if failed:
+        raise SystemExit(f"a worker failed:\n{failed[0][-2000:]}")
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in FINISHED]
+    pending = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    runs = client.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+    )
+    names = sorted(r.info.run_name for r in runs)
+    invariant = (
+        len(finished) == budget
+        and not pending
+        and names == sorted(f"lightgbm-trial-{t.number}" for t in finished)
+    )
+    per_worker = [int(o.rsplit("worker done: ", 1)[1].split()[0]) for o in outs]
+    return wall, invariant, per_worker, sum(t.user_attrs.get("fit_seconds", 0) for t in finished)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    args = parser.parse_args(argv)
+    if not (shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")):
+        print(
+            "scale-out benchmark skipped: PostgreSQL is not installed (apt-get install postgresql)"
+        )
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    problem = bundled_problem()
+    print(
+        f"problem: LightGBM on the bundled prices, {len(problem.y):,} rows, "
+        f"{problem.X.shape[-1]} features, {len(problem.splits)} folds; budget {args.trials} trials"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        stack_env = os.environ | {"MLFLOW": str(BIN / "mlflow")}
+        subprocess.run(
+            [str(STACK), "start", str(folder), str(_free_port()), str(_free_port())],
+            env=stack_env,
+            check=True,
+            capture_output=True,
+        )
+        env = dict(
+            line.split("=", 1) for line in (folder / "stack.env").read_text().splitlines() if line
+        )
+        try:
+            rows = []
+            for workers in args.workers:
+                wall, ok, per_worker, fit = run_study(env, problem, folder, workers, args.trials)
+                rows.append((workers, wall, ok, per_worker, fit))
+        finally:
+            subprocess.run([str(STACK), "stop", str(folder)], env=stack_env, check=False)
+    base = rows[0][1]
+    cores = os.cpu_count()
+    print(f"\n{cores} cores; speed-up against {rows[0][0]} worker(s), same run\n")
+    print("| workers | wall s | speed-up | trials per worker | fit s (sum) | invariant |")
+    print("|---|---|---|---|---|---|")
+    for workers, wall, ok, per_worker, fit in rows:
+        print(
+            f"| {workers} | {wall:.1f} | {base / wall:.2f}x | {per_worker} | {fit:.1f} | "
+            f"{'holds' if ok else 'BROKEN'} |"
+        )
+    return 0 if all(r[2] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
