@@ -9,7 +9,7 @@ The trial budget is a queue: the coordinator enqueues exactly the missing trials
 storage, take them one at a time (``work``): a trial is claimed by Optuna's own atomic
 WAITING → RUNNING transition, so none runs twice and none is created beyond the budget. A
 worker that dies mid-trial stops its heartbeat; another worker fails the trial after the grace
-period and Optuna's ``RetryFailedTrialCallback`` enqueues a copy, so the budget still completes.
+period and Optuna's ``RetryHeartbeatStaleTrialCallback`` enqueues a copy, so the budget still completes.
 A storage outage (PostgreSQL restarting) is waited out and the interrupted trial retried.
 """
 
@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -77,14 +78,23 @@ def open_storage(
         return JournalStorage(JournalFileBackend(url.removeprefix("journal://")))
     if heartbeat_s is None:
         return url
-    return optuna.storages.RDBStorage(
-        url,
-        # a connection the server dropped (a restart) is replaced, not reused
-        engine_kwargs={"pool_pre_ping": True},
-        heartbeat_interval=heartbeat_s,
-        grace_period=grace_s or 3 * heartbeat_s,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            # a connection the server dropped (a restart) is replaced, not reused
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s or 3 * heartbeat_s,
+            heartbeat_stale_trial_callback=_retry_callback(),
+        )
+
+
+def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Queue one copy of a failed trial (up to three retries of the same trial)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
 
 
 def open_study(
@@ -228,8 +238,7 @@ def work(
             # (failing it here too could queue two). Without, this is the only worker.
             if not heartbeat:
                 failed = retrying(study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
-                retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
-                retrying(retry, study, failed)
+                retrying(_retry_callback(), study, failed)
             continue
         except BaseException:
             retrying(study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
