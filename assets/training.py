@@ -94,6 +94,10 @@ class EnsembleConfig(Config):
         description="'positive_linear' (non-negative least squares), 'ridge' (non-negative, "
         "alpha 1) or 'lightgbm' (a small one).",
     )
+    max_champion_age_days: float = Field(
+        default=30.0,
+        description="Warn (champion_age check) when the @champion model is older than this.",
+    )
     promotion_margin: float = Field(
         default=0.0,
         description="Rank IC on the final test period by which the challenger must beat the "
@@ -414,6 +418,7 @@ def oof_predictions(
 
 
 GATE = "champion_gate"
+CHAMPION_AGE = "champion_age"
 
 
 def _trusted_types(model: StackedEnsemble) -> list[str]:
@@ -446,7 +451,13 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
             asset="ensemble_model",
             description="Promote the new version to @champion only if it beats the champion's "
             "Rank IC on the same final test period by the configured margin.",
-        )
+        ),
+        AssetCheckSpec(
+            CHAMPION_AGE,
+            asset="ensemble_model",
+            description="The model in production (@champion) was trained within "
+            "max_champion_age_days: warns when no newer challenger has beaten it for that long.",
+        ),
     ],
 )
 def ensemble_model(
@@ -516,6 +527,8 @@ def ensemble_model(
             test_start,
         )
         mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
+        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    age_days = (time.time() * 1000 - champion.creation_timestamp) / 86_400_000
     context.log.info(
         f"registered {REGISTERED_MODEL} version {version} as @challenger; gate: "
         f"{decision['decision']} ({decision['reason']})"
@@ -537,6 +550,17 @@ def ensemble_model(
         severity=AssetCheckSeverity.WARN,
         description=f"{decision['decision']}: {decision['reason']}",
         metadata={k: MetadataValue.text(str(v)) for k, v in decision.items()},
+    )
+    yield AssetCheckResult(
+        check_name=CHAMPION_AGE,
+        passed=age_days <= config.max_champion_age_days,
+        severity=AssetCheckSeverity.WARN,
+        description=f"@champion is version {champion.version}, trained {age_days:.1f} days ago "
+        f"(limit {config.max_champion_age_days})",
+        metadata={
+            "champion_version": MetadataValue.text(str(champion.version)),
+            "age_days": MetadataValue.float(round(age_days, 2)),
+        },
     )
 
 

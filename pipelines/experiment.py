@@ -165,6 +165,7 @@ class EnsembleSection(Section):
         EnsembleConfig, "meta_learner"
     )
     promotion_margin: float = _inherit(EnsembleConfig, "promotion_margin", ge=0)
+    max_champion_age_days: float = _inherit(EnsembleConfig, "max_champion_age_days", gt=0)
 
 
 class PortfolioSection(Section):
@@ -341,6 +342,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "workers"): ("base_models", "workers"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
+    ("ensemble", "max_champion_age_days"): ("ensemble_model", "max_champion_age_days"),
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
     ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
     ("portfolio", "optimise_every"): ("portfolio_weights", "optimise_every"),

@@ -25,6 +25,7 @@ def graph_snapshot() -> dict:
         node = graph.get(key)
         assets[key.to_user_string()] = {
             "group": node.group_name,
+            "owners": list(node.owners),
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
         }
@@ -50,12 +51,25 @@ def test_asset_checks_and_which_block():
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
     assert sorted((s.asset_key.to_user_string(), s.name, s.blocking) for s in specs) == [
         ("daily_prices", "check_prices_contract", True),
+        ("ensemble_model", "champion_age", False),
         ("ensemble_model", "champion_gate", False),
         ("market_prices", "check_market_prices_quality", False),
         ("oof_predictions", "check_no_leakage", True),
         ("price_history", "check_prices_contract", True),
         ("strategy_table", "check_strategy_table_plausible", False),
     ]
+
+
+def test_every_asset_has_an_owner_and_a_code_version_of_its_module_and_the_library():
+    defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
+    graph = defs.resolve_asset_graph()
+    nodes = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys()}
+    assert all(n.owners and n.owners[0].startswith("team:") for n in nodes.values())
+    versions = {name: n.code_version for name, n in nodes.items()}
+    assert all(v and len(v) == 12 for v in versions.values())
+    # one module, one version; another module, another
+    assert versions["base_models"] == versions["ensemble_model"]  # assets/training.py
+    assert versions["base_models"] != versions["feature_matrix"]  # assets/features.py
 
 
 def test_nightly_schedule_targets_the_full_profile_after_the_us_close():

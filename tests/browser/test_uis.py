@@ -202,6 +202,28 @@ def test_mlflow_lists_the_parent_run_and_nested_trials(servers, browser, shots, 
     assert "lightgbm-trial-0" in body and "Parent run" in body and "fold_rank_ic" in body
 
 
+def test_mlflow_compares_two_runs_side_by_side(servers, browser, shots, materialized):
+    """The comparison a user makes between runs: two trials' parameters and metrics."""
+    import json
+    from urllib.parse import quote
+
+    _, ui = servers
+    client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
+    experiment = client.get_experiment_by_name("alphaforge")
+    runs = [
+        client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")[0]
+        for name in ("lightgbm-trial-0", "lightgbm-trial-1")
+    ]
+    ids = quote(json.dumps([r.info.run_id for r in runs]))
+    browser.get(
+        f"{ui}/#/compare-runs?runs={ids}&experiments={quote(json.dumps([experiment.experiment_id]))}"
+    )
+    body = _text_appears(browser, ("Comparing 2 Runs", "lightgbm-trial-1", "mean_rank_ic"))
+    browser.save_screenshot(str(shots / "mlflow_compare_runs.png"))
+    assert "Comparing 2 Runs" in body and "mean_rank_ic" in body, body[:2000]
+    assert all(p in body for p in runs[0].data.params), body[:2000]  # every tuned parameter
+
+
 def test_registry_shows_the_challenger_alias(servers, browser, shots):
     _, ui = servers
     browser.get(f"{ui}/#/models/alphaforge-ensemble")
