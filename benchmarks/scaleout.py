@@ -23,19 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlflow
 import optuna
 import polars as pl
 from optuna.trial import TrialState
 
-from models.dataset import assemble
-from models.features import build_feature_matrix
-from models.labels import forward_returns
-from models.training import inner_splits, model_inputs, tuning_window
-from models.tuning import TuningProblem, enqueue_budget, open_storage, open_study
+from models.training import minimal_problem
+from models.tuning import TuningProblem
 from pipelines.settings import PG_DATABASES, postgres_url
 from pipelines.sources import BundledAltSource, BundledPriceSource
-from pipelines.tuning import save_problem
+from pipelines.tuning import share_study, start_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "stack.sh"
@@ -53,42 +49,19 @@ def bundled_problem() -> TuningProblem:
     prices = BundledPriceSource().load_prices().frame.select("symbol", "date", "close")
     prices = prices.with_columns(pl.col("close").cast(pl.Float64)).filter(pl.col("close") > 0)
     prices = prices.filter(pl.col("date") >= pl.date(2012, 1, 1)).sort("symbol", "date")
-    alt = BundledAltSource().load_alt_data()
-    features = build_feature_matrix(prices.lazy(), alt.lazy(), feature_set="minimal").collect()
-    ds = assemble(features, forward_returns(prices.lazy(), 5).collect())
-    _, mask = tuning_window(ds, 0.6)
-    splits = inner_splits(ds, mask, 3)
-    X = model_inputs(ds, "lightgbm")
-    return TuningProblem("lightgbm", X, ds.y, ds.dates, ds.label, splits, seed=7, n_jobs=1)
+    return minimal_problem(prices, BundledAltSource().load_alt_data(), seed=7)
 
 
 def run_study(env: dict, problem: TuningProblem, folder: Path, workers: int, budget: int):
     name = f"bench-{workers}w-{int(time.time())}"
     url = postgres_url(env, PG_DATABASES["optuna"])
-    study = open_study(open_storage(url, heartbeat_s=5), name, problem.seed)
-    enqueue_budget(study, budget)
-    client = mlflow.MlflowClient(env["ALPHAFORGE_MLFLOW_URI"])
-    parent = client.create_run(client.create_experiment(name), run_name=name).info.run_id
-    path = save_problem(
-        folder / f"{name}.npz",
-        problem,
-        study=name,
-        parent_run_id=parent,
-        n_trials=budget,
-        shared=True,
-        heartbeat_s=5,
+    study, client, parent, path = share_study(
+        url, env["ALPHAFORGE_MLFLOW_URI"], problem, name, budget, folder, heartbeat_s=5
     )
-    child_env = os.environ | env | {"ALPHAFORGE_OPTUNA_STORAGE": url}
     started = time.perf_counter()
+    env = env | {"ALPHAFORGE_OPTUNA_STORAGE": url}
     procs = [
-        subprocess.Popen(
-            [str(BIN / "alphaforge"), "tune-worker", str(path), "--name", f"w{i}"],
-            env=child_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(workers)
+        start_worker(path, env, f"w{i}", stdout=subprocess.PIPE, text=True) for i in range(workers)
     ]
     outs = [p.communicate()[0] for p in procs]
     wall = time.perf_counter() - started

@@ -19,7 +19,7 @@ import polars as pl
 from sklearn.base import RegressorMixin
 
 from models.cv import purged_combinatorial, purged_walk_forward
-from models.dataset import Dataset, feature_inputs, window_columns
+from models.dataset import Dataset, assemble, feature_inputs, window_columns
 from models.estimators import Params, get_spec
 from models.stacking import out_of_fold_predictions
 from models.tuning import (
@@ -227,3 +227,29 @@ def oof_frame(ds: Dataset, base: BaseModels, n_splits: int, purge: bool = True) 
         pl.Series("train_label_end", train_label_end[fold]).cast(pl.Date),
         *(pl.Series(f"pred_{name}", preds[:, i]) for i, name in enumerate(base.params)),
     ).sort("date", "symbol")
+
+
+def minimal_problem(
+    prices: pl.DataFrame,
+    alt: pl.DataFrame,
+    *,
+    model: str = "lightgbm",
+    horizon: int = 5,
+    tune_fraction: float = 0.6,
+    n_splits: int = 3,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> TuningProblem:
+    """A tuning problem on the ``minimal`` feature set of ``prices`` (``[symbol, date, close]``)
+    and forward-return labels, with purged folds inside the tuning window: for benchmarks and
+    tests of the tuning machinery itself."""
+    from models.features import build_feature_matrix
+    from models.labels import forward_returns
+
+    features = build_feature_matrix(prices.lazy(), alt.lazy(), feature_set="minimal").collect()
+    ds = assemble(features, forward_returns(prices.lazy(), horizon).collect())
+    _, mask = tuning_window(ds, tune_fraction)
+    splits = inner_splits(ds, mask, n_splits)
+    return TuningProblem(
+        model, model_inputs(ds, model), ds.y, ds.dates, ds.label, splits, seed, n_jobs
+    )

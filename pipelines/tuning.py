@@ -28,8 +28,11 @@ from models.tuning import (
     HEARTBEAT_S,
     TuningProblem,
     Workers,
+    enqueue_budget,
     objective_for,
     open_shared,
+    open_storage,
+    open_study,
     retrying,
     work,
 )
@@ -73,6 +76,18 @@ def load_problem(path: Path) -> tuple[TuningProblem, dict]:
     return problem, meta
 
 
+def start_worker(
+    path: Path, env: dict[str, str], name: str | None = None, **popen: object
+) -> subprocess.Popen:
+    """``alphaforge tune-worker`` on the problem file at ``path``, with ``env`` over this
+    process's environment (the storage URL may hold a password: it travels there, not in
+    argv); output to ``popen``'s ``stdout`` (stderr joins it)."""
+    command = [str(Path(sys.executable).parent / "alphaforge"), "tune-worker", str(path)]
+    if name:
+        command += ["--name", name]
+    return subprocess.Popen(command, env=os.environ | env, stderr=subprocess.STDOUT, **popen)
+
+
 class TuningResource(ConfigurableResource):
     """Where studies live and how more workers start. ``shared`` (prod: PostgreSQL) turns on
     heartbeats, so a worker that dies mid-trial is noticed and its trial run again."""
@@ -99,17 +114,12 @@ class TuningResource(ConfigurableResource):
                 shared=self.shared,
                 heartbeat_s=self.heartbeat_s,
             )
-            command = [str(Path(sys.executable).parent / "alphaforge"), "tune-worker", str(path)]
-            # the storage URL may hold a password: it travels in the environment, not argv
-            env = os.environ | {
+            env = {
                 "ALPHAFORGE_OPTUNA_STORAGE": self.storage,
                 "ALPHAFORGE_MLFLOW_URI": self.tracking_uri,
             }
             logs = [path.with_suffix(f".worker{i}.log") for i in range(count)]
-            procs = [
-                subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-                for log in logs
-            ]
+            procs = [start_worker(path, env, stdout=log.open("w")) for log in logs]
             try:
                 yield
             finally:
@@ -121,6 +131,37 @@ class TuningResource(ConfigurableResource):
                 raise RuntimeError(f"tuning worker exited with {code} ({log}):\n{tail}")
 
         return start
+
+
+def share_study(
+    storage: str,
+    tracking_uri: str,
+    problem: TuningProblem,
+    name: str,
+    n_trials: int,
+    folder: Path,
+    heartbeat_s: int = HEARTBEAT_S,
+    grace_s: int | None = None,
+) -> tuple[optuna.Study, "mlflow.MlflowClient", str, Path]:  # noqa: F821
+    """What a coordinator prepares before workers join, outside a pipeline run: the study with
+    ``n_trials`` queued, a parent MLflow run (in an experiment named ``name``) and the problem
+    file. Returns the study, the MLflow client, the parent run id and the file."""
+    import mlflow
+
+    study = open_study(open_storage(storage, heartbeat_s, grace_s), name, problem.seed)
+    enqueue_budget(study, n_trials)
+    client = mlflow.MlflowClient(tracking_uri)
+    parent = client.create_run(client.create_experiment(name), run_name=name).info.run_id
+    path = save_problem(
+        folder / f"{name}.npz",
+        problem,
+        study=name,
+        parent_run_id=parent,
+        n_trials=n_trials,
+        shared=True,
+        heartbeat_s=heartbeat_s,
+    )
+    return study, client, parent, path
 
 
 def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = None) -> int:

@@ -13,25 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import optuna
 import polars as pl
 import pytest
 from conftest import HAVE_PG, STACK, random_walk_panel
 from optuna.trial import TrialState
 
-from models.dataset import assemble
-from models.features import build_feature_matrix
-from models.labels import forward_returns
-from models.training import inner_splits, model_inputs, tuning_window
+from models.training import minimal_problem
 from models.tuning import (
     TuningProblem,
-    enqueue_budget,
-    open_storage,
-    open_study,
 )
 from pipelines.settings import PG_DATABASES, postgres_url
-from pipelines.tuning import TuningResource, save_problem
+from pipelines.tuning import TuningResource, share_study, start_worker
 
 BIN = Path(sys.executable).parent
 
@@ -70,46 +63,28 @@ def problem() -> TuningProblem:
             "value": pl.Float64,
         }
     )
-    features = build_feature_matrix(panel.lazy(), alt.lazy(), feature_set="minimal").collect()
-    ds = assemble(features, forward_returns(panel.lazy(), 5).collect())
-    _, mask = tuning_window(ds, 0.7)
-    splits = inner_splits(ds, mask, 3)
-    X = model_inputs(ds, "lightgbm")
-    return TuningProblem("lightgbm", X, ds.y, ds.dates, ds.label, splits, seed=5, n_jobs=1)
+    return minimal_problem(panel, alt, tune_fraction=0.7, seed=5)
 
 
 def _shared_study(stack, problem, tmp_path, name: str):
     """A study with BUDGET queued trials, a parent MLflow run and the problem file: what the
     pipeline's coordinator prepares before workers join."""
-    storage = open_storage(_optuna_url(stack), heartbeat_s=1, grace_s=3)
-    study = open_study(storage, name, problem.seed)
-    assert enqueue_budget(study, BUDGET) == BUDGET
-    client = mlflow.MlflowClient(stack["env"]["ALPHAFORGE_MLFLOW_URI"])
-    experiment = client.create_experiment(name)
-    parent = client.create_run(experiment, run_name=f"{name}-parent").info.run_id
-    path = save_problem(
-        tmp_path / f"{name}.npz",
+    return share_study(
+        _optuna_url(stack),
+        stack["env"]["ALPHAFORGE_MLFLOW_URI"],
         problem,
-        study=name,
-        parent_run_id=parent,
-        n_trials=BUDGET,
-        shared=True,
+        name,
+        BUDGET,
+        tmp_path,
         heartbeat_s=1,
+        grace_s=3,
     )
-    return study, client, parent, path
 
 
 def _workers(stack, path: Path, n: int) -> list[subprocess.Popen]:
-    env = os.environ | stack["env"] | {"ALPHAFORGE_OPTUNA_STORAGE": _optuna_url(stack)}
+    env = stack["env"] | {"ALPHAFORGE_OPTUNA_STORAGE": _optuna_url(stack)}
     return [
-        subprocess.Popen(
-            [str(BIN / "alphaforge"), "tune-worker", str(path), "--name", f"w{i}"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        start_worker(path, env, f"w{i}", stdout=subprocess.PIPE, text=True, start_new_session=True)
         for i in range(n)
     ]
 
