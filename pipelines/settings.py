@@ -180,6 +180,10 @@ run_queue:
 # a run worker that dies (OOM, node loss) is marked failed instead of hanging as STARTED
 run_monitoring:
   enabled: true
+# the console shows INFO and above: every step process would otherwise print a DEBUG line
+# (the event log keeps every event whatever this says)
+python_logs:
+  python_log_level: INFO
 """
 
 
