@@ -56,13 +56,13 @@ def splits_fingerprint(dates: np.ndarray, splits: Sequence[Split]) -> str:
 log = logging.getLogger(__name__)
 
 # A worker records a heartbeat this often while it runs a trial (RDB storage); a RUNNING trial
-# whose heartbeat is older than the grace period belongs to a dead worker.
+# whose heartbeat is older than three intervals (the grace period) belongs to a dead worker.
+# Workers read the interval from the problem file, so all of a study's workers agree on both.
 HEARTBEAT_S = 10
-GRACE_S = 30
 
 
 def open_storage(
-    url: str | None, heartbeat_s: int | None = None, grace_s: int | None = None
+    url: str | None, heartbeat_s: int | None = None
 ) -> str | optuna.storages.BaseStorage | None:
     """Optuna storage from a URL: ``None`` keeps the study in memory; ``journal:///path`` is an
     append-only journal file (Optuna's ``JournalFileBackend``: one write per event, several
@@ -85,7 +85,7 @@ def open_storage(
             # a connection the server dropped (a restart) is replaced, not reused
             engine_kwargs={"pool_pre_ping": True},
             heartbeat_interval=heartbeat_s,
-            grace_period=grace_s or 3 * heartbeat_s,
+            grace_period=3 * heartbeat_s,
             heartbeat_stale_trial_callback=_retry_callback(),
         )
 
@@ -170,12 +170,17 @@ def _claim(study: optuna.Study) -> int | None:
     return None
 
 
+def _heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats of the study's storage; None when it records none."""
+    return getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+
+
 @contextmanager
 def _heartbeat(study: optuna.Study, trial_id: int) -> Iterator[None]:
     """Record the trial's heartbeat every interval while it runs (RDB storage with
     heartbeats on; otherwise nothing). A missed beat during an outage is only logged."""
     storage = study._storage
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    interval = _heartbeat_interval(study)
     if not interval:
         yield
         return
@@ -213,7 +218,7 @@ def work(
     trials are RUNNING: if one of them dies, its trial comes back (heartbeat, retry callback)
     and is run here. A trial interrupted by a storage outage is run again once the storage is
     back (as a copy, once); an error in the objective fails the trial and is raised."""
-    heartbeat = bool(getattr(study._storage, "get_heartbeat_interval", lambda: None)())
+    heartbeat = bool(_heartbeat_interval(study))
     ran = 0
     while True:
         if heartbeat:

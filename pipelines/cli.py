@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.experiment import ExperimentError, Resolved, resolve, show
+from pipelines.experiment import ExperimentError, Resolved, mlflow_uri, resolve, show
 from pipelines.lock import HomeBusy, RunLock, exclusive
 from pipelines.sensors import innermost_error
 from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day
@@ -490,7 +490,7 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
 
     import polars as pl
 
-    uri = _tracking_uri(settings, resolved)
+    uri = mlflow_uri(resolved, settings.mlflow_uri)
     try:
         day = date.fromisoformat(args.day) if args.day else None
         out = score_day(uri, settings.lake, args.model, day)
@@ -544,7 +544,7 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         for c in pl.read_parquet_schema(lake / "feature_matrix.parquet")
         if c not in ("symbol", "date")
     ]
-    mlflow.set_tracking_uri(_tracking_uri(settings, resolved))
+    mlflow.set_tracking_uri(mlflow_uri(resolved, settings.mlflow_uri))
     model = mlflow.pyfunc.load_model(args.model)
     lines = open(args.bars, encoding="utf-8") if args.bars else lines_from_socket(args.socket)  # noqa: SIM115
     days = days_from_lines(lines)
@@ -573,14 +573,6 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms"
     )
     return 0
-
-
-def _tracking_uri(settings: Settings, resolved: Resolved) -> str:
-    """The experiment's tracking store (``${env:VAR}`` resolved), else the home's SQLite."""
-    from pipelines.experiment import resolve_env_refs
-
-    tracking = resolved.experiment.tracking.mlflow_uri
-    return resolve_env_refs(tracking, "tracking.mlflow_uri", os.environ) or settings.mlflow_uri
 
 
 if __name__ == "__main__":

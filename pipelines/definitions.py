@@ -31,7 +31,13 @@ from dagster import (
 
 from assets import explain, features, ingest, portfolio, reports, risk, training
 from assets.ingest import daily_prices_asset
-from pipelines.experiment import BUNDLED_LAST_DATE, Resolved, resolve, resolve_env_refs
+from pipelines.experiment import (
+    BUNDLED_LAST_DATE,
+    Resolved,
+    mlflow_uri,
+    resolve,
+    resolve_env_refs,
+)
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
@@ -77,9 +83,7 @@ def build_resources(
         )
     else:
         prices = BundledPriceSource()
-    tracking_uri = (
-        resolve_env_refs(tracking.mlflow_uri, "tracking.mlflow_uri", environ) or settings.mlflow_uri
-    )
+    tracking_uri = mlflow_uri(resolved, settings.mlflow_uri, environ)
     return {
         # prod: steps run in several processes, and one run at a time is the run queue's job
         "lake": LakeIOManager(base_dir=str(settings.lake), lock=not settings.prod),

@@ -527,6 +527,13 @@ def resolve_env_refs(
     return ENV_REF.sub(lookup, value)
 
 
+def mlflow_uri(resolved: Resolved, default: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The experiment's tracking store (``${env:VAR}`` resolved), else ``default`` (the
+    deployment's: the home's SQLite, or the prod tracking server)."""
+    tracking = resolved.experiment.tracking.mlflow_uri
+    return resolve_env_refs(tracking, "tracking.mlflow_uri", environ) or default
+
+
 def show(resolved: Resolved) -> str:
     """Every leaf with its value and the layer it came from."""
     width = max(len(k) for k in resolved.origins)

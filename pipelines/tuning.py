@@ -31,8 +31,6 @@ from models.tuning import (
     enqueue_budget,
     objective_for,
     open_shared,
-    open_storage,
-    open_study,
     retrying,
     work,
 )
@@ -141,14 +139,13 @@ def share_study(
     n_trials: int,
     folder: Path,
     heartbeat_s: int = HEARTBEAT_S,
-    grace_s: int | None = None,
 ) -> tuple[optuna.Study, "mlflow.MlflowClient", str, Path]:  # noqa: F821
     """What a coordinator prepares before workers join, outside a pipeline run: the study with
     ``n_trials`` queued, a parent MLflow run (in an experiment named ``name``) and the problem
     file. Returns the study, the MLflow client, the parent run id and the file."""
     import mlflow
 
-    study = open_study(open_storage(storage, heartbeat_s, grace_s), name, problem.seed)
+    study = open_shared(storage, heartbeat_s, name, problem.seed)
     enqueue_budget(study, n_trials)
     client = mlflow.MlflowClient(tracking_uri)
     parent = client.create_run(client.create_experiment(name), run_name=name).info.run_id

@@ -76,8 +76,7 @@ def _shared_study(stack, problem, tmp_path, name: str):
         name,
         BUDGET,
         tmp_path,
-        heartbeat_s=1,
-        grace_s=3,
+        heartbeat_s=1,  # dead after 3 s without one
     )
 
 
