@@ -76,7 +76,7 @@ def _shared_study(stack, problem, tmp_path, name: str):
         name,
         BUDGET,
         tmp_path,
-        heartbeat_s=1,  # dead after 3 s without one
+        heartbeat_s=2,  # dead after 6 s without one
     )
 
 
@@ -135,7 +135,7 @@ def test_three_workers_share_one_study_without_lost_or_duplicated_trials(stack, 
         tracking_uri=stack["env"]["ALPHAFORGE_MLFLOW_URI"],
         problem_dir=str(tmp_path / "tuning"),
         shared=True,
-        heartbeat_s=1,
+        heartbeat_s=2,
     )
     saved = os.environ.copy()
     os.environ.update(stack["env"])  # the spawned workers' environment
