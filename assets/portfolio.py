@@ -1,6 +1,8 @@
 """Portfolio group: ensemble signals, strategy weights, a cost-aware backtest and the strategy
 table with its honesty figures."""
 
+from typing import Literal
+
 import mlflow
 import numpy as np
 import polars as pl
@@ -22,7 +24,7 @@ from assets.ports import ReportStore, Tracker
 from models.backtest import Costs, liquidity, performance, run_backtest
 from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
 from models.metrics import daily_ic, ic_summary
-from models.panel import daily_returns
+from models.panel import daily_returns, session_returns
 from models.plots import drawdown_curves, equity_curves, logit_histogram
 from models.portfolio import (
     buy_and_hold,
@@ -94,6 +96,11 @@ class BacktestConfig(Config):
         default=10.0, description="Transaction cost per unit of turnover, in basis points."
     )
     lag: int = Field(default=1, description="Trading days between a signal's close and its trade.")
+    fill: Literal["close", "open"] = Field(
+        default="close",
+        description="Trade at the close or at the open of the trading day (open needs open "
+        "prices: the old book earns the night, the new one the day).",
+    )
     impact_coef: float = Field(
         default=1.0,
         description="Square-root market impact: cost per unit traded = coef * daily volatility "
@@ -241,7 +248,7 @@ def backtest(
     out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
     the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
     borrowing on shorts."""
-    returns = daily_returns(market_prices)
+    returns = (session_returns if config.fill == "open" else daily_returns)(market_prices)
     has = {
         c: c in market_prices.columns and market_prices[c].is_not_null().any()
         for c in ("high", "low", "volume")
@@ -263,6 +270,7 @@ def backtest(
             w.drop("strategy", "kind"),
             returns,
             lag=config.lag,
+            fill=config.fill,
             costs=costs,
             liquid=liquid,
             spreads=spreads,

@@ -2,6 +2,7 @@
 and a borrowing fee on shorts."""
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -62,18 +63,21 @@ def run_backtest(
     costs: Costs | None = None,
     liquid: pl.DataFrame | None = None,
     spreads: pl.DataFrame | None = None,
+    fill: Literal["close", "open"] = "close",
 ) -> pl.DataFrame:
     """Daily gross and net returns of a strategy given its rebalance-date target weights.
 
-    Targets decided on a date's close are traded ``lag`` trading days later (at that close), so a
-    signal never earns the return of the day it was computed on. Between rebalances the weights
-    drift with prices. Costs (``costs``, or just ``cost_bps`` per unit of turnover) are charged
-    on the trading day; borrowing daily.
+    Targets decided on a date's close are traded ``lag`` trading days later, at that day's close
+    (``fill="close"``) or open (``fill="open"``: the old book earns the night, the new one the
+    day), so a signal never earns the return of the day it was computed on. Between rebalances
+    the weights drift with prices. Costs (``costs``, or just ``cost_bps`` per unit of turnover)
+    are charged on the trading day; borrowing daily.
 
     Parameters
     ----------
     weights : ``[date, symbol, weight]`` targets on rebalance dates (negative for shorts)
-    returns : ``[date, symbol, ret]`` simple daily close-to-close returns
+    returns : ``[date, symbol, ret]`` simple daily close-to-close returns; fills at the open
+        need ``overnight`` and ``intraday`` too (``models.panel.session_returns``)
     costs : the cost model; market impact needs ``liquid``
     liquid : ``[date, symbol, sigma, adv]`` from :func:`liquidity`; an asset without a figure
         on a trade date (no volume data) is charged no impact there
@@ -86,8 +90,11 @@ def run_backtest(
     trade on; ``cost`` is the sum of the charges and ``net = gross - cost``.
     """
     costs = costs or Costs(cost_bps=cost_bps)
+    if fill == "open":
+        missing = {"overnight", "intraday"} - set(returns.columns)
+        if missing:
+            raise ValueError(f"fill='open' needs the returns' {sorted(missing)} columns")
     dates, symbols, R = to_dense(returns, "ret")
-    R = np.nan_to_num(R, nan=0.0)
     unknown = set(weights["symbol"].unique()) - set(symbols)
     if unknown:
         raise ValueError(f"weights on symbols without returns: {sorted(unknown)[:10]}")
@@ -103,32 +110,25 @@ def run_backtest(
         if spreads is None
         else 0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at)
     )
-
     n = len(dates)
-    gross, turnover, impact, short, spread = (np.zeros(n) for _ in range(5))
-    held = np.zeros(len(symbols))
-    bounds = np.append(trade_at, n)
-    # One iteration per rebalance (not per row): inside a holding period everything is numpy.
-    # Book i is bought at the close of day trade_at[i] and earns every day up to and including
-    # the next trade day (whose close is when it is sold).
-    for i, start in enumerate(trade_at):
-        traded = np.abs(W[i] - held)
-        turnover[start] = traded.sum()
-        if half_spread is not None:
-            spread[start] = float(traded @ half_spread[i])
-        if impact_per_unit is not None:
-            # square-root law: the cost per unit traded grows with sqrt(traded fraction)
-            impact[start] = float(traded @ (impact_per_unit[i] * np.sqrt(traded)))
-        stop = min(bounds[i + 1] + 1, n)
-        growth = np.cumprod(1.0 + R[start + 1 : stop], axis=0)
-        value = np.concatenate([[1.0], 1.0 + (growth - 1.0) @ W[i]])
-        gross[start + 1 : stop] = value[1:] / value[:-1] - 1.0
-        # short exposure at each day's open, from the weights drifted since the trade
-        shorts = np.minimum(W[i], 0.0)
-        short[start + 1 : stop] = (
-            -np.concatenate([[shorts.sum()], (growth[:-1] @ shorts)])[: len(growth)] / value[:-1]
+    if fill == "open":
+        # Each day split in two periods, the night (close to open) and the day (open to close):
+        # a trade at the open of day d is a trade after period 2d. The same engine runs on the
+        # periods; the day's figures are the two periods' compounded returns and summed costs.
+        halves = np.empty((2 * n, len(symbols)))
+        halves[0::2] = to_dense(returns, "overnight")[2]
+        halves[1::2] = to_dense(returns, "intraday")[2]
+        out = _simulate(np.nan_to_num(halves), 2 * trade_at, W, impact_per_unit, half_spread)
+        gross = (1 + out["gross"][0::2]) * (1 + out["gross"][1::2]) - 1
+        short = out["short"][0::2]  # borrowed overnight: the exposure at the day's start
+        turnover, spread, impact = (
+            out[k][0::2] + out[k][1::2] for k in ("turnover", "spread", "impact")
         )
-        held = W[i] * (growth[-1] if len(growth) else 1.0) / value[-1]
+    else:
+        out = _simulate(np.nan_to_num(R), trade_at, W, impact_per_unit, half_spread)
+        gross, short, turnover, spread, impact = (
+            out[k] for k in ("gross", "short", "turnover", "spread", "impact")
+        )
     commission = turnover * costs.cost_bps / 1e4
     borrow = short * costs.borrow_bps / 1e4 / TRADING_DAYS
     frame = pl.DataFrame(
@@ -149,6 +149,49 @@ def run_backtest(
         .with_columns(net=pl.col("gross") - pl.col("cost"))
         .slice(int(trade_at[0]))
     )
+
+
+def _simulate(
+    R: np.ndarray,
+    trade_at: np.ndarray,
+    W: np.ndarray,
+    impact_per_unit: np.ndarray | None,
+    half_spread: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Per-period gross return, turnover, spread and impact charges and short exposure of the
+    books ``W`` bought after the periods ``trade_at`` of the return matrix ``R``."""
+    n = len(R)
+    gross, turnover, impact, short, spread = (np.zeros(n) for _ in range(5))
+    held = np.zeros(R.shape[1])
+    bounds = np.append(trade_at, n)
+    # One iteration per rebalance (not per row): inside a holding period everything is numpy.
+    # Book i is bought at the end of period trade_at[i] and earns every period up to and
+    # including the next trade's (at whose end it is sold).
+    for i, start in enumerate(trade_at):
+        traded = np.abs(W[i] - held)
+        turnover[start] = traded.sum()
+        if half_spread is not None:
+            spread[start] = float(traded @ half_spread[i])
+        if impact_per_unit is not None:
+            # square-root law: the cost per unit traded grows with sqrt(traded fraction)
+            impact[start] = float(traded @ (impact_per_unit[i] * np.sqrt(traded)))
+        stop = min(bounds[i + 1] + 1, n)
+        growth = np.cumprod(1.0 + R[start + 1 : stop], axis=0)
+        value = np.concatenate([[1.0], 1.0 + (growth - 1.0) @ W[i]])
+        gross[start + 1 : stop] = value[1:] / value[:-1] - 1.0
+        # short exposure at each period's start, from the weights drifted since the trade
+        shorts = np.minimum(W[i], 0.0)
+        short[start + 1 : stop] = (
+            -np.concatenate([[shorts.sum()], (growth[:-1] @ shorts)])[: len(growth)] / value[:-1]
+        )
+        held = W[i] * (growth[-1] if len(growth) else 1.0) / value[-1]
+    return {
+        "gross": gross,
+        "turnover": turnover,
+        "impact": impact,
+        "short": short,
+        "spread": spread,
+    }
 
 
 def _impact_rates(

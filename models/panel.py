@@ -33,6 +33,30 @@ def daily_returns(prices: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def session_returns(prices: pl.DataFrame) -> pl.DataFrame:
+    """``[symbol, date, ret, overnight, intraday]``: the close-to-close return split at the open,
+    ``1 + ret = (1 + overnight) * (1 + intraday)`` (previous close to open, open to close), for
+    fills at the open. Needs an ``open`` column."""
+    if "open" not in prices.columns or prices["open"].is_null().all():
+        raise ValueError("trading at the open needs open prices; these prices carry none")
+    prev = pl.col("close").shift(1)
+    return (
+        prices.sort(SYMBOL, DATE)
+        .select(
+            SYMBOL,
+            DATE,
+            (pl.col("close") / prev - 1).over(SYMBOL).alias("ret"),
+            (pl.col("open") / prev - 1).over(SYMBOL).alias("overnight"),
+            (pl.col("close") / pl.col("open") - 1).alias("intraday"),
+        )
+        .drop_nulls("ret")
+        # a missing open: the whole day's move counts overnight
+        .with_columns(
+            pl.col("overnight").fill_null(pl.col("ret")), pl.col("intraday").fill_null(0.0)
+        )
+    )
+
+
 def to_dense(
     frame: pl.DataFrame, value: str, row: str = DATE, col: str = SYMBOL
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -186,6 +186,7 @@ class PortfolioSection(Section):
     variant_every: list[int] = _inherit(PortfolioConfig, "variant_every", min_length=1)
     cost_bps: float = _inherit(BacktestConfig, "cost_bps", ge=0)
     lag: int = _inherit(BacktestConfig, "lag", ge=0)
+    fill: Literal["close", "open"] = _inherit(BacktestConfig, "fill")
     impact_coef: float = _inherit(BacktestConfig, "impact_coef", ge=0)
     capital: float = _inherit(BacktestConfig, "capital", gt=0)
     borrow_bps: float = _inherit(BacktestConfig, "borrow_bps", ge=0)
@@ -356,6 +357,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "variant_every"): ("portfolio_weights", "variant_every"),
     ("portfolio", "cost_bps"): ("backtest", "cost_bps"),
     ("portfolio", "lag"): ("backtest", "lag"),
+    ("portfolio", "fill"): ("backtest", "fill"),
     ("portfolio", "impact_coef"): ("backtest", "impact_coef"),
     ("portfolio", "capital"): ("backtest", "capital"),
     ("portfolio", "borrow_bps"): ("backtest", "borrow_bps"),
@@ -717,6 +719,10 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
     if data.universe is not None and exp.portfolio.top_k >= len(data.universe):
         problems.append(
             f"portfolio.top_k: {exp.portfolio.top_k} is not smaller than the universe of {len(data.universe)} symbols"
+        )
+    if exp.portfolio.fill == "open" and data.source == "bundled":
+        problems.append(
+            "portfolio.fill: 'open' needs open prices; the bundled data has closes only"
         )
     if exp.risk.strategy not in exp.portfolio.strategies:
         problems.append(

@@ -176,6 +176,7 @@ def test_schema_defaults_are_the_asset_config_defaults():
     assert ops["backtest"]["config"] == {
         "cost_bps": 10.0,
         "lag": 1,
+        "fill": "close",
         "impact_coef": 1.0,
         "capital": 1e7,
         "borrow_bps": 50.0,

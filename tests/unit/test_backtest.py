@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from models.backtest import Costs, liquidity, performance, run_backtest
-from models.panel import daily_returns
+from models.panel import daily_returns, session_returns
 
 
 def _returns(matrix: np.ndarray) -> pl.DataFrame:
@@ -191,3 +191,49 @@ def test_matches_a_day_by_day_loop_including_rebalance_days():
     first = int(np.flatnonzero(np.abs(net) > 0)[0])
     assert_allclose(out["net"].to_numpy(), np.array(net)[first:], atol=1e-15)
     assert (out["gross"][1:] != 0).all()  # no day is dropped, rebalance days included
+
+
+def test_fills_at_the_next_open_match_a_day_by_day_loop():
+    """Traded at the open: the old book earns the night (previous close to open), the new book
+    the day (open to close); long-short, with costs and borrowing."""
+    prices, weights = _panel(n_days=120, n_assets=5, seed=4)
+    rng = np.random.default_rng(5)
+    prices = prices.with_columns(
+        open=pl.col("close").shift(1).over("symbol") * (1 + rng.normal(0, 0.01, prices.height))
+    )
+    returns = session_returns(prices)
+    weights = weights.filter(pl.col("date").is_in(returns["date"].implode()))
+    costs = Costs(cost_bps=25, borrow_bps=100)
+    out = run_backtest(weights, returns, costs=costs, lag=1, fill="open")
+    wide = lambda c: returns.pivot(on="symbol", index="date", values=c).sort("date")  # noqa: E731
+    night, day = (wide(c).drop("date").to_numpy() for c in ("overnight", "intraday"))
+    dates = wide("ret")["date"]
+    targets = {d: w.sort("symbol")["weight"].to_numpy() for (d,), w in weights.group_by("date")}
+    held, pending, net = np.zeros(night.shape[1]), None, []
+    for t, d in enumerate(dates):
+        borrow = -np.minimum(held, 0).sum() * 100 / 1e4 / 252
+        v1 = 1.0 + held @ night[t]
+        held = held * (1 + night[t]) / v1
+        cost = 0.0
+        if pending is not None:  # decided yesterday, traded at today's open
+            cost = np.abs(pending - held).sum() * 25 / 1e4
+            held, pending = pending, None
+        v2 = 1.0 + held @ day[t]
+        held = held * (1 + day[t]) / v2
+        if d in targets:
+            pending = targets[d]
+        net.append(v1 * v2 - 1.0 - cost - borrow)
+    first = int(np.flatnonzero(np.abs(net) > 0)[0])
+    assert_allclose(out["net"].to_numpy(), np.array(net)[first:], atol=1e-15)
+    # when a day's whole move happens overnight, the open is that day's close: an open fill
+    # is a close fill on the same day
+    overnight = returns.with_columns(overnight=pl.col("ret"), intraday=pl.lit(0.0))
+    at_open = run_backtest(weights, overnight, costs=costs, lag=1, fill="open")
+    at_close = run_backtest(weights, overnight, costs=costs, lag=1)
+    assert_allclose(at_open.drop("date").to_numpy(), at_close.drop("date").to_numpy(), atol=1e-15)
+
+
+def test_fills_at_the_open_need_open_prices():
+    prices, _ = _panel(n_days=10, n_assets=2)
+    with pytest.raises(ValueError, match="open prices"):
+        session_returns(prices)
