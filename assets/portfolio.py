@@ -1,6 +1,7 @@
 """Portfolio group: ensemble signals, strategy weights, a cost-aware backtest and the strategy
 table with its honesty figures."""
 
+from dataclasses import dataclass
 from typing import Literal
 
 import mlflow
@@ -25,9 +26,11 @@ from models.backtest import Costs, liquidity, performance, run_backtest
 from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
 from models.metrics import daily_ic, ic_summary
 from models.panel import daily_returns, session_returns
-from models.plots import drawdown_curves, equity_curves, logit_histogram
+from models.plots import cluster_exposure_map, drawdown_curves, equity_curves, logit_histogram
 from models.portfolio import (
     buy_and_hold,
+    cluster_exposure,
+    clusters_before,
     equal_weights,
     hrp_weights,
     mean_variance_weights,
@@ -80,6 +83,16 @@ class PortfolioConfig(Config):
     max_weight: float = Field(default=0.2, description="Mean-variance: largest |weight| per name.")
     max_turnover: float | None = Field(
         default=None, description="Mean-variance: largest weight change per name per rebalance."
+    )
+    n_clusters: int = Field(
+        default=4,
+        description="Correlation clusters of the universe (skfolio's hierarchical clustering of "
+        "the look-back window's returns): each book's exposure to them is reported.",
+    )
+    max_cluster_weight: float | None = Field(
+        default=None,
+        description="Mean-variance: largest net weight per correlation cluster (re-clustered at "
+        "every rebalance on its look-back window).",
     )
     variant_top_k: list[int] = Field(
         default=[3, 5, 10],
@@ -200,6 +213,8 @@ def portfolio_weights(
             max_weight=config.max_weight,
             long_short=long_short,
             max_turnover=config.max_turnover,
+            max_cluster_weight=config.max_cluster_weight,
+            n_clusters=config.n_clusters,
         )
 
     build = {
@@ -222,10 +237,22 @@ def portfolio_weights(
         w.with_columns(strategy=pl.lit(name), kind=pl.lit(kind)) for name, w, kind in books
     ).select("strategy", "date", "symbol", "weight", "kind")
     today = frame.filter(pl.col("kind") == "live").select("symbol", "weight")
+    # clusters known at the start of the out-of-sample period, for every book's exposure
+    clusters = clusters_before(returns, oos["date"].min(), lookback, config.n_clusters)
+    exposure = cluster_exposure(frame.filter(pl.col("kind") == "oos"), clusters)
+    exposure_png = png_bytes(cluster_exposure_map(exposure))
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
+            "clusters": table(
+                clusters.group_by("cluster")
+                .agg(pl.col("symbol").sort())
+                .sort("cluster")
+                .with_columns(pl.col("symbol").list.join(", "))
+            ),
+            "cluster_exposure": image(exposure_png, "mean net weight per correlation cluster"),
+            "cluster_exposure_table": table(exposure),
             "rebalances": len(dates),
             "strategies": ", ".join(config.strategies),
             "variants": len(books) - len(config.strategies) - 1,
@@ -234,20 +261,31 @@ def portfolio_weights(
     )
 
 
-@asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
-def backtest(
-    context: AssetExecutionContext,
-    config: BacktestConfig,
-    portfolio_weights: pl.DataFrame,
-    market_prices: pl.DataFrame,
-    tracker: ResourceParam[Tracker],
-    reports: ResourceParam[ReportStore],
-) -> Output[pl.DataFrame]:
-    """Daily ``[strategy, role, date, gross, commission, spread, impact, borrow, cost, net,
-    turnover]`` of every strategy (``role`` = ``strategy``) and variant (``variant``) over the
-    out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
-    the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
-    borrowing on shorts."""
+@dataclass(frozen=True)
+class CostModel:
+    """What the backtest charges, set up once from the prices (see :func:`cost_model`)."""
+
+    returns: pl.DataFrame  # [symbol, date, ret] (+ overnight, intraday for fills at the open)
+    costs: Costs
+    liquid: pl.DataFrame | None  # sigma and ADV for the impact, when volume exists
+    spreads: pl.DataFrame | None  # forecast spreads, when high, low and volume exist
+    has: dict[str, bool]
+
+    def run(self, weights: pl.DataFrame, config: "BacktestConfig") -> pl.DataFrame:
+        return run_backtest(
+            weights,
+            self.returns,
+            lag=config.lag,
+            fill=config.fill,
+            costs=self.costs,
+            liquid=self.liquid,
+            spreads=self.spreads,
+        )
+
+
+def cost_model(config: "BacktestConfig", market_prices: pl.DataFrame) -> CostModel:
+    """Returns, proportional costs, square-root impact (where volume exists) and the forecast
+    spread (where high, low and volume exist) for ``config``."""
     returns = (session_returns if config.fill == "open" else daily_returns)(market_prices)
     has = {
         c: c in market_prices.columns and market_prices[c].is_not_null().any()
@@ -260,21 +298,33 @@ def backtest(
         config.borrow_bps,
     )
     liquid = liquidity(market_prices) if has["volume"] else None
-    spreads, spread_quality = None, {}
+    spreads = None
     if all(has.values()):  # Corwin-Schultz needs high and low, Amihud volume
         spreads = forecast_spreads(spread_estimates(market_prices.drop_nulls(["high", "low"])))
-        spread_quality = _spread_quality(spreads)
-    books = portfolio_weights.filter(pl.col("kind") != "live")
+    return CostModel(returns, costs, liquid, spreads, has)
+
+
+@asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
+def backtest(
+    context: AssetExecutionContext,
+    config: BacktestConfig,
+    portfolio_weights: pl.DataFrame,
+    seed_strategies: pl.DataFrame,
+    market_prices: pl.DataFrame,
+    tracker: ResourceParam[Tracker],
+    reports: ResourceParam[ReportStore],
+) -> Output[pl.DataFrame]:
+    """Daily ``[strategy, role, date, gross, commission, spread, impact, borrow, cost, net,
+    turnover]`` of every strategy (``role`` = ``strategy``) and variant (``variant``) over the
+    out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
+    the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
+    borrowing on shorts."""
+    model = cost_model(config, market_prices)
+    spreads, has = model.spreads, model.has
+    spread_quality = _spread_quality(spreads) if spreads is not None else {}
+    books = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
     daily = pl.concat(
-        run_backtest(
-            w.drop("strategy", "kind"),
-            returns,
-            lag=config.lag,
-            fill=config.fill,
-            costs=costs,
-            liquid=liquid,
-            spreads=spreads,
-        ).with_columns(
+        model.run(w.drop("strategy", "kind"), config).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
         )
         for (name, kind), w in books.group_by("strategy", "kind", maintain_order=True)

@@ -55,7 +55,8 @@ class _VarEsNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(var, es)``, each ``(rows, levels)``: return quantiles and tail means (< 0)."""
-        vol = x[:, LAGS + 1 : LAGS + 2]  # the 20-day volatility
+        # the 20-day volatility, floored: a book in cash for 20 days has none
+        vol = x[:, LAGS + 1 : LAGS + 2].clamp_min(1e-4)
         # scale-free inputs: lagged returns and the other volatilities in units of it
         out = self.body(x / vol)
         var = -vol * nn.functional.softplus(out[:, 0::2])

@@ -227,3 +227,45 @@ def parameter_importance(importance: dict[str, float], title: str) -> Figure:
     ax.set(title=title, xlabel="importance")
     fig.tight_layout()
     return fig
+
+
+def cluster_exposure_map(exposure: pl.DataFrame) -> Figure:
+    """Strategies x clusters heat-map of the mean net weight, from ``[strategy, cluster,
+    net]`` (see ``models.portfolio.cluster_exposure``)."""
+    wide = exposure.pivot(on="cluster", index="strategy", values="net", sort_columns=True)
+    wide = wide.fill_null(0.0).sort("strategy")
+    matrix = wide.drop("strategy").to_numpy()
+    limit = max(float(np.abs(matrix).max()), 1e-9)
+    fig = Figure(figsize=(1.2 + 0.9 * matrix.shape[1], 0.8 + 0.4 * len(wide)))
+    ax = fig.subplots()
+    im = ax.imshow(matrix, vmin=-limit, vmax=limit, cmap="RdBu_r", aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), [f"cluster {c}" for c in wide.columns[1:]])
+    ax.set_yticks(range(len(wide)), wide["strategy"].to_list(), fontsize=8)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Mean net weight per correlation cluster")
+    fig.tight_layout()
+    return fig
+
+
+def selection_vs_holdout(selection: np.ndarray, holdout: np.ndarray) -> Figure:
+    """Each search candidate's Sharpe ratio on the window it was selected on against the
+    hold-out after it: a search that learnt something leaves a rising cloud, an overfit one a
+    flat or falling one."""
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
+    ax.scatter(selection, holdout, s=18, alpha=0.7)
+    if len(selection):
+        ax.scatter(selection[:1], holdout[:1], s=60, color="C3", label="selected")
+        ax.legend()
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(
+        xlabel="net Sharpe, selection window",
+        ylabel="net Sharpe, hold-out",
+        title="Genetic search: selection vs hold-out",
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

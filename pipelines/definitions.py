@@ -29,7 +29,7 @@ from dagster import (
     schedule,
 )
 
-from assets import explain, features, ingest, portfolio, reports, risk, training
+from assets import explain, features, ingest, portfolio, reports, risk, strategies, training
 from assets.ingest import daily_prices_asset
 from pipelines.experiment import (
     BUNDLED_LAST_DATE,
@@ -50,7 +50,7 @@ from pipelines.sources import (
 )
 from pipelines.tuning import TuningResource
 
-ASSET_MODULES = [ingest, features, training, portfolio, explain, risk, reports]
+ASSET_MODULES = [ingest, features, training, portfolio, strategies, explain, risk, reports]
 JOB = "all_assets_job"
 DAILY_JOB = "daily_job"
 FULL_JOB = "full_job"

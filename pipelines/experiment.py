@@ -37,6 +37,7 @@ from assets.risk import (
     ScenarioConfig,
     VarBacktestConfig,
 )
+from assets.strategies import SEED_STRATEGIES, SeedConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
@@ -182,6 +183,19 @@ class PortfolioSection(Section):
     max_turnover: float | None = Field(
         None, gt=0, description=PortfolioConfig.model_fields["max_turnover"].description
     )
+    n_clusters: int = _inherit(PortfolioConfig, "n_clusters", ge=2)
+    max_cluster_weight: float | None = Field(
+        None, gt=0, le=1, description=PortfolioConfig.model_fields["max_cluster_weight"].description
+    )
+    seed_strategies: list[Literal[SEED_STRATEGIES]] = _inherit(SeedConfig, "strategies")
+    seed_refit_every: int = _inherit(SeedConfig, "refit_every", ge=21)
+    lstm_epochs: int = _inherit(SeedConfig, "lstm_epochs", ge=1)
+    n_pairs: int = _inherit(SeedConfig, "n_pairs", ge=1)
+    pairs_reform_every: int = _inherit(SeedConfig, "pairs_reform_every", ge=21)
+    rl_timesteps: int = _inherit(SeedConfig, "rl_timesteps", ge=100)
+    ga_population: int = _inherit(SeedConfig, "ga_population", ge=2)
+    ga_generations: int = _inherit(SeedConfig, "ga_generations", ge=0)
+    ga_selection: float = _inherit(SeedConfig, "ga_selection", gt=0, lt=1)
     variant_top_k: list[int] = _inherit(PortfolioConfig, "variant_top_k", min_length=1)
     variant_every: list[int] = _inherit(PortfolioConfig, "variant_every", min_length=1)
     cost_bps: float = _inherit(BacktestConfig, "cost_bps", ge=0)
@@ -301,7 +315,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cv": {"inner_splits": 3, "outer_splits": 4},
         "explain": {"n_rows": 500},
         # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
-        "portfolio": {"optimise_every": 21},
+        # the seed strategies' nets and DQN refitted every two years, with fewer steps
+        "portfolio": {
+            "optimise_every": 21,
+            "seed_refit_every": 504,
+            "lstm_epochs": 3,
+            "pairs_reform_every": 252,
+            "rl_timesteps": 1500,
+        },
         # scenarios from the bootstrap only (the full profile and the weekly rebuild train the
         # GAN), and VaR refits every 120 days instead of 20
         "risk": {"gan": False, "var_refit_every": 120},
@@ -353,6 +374,17 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "risk_aversion"): ("portfolio_weights", "risk_aversion"),
     ("portfolio", "max_weight"): ("portfolio_weights", "max_weight"),
     ("portfolio", "max_turnover"): ("portfolio_weights", "max_turnover"),
+    ("portfolio", "n_clusters"): ("portfolio_weights", "n_clusters"),
+    ("portfolio", "max_cluster_weight"): ("portfolio_weights", "max_cluster_weight"),
+    ("portfolio", "seed_strategies"): ("seed_strategies", "strategies"),
+    ("portfolio", "seed_refit_every"): ("seed_strategies", "refit_every"),
+    ("portfolio", "lstm_epochs"): ("seed_strategies", "lstm_epochs"),
+    ("portfolio", "n_pairs"): ("seed_strategies", "n_pairs"),
+    ("portfolio", "pairs_reform_every"): ("seed_strategies", "pairs_reform_every"),
+    ("portfolio", "rl_timesteps"): ("seed_strategies", "rl_timesteps"),
+    ("portfolio", "ga_population"): ("seed_strategies", "ga_population"),
+    ("portfolio", "ga_generations"): ("seed_strategies", "ga_generations"),
+    ("portfolio", "ga_selection"): ("seed_strategies", "ga_selection"),
     ("portfolio", "variant_top_k"): ("portfolio_weights", "variant_top_k"),
     ("portfolio", "variant_every"): ("portfolio_weights", "variant_every"),
     ("portfolio", "cost_bps"): ("backtest", "cost_bps"),
@@ -410,6 +442,13 @@ class Resolved:
         # the VaR backtest assesses the report's strategy at its levels with its methods
         for key in ("strategy", "levels", "methods"):
             ops["var_backtest"]["config"][key] = ops["risk_report"]["config"][key]
+        # the seed strategies trade under the backtest's cost model, hold the ML book's top k,
+        # rebalance with it and take the models' seed
+        ops["seed_strategies"]["config"] |= ops["backtest"]["config"] | {
+            "top_k": dumped["portfolio"]["top_k"],
+            "rebalance_every": dumped["portfolio"]["rebalance_every"],
+            "seed": dumped["models"]["seed"],
+        }
         # and the correlation study the holdings of that strategy
         ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
             "strategy"

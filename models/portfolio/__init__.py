@@ -12,8 +12,18 @@ from models.portfolio.allocators import (
     risk_parity_weights,
     top_k_weights,
 )
+from models.portfolio.clusters import (
+    cluster_constraints,
+    cluster_exposure,
+    clusters_before,
+    correlation_clusters,
+)
 
 __all__ = [
+    "cluster_constraints",
+    "cluster_exposure",
+    "clusters_before",
+    "correlation_clusters",
     "ForecastMu",
     "buy_and_hold",
     "equal_weights",

@@ -20,6 +20,7 @@ from skfolio.optimization import (
 from skfolio.prior import EmpiricalPrior
 
 from models.panel import to_dense
+from models.portfolio.clusters import cluster_constraints, correlation_clusters
 from models.types import DATE, SYMBOL
 
 WEIGHT_SCHEMA = {"date": pl.Date, "symbol": pl.String, "weight": pl.Float64}
@@ -150,7 +151,8 @@ def optimised_weights(
             expected = np.array([today[s] for s in symbols[keep]])
         if keep.sum() < 2:
             continue
-        model = build(mu=expected, previous=previous[keep]).fit(window[:, keep])
+        model = build(mu=expected, previous=previous[keep], window=window[:, keep])
+        model.fit(window[:, keep])
         previous = np.zeros(len(symbols))
         previous[keep] = model.weights_
         parts.append(
@@ -193,6 +195,8 @@ def mean_variance_weights(
     max_weight: float = 0.2,
     long_short: bool = False,
     max_turnover: float | None = None,
+    max_cluster_weight: float | None = None,
+    n_clusters: int = 4,
 ) -> pl.DataFrame:
     """Mean-variance (skfolio ``MeanRisk``, maximum utility ``mu'w - risk_aversion * w'Sw``)
     with the ML expected returns ``mu`` and a Ledoit-Wolf shrunk covariance.
@@ -200,10 +204,11 @@ def mean_variance_weights(
     Long-only: fully invested, each weight in ``[0, max_weight]``. Long-short: dollar neutral,
     each weight in ``[-max_weight, max_weight]``, at most 1 long and 1 short. ``max_turnover``
     caps each asset's weight change against the previous rebalance's targets (skfolio's
-    turnover bound is per asset).
+    turnover bound is per asset). ``max_cluster_weight`` caps each cluster's net weight (the
+    ``n_clusters`` clusters of the window's return correlations, re-formed at every rebalance).
     """
 
-    def build(mu: np.ndarray, previous: np.ndarray) -> MeanRisk:
+    def build(mu: np.ndarray, previous: np.ndarray, window: np.ndarray) -> MeanRisk:
         bounds = {
             "min_weights": -max_weight if long_short else 0.0,
             "max_weights": max_weight,
@@ -213,6 +218,9 @@ def mean_variance_weights(
             bounds |= {"max_long": 1.0, "max_short": 1.0}
         if max_turnover is not None and previous.any():
             bounds |= {"max_turnover": max_turnover, "previous_weights": previous}
+        if max_cluster_weight is not None:
+            labels = correlation_clusters(window, min(n_clusters, window.shape[1]))
+            bounds |= cluster_constraints(labels, max_cluster_weight, long_short)
         return MeanRisk(
             objective_function=ObjectiveFunction.MAXIMIZE_UTILITY,
             risk_measure=RiskMeasure.VARIANCE,

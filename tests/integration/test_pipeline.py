@@ -28,6 +28,7 @@ ALL_ASSETS = {
     "portfolio_weights",
     "backtest",
     "strategy_table",
+    "seed_strategies",
     "shap_explanations",
     "risk_report",
     "var_backtest",
@@ -101,7 +102,8 @@ def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
 def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
     var = pl.DataFrame(report["var"])
-    assert var.height == 8 * 2 * 7 * 2  # strategies x horizons x methods x levels
+    # (8 books + 4 seed strategies) x horizons x methods x levels
+    assert var.height == 12 * 2 * 7 * 2
     assert var.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
     wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
     assert (wide["0.99"] >= wide["0.95"]).all()
@@ -223,6 +225,7 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "oof_predictions",
         "ensemble_model",
         "signals",
+        "seed_strategies",
         "backtest",
         "strategy_table",
         "shap_explanations",
@@ -239,11 +242,15 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
 
 def test_backtest_metrics_are_finite_and_costs_charged(materialized):
     from assets.portfolio import STRATEGIES
+    from assets.strategies import SEED_STRATEGIES
 
     daily = pl.read_parquet(materialized.home / "lake" / "backtest.parquet")
     main = daily.filter(pl.col("role") == "strategy")
-    assert set(main["strategy"].unique()) == set(STRATEGIES)
-    assert daily.filter(pl.col("role") == "variant")["strategy"].n_unique() == 9  # 3 k x 3 every
+    assert set(main["strategy"].unique()) == set(STRATEGIES) | set(SEED_STRATEGIES)
+    variants = daily.filter(pl.col("role") == "variant")["strategy"].unique()
+    # 3 k x 3 every of the ML book, and the genetic search's candidates
+    assert (~variants.str.starts_with("genetic[")).sum() == 9
+    assert variants.str.starts_with("genetic[").sum() == _genetic_candidates(materialized)
     assert daily["net"].is_finite().all()
     assert (daily["net"] <= daily["gross"]).all()
     assert daily["cost"].sum() > 0
@@ -253,15 +260,62 @@ def test_backtest_metrics_are_finite_and_costs_charged(materialized):
     assert main.filter(pl.col("strategy") == "ml_top_k")["borrow"].sum() == 0
 
 
+def _genetic_candidates(materialized) -> int:
+    seed = pl.read_parquet(materialized.home / "lake" / "seed_strategies.parquet")
+    return seed.filter(pl.col("kind") == "variant")["strategy"].n_unique()
+
+
+def test_seed_strategies_trade_only_out_of_sample_from_earlier_information(materialized):
+    lake = materialized.home / "lake"
+    seed = pl.read_parquet(lake / "seed_strategies.parquet")
+    signals = pl.read_parquet(lake / "signals.parquet").filter(pl.col("kind") == "oos")
+    assert set(seed.filter(pl.col("kind") == "oos")["strategy"]) == {
+        "lstm_momentum",
+        "transformer_pairs",
+        "rl_portfolio",
+        "genetic",
+    }
+    # every target is dated inside the out-of-sample period (the backtest trades it a day later)
+    assert seed["date"].min() >= signals["date"].min()
+    assert seed["date"].max() <= signals["date"].max()
+
+    def book(name: str) -> pl.DataFrame:
+        return seed.filter(pl.col("strategy") == name)
+
+    def per_day(name: str) -> pl.DataFrame:
+        weights = pl.col("weight")
+        return book(name).group_by("date").agg(net=weights.sum(), gross=weights.abs().sum())
+
+    # the momentum book is long-only top-5; the pairs book never exceeds gross 1
+    assert (per_day("lstm_momentum")["net"] - 1).abs().max() < 1e-9
+    assert book("lstm_momentum").group_by("date").len()["len"].max() == 5
+    assert per_day("transformer_pairs")["gross"].max() <= 1 + 1e-9
+    assert per_day("transformer_pairs")["gross"].max() > 0  # it traded
+    # the DQN's mixes stay within the books it mixes: gross at most 2 (long-short) and more
+    # than one action taken over the period
+    assert per_day("rl_portfolio")["gross"].max() <= 2 + 1e-9
+    assert per_day("rl_portfolio")["gross"].n_unique() > 1
+    # the search's candidates are distinct and the winner is one of them
+    candidates = seed.filter(pl.col("kind") == "variant")["strategy"].unique()
+    assert len(candidates) >= 8
+    assert any(
+        book(c)
+        .select("date", "symbol", "weight")
+        .equals(book("genetic").select("date", "symbol", "weight"))
+        for c in candidates
+    )
+
+
 def test_strategy_table_reports_before_and_after_costs_and_honesty(materialized):
     from models.strategies import TABLE_COLUMNS
 
     table = pl.read_parquet(materialized.home / "lake" / "strategy_table.parquet")
-    assert table.columns == list(TABLE_COLUMNS) and len(table) == 8
+    assert table.columns == list(TABLE_COLUMNS) and len(table) == 12
     assert (table["annual_return_gross"] >= table["annual_return"]).all()
     assert table["dsr"].is_between(0, 1).all() and table["pbo"].is_between(0, 1).all()
-    # 8 strategies + 9 variants backtested, plus 2 models x 10 Optuna trials
-    assert (table["n_trials"] == 8 + 9 + 20).all()
+    # 8 books + 4 seed strategies + 9 variants + the genetic candidates backtested, plus
+    # 2 models x 10 Optuna trials
+    assert (table["n_trials"] == 12 + 9 + _genetic_candidates(materialized) + 20).all()
     (check,) = [
         c
         for c in materialized.result.get_asset_check_evaluations()

@@ -181,6 +181,15 @@ def test_neural_var_learns_a_normal_tail_and_tracks_volatility():
     assert_allclose(storm, -stats.norm.ppf(0.01) * 0.02, rtol=0.25)
 
 
+def test_neural_var_is_finite_after_weeks_in_cash():
+    """A book that sits in cash has no volatility for a while (the DQN's portfolio does)."""
+    r = np.random.default_rng(11).normal(0, 0.01, 1500)
+    r[600:650] = 0.0
+    out = rolling_forecasts(r, ["neural"], (0.99,), window=500, refit_every=250)
+    var, es = out[("neural", 0.99)]
+    assert np.isfinite(var[500:]).all() and np.isfinite(es[500:]).all()
+
+
 # --- backtests -------------------------------------------------------------------------------
 
 
