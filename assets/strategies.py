@@ -207,12 +207,12 @@ def _rl_portfolio(
         timesteps=config.rl_timesteps,
         seed=config.seed,
     )
-    labels = {i: f"long-short {a:.1f} / risk parity {b:.1f}" for i, (a, b) in enumerate(ACTIONS)}
+    labels = {i: f"ls{a:.1f}_rp{b:.1f}" for i, (a, b) in enumerate(ACTIONS)}
     shares = (
         decisions.group_by("action")
         .agg(share=pl.len() / decisions.height)
         .sort("action")
-        .with_columns(pl.col("action").replace_strict(labels))
+        .with_columns(pl.col("action").replace_strict(labels))  # long-short and risk-parity parts
     )
     return mix_books(decisions, [("ls", ls), ("rp", rp)]), shares
 

@@ -124,7 +124,7 @@ def rerun(materialized, tmp_path_factory, request):
 
 def test_rerun_from_the_logged_config_reproduces_the_results(materialized, rerun):
     home, out, prod = rerun
-    assert "✓ 24 assets materialized" in out.stdout
+    assert "✓ 25 assets materialized" in out.stdout
     assert "lightgbm trial 10/10" in out.stdout  # progress shown
     for name in ("backtest", "oof_predictions", "signals"):
         assert_frame_equal(
@@ -225,7 +225,7 @@ def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materi
         "models.n_trials=3",
         home=home,
     )
-    assert "✓ 24 assets materialized" in out.stdout
+    assert "✓ 25 assets materialized" in out.stdout
     ingested = pl.read_parquet(home / "lake" / "market_prices.parquet")
     assert sorted(ingested["symbol"].unique()) == tickers
     # our split adjustment of the raw prices gives back the adjusted closes exactly
