@@ -85,7 +85,8 @@ def seed_strategies(
     books: list[tuple[str, pl.DataFrame, str]] = []
     metadata: dict[str, object] = {}
     metrics: dict[str, float] = {}
-    clock = {}
+    clock: dict[str, float] = {}
+    artefacts = []
     for name in config.strategies:
         began = time.perf_counter()
         context.log.info(f"seed strategy {name}: building")
@@ -121,7 +122,10 @@ def seed_strategies(
             books += [(c, w, "variant") for c, w in candidates.items()]
             metadata["genetic_candidates"] = table(found)
             metadata["genetic_selection_vs_holdout"] = image(png, "selection vs hold-out Sharpe")
-            reports.write("genetic_candidates.md", to_markdown(found, ".3f"))
+            artefacts += [
+                reports.write("genetic_candidates.md", to_markdown(found, ".3f")),
+                reports.write("genetic_selection_vs_holdout.png", png),
+            ]
             metrics |= {
                 "ga_candidates": len(candidates),
                 "ga_best_selection_sharpe": found["selection_sharpe"][0],
@@ -152,6 +156,8 @@ def seed_strategies(
     with tracker.asset_run(context) as run:
         mlflow.log_params(config.model_dump())
         mlflow.log_metrics({**metrics, **{f"seconds_{k}": v for k, v in clock.items()}})
+        for path in artefacts:
+            mlflow.log_artifact(str(path))
     return Output(
         frame,
         metadata={
