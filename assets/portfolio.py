@@ -189,7 +189,10 @@ def signals(
 
 @asset(group_name="portfolio", kinds={"polars", "skfolio"}, io_manager_key="lake")
 def portfolio_weights(
-    config: PortfolioConfig, signals: pl.DataFrame, market_prices: pl.DataFrame
+    context: AssetExecutionContext,
+    config: PortfolioConfig,
+    signals: pl.DataFrame,
+    market_prices: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """Target weights ``[strategy, date, symbol, weight, kind]`` on rebalance dates of the
     out-of-sample period (``oos``), the ML book's grid of variants (``variant``, trials for the
@@ -201,6 +204,16 @@ def portfolio_weights(
     universe = market_prices.filter(pl.col("symbol").is_in(oos["symbol"].unique().implode()))
     returns = daily_returns(universe)
     lookback = config.hrp_lookback
+
+    def progress(book: str):
+        """Logs a book's optimisations at every tenth of the way (hundreds of convex problems
+        on a large universe)."""
+
+        def report(done: int, total: int) -> None:
+            if done % max(1, total // 10) == 0:
+                context.log.info(f"{book}: rebalance {done + 1}/{total}")
+
+        return report
 
     def mean_variance(long_short: bool) -> pl.DataFrame:
         mu = ml_expected_returns(oos, returns, config.ic)
@@ -215,6 +228,7 @@ def portfolio_weights(
             max_turnover=config.max_turnover,
             max_cluster_weight=config.max_cluster_weight,
             n_clusters=config.n_clusters,
+            progress=progress("mean_variance" + "_long_short" * long_short),
         )
 
     build = {
@@ -222,8 +236,10 @@ def portfolio_weights(
         "ml_long_short": lambda: top_k_weights(oos, dates, config.top_k, long_short=True),
         "mean_variance": lambda: mean_variance(False),
         "mean_variance_long_short": lambda: mean_variance(True),
-        "risk_parity": lambda: risk_parity_weights(returns, slow, lookback),
-        "hrp": lambda: hrp_weights(returns, slow, lookback),
+        "risk_parity": lambda: risk_parity_weights(
+            returns, slow, lookback, progress("risk_parity")
+        ),
+        "hrp": lambda: hrp_weights(returns, slow, lookback, progress("hrp")),
         "equal_weight": lambda: equal_weights(universe, dates),
         "buy_and_hold": lambda: buy_and_hold(universe, dates),
     }

@@ -121,9 +121,11 @@ def optimised_weights(
     build: Callable[..., object],
     lookback: int = 252,
     mu: pl.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pl.DataFrame:
     """Fit ``build(mu=..., previous=...)`` (a skfolio optimiser) on the trailing ``lookback``
-    days of returns before each rebalance date and collect its ``weights_``.
+    days of returns before each rebalance date and collect its ``weights_``; ``progress(done,
+    total)`` is called after each date.
 
     Only symbols with a full return history in the window (and, when ``mu`` is given, a forecast
     on the date) take part. ``previous`` is the last date's weights on those symbols (zero for
@@ -138,7 +140,9 @@ def optimised_weights(
             for (day,), part in mu.partition_by(DATE, as_dict=True).items()
         }
     parts, previous = [], np.zeros(len(symbols))
-    for day, stamp in zip(dates.to_list(), dates.to_numpy(), strict=True):
+    for done, (day, stamp) in enumerate(zip(dates.to_list(), dates.to_numpy(), strict=True)):
+        if progress is not None:
+            progress(done, len(dates))
         end = np.searchsorted(all_dates, stamp, side="right")
         window = matrix[max(0, end - lookback) : end]
         if len(window) < lookback // 2:
@@ -165,13 +169,23 @@ def optimised_weights(
     return pl.concat(parts).cast(WEIGHT_SCHEMA).sort("date", "symbol")
 
 
-def hrp_weights(returns: pl.DataFrame, dates: pl.Series, lookback: int = 252) -> pl.DataFrame:
+def hrp_weights(
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    lookback: int = 252,
+    progress: Callable[[int, int], None] | None = None,
+) -> pl.DataFrame:
     """Hierarchical risk parity (skfolio) on the trailing ``lookback`` days before each date."""
-    return optimised_weights(returns, dates, lambda **_: HierarchicalRiskParity(), lookback)
+    return optimised_weights(
+        returns, dates, lambda **_: HierarchicalRiskParity(), lookback, progress=progress
+    )
 
 
 def risk_parity_weights(
-    returns: pl.DataFrame, dates: pl.Series, lookback: int = 252
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    lookback: int = 252,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pl.DataFrame:
     """Equal risk contributions (skfolio ``RiskBudgeting``) on a Ledoit-Wolf covariance."""
     return optimised_weights(
@@ -182,6 +196,7 @@ def risk_parity_weights(
             prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
         ),
         lookback,
+        progress=progress,
     )
 
 
@@ -197,6 +212,7 @@ def mean_variance_weights(
     max_turnover: float | None = None,
     max_cluster_weight: float | None = None,
     n_clusters: int = 4,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pl.DataFrame:
     """Mean-variance (skfolio ``MeanRisk``, maximum utility ``mu'w - risk_aversion * w'Sw``)
     with the ML expected returns ``mu`` and a Ledoit-Wolf shrunk covariance.
@@ -233,4 +249,4 @@ def mean_variance_weights(
             **bounds,
         )
 
-    return optimised_weights(returns, dates, build, lookback, mu)
+    return optimised_weights(returns, dates, build, lookback, mu, progress)
