@@ -204,6 +204,7 @@ class PortfolioSection(Section):
     impact_coef: float = _inherit(BacktestConfig, "impact_coef", ge=0)
     capital: float = _inherit(BacktestConfig, "capital", gt=0)
     borrow_bps: float = _inherit(BacktestConfig, "borrow_bps", ge=0)
+    spread_cost: bool = _inherit(BacktestConfig, "spread_cost")
 
 
 class RiskSection(Section):
@@ -393,6 +394,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "impact_coef"): ("backtest", "impact_coef"),
     ("portfolio", "capital"): ("backtest", "capital"),
     ("portfolio", "borrow_bps"): ("backtest", "borrow_bps"),
+    ("portfolio", "spread_cost"): ("backtest", "spread_cost"),
     ("risk", "levels"): ("risk_report", "levels"),
     ("risk", "horizons"): ("risk_report", "horizons"),
     ("risk", "strategy"): ("risk_report", "strategy"),

@@ -180,6 +180,7 @@ def test_schema_defaults_are_the_asset_config_defaults():
         "impact_coef": 1.0,
         "capital": 1e7,
         "borrow_bps": 50.0,
+        "spread_cost": True,
     }
 
 
