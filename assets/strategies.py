@@ -4,9 +4,12 @@ backtest; the genetic search's candidates join the variants that the strategy ta
 trials."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import mlflow
 import polars as pl
+import torch
 from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
@@ -24,6 +27,17 @@ from models.rl import ACTIONS, dqn_decisions, mix_books
 SEED_STRATEGIES = ("lstm_momentum", "transformer_pairs", "rl_portfolio", "genetic")
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the block, then as it was (the setting is process-wide)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SeedConfig(BacktestConfig):
     """The cost model is the backtest's (the experiment sets both from ``portfolio``)."""
 
@@ -38,7 +52,9 @@ class SeedConfig(BacktestConfig):
     refit_every: int = Field(
         default=252, description="Trading days between refits of the LSTM and the DQN."
     )
-    lstm_epochs: int = Field(default=5, description="LSTM momentum: training epochs per refit.")
+    net_epochs: int = Field(
+        default=5, description="LSTM momentum and Transformer pairs: training epochs per fit."
+    )
     n_pairs: int = Field(default=5, description="Transformer pairs: pairs traded at a time.")
     pairs_reform_every: int = Field(
         default=126, description="Transformer pairs: trading days between pair formations."
@@ -87,54 +103,58 @@ def seed_strategies(
     metrics: dict[str, float] = {}
     clock: dict[str, float] = {}
     artefacts = []
-    for name in config.strategies:
-        began = time.perf_counter()
-        context.log.info(f"seed strategy {name}: building")
-        if name == "lstm_momentum":
-            scores = lstm_momentum_scores(
-                costs.returns.select("date", "symbol", "ret"),
-                dates,
-                refit_every=config.refit_every,
-                epochs=config.lstm_epochs,
-                seed=config.seed,
-            )
-            books.append((name, top_k_weights(scores, dates, config.top_k), "oos"))
-        elif name == "transformer_pairs":
-            weights, pairs = transformer_pairs_weights(
-                market_prices,
-                start,
-                oos["date"].max(),
-                n_pairs=config.n_pairs,
-                reform_every=config.pairs_reform_every,
-                seed=config.seed,
-            )
-            books.append((name, weights, "oos"))
-            metadata["pairs"] = table(pairs)
-            metrics["pairs_formed"] = pairs.height
-        elif name == "rl_portfolio":
-            weights, shares = _rl_portfolio(config, oos, portfolio_weights, costs, dates)
-            books.append((name, weights, "oos"))
-            metadata["rl_actions"] = table(shares)
-            metrics |= {f"rl_share_{r['action']}": r["share"] for r in shares.to_dicts()}
-        elif name == "genetic":
-            best, candidates, found, png = _genetic(config, oos, costs)
-            books.append((name, best, "oos"))
-            books += [(c, w, "variant") for c, w in candidates.items()]
-            metadata["genetic_candidates"] = table(found)
-            metadata["genetic_selection_vs_holdout"] = image(png, "selection vs hold-out Sharpe")
-            artefacts += [
-                reports.write("genetic_candidates.md", to_markdown(found, ".3f")),
-                reports.write("genetic_selection_vs_holdout.png", png),
-            ]
-            metrics |= {
-                "ga_candidates": len(candidates),
-                "ga_best_selection_sharpe": found["selection_sharpe"][0],
-                "ga_best_holdout_sharpe": found["holdout_sharpe"][0],
-            }
-        else:
-            raise ValueError(f"unknown seed strategy {name!r}; known: {SEED_STRATEGIES}")
-        clock[name] = time.perf_counter() - began
-        context.log.info(f"seed strategy {name}: built in {clock[name]:.1f} s")
+    with one_torch_thread():  # small nets: one thread is faster, and steps run side by side
+        for name in config.strategies:
+            began = time.perf_counter()
+            context.log.info(f"seed strategy {name}: building")
+            if name == "lstm_momentum":
+                scores = lstm_momentum_scores(
+                    costs.returns.select("date", "symbol", "ret"),
+                    dates,
+                    refit_every=config.refit_every,
+                    epochs=config.net_epochs,
+                    seed=config.seed,
+                )
+                books.append((name, top_k_weights(scores, dates, config.top_k), "oos"))
+            elif name == "transformer_pairs":
+                weights, pairs = transformer_pairs_weights(
+                    market_prices,
+                    start,
+                    oos["date"].max(),
+                    n_pairs=config.n_pairs,
+                    reform_every=config.pairs_reform_every,
+                    epochs=config.net_epochs,
+                    seed=config.seed,
+                )
+                books.append((name, weights, "oos"))
+                metadata["pairs"] = table(pairs)
+                metrics["pairs_formed"] = pairs.height
+            elif name == "rl_portfolio":
+                weights, shares = _rl_portfolio(config, oos, portfolio_weights, costs, dates)
+                books.append((name, weights, "oos"))
+                metadata["rl_actions"] = table(shares)
+                metrics |= {f"rl_share_{r['action']}": r["share"] for r in shares.to_dicts()}
+            elif name == "genetic":
+                best, candidates, found, png = _genetic(config, oos, costs)
+                books.append((name, best, "oos"))
+                books += [(c, w, "variant") for c, w in candidates.items()]
+                metadata["genetic_candidates"] = table(found)
+                metadata["genetic_selection_vs_holdout"] = image(
+                    png, "selection vs hold-out Sharpe"
+                )
+                artefacts += [
+                    reports.write("genetic_candidates.md", to_markdown(found, ".3f")),
+                    reports.write("genetic_selection_vs_holdout.png", png),
+                ]
+                metrics |= {
+                    "ga_candidates": len(candidates),
+                    "ga_best_selection_sharpe": found["selection_sharpe"][0],
+                    "ga_best_holdout_sharpe": found["holdout_sharpe"][0],
+                }
+            else:
+                raise ValueError(f"unknown seed strategy {name!r}; known: {SEED_STRATEGIES}")
+            clock[name] = time.perf_counter() - began
+            context.log.info(f"seed strategy {name}: built in {clock[name]:.1f} s")
     frame = (
         pl.concat(
             w.select("date", "symbol", "weight").with_columns(
@@ -155,7 +175,7 @@ def seed_strategies(
     )
     with tracker.asset_run(context) as run:
         mlflow.log_params(config.model_dump())
-        mlflow.log_metrics({**metrics, **{f"seconds_{k}": v for k, v in clock.items()}})
+        mlflow.log_metrics(metrics)  # timings stay in the metadata: metrics must reproduce
         for path in artefacts:
             mlflow.log_artifact(str(path))
     return Output(

@@ -53,7 +53,7 @@ def lstm_momentum_scores(
     horizon: int = 5,
     refit_every: int = 252,
     min_train_days: int = 252,
-    max_samples: int = 20_000,
+    max_samples: int = 10_000,
     hidden: int = 16,
     epochs: int = 5,
     seed: int = 0,
@@ -71,12 +71,14 @@ def lstm_momentum_scores(
     parts, model, fitted_at = [], None, -(10**9)
     for t in at:
         if t - fitted_at >= refit_every:
-            # samples whose label window (t' + 1 .. t' + horizon) closed by day t, the most
-            # recent first
+            # samples whose label window (t' + 1 .. t' + horizon) closed by day t
             days = np.arange(t - horizon, lookback + 60, -1)
             rows_x, rows_y = X[days].reshape(-1, lookback), y[days].reshape(-1)
-            ok = ~np.isnan(rows_x).any(axis=1) & ~np.isnan(rows_y)
-            rows_x, rows_y = rows_x[ok][:max_samples], rows_y[ok][:max_samples]
+            ok = np.flatnonzero(~np.isnan(rows_x).any(axis=1) & ~np.isnan(rows_y))
+            # at most max_samples, spread evenly over the whole history (a large universe
+            # would otherwise fill them with its last few weeks)
+            ok = ok[np.linspace(0, len(ok) - 1, min(len(ok), max_samples)).astype(int)]
+            rows_x, rows_y = rows_x[ok], rows_y[ok]
             if len(rows_y) < 200:
                 continue
             model = TorchRegressor(

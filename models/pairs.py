@@ -83,7 +83,7 @@ def transformer_pairs_weights(
     horizon: int = 5,
     entry: float = 1.0,
     exit: float = 0.25,
-    epochs: int = 10,
+    epochs: int = 5,
     seed: int = 0,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Daily targets ``[date, symbol, weight]`` from ``start`` to ``end`` (a row for every symbol of

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 import polars as pl
-import torch
 from gymnasium import spaces
 from numpy.lib.stride_tricks import sliding_window_view
 from stable_baselines3 import DQN
@@ -113,7 +112,6 @@ def dqn_decisions(
     ends = np.minimum(decide + lag + every, len(R) - 1)
     period = np.expm1(growth[ends + 1] - growth[decide + lag + 1])
     rows, model, fitted_at, held = [], None, None, len(ACTIONS) - 1
-    torch.set_num_threads(1)  # a 2x32 network: more threads only add overhead
     for i, t in enumerate(decide):
         if model is None or t - fitted_at >= refit_every:
             # rewards already realised at day t, on days with 60 days of history

@@ -189,7 +189,7 @@ class PortfolioSection(Section):
     )
     seed_strategies: list[Literal[SEED_STRATEGIES]] = _inherit(SeedConfig, "strategies")
     seed_refit_every: int = _inherit(SeedConfig, "refit_every", ge=21)
-    lstm_epochs: int = _inherit(SeedConfig, "lstm_epochs", ge=1)
+    net_epochs: int = _inherit(SeedConfig, "net_epochs", ge=1)
     n_pairs: int = _inherit(SeedConfig, "n_pairs", ge=1)
     pairs_reform_every: int = _inherit(SeedConfig, "pairs_reform_every", ge=21)
     rl_timesteps: int = _inherit(SeedConfig, "rl_timesteps", ge=100)
@@ -320,9 +320,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "portfolio": {
             "optimise_every": 21,
             "seed_refit_every": 504,
-            "lstm_epochs": 3,
+            "net_epochs": 2,
             "pairs_reform_every": 252,
-            "rl_timesteps": 1500,
+            "rl_timesteps": 1000,
+            "ga_population": 6,
+            "ga_generations": 3,
         },
         # scenarios from the bootstrap only (the full profile and the weekly rebuild train the
         # GAN), and VaR refits every 120 days instead of 20
@@ -379,7 +381,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "max_cluster_weight"): ("portfolio_weights", "max_cluster_weight"),
     ("portfolio", "seed_strategies"): ("seed_strategies", "strategies"),
     ("portfolio", "seed_refit_every"): ("seed_strategies", "refit_every"),
-    ("portfolio", "lstm_epochs"): ("seed_strategies", "lstm_epochs"),
+    ("portfolio", "net_epochs"): ("seed_strategies", "net_epochs"),
     ("portfolio", "n_pairs"): ("seed_strategies", "n_pairs"),
     ("portfolio", "pairs_reform_every"): ("seed_strategies", "pairs_reform_every"),
     ("portfolio", "rl_timesteps"): ("seed_strategies", "rl_timesteps"),
