@@ -322,9 +322,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "seed_refit_every": 504,
             "net_epochs": 2,
             "pairs_reform_every": 252,
-            "rl_timesteps": 1000,
+            "rl_timesteps": 800,
             "ga_population": 6,
-            "ga_generations": 3,
+            "ga_generations": 2,
         },
         # scenarios from the bootstrap only (the full profile and the weekly rebuild train the
         # GAN), and VaR refits every 120 days instead of 20
