@@ -211,8 +211,10 @@ def work(
     callbacks: Sequence[TrialCallback] = (),
     wait_for_running: bool = True,
     poll_s: float = 1.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> int:
-    """Run the study's WAITING trials until none is left; returns how many this worker ran.
+    """Run the study's WAITING trials until none is left; returns how many this worker ran;
+    ``on_start(number)`` is called when a claimed trial starts.
 
     With ``wait_for_running`` a worker that finds the queue empty waits while other workers'
     trials are RUNNING: if one of them dies, its trial comes back (heartbeat, retry callback)
@@ -231,6 +233,8 @@ def work(
             time.sleep(poll_s)
             continue
         trial = retrying(optuna.Trial, study, trial_id)
+        if on_start is not None:
+            on_start(trial.number)
         value, state = None, TrialState.COMPLETE
         try:
             with _heartbeat(study, trial_id):

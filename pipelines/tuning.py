@@ -184,7 +184,13 @@ def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = N
     )
     try:
         return work(
-            study, objective_for(problem), callbacks=[logger], wait_for_running=meta["shared"]
+            study,
+            objective_for(problem),
+            callbacks=[logger],
+            wait_for_running=meta["shared"],
+            on_start=lambda n: print(
+                f"{problem.model} started trial {n + 1} ({worker})", flush=True
+            ),
         )
     finally:
         logger.close()

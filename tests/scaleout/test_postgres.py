@@ -7,6 +7,7 @@ experiment there and gets the local run's numbers).
 Skipped, with the reason, where PostgreSQL is not installed (``.ci/run`` installs it)."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,11 +89,15 @@ def _workers(stack, path: Path, n: int) -> list[subprocess.Popen]:
     ]
 
 
-def _first_trial_line(proc: subprocess.Popen, timeout: float = 120) -> None:
+def _first_trial_line(
+    proc: subprocess.Popen, needle: str | None = None, timeout: float = 120
+) -> None:
+    """Read the worker's output up to its first line holding ``needle``, by default its first
+    finished trial's (``lightgbm trial 1/9 complete: ...``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
-        if " trial " in line:
+        if (needle in line) if needle else re.search(r" trial \d+/\d+ ", line):
             return
         assert line or proc.poll() is None, "worker ended before its first trial"
     raise AssertionError("no trial finished in time")
@@ -161,7 +166,9 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(stack, problem, t
     study, client, parent, path = _shared_study(stack, problem, tmp_path, "shared-kill")
     procs = _workers(stack, path, 3)
     victim = procs[0]
-    _first_trial_line(victim)  # it finished one trial and is inside the next
+    _first_trial_line(victim)  # it finished one trial
+    # and has started the next (a fixed pause once found it between trials, nothing to fail)
+    _first_trial_line(victim, " started trial ")
     time.sleep(0.3)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
