@@ -61,7 +61,6 @@ def lstm_momentum_scores(
     """``[date, symbol, score]`` on ``dates`` (the book's rebalance dates), each from the LSTM
     fitted on earlier days only."""
     all_dates, symbols, R = to_dense(returns, "ret")
-    R = np.where(np.isnan(R), np.nan, R)
     X = momentum_inputs(np.nan_to_num(R), lookback)
     X[np.isnan(R)] = np.nan  # an asset not trading that day is not scored
     y = forward_ranks(np.nan_to_num(R), horizon)

@@ -177,12 +177,6 @@ def mix_books(decisions: pl.DataFrame, books: Sequence[tuple[str, pl.DataFrame]]
         parts.append(
             latest.select(DATE, SYMBOL, (pl.col("weight") * pl.col(column)).alias("weight"))
         )
-    mixed = pl.concat(parts).group_by(DATE, SYMBOL).agg(pl.col("weight").sum())
-    # a day all in cash keeps an explicit (zero) row, so the backtest sells everything
-    cash_days = decisions.join(mixed.select(DATE).unique(), on=DATE, how="anti")
-    filler = cash_days.select(
-        DATE,
-        pl.lit(mixed[SYMBOL][0] if mixed.height else "CASH").alias(SYMBOL),
-        pl.lit(0.0).alias("weight"),
-    )
-    return pl.concat([mixed, filler]).sort(DATE, SYMBOL)
+    # an all-cash decision keeps its (zero-weight) rows, so the backtest sells everything;
+    # a day before any book's first target has nothing to hold and needs none
+    return pl.concat(parts).group_by(DATE, SYMBOL).agg(pl.col("weight").sum()).sort(DATE, SYMBOL)
