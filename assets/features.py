@@ -5,7 +5,14 @@ from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets._meta import frame_metadata, table
-from models.features import build_feature_matrix, describe, feature_columns, feature_names, plan
+from models.features import (
+    ENGINE,
+    build_feature_matrix,
+    describe,
+    feature_columns,
+    feature_names,
+    plan,
+)
 from models.features.alternative import describe_sentiment, sentiment_features
 from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
@@ -81,7 +88,7 @@ def feature_matrix(
         winsorize=config.winsorize,
         sectors=sector_map.lazy() if len(sector_map) else None,
         sector_neutral=config.sector_neutral,
-    ).collect()
+    ).collect(engine=ENGINE)
     if len(news_sentiment):  # news the user supplied (data.texts), as of its availability
         sentiment = sentiment_features(frame.lazy(), news_sentiment.lazy()).collect()
         frame = frame.join(sentiment, on=["symbol", "date"], how="left")

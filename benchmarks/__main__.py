@@ -34,7 +34,7 @@ import polars as pl
 
 from benchmarks.reference import alpha158_pandas
 from models.backtest import Costs, liquidity, run_backtest
-from models.features import compute, spec
+from models.features import ENGINE, compute, spec
 from models.features.alpha158 import ALPHA158
 from models.panel import daily_returns, session_returns
 
@@ -108,7 +108,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
 
 def alpha158(prices: pl.DataFrame) -> pl.DataFrame:
     names = [n for n in ALPHA158 if spec(n).available(prices.columns)]
-    return compute(prices.lazy(), [spec(n) for n in names]).collect()
+    return compute(prices.lazy(), [spec(n) for n in names]).collect(engine=ENGINE)
 
 
 def rss_mib() -> float:
@@ -122,7 +122,7 @@ def bench_alpha158(prices: pl.DataFrame, label: str, subset: int) -> dict:
     del out
     symbols = prices["symbol"].unique().sort()[:subset]
     part = prices.filter(pl.col("symbol").is_in(symbols.implode()))
-    t_pl, ours = timed(lambda: alpha158(part), repeat=2)
+    t_pl, ours = timed(lambda: alpha158(part), repeat=3)
     if "high" in part.columns:
         t_pd, ref = timed(lambda: alpha158_pandas(part.to_pandas()))
         a = ours.sort("symbol", "date")["MA20"].to_numpy()
@@ -142,12 +142,12 @@ def bench_scaling(n_assets: int, days: tuple[int, int]) -> dict:
     times = []
     for n in days:
         panel = synthetic(n_assets, n)
-        t, _ = timed(lambda p=panel: alpha158(p), repeat=2)
+        t, _ = timed(lambda p=panel: alpha158(p), repeat=3)
         times.append((len(panel), t))
     (r1, t1), (r2, t2) = times
     exponent = np.log(t2 / t1) / np.log(r2 / r1)
     small = synthetic(200, days[0])
-    t_pl, _ = timed(lambda: alpha158(small), repeat=2)
+    t_pl, _ = timed(lambda: alpha158(small), repeat=3)
     t_pd, _ = timed(lambda: alpha158_pandas(small.to_pandas()))
     print(
         f"alpha158 on synthetic {n_assets:,} assets: {r1:,} rows {t1:.1f} s, {r2:,} rows {t2:.1f} s -> time ~ rows^{exponent:.2f}; "

@@ -24,7 +24,7 @@ from sklearn.linear_model import LinearRegression
 
 from models.dataset import Dataset, assemble
 from models.estimators import MODEL_SPECS
-from models.features import build_feature_matrix
+from models.features import ENGINE, build_feature_matrix
 from models.features.alternative import empty_alt
 from models.features.statistical import statistical_features
 from models.labels import forward_returns
@@ -117,7 +117,7 @@ def shared_dataset(symbols: int, start: date, horizon: int = 5) -> tuple[Dataset
     prices, label = load_universe(quick=False)
     chosen = prices["symbol"].unique().sort().gather_every(max(1, 505 // symbols))[:symbols]
     prices = prices.filter(pl.col("symbol").is_in(chosen.implode()) & (pl.col("date") >= start))
-    features = build_feature_matrix(prices.lazy(), EMPTY_ALT.lazy()).collect()
+    features = build_feature_matrix(prices.lazy(), EMPTY_ALT.lazy()).collect(engine=ENGINE)
     stats = statistical_features(prices, horizon=horizon, n_jobs=2)
     features = features.join(stats, on=["symbol", "date"], how="left")
     labels = forward_returns(prices.lazy(), horizon).collect()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from models.features import ENGINE
+
 KEEP_DAYS = 130
 
 
@@ -42,4 +44,4 @@ class IncrementalFeatures:
             pl.concat([self.history, bars.select(self.history.columns)], how="vertical_relaxed")
         )
         self.days.append(day)
-        return self.build(self.history.lazy()).filter(pl.col("date") == day).collect()
+        return self.build(self.history.lazy()).filter(pl.col("date") == day).collect(engine=ENGINE)

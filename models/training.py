@@ -243,10 +243,12 @@ def minimal_problem(
     """A tuning problem on the ``minimal`` feature set of ``prices`` (``[symbol, date, close]``)
     and forward-return labels, with purged folds inside the tuning window: for benchmarks and
     tests of the tuning machinery itself."""
-    from models.features import build_feature_matrix
+    from models.features import ENGINE, build_feature_matrix
     from models.labels import forward_returns
 
-    features = build_feature_matrix(prices.lazy(), alt.lazy(), feature_set="minimal").collect()
+    features = build_feature_matrix(prices.lazy(), alt.lazy(), feature_set="minimal").collect(
+        engine=ENGINE
+    )
     ds = assemble(features, forward_returns(prices.lazy(), horizon).collect())
     _, mask = tuning_window(ds, tune_fraction)
     splits = inner_splits(ds, mask, n_splits)

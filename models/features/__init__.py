@@ -15,6 +15,7 @@ from models.features.pipeline import (
 )
 from models.features.registry import REGISTRY, describe
 from models.features.technical import (
+    ENGINE,
     compute,
     cross_sectional_ranks,
     cross_sectional_zscores,
@@ -24,6 +25,7 @@ from models.features.technical import (
 )
 
 __all__ = [
+    "ENGINE",
     "FEATURE_SETS",
     "REGISTRY",
     "alt_features",

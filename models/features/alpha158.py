@@ -7,9 +7,11 @@ Differences, on purpose: ``VWAP0`` needs a ``vwap`` column and is left out when 
 ``IdxMax``/``IdxMin`` with a per-window Python call, we use one ``rolling_max`` over a rank key.
 """
 
+from collections.abc import Callable
+
 import polars as pl
 
-from models.features.registry import EPS, register
+from models.features.registry import EPS, Part, register
 
 ALPHA158_WINDOWS = (5, 10, 20, 30, 60)
 O, H, L, C, V = (pl.col(c) for c in ("open", "high", "low", "close", "volume"))  # noqa: E741
@@ -32,7 +34,14 @@ def _kbar() -> None:
         "KSFT2": ((2 * C - H - L) / rng, "(2 close - high - low) / (high - low)"),
     }
     for name, (expr, text) in items.items():
-        register(name, f"candle shape: {text}", OHLC, lambda e=expr: e, family="alpha158.kbar")
+        register(
+            name,
+            f"candle shape: {text}",
+            OHLC,
+            lambda e=expr: e,
+            family="alpha158.kbar",
+            on_panel=True,
+        )
 
 
 def _price() -> None:
@@ -43,6 +52,7 @@ def _price() -> None:
             (col, "close"),
             lambda c=col: pl.col(c) / C,
             family="alpha158.price",
+            on_panel=True,
         )
 
 
@@ -62,6 +72,27 @@ IDX_HELPERS = (
 )
 
 
+def _lagged(expr: pl.Expr) -> pl.Expr:
+    """``expr`` (using one earlier row) on the whole panel, null on a symbol's first row."""
+    return pl.when(pl.col("_pos") > 0).then(expr)
+
+
+# Day-on-day changes, computed once for the panel instead of once per window; null on each
+# symbol's first row, so a per-symbol rolling sum never sees the previous symbol's last price.
+CHANGES = {
+    "_chg": lambda: _lagged(C - C.shift(1)),
+    "_vchg": lambda: _lagged(V - V.shift(1)),
+    "_cret": lambda: _lagged(C / C.shift(1)),
+    "_lvret": lambda: _lagged((V / V.shift(1) + 1).log()),
+    "_lv": lambda: (V + 1).log(),
+    "_wv": lambda: (pl.col("_cret") - 1).abs() * V,
+}
+
+
+def _helpers(*names: str) -> tuple[tuple[str, Callable[[], pl.Expr]], ...]:
+    return tuple((n, CHANGES[n]) for n in names)
+
+
 def _idx(key: str, d: int) -> pl.Expr:
     """Qlib's ``IdxMax`` / ``IdxMin``: 1-based position of the window's first max (min), counted
     from the window's first row.
@@ -75,46 +106,100 @@ def _idx(key: str, d: int) -> pl.Expr:
     return (first - pl.col("_row") + d).cast(pl.Float64)
 
 
+def _rank(d: int) -> pl.Expr:
+    """Qlib's ``Rank``: the percentile of today's close among the last ``d``, ties averaged.
+
+    The average rank of today's value in its window is ``1 + #smaller + #equal / 2`` (others
+    only), that is ``1 + (d - 1) / 2 + sum_k sign(C - C[-k]) / 2``: ``d - 1`` exact differences
+    instead of ``rolling_rank``, which costs 60 ms per 243 k rows and window (measured, 5x a
+    rolling quantile)."""
+    signs = pl.sum_horizontal(C.diff(k).sign() for k in range(1, d))
+    return (1 + (d - 1) / 2 + signs / 2) / d
+
+
 def _rolling(d: int) -> None:
-    ref1 = C.shift(1)
-    up, down = (C - ref1).clip(lower_bound=0), (ref1 - C).clip(lower_bound=0)
-    vup, vdown = (V - V.shift(1)).clip(lower_bound=0), (V.shift(1) - V).clip(lower_bound=0)
-    slope = pl.rolling_cov(T, C, window_size=d) / T.rolling_var(d)
-    wv = (C / ref1 - 1).abs() * V
-    f = f"{d}"
+    """Every operator over ``d`` days. Shared intermediates are :class:`Part` s (by window);
+    sums, means, variances and correlations run per symbol, everything exact on the panel."""
+    chg, vchg, cret = pl.col("_chg"), pl.col("_vchg"), pl.col("_cret")
+    lvret, lv, wv = pl.col("_lvret"), pl.col("_lv"), pl.col("_wv")
+    var_t = d * (d + 1) / 12  # the variance (ddof 1) of d consecutive row positions
+
+    def part(name: str, build, per_symbol: bool = True) -> Part:
+        return Part(f"_{name}{d}", build, per_symbol)
+
+    mean_c = part("cmean", lambda: C.rolling_mean(d))
+    var_c = part("cvar", lambda: C.rolling_var(d))
+    cov_tc = part("tccov", lambda: pl.rolling_cov(T, C, window_size=d))
+    up = part("up", lambda: chg.clip(lower_bound=0).rolling_sum(d))
+    down = part("down", lambda: (-chg).clip(lower_bound=0).rolling_sum(d))
+    vup = part("vup", lambda: vchg.clip(lower_bound=0).rolling_sum(d))
+    vdown = part("vdown", lambda: (-vchg).clip(lower_bound=0).rolling_sum(d))
+    hmax = part("hmax", lambda: H.rolling_max(d), per_symbol=False)
+    lmin = part("lmin", lambda: L.rolling_min(d), per_symbol=False)
+    imax = part("imax", lambda: _idx("_hkey", d), per_symbol=False)
+    imin = part("imin", lambda: _idx("_lkey", d), per_symbol=False)
+    # counts of 0/1 values: exact sums, so on the panel
+    n_up = part("nup", lambda: (chg > 0).cast(pl.Float64).rolling_mean(d), per_symbol=False)
+    n_down = part("ndown", lambda: (chg < 0).cast(pl.Float64).rolling_mean(d), per_symbol=False)
+
+    def col(p: Part) -> pl.Expr:
+        return pl.col(p.name)
+
+    slope = col(cov_tc) / var_t
+    moves = col(up) + col(down) + EPS  # |change| = gain + loss
+    vmoves = col(vup) + col(vdown) + EPS
+    # (name, inputs, build, description, lookback, parts); parts means built on the panel
     specs = [
-        ("ROC", ("close",), lambda: C.shift(d) / C, f"close {d} days ago / close", d),
-        ("MA", ("close",), lambda: C.rolling_mean(d) / C, f"{d}-day mean close / close", None),
-        ("STD", ("close",), lambda: C.rolling_std(d) / C, f"{d}-day std of close / close", None),
+        ("ROC", ("close",), lambda: C.shift(d) / C, f"close {d} days ago / close", d, ()),
+        ("MA", ("close",), lambda: col(mean_c) / C, f"{d}-day mean close / close", None, (mean_c,)),
+        (
+            "STD",
+            ("close",),
+            lambda: col(var_c).sqrt() / C,
+            f"{d}-day std of close / close",
+            None,
+            (var_c,),
+        ),
         (
             "BETA",
             ("close",),
             lambda: slope / C,
             f"slope of close on time over {d} days / close",
             None,
+            (cov_tc,),
         ),
         (
             "RSQR",
             ("close",),
-            lambda: pl.rolling_corr(T, C, window_size=d) ** 2,
+            lambda: col(cov_tc) ** 2 / (var_t * col(var_c)),
             f"R-squared of close on time over {d} days",
             None,
+            (cov_tc, var_c),
         ),
         (
             "RESI",
             ("close",),
-            lambda: (C - C.rolling_mean(d) - slope * (d - 1) / 2) / C,
+            lambda: (C - col(mean_c) - slope * (d - 1) / 2) / C,
             f"last residual of close on time over {d} days / close",
             None,
+            (mean_c, cov_tc),
         ),
-        ("MAX", ("high", "close"), lambda: H.rolling_max(d) / C, f"{d}-day max high / close", None),
-        ("MIN", ("low", "close"), lambda: L.rolling_min(d) / C, f"{d}-day min low / close", None),
+        (
+            "MAX",
+            ("high", "close"),
+            lambda: col(hmax) / C,
+            f"{d}-day max high / close",
+            None,
+            (hmax,),
+        ),
+        ("MIN", ("low", "close"), lambda: col(lmin) / C, f"{d}-day min low / close", None, (lmin,)),
         (
             "QTLU",
             ("close",),
             lambda: C.rolling_quantile(0.8, "linear", d) / C,
             f"{d}-day 80% quantile of close / close",
             None,
+            (),
         ),
         (
             "QTLD",
@@ -122,101 +207,135 @@ def _rolling(d: int) -> None:
             lambda: C.rolling_quantile(0.2, "linear", d) / C,
             f"{d}-day 20% quantile of close / close",
             None,
+            (),
         ),
         (
             "RANK",
             ("close",),
-            lambda: C.rolling_rank(d) / d,
+            lambda: _rank(d),
             f"percentile of today's close among the last {d}",
             None,
+            (),
         ),
         (
             "RSV",
             ("high", "low", "close"),
-            lambda: (C - L.rolling_min(d)) / (H.rolling_max(d) - L.rolling_min(d) + EPS),
+            lambda: (C - col(lmin)) / (col(hmax) - col(lmin) + EPS),
             f"close within the {d}-day low-high range",
             None,
+            (hmax, lmin),
         ),
         (
             "IMAX",
             ("high",),
-            lambda: _idx("_hkey", d) / d,
+            lambda: col(imax) / d,
             f"position of the {d}-day high in its window / {d}",
             None,
+            (imax,),
         ),
         (
             "IMIN",
             ("low",),
-            lambda: _idx("_lkey", d) / d,
+            lambda: col(imin) / d,
             f"position of the {d}-day low in its window / {d}",
             None,
+            (imin,),
         ),
         (
             "IMXD",
             ("high", "low"),
-            lambda: (_idx("_hkey", d) - _idx("_lkey", d)) / d,
+            lambda: (col(imax) - col(imin)) / d,
             f"IMAX{d} - IMIN{d}",
             None,
+            (imax, imin),
         ),
+        (
+            "CNTP",
+            ("close",),
+            lambda: col(n_up),
+            f"share of up days in {d}",
+            d,
+            (n_up,),
+        ),
+        (
+            "CNTN",
+            ("close",),
+            lambda: col(n_down),
+            f"share of down days in {d}",
+            d,
+            (n_down,),
+        ),
+        (
+            "CNTD",
+            ("close",),
+            lambda: col(n_up) - col(n_down),
+            f"CNTP{d} - CNTN{d}",
+            d,
+            (n_up, n_down),
+        ),
+        (
+            "SUMP",
+            ("close",),
+            lambda: col(up) / moves,
+            f"gains / total moves over {d} days (RSI-like)",
+            d,
+            (up, down),
+        ),
+        (
+            "SUMN",
+            ("close",),
+            lambda: col(down) / moves,
+            f"losses / total moves over {d} days",
+            d,
+            (up, down),
+        ),
+        (
+            "SUMD",
+            ("close",),
+            lambda: (col(up) - col(down)) / moves,
+            f"SUMP{d} - SUMN{d}",
+            d,
+            (up, down),
+        ),
+        (
+            "VSUMP",
+            ("volume",),
+            lambda: col(vup) / vmoves,
+            f"volume increases / total volume changes over {d} days",
+            d,
+            (vup, vdown),
+        ),
+        (
+            "VSUMN",
+            ("volume",),
+            lambda: col(vdown) / vmoves,
+            f"volume decreases / total volume changes over {d} days",
+            d,
+            (vup, vdown),
+        ),
+        (
+            "VSUMD",
+            ("volume",),
+            lambda: (col(vup) - col(vdown)) / vmoves,
+            f"VSUMP{d} - VSUMN{d}",
+            d,
+            (vup, vdown),
+        ),
+    ]
+    # per symbol, on their own: one rolling operator each, nothing to share
+    per_symbol = [
         (
             "CORR",
             ("close", "volume"),
-            lambda: pl.rolling_corr(C, (V + 1).log(), window_size=d),
+            lambda: pl.rolling_corr(C, lv, window_size=d),
             f"{d}-day correlation of close and log volume",
             None,
         ),
         (
             "CORD",
             ("close", "volume"),
-            lambda: pl.rolling_corr(C / ref1, (V / V.shift(1) + 1).log(), window_size=d),
+            lambda: pl.rolling_corr(cret, lvret, window_size=d),
             f"{d}-day correlation of price change and log volume change",
-            d,
-        ),
-        (
-            "CNTP",
-            ("close",),
-            lambda: (C > ref1).cast(pl.Float64).rolling_mean(d),
-            f"share of up days in {d}",
-            d,
-        ),
-        (
-            "CNTN",
-            ("close",),
-            lambda: (C < ref1).cast(pl.Float64).rolling_mean(d),
-            f"share of down days in {d}",
-            d,
-        ),
-        (
-            "CNTD",
-            ("close",),
-            lambda: (
-                (C > ref1).cast(pl.Float64).rolling_mean(d)
-                - (C < ref1).cast(pl.Float64).rolling_mean(d)
-            ),
-            f"CNTP{d} - CNTN{d}",
-            d,
-        ),
-        (
-            "SUMP",
-            ("close",),
-            lambda: up.rolling_sum(d) / ((C - ref1).abs().rolling_sum(d) + EPS),
-            f"gains / total moves over {d} days (RSI-like)",
-            d,
-        ),
-        (
-            "SUMN",
-            ("close",),
-            lambda: down.rolling_sum(d) / ((C - ref1).abs().rolling_sum(d) + EPS),
-            f"losses / total moves over {d} days",
-            d,
-        ),
-        (
-            "SUMD",
-            ("close",),
-            lambda: (
-                (up.rolling_sum(d) - down.rolling_sum(d)) / ((C - ref1).abs().rolling_sum(d) + EPS)
-            ),
-            f"SUMP{d} - SUMN{d}",
             d,
         ),
         (
@@ -240,42 +359,42 @@ def _rolling(d: int) -> None:
             f"volatility of volume-weighted |returns| over {d} days",
             d,
         ),
-        (
-            "VSUMP",
-            ("volume",),
-            lambda: vup.rolling_sum(d) / ((V - V.shift(1)).abs().rolling_sum(d) + EPS),
-            f"volume increases / total volume changes over {d} days",
-            d,
-        ),
-        (
-            "VSUMN",
-            ("volume",),
-            lambda: vdown.rolling_sum(d) / ((V - V.shift(1)).abs().rolling_sum(d) + EPS),
-            f"volume decreases / total volume changes over {d} days",
-            d,
-        ),
-        (
-            "VSUMD",
-            ("volume",),
-            lambda: (
-                (vup.rolling_sum(d) - vdown.rolling_sum(d))
-                / ((V - V.shift(1)).abs().rolling_sum(d) + EPS)
-            ),
-            f"VSUMP{d} - VSUMN{d}",
-            d,
-        ),
     ]
-    for op, inputs, build, text, lookback in specs:
+    for op, inputs, build, text, lookback, parts in specs:
         register(
-            f"{op}{f}",
+            f"{op}{d}",
             text,
             inputs,
             build,
             family=f"alpha158.{op.lower()}",
             window=d,
             lookback=lookback,
-            helpers=IDX_HELPERS if op in ("IMAX", "IMIN", "IMXD") else (),
+            helpers=IDX_HELPERS if op in ("IMAX", "IMIN", "IMXD") else HELPERS.get(op, ()),
+            parts=parts,
+            on_panel=True,
         )
+    for op, inputs, build, text, lookback in per_symbol:
+        register(
+            f"{op}{d}",
+            text,
+            inputs,
+            build,
+            family=f"alpha158.{op.lower()}",
+            window=d,
+            lookback=lookback,
+            helpers=HELPERS[op],
+        )
+
+
+HELPERS = {
+    **dict.fromkeys(("SUMP", "SUMN", "SUMD", "CNTP", "CNTN", "CNTD"), _helpers("_chg")),
+    **dict.fromkeys(("VSUMP", "VSUMN", "VSUMD"), _helpers("_vchg")),
+    "CORR": _helpers("_lv"),
+    "CORD": _helpers("_cret", "_lvret"),
+    "WVMA": _helpers("_cret", "_wv"),
+    "VMA": (),
+    "VSTD": (),
+}
 
 
 _kbar()

@@ -5,6 +5,18 @@ engine (``technical.compute``) runs it per symbol and nulls every row that has f
 ``lookback`` earlier rows, so a window never reaches into another symbol
 (``tests/unit/test_feature_library.py`` checks each feature symbol by symbol) and never into the
 future (the perturbation test).
+
+Two ways to do less work, both declared by the feature, never guessed by the engine:
+
+- ``on_panel``: the expression is row-wise, or an *exact* window (max, min, quantile, counts,
+  shifts: a function of the rows in its window and nothing else), so it runs on the whole sorted
+  panel without a group-by; the lookback mask then keeps each window inside its symbol. Rolling
+  sums, means, variances and correlations carry floating-point state from row to row and stay
+  per symbol: on the panel the last bits of one symbol's values would depend on the symbol
+  sorted before it.
+- ``parts``: intermediate columns that several features of one window share (a rolling mean
+  used by MA, RESI and BETA). Polars' common-subexpression elimination leaves rolling
+  expressions alone (measured: ``[A, B, A - B]`` costs twice ``[A, B]``), so sharing is explicit.
 """
 
 from collections.abc import Callable, Iterable
@@ -13,6 +25,15 @@ from dataclasses import dataclass
 import polars as pl
 
 EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Part:
+    """An intermediate column shared by features of one window; ``per_symbol`` unless exact."""
+
+    name: str
+    build: Callable[[], pl.Expr]
+    per_symbol: bool = True
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,10 @@ class FeatureSpec:
     family: str
     # columns computed once on the whole sorted panel before the per-symbol pass
     helpers: tuple[tuple[str, Callable[[], pl.Expr]], ...] = ()
+    # intermediates computed before build() (see the module docstring)
+    parts: tuple[Part, ...] = ()
+    # build() runs on the whole sorted panel, after the parts: row-wise or an exact window
+    on_panel: bool = False
 
     def available(self, columns: Iterable[str]) -> bool:
         return set(self.inputs) <= set(columns)
@@ -44,10 +69,14 @@ def register(
     window: int = 1,
     lookback: int | None = None,
     helpers: tuple[tuple[str, Callable[[], pl.Expr]], ...] = (),
+    parts: tuple[Part, ...] = (),
+    on_panel: bool = False,
 ) -> None:
     """Add a feature; ``lookback`` (earlier rows of the same symbol needed) defaults to window - 1."""
     if name in REGISTRY:
         raise ValueError(f"feature {name!r} registered twice")
+    if parts and not on_panel:
+        raise ValueError(f"feature {name!r}: a feature built from parts runs on the panel")
     REGISTRY[name] = FeatureSpec(
         name,
         description,
@@ -57,6 +86,8 @@ def register(
         build,
         family,
         helpers,
+        parts,
+        on_panel,
     )
 
 
