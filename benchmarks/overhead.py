@@ -12,9 +12,12 @@ timed). Then, in the same process:
   every trial's parameters fitted and scored on exactly the folds that trial ran, and the final
   refits, in a plain loop.
 
-Three runs with three seeds (new studies each time), alternating orchestrated and pure, so
-the shared machine's drift hits both. Overhead = sum(orchestrated) / sum(pure) - 1; the target
-is at most 5 %.
+Four seeds (new studies each time: each seed tunes other parameters, so the runs differ in
+work), each run orchestrated, then pure, then orchestrated again on the same studies started
+afresh (the sampler replays the same trials), so the shared machine's drift cancels. Overhead = the median over seeds of orchestrated / pure - 1 (one slow moment
+on a shared VM moves a single pair by 10-20 %; the median ignores it), the total ratio printed
+beside it; the target is at most 5 %. As in ``alphaforge run``, the heap is frozen
+(``pipelines.definitions.freeze_heap``) once the definitions are built.
 """
 
 import sys
@@ -33,7 +36,7 @@ from models.training import inner_splits, model_inputs, test_period_start, tunin
 from models.tuning import open_storage
 
 TARGET = 0.05
-REPEATS = 3
+REPEATS = 4
 
 
 def _pure(base, cfg: dict, lake, settings) -> tuple[float, int]:
@@ -67,6 +70,7 @@ def main() -> int:
     from pipelines.definitions import (
         FULL_JOB,
         build_definitions,
+        freeze_heap,
         full_run_window,
         job_assets,
         partition_range_tags,
@@ -97,26 +101,40 @@ def main() -> int:
     )
     job = full.get_subset(asset_selection={AssetKey("base_models")})
     lake = settings.home / "lake"
+    freeze_heap()
+    storage = open_storage(settings.optuna_storage)
     timings = []
     for repeat in range(REPEATS):  # a new seed each time: new studies, nothing resumed
         config = resolved.run_config({"base_models"})
         cfg = config["ops"]["base_models"]["config"]
         cfg["seed"] = cfg["seed"] + repeat
-        started = time.perf_counter()
-        result = job.execute_in_process(run_config=config, instance=instance)
-        orchestrated = time.perf_counter() - started
-        assert result.success
-        pure, n_fits = _pure(result.output_for_node("base_models"), cfg, lake, settings)
+
+        def orchestrate(config=config):
+            started = time.perf_counter()
+            result = job.execute_in_process(run_config=config, instance=instance)
+            assert result.success
+            return time.perf_counter() - started, result.output_for_node("base_models")
+
+        first, base = orchestrate()
+        pure, n_fits = _pure(base, cfg, lake, settings)
+        for name in base.studies.values():  # the same studies from scratch: the same trials
+            optuna.delete_study(study_name=name, storage=storage)
+        second, _ = orchestrate()
+        runs = [first, second]
+        orchestrated = float(np.mean(runs))
         timings.append((orchestrated, pure))
-        print(f"  repeat {repeat + 1}: orchestrated {orchestrated:.1f} s, pure {pure:.1f} s")
+        print(
+            f"  seed {cfg['seed']}: orchestrated {runs[0]:.1f} s and {runs[1]:.1f} s, "
+            f"pure {pure:.1f} s ({orchestrated / pure - 1:+.1%})"
+        )
     orchestrated = sum(o for o, _ in timings)
     pure = sum(p for _, p in timings)
-    overhead = orchestrated / pure - 1
+    overhead = float(np.median([o / p - 1 for o, p in timings]))
     print(
         f"base_models, fast profile ({', '.join(cfg['models'])}, {cfg['n_trials']} trials each, "
-        f"{n_fits} fits per run, {REPEATS} runs): orchestrated {orchestrated:.1f} s, "
-        f"pure {pure:.1f} s, "
-        f"overhead {overhead:+.1%} (target <= {TARGET:.0%})"
+        f"{n_fits} fits per run, {REPEATS} seeds): orchestrated {orchestrated:.1f} s, "
+        f"pure {pure:.1f} s in all ({orchestrated / pure - 1:+.1%}); "
+        f"overhead, median over seeds, {overhead:+.1%} (target <= {TARGET:.0%})"
     )
     print(f"  {'ok  ' if overhead <= TARGET else 'MISS'} Dagster + MLflow + Optuna overhead <= 5%")
     return 0 if overhead <= TARGET else 1

@@ -181,6 +181,7 @@ def _run(
         JOB,
         build_definitions,
         experiment_tags,
+        freeze_heap,
         full_run_window,
         job_assets,
         partition_range_tags,
@@ -197,6 +198,7 @@ def _run(
         print(f"✗ {err}", file=sys.stderr)
         return 3
     defs = build_definitions(settings, resolved)
+    freeze_heap()
     if window:  # a nightly day or a backfill: the daily partitions, then downstream
         job_name = DAILY_JOB
     else:  # everything; the daily partitions up to the data's last day, when there are any

@@ -5,6 +5,7 @@ What runs is decided by the experiment (``pipelines/experiment.py``): the built-
 experiment is reported when the code location loads, not at import.
 """
 
+import gc
 import hashlib
 import inspect
 import os
@@ -226,6 +227,16 @@ def build_definitions(
         resources=build_resources(settings, resolved, environ),
         executor=executor(settings),
     )
+
+
+def freeze_heap() -> None:
+    """Exempt every object alive now from the cyclic garbage collector (``gc.freeze``): call it
+    once the definitions are built, before a run. The imports (Dagster, MLflow, torch, GX) leave
+    ~1 M objects, and each full collection walked them all: 0.5 s, at moments no one chose,
+    inside a step (measured in ``benchmarks/overhead.py``). Objects made later are collected
+    as usual; only garbage already in cycles now is kept, which a one-run process can afford
+    (so the long-lived UI and daemon processes do not call it)."""
+    gc.freeze()
 
 
 # Loaded once in the forkserver; every step process forks from it with these already imported.
