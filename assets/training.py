@@ -205,8 +205,12 @@ class TrialLogger:
             future.result()  # a failed write fails the asset, as a synchronous one would
 
 
-def _study_figures(study: optuna.Study, model: str) -> dict[str, bytes]:
-    """Optimisation history and (with two or more scored trials) parameter importance."""
+def _study_figures(
+    study: optuna.Study, model: str, client: mlflow.MlflowClient, run_id: str
+) -> dict[str, bytes]:
+    """Optimisation history and (with two or more scored trials) parameter importance, logged
+    to the model's run ``run_id``: by the client, not the fluent API, so it can run on a
+    background thread (see ``base_models``)."""
     figures = {
         "optimisation_history": optimisation_history(
             [t.value for t in study.trials], f"{model}: Optuna optimisation history"
@@ -224,16 +228,22 @@ def _study_figures(study: optuna.Study, model: str) -> dict[str, bytes]:
             )
     pngs = {name: png_bytes(fig) for name, fig in figures.items()}
     for name, png in pngs.items():
-        _log_png(png, f"{model}_{name}.png")
+        _log_png(png, f"{model}_{name}.png", client, run_id)
     return pngs
 
 
-def _log_png(png: bytes, name: str) -> None:
-    """Log an already rendered figure (``mlflow.log_figure`` would render it again)."""
+def _log_png(
+    png: bytes, name: str, client: mlflow.MlflowClient | None = None, run_id: str | None = None
+) -> None:
+    """Log an already rendered figure (``mlflow.log_figure`` would render it again) to the
+    active run, or with ``client`` to ``run_id``."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(png)
-        mlflow.log_artifact(str(path))
+        if client is None:
+            mlflow.log_artifact(str(path))
+        else:
+            client.log_artifact(run_id, str(path))
 
 
 @asset(
@@ -265,8 +275,13 @@ def base_models(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
     pictures: dict[str, MetadataValue] = {}
-    fit_seconds = 0.0
-    with tracker.asset_run(context) as run:
+    fit_seconds = refit_seconds = 0.0
+    # each study's figures render on a thread of their own while the next model fits: the
+    # fits leave a core idle now and then (dataset construction is single-threaded)
+    figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-figures")
+    drawn: dict[str, Future] = {}
+    tuned_at: list[float] = []
+    with tracker.asset_run(context) as run, figures:
         mlflow.log_params(
             {
                 "tune_end": tune_end,
@@ -281,14 +296,20 @@ def base_models(
             context.log.info(f"model {i}/{len(config.models)}: tuning {name}")
             with mlflow.start_run(run_name=name, nested=True):
                 parent = mlflow.active_run().info.run_id
+                client = mlflow.MlflowClient()
                 logger = TrialLogger(
                     context.log.info,
                     name,
                     config.n_trials,
                     parent,
-                    mlflow.MlflowClient(),
+                    client,
                     every_s=PROGRESS_EVERY_S,
                 )
+
+                def tuned(study, name=name, client=client, parent=parent) -> None:
+                    tuned_at.append(time.perf_counter())
+                    drawn[name] = figures.submit(_study_figures, study, name, client, parent)
+
                 try:
                     params, score, fitted, study = tune_and_fit(
                         ds,
@@ -305,14 +326,14 @@ def base_models(
                         workers=tuning.workers(config.workers - 1, parent, config.n_trials),
                         # the workers started here share this machine's cores
                         trial_jobs=max(1, config.n_jobs // config.workers),
+                        on_tuned=tuned,
                     )
+                    refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:
                     logger.close()
                 mlflow.log_params(params)
                 mlflow.log_metric("cv_rank_ic", score)
                 mlflow.set_tag("optuna.study", study.study_name)
-                for kind, png in _study_figures(study, name).items():
-                    pictures[f"{kind}_{name}"] = image(png, f"{name} {kind}")
             fit_seconds += sum(t.user_attrs.get("fit_seconds", 0.0) for t in study.trials)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
             result.studies[name] = study.study_name
@@ -321,6 +342,9 @@ def base_models(
             result.n_trials[name] = len(
                 study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
             )
+        for name, future in drawn.items():
+            for kind, png in future.result().items():
+                pictures[f"{kind}_{name}"] = image(png, f"{name} {kind}")
     scores = pl.DataFrame(
         {
             "model": list(result.cv_scores),
@@ -336,6 +360,7 @@ def base_models(
             "test_start": str(test_start),
             "cv_scheme": config.cv_scheme,
             "trial_fit_seconds": round(fit_seconds, 2),
+            "refit_seconds": round(refit_seconds, 2),
             "step_seconds": round(time.perf_counter() - started, 2),
             **pictures,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),

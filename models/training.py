@@ -9,7 +9,7 @@ whose label ends before it, the meta-learner only on out-of-fold rows before it,
 champion/challenger decision is taken on it alone.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -174,6 +174,7 @@ def tune_and_fit(
     heartbeat_s: int = HEARTBEAT_S,
     workers: Workers | None = None,
     trial_jobs: int | None = None,
+    on_tuned: Callable[[optuna.Study], None] | None = None,
 ) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
     """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
     ``None`` for the model, when ``fit_rows`` is None).
@@ -182,7 +183,7 @@ def tune_and_fit(
     stable for the same data, splits, target and seed, so a killed run resumes it. ``shared``,
     ``heartbeat_s`` and ``workers`` as for :func:`models.tuning.tune` (several workers on one study);
     ``trial_jobs`` threads per trial fit in each worker (default ``n_jobs``; the refit uses
-    ``n_jobs``)."""
+    ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit."""
     spec = get_spec(model)
     X, y = model_inputs(ds, model), ds.y
     name = study_name(
@@ -205,6 +206,8 @@ def tune_and_fit(
         heartbeat_s=heartbeat_s,
         workers=workers,
     )
+    if on_tuned is not None:
+        on_tuned(study)
     params = best_params(study)
     fitted = (
         None if fit_rows is None else spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])

@@ -117,6 +117,41 @@ def _rank(d: int) -> pl.Expr:
     return (1 + (d - 1) / 2 + signs / 2) / d
 
 
+def _up_down_shares(
+    prefix: str, column: str, up: Part, down: Part, words: tuple[str, str], total: str, d: int
+) -> list[tuple]:
+    """``<prefix>P``, ``N`` and ``D``: the window's rises, falls and their difference as shares
+    of all its moves (|change| = rise + fall)."""
+    rises, falls = pl.col(up.name), pl.col(down.name)
+    moves = rises + falls + EPS
+    return [
+        (
+            f"{prefix}P",
+            (column,),
+            lambda: rises / moves,
+            f"{words[0]} / total {total} over {d} days",
+            d,
+            (up, down),
+        ),
+        (
+            f"{prefix}N",
+            (column,),
+            lambda: falls / moves,
+            f"{words[1]} / total {total} over {d} days",
+            d,
+            (up, down),
+        ),
+        (
+            f"{prefix}D",
+            (column,),
+            lambda: (rises - falls) / moves,
+            f"{prefix}P{d} - {prefix}N{d}",
+            d,
+            (up, down),
+        ),
+    ]
+
+
 def _rolling(d: int) -> None:
     """Every operator over ``d`` days. Shared intermediates are :class:`Part` s (by window);
     sums, means, variances and correlations run per symbol, everything exact on the panel."""
@@ -146,8 +181,6 @@ def _rolling(d: int) -> None:
         return pl.col(p.name)
 
     slope = col(cov_tc) / var_t
-    moves = col(up) + col(down) + EPS  # |change| = gain + loss
-    vmoves = col(vup) + col(vdown) + EPS
     # (name, inputs, build, description, lookback, parts); parts means built on the panel
     specs = [
         ("ROC", ("close",), lambda: C.shift(d) / C, f"close {d} days ago / close", d, ()),
@@ -273,55 +306,11 @@ def _rolling(d: int) -> None:
             d,
             (n_up, n_down),
         ),
-        (
-            "SUMP",
-            ("close",),
-            lambda: col(up) / moves,
-            f"gains / total moves over {d} days (RSI-like)",
-            d,
-            (up, down),
-        ),
-        (
-            "SUMN",
-            ("close",),
-            lambda: col(down) / moves,
-            f"losses / total moves over {d} days",
-            d,
-            (up, down),
-        ),
-        (
-            "SUMD",
-            ("close",),
-            lambda: (col(up) - col(down)) / moves,
-            f"SUMP{d} - SUMN{d}",
-            d,
-            (up, down),
-        ),
-        (
-            "VSUMP",
-            ("volume",),
-            lambda: col(vup) / vmoves,
-            f"volume increases / total volume changes over {d} days",
-            d,
-            (vup, vdown),
-        ),
-        (
-            "VSUMN",
-            ("volume",),
-            lambda: col(vdown) / vmoves,
-            f"volume decreases / total volume changes over {d} days",
-            d,
-            (vup, vdown),
-        ),
-        (
-            "VSUMD",
-            ("volume",),
-            lambda: (col(vup) - col(vdown)) / vmoves,
-            f"VSUMP{d} - VSUMN{d}",
-            d,
-            (vup, vdown),
-        ),
     ]
+    specs += _up_down_shares("SUM", "close", up, down, ("gains", "losses"), "moves", d)
+    specs += _up_down_shares(
+        "VSUM", "volume", vup, vdown, ("volume increases", "volume decreases"), "volume changes", d
+    )
     # per symbol, on their own: one rolling operator each, nothing to share
     per_symbol = [
         (

@@ -309,3 +309,24 @@ def test_sector_neutral_keeps_sectors_apart():
     sectors = pl.LazyFrame({"symbol": ["A", "B", "C"], "sector": ["tech", "tech", "energy"]})
     out = sector_neutral(panel, sectors, ["x"]).collect().sort("symbol")
     assert out["x_secneutral"].to_list() == [-1.0, 1.0, 0.0, 0.0]  # D has no sector: its own group
+
+
+def test_feature_code_has_no_row_or_symbol_loops():
+    """Acceptance: the polars feature code runs as expressions on the whole panel, never a
+    Python call per row or per symbol. ``statistical.py`` is the one exception on purpose: it
+    fits an ARMA/GARCH model per symbol (no library fits many series in one call)."""
+    import ast
+    from pathlib import Path
+
+    import models.features as package
+
+    banned = {"map_elements", "map_batches", "map_rows", "iter_rows", "rows", "partition_by"}
+    banned |= {"apply", "to_numpy", "to_list", "rolling_map"}
+    found = []
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        if path.name == "statistical.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in banned:
+                found.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not found, found
