@@ -238,6 +238,23 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
     trials = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE '%-trial-%'")
     assert len(trials) == 2 * 10  # two models, ten trials each in the fast profile
     assert all("fold_rank_ic" in t.data.metrics for t in trials)
+    # each model's run holds its study's figures (drawn on a background thread), and so does
+    # the step's metadata
+    base = next(c for c in children if c.data.tags["dagster.asset_key"] == "base_models")
+    step = materialized.instance.get_latest_materialization_event(AssetKey("base_models"))
+    metadata = step.asset_materialization.metadata
+    for model in ("lightgbm", "xgboost"):
+        (run,) = client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{base.info.run_id}' and attributes.run_name = '{model}'",
+        )
+        pictures = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {
+            f"{model}_optimisation_history.png",
+            f"{model}_parameter_importance.png",
+        } <= pictures
+        assert {f"optimisation_history_{model}", f"parameter_importance_{model}"} <= set(metadata)
+    assert metadata["refit_seconds"].value > 0
 
 
 def test_backtest_metrics_are_finite_and_costs_charged(materialized):
