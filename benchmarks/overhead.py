@@ -13,7 +13,7 @@ MLflow store). Then, in the same process:
   every trial's parameters fitted and scored on exactly the folds that trial ran, and the final
   refits, in a plain loop.
 
-Four seeds (new studies each time: each seed tunes other parameters, so the runs differ in
+Six seeds (new studies each time: each seed tunes other parameters, so the runs differ in
 work), each run orchestrated, then pure, then orchestrated again on the same studies started
 afresh (the sampler replays the same trials), so the shared machine's drift cancels. Overhead = the median over seeds of orchestrated / pure - 1 (one slow moment
 on a shared VM moves a single pair by 10-20 %; the median ignores it), the total ratio printed
@@ -40,7 +40,7 @@ from models.training import inner_splits, model_inputs, test_period_start, tunin
 from models.tuning import open_storage
 
 TARGET = 0.05
-REPEATS = 4
+REPEATS = 6
 
 
 def _pure(base, cfg: dict, lake, settings) -> tuple[float, int]:
