@@ -2,7 +2,9 @@
 the leakage check and the champion/challenger gate."""
 
 import json
+import os
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -132,6 +134,17 @@ class OOFConfig(Config):
     )
 
 
+def _yield_to_fits() -> None:
+    """Run this (background) thread at the lowest CPU priority: on a machine whose cores the
+    fits' OpenMP threads fill, a tracking thread at normal priority stalls one of them, and the
+    others wait at the next barrier. Linux gives threads their own nice value; elsewhere this
+    does nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
 PROGRESS_EVERY_S = 5.0  # the Dagster log's trial lines, at most one per this many seconds
 
 
@@ -155,7 +168,9 @@ class TrialLogger:
     ):
         self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
         self.parent, self.client = client.get_run(parent_run_id), client
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-trials")
+        self.pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="mlflow-trials", initializer=_yield_to_fits
+        )
         self.pending: list[Future] = []
         # at most one progress line per ``every_s`` seconds (and always the budget's last
         # trial): a Dagster log line is an event-log write, ~10 ms, a tenth of a fast trial
@@ -278,7 +293,9 @@ def base_models(
     fit_seconds = refit_seconds = 0.0
     # each study's figures render on a thread of their own while the next model fits: the
     # fits leave a core idle now and then (dataset construction is single-threaded)
-    figures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="study-figures")
+    figures = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="study-figures", initializer=_yield_to_fits
+    )
     drawn: dict[str, Future] = {}
     tuned_at: list[float] = []
     with tracker.asset_run(context) as run, figures:
