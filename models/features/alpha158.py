@@ -349,7 +349,8 @@ def _rolling(d: int) -> None:
             d,
         ),
     ]
-    for op, inputs, build, text, lookback, parts in specs:
+    # per-symbol features have no parts (None): they run in the group-by, the rest on the panel
+    for op, inputs, build, text, lookback, parts in [*specs, *((*f, None) for f in per_symbol)]:
         register(
             f"{op}{d}",
             text,
@@ -358,20 +359,9 @@ def _rolling(d: int) -> None:
             family=f"alpha158.{op.lower()}",
             window=d,
             lookback=lookback,
-            helpers=IDX_HELPERS if op in ("IMAX", "IMIN", "IMXD") else HELPERS.get(op, ()),
-            parts=parts,
-            on_panel=True,
-        )
-    for op, inputs, build, text, lookback in per_symbol:
-        register(
-            f"{op}{d}",
-            text,
-            inputs,
-            build,
-            family=f"alpha158.{op.lower()}",
-            window=d,
-            lookback=lookback,
-            helpers=HELPERS[op],
+            helpers=HELPERS.get(op, ()),
+            parts=parts or (),
+            on_panel=parts is not None,
         )
 
 
@@ -381,8 +371,7 @@ HELPERS = {
     "CORR": _helpers("_lv"),
     "CORD": _helpers("_cret", "_lvret"),
     "WVMA": _helpers("_cret", "_wv"),
-    "VMA": (),
-    "VSTD": (),
+    **dict.fromkeys(("IMAX", "IMIN", "IMXD"), IDX_HELPERS),
 }
 
 
