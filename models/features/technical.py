@@ -176,8 +176,8 @@ def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
     symbol into the next; its ``on_panel`` features then run on the whole sorted panel (see
     ``models/features/registry.py``). A row with fewer than ``lookback`` earlier rows of its
     symbol is null. The batches are lazy plans joined side by side: polars runs them in
-    parallel, and a batch's parts are freed with it, which keeps the peak memory of Alpha158 on
-    2.4 M rows under 4 GB.
+    parallel, and a batch's parts are freed with it (Alpha158 on 2.4 M rows: 4.9 GiB peak, the
+    157 output columns alone 3 GiB).
     """
     helpers = {name: build for s in specs for name, build in s.helpers}
     base = panel.sort(KEYS).with_columns(pl.int_range(pl.len()).over(SYMBOL).alias("_pos"))
