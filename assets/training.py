@@ -150,8 +150,9 @@ PROGRESS_EVERY_S = 5.0  # the Dagster log's trial lines, at most one per this ma
 
 class TrialLogger:
     """Log each finished trial as a nested MLflow run under ``parent_run_id`` (and a progress
-    line through ``log``, at most one per ``every_s`` seconds). Workers in other processes log theirs the same way, tagged with
-    their ``worker`` name, so all of a study's trials sit under one parent.
+    line through ``log``, at most one per ``every_s`` seconds). Workers in other processes log
+    theirs the same way, tagged with their ``worker`` name, so all of a study's trials sit under
+    one parent.
 
     The run is written by a background thread (create, one batch, terminate), so tracking
     overlaps the next trial's fitting instead of adding to it; ``close`` waits for the last."""
@@ -247,18 +248,13 @@ def _study_figures(
     return pngs
 
 
-def _log_png(
-    png: bytes, name: str, client: mlflow.MlflowClient | None = None, run_id: str | None = None
-) -> None:
-    """Log an already rendered figure (``mlflow.log_figure`` would render it again) to the
-    active run, or with ``client`` to ``run_id``."""
+def _log_png(png: bytes, name: str, client: mlflow.MlflowClient, run_id: str) -> None:
+    """Log an already rendered figure to ``run_id`` (``mlflow.log_figure`` would render it
+    again)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(png)
-        if client is None:
-            mlflow.log_artifact(str(path))
-        else:
-            client.log_artifact(run_id, str(path))
+        client.log_artifact(run_id, str(path))
 
 
 @asset(

@@ -15,9 +15,9 @@ MLflow store). Then, in the same process:
 
 Six seeds (new studies each time: each seed tunes other parameters, so the runs differ in
 work), each run orchestrated, then pure, then orchestrated again on the same studies started
-afresh (the sampler replays the same trials), so the shared machine's drift cancels. Overhead = the median over seeds of orchestrated / pure - 1 (one slow moment
-on a shared VM moves a single pair by 10-20 %; the median ignores it), the total ratio printed
-beside it; the target is at most 5 %. As in ``alphaforge run``, the heap is frozen
+afresh (the sampler replays the same trials), so the shared machine's drift cancels. Overhead =
+the median over seeds of orchestrated / pure - 1 (one slow moment on a shared VM moves a single
+pair by 10-20 %; the median ignores it), the total ratio printed beside it; the target is at most 5 %. As in ``alphaforge run``, the heap is frozen
 (``pipelines.definitions.freeze_heap``) once the definitions are built. Printed beside it:
 each orchestrated run's own accounting, its wall time beyond the fits it timed itself
 (``trial_fit_seconds`` + ``refit_seconds`` in the step's metadata), which the machine's drift
