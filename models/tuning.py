@@ -186,14 +186,22 @@ def _heartbeat(study: optuna.Study, trial_id: int) -> Iterator[None]:
         return
     stop = threading.Event()
 
+    def record() -> None:
+        try:
+            storage.record_heartbeat(trial_id)
+        except _storage_errors():
+            log.warning("heartbeat of trial %s missed: storage unavailable", trial_id)
+
+    # The first beat is written before the trial starts: Optuna only fails a RUNNING trial whose
+    # heartbeat is stale, never one that has none, so a worker killed before its thread's first
+    # write left the trial RUNNING for ever and every other worker waiting on it (the suite's
+    # killed-worker test hung so under load, 0.3 s after the victim announced its trial). What
+    # is left is the moment between the claim and this write.
+    record()
+
     def beat() -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)
-            except _storage_errors():
-                log.warning("heartbeat of trial %s missed: storage unavailable", trial_id)
-            if stop.wait(interval):
-                return
+        while not stop.wait(interval):
+            record()
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
     thread.start()
@@ -233,11 +241,11 @@ def work(
             time.sleep(poll_s)
             continue
         trial = retrying(optuna.Trial, study, trial_id)
-        if on_start is not None:
-            on_start(trial.number)
         value, state = None, TrialState.COMPLETE
         try:
             with _heartbeat(study, trial_id):
+                if on_start is not None:
+                    on_start(trial.number)
                 value = objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
