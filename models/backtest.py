@@ -26,7 +26,9 @@ class Costs:
     ``impact_coef * sigma * sqrt(q * capital / adv)`` per unit traded (Almgren et al. 2005;
     Tóth et al. 2011 find ``impact_coef`` near 1), so it grows with the square root of the
     participation ``q * capital / adv``. ``borrow_bps`` is the annual fee on short exposure,
-    charged daily on the drifted short weights.
+    charged daily on the drifted short weights. The half-spread charged per unit traded (when
+    the backtest is given spreads) is held within ``[spread_floor_bps, spread_cap_bps]``; a
+    name without a spread figure pays the floor.
     """
 
     cost_bps: float = 10.0
@@ -34,6 +36,8 @@ class Costs:
     capital: float = 1e7
     borrow_bps: float = 0.0
     sell_bps: float | None = None
+    spread_floor_bps: float = 0.0
+    spread_cap_bps: float = np.inf
 
     @property
     def sell_rate(self) -> float:
@@ -123,7 +127,11 @@ def run_backtest(
     half_spread = (
         None
         if spreads is None
-        else 0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at)
+        else np.clip(
+            0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at),
+            costs.spread_floor_bps / 1e4,
+            costs.spread_cap_bps / 1e4,
+        )
     )
     n = len(dates)
     if fill == "open":
