@@ -433,6 +433,25 @@ def cost_rates(config: CostConfig, market_prices: pl.DataFrame, dates: pl.Series
     )
 
 
+def row_costs(config: CostConfig, market_prices: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
+    """The cost per unit traded of each ``[symbol, date]`` row of ``keys``: the mean commission
+    plus the floored and capped half of the spread estimate known at that date (the estimate
+    the backtest's forecast tracks), for the net-return tuning objective."""
+    sell = config.cost_bps if config.sell_cost_bps is None else config.sell_cost_bps
+    commission = (config.cost_bps + sell) / 2 / 1e4
+    floor, cap = config.spread_floor_bps / 1e4, config.spread_cap_bps / 1e4
+    has = has_ohlcv(market_prices)
+    needs = ("high", "low", "volume") + (("open",) if config.costs == "edge" else ())
+    if config.costs == "none" or not all(has[c] for c in needs):
+        return np.full(len(keys), commission + floor * (config.costs != "none"))
+    usable = market_prices.drop_nulls([c for c in needs if c != "volume"])
+    half = spread_estimates(usable, estimator=config.costs).select(
+        "symbol", "date", (0.5 * pl.col("spread")).clip(floor, cap).alias("half")
+    )
+    joined = keys.join(half, on=["symbol", "date"], how="left", maintain_order="left")
+    return (commission + joined["half"].fill_null(floor)).to_numpy()
+
+
 def cost_model(config: "BacktestConfig", market_prices: pl.DataFrame) -> CostModel:
     """Returns, proportional (buy and sell) costs, square-root impact (where volume exists) and
     the forecast spread of the configured source (where its columns exist) for ``config``."""

@@ -33,10 +33,12 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
+from assets.portfolio import CostConfig, row_costs
 from assets.ports import Tracker, Tuning
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
+from models.objectives import OBJECTIVES, BookScorer
 from models.plots import (
     cumulative_long_short,
     ic_over_time,
@@ -60,8 +62,16 @@ TRUSTED_PREFIXES = ("models.", "sklearn.", "lightgbm.", "xgboost.", "numpy.", "c
 PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "torch"]
 
 
-class TrainingConfig(Config):
+class TrainingConfig(CostConfig):
     models: list[str] = Field(default=["lightgbm", "xgboost"], description="Base models to tune.")
+    objective: str = Field(
+        default="rank_ic",
+        description="What a tuning fold is scored by: 'rank_ic' (mean per-date Rank IC) or "
+        "'net_return' (the annualised net return of the top-k book its forecasts build, after "
+        "the commission and the half-spread the backtest charges).",
+    )
+    book_top_k: int = Field(default=5, description="net_return: names in the scored book.")
+    book_every: int = Field(default=5, description="net_return: dates between its rebalances.")
     n_trials: int = Field(default=30, description="Optuna trials per model (TPE, median pruning).")
     inner_splits: int = Field(
         default=4,
@@ -267,6 +277,7 @@ def base_models(
     config: TrainingConfig,
     feature_matrix: pl.DataFrame,
     labels: pl.DataFrame,
+    market_prices: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     tuning: ResourceParam[Tuning],
 ) -> Output[BaseModels]:
@@ -282,6 +293,17 @@ def base_models(
     test_start = test_period_start(ds, config.test_days, tune_end)
     splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme)
     fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
+    scorer = None
+    if config.objective == "net_return":
+        keys = ds.frame.select("symbol", "date")
+        scorer = BookScorer(
+            keys["symbol"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
+            row_costs(config, market_prices, keys),
+            config.book_top_k,
+            config.book_every,
+        )
+    elif config.objective != "rank_ic":
+        raise ValueError(f"unknown objective {config.objective!r}; known: {OBJECTIVES}")
     result = BaseModels(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
@@ -340,6 +362,7 @@ def base_models(
                         # the workers started here share this machine's cores
                         trial_jobs=max(1, config.n_jobs // config.workers),
                         on_tuned=tuned,
+                        scorer=scorer,
                     )
                     refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:

@@ -48,6 +48,7 @@ from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
 from models.labels import LABEL_KINDS
+from models.objectives import OBJECTIVES
 from models.risk import STRESS_EPISODES
 from models.var import METHODS
 
@@ -171,6 +172,7 @@ class ModelsSection(Section):
     seed: int = _inherit(TrainingConfig, "seed")
     n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
     workers: int = _inherit(TrainingConfig, "workers", ge=1)
+    objective: Literal[OBJECTIVES] = _inherit(TrainingConfig, "objective")
 
 
 class EnsembleSection(Section):
@@ -396,6 +398,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "seed"): ("base_models", "seed"),
     ("models", "n_jobs"): ("base_models", "n_jobs"),
     ("models", "workers"): ("base_models", "workers"),
+    ("models", "objective"): ("base_models", "objective"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("ensemble", "max_champion_age_days"): ("ensemble_model", "max_champion_age_days"),
@@ -496,10 +499,14 @@ class Resolved:
             "rebalance_every": dumped["portfolio"]["rebalance_every"],
             "seed": dumped["models"]["seed"],
         }
-        # the cost-aware books optimise the costs the backtest charges
-        ops["portfolio_weights"]["config"] |= {
-            k: ops["backtest"]["config"][k]
-            for k in ("cost_bps", "sell_cost_bps", "costs", "spread_floor_bps", "spread_cap_bps")
+        # the cost-aware books and the net-return objective see the costs the backtest charges
+        cost_keys = ("cost_bps", "sell_cost_bps", "costs", "spread_floor_bps", "spread_cap_bps")
+        for asset in ("portfolio_weights", "base_models"):
+            ops[asset]["config"] |= {k: ops["backtest"]["config"][k] for k in cost_keys}
+        # the net-return objective scores the book the pipeline trades
+        ops["base_models"]["config"] |= {
+            "book_top_k": dumped["portfolio"]["top_k"],
+            "book_every": dumped["portfolio"]["rebalance_every"],
         }
         # and the correlation study the holdings of that strategy
         ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
