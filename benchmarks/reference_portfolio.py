@@ -24,6 +24,7 @@ def risk_parity_reference(
     dates: pl.Series,
     lookback: int = 252,
     solver_params: dict | None = None,
+    scale_objective: float | None = None,
 ) -> pl.DataFrame:
     """Equal risk contributions (skfolio ``RiskBudgeting``) on a Ledoit-Wolf covariance."""
     return optimised_weights(
@@ -33,6 +34,7 @@ def risk_parity_reference(
             risk_measure=RiskMeasure.VARIANCE,
             prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
             solver_params=solver_params,
+            scale_objective=scale_objective,
         ),
         lookback,
     )
