@@ -143,7 +143,7 @@ def _turnover(weights: pl.DataFrame) -> float:
 
 
 def test_costs_in_the_objective_lower_turnover_monotonically(returns, signals):
-    dates = rebalance_dates(returns["date"].filter(returns["date"] >= date(2019, 6, 1)), 21)
+    dates = rebalance_dates(returns["date"].filter(returns["date"] >= date(2019, 6, 1)), 63)
     mu = ml_expected_returns(signals, returns, ic=0.05)
     for long_short in (False, True):
         turnover = [
