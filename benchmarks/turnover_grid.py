@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.turnover_grid")
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", default="benchmarks/results/turnover_grid.md")
-    parser.add_argument("--run-trials", type=int, default=0, help="trials the run counted")
+    parser.add_argument(
+        "--run-trials", type=int, default=None, help="trials the run counted (default: its table's)"
+    )
     args = parser.parse_args(argv)
     lake = Path(os.environ["ALPHAFORGE_HOME"]) / "lake"
     prices = pl.read_parquet(lake / "market_prices.parquet")
@@ -83,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     matrix = wide.drop("date").to_numpy()
     best = table["book"][0]
-    n_trials = matrix.shape[1] + args.run_trials
+    run_trials = args.run_trials
+    if run_trials is None:
+        run_trials = int(pl.read_parquet(lake / "strategy_table.parquet")["n_trials"][0])
+    n_trials = matrix.shape[1] + run_trials
     dsr = deflated_sharpe(wide[best].to_numpy(), sharpe(matrix), n_trials)["dsr"]
     ew = performance(bench["net"].to_numpy(), bench["turnover"].to_numpy())
     text = [
