@@ -20,7 +20,7 @@ and a synthetic 5,000-asset OHLCV panel. Targets are judged here, not in timed t
 - the optimiser books (mean-variance long-only and long-short, with and without costs in the
   objective, risk parity) on every name, weekly over the whole history: at least 10x the
   per-date skfolio code they replaced (``benchmarks/reference_portfolio.py``, timed on every
-  tenth date of the same run), with weights equal to 1e-6 (``--optimisers`` runs this alone).
+  twentieth date of the same run), with weights equal to 1e-6 (``--optimisers`` runs this alone).
 """
 
 import argparse
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("mode.copy_on_write", True)
     prices, label = load_universe(args.quick)
     if args.optimisers:
-        opt = bench_optimisers(prices, 40 if args.quick else 10)
+        opt = bench_optimisers(prices, 40 if args.quick else 20)
         ok = all(v["speedup"] >= 10 and v["gap"] <= 1e-6 for v in opt.values())
         print(f"  {'ok  ' if ok else 'MISS'} optimiser books >= 10x, weights equal to 1e-6")
         return 0 if ok or args.quick else 1
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest = bench_ingest(args.quick)
     shap_times = bench_treeshap(2_000 if args.quick else 100_000)
     stream = bench_streaming(10 if args.quick else 120)
-    opt = bench_optimisers(prices, 40 if args.quick else 10)
+    opt = bench_optimisers(prices, 40 if args.quick else 20)
     if args.quick:
         return 0
     checks = {
