@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         from models.trading_costs import spread_estimates
 
         usable = prices.filter(pl.col("symbol").is_in(list(names.values())))
+        if not usable.height:
+            break
         est = spread_estimates(usable.drop_nulls(["open", "high", "low"]), estimator=source)
         for ticker, symbol in names.items():
             hit = est.filter((pl.col("symbol") == symbol) & (pl.col("date") == day))

@@ -85,6 +85,9 @@ def _edge(prices: pl.DataFrame, window: int) -> pl.DataFrame:
         recent = _finite(edge_rolling(ohlc, window, sign=True, min_periods=window // 2))
         parts.append(pl.DataFrame({SYMBOL: symbol, DATE: part[DATE], "spread_5": recent}))
     year = pl.col("spread_5").rolling_mean(EDGE_AVERAGE, min_samples=EDGE_AVERAGE // 4)
+    if not parts:
+        schema = {SYMBOL: pl.String, DATE: pl.Date, "spread_5": pl.Float64}
+        return pl.DataFrame(schema=schema).with_columns(spread=pl.lit(None, pl.Float64))
     return pl.concat(parts).with_columns(year.over(SYMBOL).alias("spread"))
 
 
