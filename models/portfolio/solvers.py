@@ -24,8 +24,9 @@ changes is how much of them a solver sees:
 checks that both give the same weights to 1e-6.
 """
 
-import cvxpy as cp
+import clarabel
 import numpy as np
+from scipy import sparse
 from sklearn.covariance import ledoit_wolf
 
 # Clarabel's defaults (gaps of 1e-8) leave a 0.2 weight uncertain in the sixth decimal; these
@@ -118,30 +119,76 @@ def _working_problem(
     costs: np.ndarray,
     max_turnover: float | None,
 ) -> tuple[np.ndarray, float, float, float] | None:
-    """The problem on a working set (cvxpy, Clarabel): weights and the dual prices of the
-    budget, the long and the short exposure (zero when not bound)."""
-    w = cp.Variable(len(mu))
-    risk = cp.quad_form(w, cp.psd_wrap(cov))
-    objective = risk_aversion * risk - mu @ w
-    if costs.any():
-        objective = objective + cp.sum(cp.multiply(costs, cp.abs(w - previous)))
-    budget = cp.sum(w) == (0.0 if long_short else 1.0)
-    constraints = [budget, w <= max_weight, w >= (-max_weight if long_short else 0.0)]
+    """The problem on a working set, handed to Clarabel (the solver skfolio's cvxpy problems
+    reach) in its own form, ``min x'Px/2 + q'x`` s.t. ``Ax + s = b``, ``s`` in a zero cone (the
+    budget) and a non-negative cone (the bounds): a cvxpy problem of 50 names costs ~25 ms to
+    build, the solve itself ~1 ms. Returns the weights and the dual prices of the budget, the
+    long and the short exposure (zero when not bound).
+
+    Variables: ``w``; with costs ``u >= |w - previous|``; long-short ``p >= max(w, 0)`` and
+    ``g >= max(-w, 0)`` with ``sum(p) <= 1``, ``sum(g) <= 1`` (skfolio's ``max_long`` and
+    ``max_short``)."""
+    m = len(mu)
+    blocks = ["w"] + (["u"] if costs.any() else []) + (["p", "g"] if long_short else [])
+    at = {name: i * m for i, name in enumerate(blocks)}
+    n = m * len(blocks)
+    P = np.zeros((n, n))
+    P[:m, :m] = 2 * risk_aversion * cov
+    q = np.zeros(n)
+    q[:m] = -mu
+    if "u" in at:
+        q[at["u"] : at["u"] + m] = costs
+    rows, rhs = [], []
+
+    def row(terms: dict[str, np.ndarray], bound: np.ndarray | float) -> None:
+        block = np.zeros((m, n)) if np.ndim(bound) else np.zeros((1, n))
+        for name, coef in terms.items():
+            if np.ndim(bound):
+                block[:, at[name] : at[name] + m] = np.diag(np.broadcast_to(coef, (m,)))
+            else:
+                block[0, at[name] : at[name] + m] = coef
+        rows.append(block)
+        rhs.append(np.atleast_1d(np.broadcast_to(bound, (m,)) if np.ndim(bound) else bound))
+
+    eye = np.ones(m)
+    row({"w": eye}, 0.0 if long_short else 1.0)  # the budget: the zero cone's one row
+    row({"w": eye}, np.full(m, max_weight))
+    row({"w": -eye}, np.full(m, max_weight if long_short else 0.0))
+    if "u" in at:
+        row({"w": eye, "u": -eye}, previous)
+        row({"w": -eye, "u": -eye}, -previous)
+    if max_turnover is not None:
+        row({"w": eye}, previous + max_turnover)
+        row({"w": -eye}, -(previous - max_turnover))
     longs = shorts = None
     if long_short:
-        longs, shorts = cp.sum(cp.pos(w)) <= 1.0, cp.sum(cp.neg(w)) <= 1.0
-        constraints += [longs, shorts]
-    if max_turnover is not None:
-        constraints.append(cp.abs(w - previous) <= max_turnover)
-    problem = cp.Problem(cp.Minimize(objective), constraints)
-    try:
-        problem.solve(solver="CLARABEL", **TOLERANCES)
-    except cp.SolverError:
+        row({"w": eye, "p": -eye}, np.zeros(m))
+        row({"p": -eye}, np.zeros(m))
+        row({"w": -eye, "g": -eye}, np.zeros(m))
+        row({"g": -eye}, np.zeros(m))
+        longs = sum(len(r) for r in rhs)
+        row({"p": eye}, 1.0)
+        shorts = sum(len(r) for r in rhs)
+        row({"g": eye}, 1.0)
+    A, b = np.vstack(rows), np.concatenate(rhs)
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    for key, value in TOLERANCES.items():
+        setattr(settings, key, value)
+    solver = clarabel.DefaultSolver(
+        sparse.triu(sparse.csc_matrix(P), format="csc"),
+        q,
+        sparse.csc_matrix(A),
+        b,
+        [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(len(b) - 1)],
+        settings,
+    )
+    solution = solver.solve()
+    if solution.status not in (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved):
         return None
-    if problem.status not in ("optimal", "optimal_inaccurate") or w.value is None:
-        return None
-    price = lambda c: 0.0 if c is None else float(c.dual_value)  # noqa: E731
-    return np.asarray(w.value), float(budget.dual_value), price(longs), price(shorts)
+    x, z = np.asarray(solution.x), np.asarray(solution.z)
+    price = lambda i: 0.0 if i is None else float(z[i])  # noqa: E731
+    return x[:m], float(z[0]), price(longs), price(shorts)
 
 
 def risk_parity(
