@@ -365,7 +365,7 @@ def backtest(
         "turnover",
     )
     main = daily.filter(pl.col("role") == "strategy")
-    summary = pl.DataFrame(
+    summary = performance_frame(
         [
             {"strategy": name, **performance(p["net"].to_numpy(), p["turnover"].to_numpy())}
             for (name,), p in main.group_by("strategy", maintain_order=True)
@@ -380,7 +380,7 @@ def backtest(
                 {
                     f"{row['strategy']}_{k}": v
                     for k, v in row.items()
-                    if k != "strategy" and np.isfinite(v)
+                    if k != "strategy" and v is not None
                 }
             )
         for path in paths:
@@ -404,6 +404,28 @@ def backtest(
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def performance_frame(rows: list[dict]) -> pl.DataFrame:
+    """One row per book of :func:`models.backtest.performance` figures, each a Float64 and
+    every non-finite figure null: one book's odd figure must not type the column as
+    ``object`` (polars then fails to find a supertype of f64 and object)."""
+    if not rows:
+        return pl.DataFrame(schema={"strategy": pl.String})
+    schema = {"strategy": pl.String, **{k: pl.Float64 for k in rows[0] if k != "strategy"}}
+    frame = pl.DataFrame(
+        [{k: _figure(v) if k != "strategy" else v for k, v in row.items()} for row in rows],
+        schema=schema,
+    )
+    return frame.with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def _figure(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):  # complex, None, or anything else that is not a figure
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:
