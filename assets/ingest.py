@@ -31,6 +31,7 @@ from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
 from models.corporate_actions import adjust
+from models.panel import partition_keys
 from models.sentiment import daily_sentiment
 
 CHECK = "check_prices_contract"
@@ -200,6 +201,29 @@ def price_history(
     yield _quarantine_output("price_quarantine", checked.quarantine)
 
 
+def per_partition(clean: pl.DataFrame, quarantine: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``[partition, rows_read, rows_clean, rows_quarantined]``: where the lake puts each row
+    (:func:`models.panel.partition_keys`, as the IO manager does); files skipped whole count in
+    no partition's rows."""
+    rows = quarantine.filter(pl.col("source_row").is_not_null())
+    counts = [
+        pl.DataFrame({"partition": partition_keys(f, keys)}).group_by("partition").len(name)
+        for f, name in ((clean, "rows_clean"), (rows, "rows_quarantined"))
+    ]
+    return (
+        pl.DataFrame({"partition": sorted(keys)})
+        .join(counts[0], on="partition", how="left")
+        .join(counts[1], on="partition", how="left")
+        .fill_null(0)
+        .select(
+            "partition",
+            rows_read=pl.col("rows_clean") + pl.col("rows_quarantined"),
+            rows_clean="rows_clean",
+            rows_quarantined="rows_quarantined",
+        )
+    )
+
+
 def daily_prices_asset(daily_from: date):
     """The daily ingest, one weekday partition per trading day from ``daily_from``: the
     nightly run reads and writes only the new day; a backfill of a range runs as one run."""
@@ -235,6 +259,10 @@ def daily_prices_asset(daily_from: date):
         clean, checked = yield from _ingest(
             context, "daily_prices", config, price_source, reports, start, end
         )
+        quarantine = checked.quarantine.with_columns(
+            partition_date=pl.col("date").str.slice(0, 10).str.to_date(strict=False)
+        )
+        keys = context.partition_keys
         yield Output(
             clean,
             output_name="daily_prices",
@@ -242,11 +270,9 @@ def daily_prices_asset(daily_from: date):
                 **frame_metadata(clean),
                 "rows_read": checked.rows_in,
                 "rows_written": len(clean),
-                "partitions": len(context.partition_keys),
+                "partitions": len(keys),
+                "per_partition": table(per_partition(clean, quarantine, keys)),
             },
-        )
-        quarantine = checked.quarantine.with_columns(
-            partition_date=pl.col("date").str.slice(0, 10).str.to_date(strict=False)
         )
         yield _quarantine_output("daily_quarantine", quarantine)
 
