@@ -63,6 +63,11 @@ class LabelsConfig(Config):
         default=2.0, description="Triple barrier: width in trailing volatilities."
     )
     vol_window: int = Field(default=20, description="Triple barrier: days of trailing volatility.")
+    max_gap_days: int | None = Field(
+        default=10,
+        description="Drop a label whose horizon spans more than horizon + this many business "
+        "days (a hole in the symbol's history; data.max_gap_days); none keeps every label.",
+    )
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
@@ -125,16 +130,18 @@ def labels(
     """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends."""
     prices = market_prices.lazy()
     if config.kind == "forward":
-        frame = forward_returns(prices, config.horizon)
+        frame = forward_returns(prices, config.horizon, config.max_gap_days)
     elif config.kind == "excess":
         market = (
             alt_data.lazy()
             .filter(pl.col("series") == "SP500")
             .select("date", pl.col("value").alias("close"))
         )
-        frame = excess_returns(prices, market, config.horizon)
+        frame = excess_returns(prices, market, config.horizon, config.max_gap_days)
     elif config.kind == "triple_barrier":
-        frame = triple_barrier(prices, config.horizon, config.barrier_k, config.vol_window)
+        frame = triple_barrier(
+            prices, config.horizon, config.barrier_k, config.vol_window, config.max_gap_days
+        )
     else:
         raise ValueError(f"unknown label kind {config.kind!r}")
     frame = frame.collect()

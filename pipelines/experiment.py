@@ -459,6 +459,11 @@ class Resolved:
         ]
         # statistical forecasts span the label's horizon, and the models that read them turn
         # them on
+        # labels across a hole longer than the gap rule's are dropped; the models purge by
+        # the label horizon and check every CV setting, the outer folds' too, before tuning
+        ops["labels"]["config"]["max_gap_days"] = dumped["data"]["max_gap_days"]
+        ops["base_models"]["config"]["horizon"] = dumped["labels"]["horizon"]
+        ops["base_models"]["config"]["outer_splits"] = dumped["cv"]["outer_splits"]
         features = ops["feature_matrix"]["config"]
         features["horizon"] = dumped["labels"]["horizon"]
         if set(dumped["models"]["names"]) & set(STATISTICAL_MODELS):
