@@ -83,9 +83,9 @@ def _fold_dates(ds, splits):
 
 def test_a_symbol_missing_a_year_leaves_the_folds_as_they_are_without_it():
     import polars as pl
+    from conftest import random_walk_panel
 
     from models.training import cv_problems, inner_splits, outer_splits, tuning_window
-    from conftest import random_walk_panel
 
     panel = random_walk_panel(n_symbols=6, n_days=900, seed=3)
     dates = panel["date"].unique().sort()
@@ -117,14 +117,17 @@ def test_a_symbol_missing_a_year_leaves_the_folds_as_they_are_without_it():
     tune_end, mask = tuning_window(ungapped_rule, 0.5)
     with pytest.raises(ValueError, match="442 dates cannot hold 3 test blocks after 221"):
         inner_splits(ungapped_rule, mask, 3)
-    assert cv_problems(
-        len(np.unique(ds.dates)),
-        horizon=5,
-        tune_fraction=0.5,
-        inner_splits=3,
-        outer_splits=4,
-        test_days=126,
-    ) == []
+    assert (
+        cv_problems(
+            len(np.unique(ds.dates)),
+            horizon=5,
+            tune_fraction=0.5,
+            inner_splits=3,
+            outer_splits=4,
+            test_days=126,
+        )
+        == []
+    )
 
 
 def test_impossible_cv_settings_name_the_keys_and_the_number_of_dates():
