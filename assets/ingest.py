@@ -30,7 +30,7 @@ from assets._meta import frame_metadata, table
 from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
-from models.corporate_actions import adjust
+from models.corporate_actions import reconcile
 from models.panel import partition_keys
 from models.sentiment import daily_sentiment
 
@@ -103,8 +103,17 @@ def _ingest(
     not run and the last good files stay untouched. Yields the check result, then returns the
     clean rows and the quarantine."""
     source = price_source.describe()
+    raw = price_source.load_prices(start, end)
+    columns = {
+        "column_mapping": MetadataValue.json(raw.mapping),
+        "column_notes": MetadataValue.json(raw.notes),
+    }
+    if raw.mapping:
+        used = ", ".join(f"{ours} <- '{theirs}'" for ours, theirs in raw.mapping.items())
+        context.log.info(f"{asset}: columns used: {used}")
+    for note in raw.notes:
+        context.log.info(f"{asset}: {note}")
     try:
-        raw = price_source.load_prices(start, end)
         checked = check_prices(
             raw, date.today(), config.max_quarantine_share, allow_empty=asset == "daily_prices"
         )
@@ -117,6 +126,7 @@ def _ingest(
             metadata={
                 "source": source,
                 "violations": MetadataValue.json([v.as_dict() for v in err.violations]),
+                **columns,
             },
         )
         raise Failure(
@@ -137,6 +147,7 @@ def _ingest(
             "files_skipped": len(checked.skipped),
             "validation_report": MetadataValue.path(str(docs)),
             "quarantined": MetadataValue.json([v.as_dict() for v in checked.violations]),
+            **columns,
         },
     )
     clean = (
@@ -300,13 +311,15 @@ def market_prices(
     daily_prices: pl.DataFrame,
 ):
     """The panel every model reads: history plus every daily partition, ``[symbol, date,
-    close, ...]`` sorted by symbol and date, split- and dividend-adjusted when the source gives
-    those columns (the adjustment of all history changes when a new split arrives, so it is
-    applied here, on the whole panel, not per day)."""
+    close, ..., raw_close]`` sorted by symbol and date, every price on one adjusted basis:
+    split- and dividend-adjusted when the source gives those columns (the adjustment of all
+    history changes when a new split arrives, so it is applied here, on the whole panel, not
+    per day), else by the vendor's ``adj_close / close`` (``models.corporate_actions.
+    reconcile``); ``raw_close`` is the close as traded."""
     daily = daily_prices if daily_prices.width else price_history.clear()
     panel = pl.concat([price_history, daily], how="diagonal_relaxed").sort("symbol", "date")
-    adjusted_for = sorted({"split", "dividend"} & set(panel.columns))
-    panel = adjust(panel) if adjusted_for else panel
+    panel, basis = reconcile(panel)
+    adjusted_for = basis["adjusted_for"]
     rules = QualityRules(
         max_gap_days=config.max_gap_days,
         stale_run=config.stale_run,
@@ -336,6 +349,7 @@ def market_prices(
             "rows_from_history": len(price_history),
             "rows_from_daily": len(daily),
             "adjusted_for": MetadataValue.json(adjusted_for),
+            "price_basis": MetadataValue.json(basis),
         },
     )
 

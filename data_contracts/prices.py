@@ -16,6 +16,11 @@ PRICE_COLUMNS: dict[str, pl.DataType] = {
     "high": pl.Float64(),
     "low": pl.Float64(),
     "close": pl.Float64(),
+    # the vendor's adjusted close beside its traded one (Yahoo's "Adj Close"), or a CRSP-style
+    # cumulative factor (adjusted = raw / price_factor): market_prices puts open, high, low and
+    # volume on the adjusted close's basis (models/corporate_actions.py::reconcile)
+    "adj_close": pl.Float64(),
+    "price_factor": pl.Float64(),
     "volume": pl.Float64(),
     "dividend": pl.Float64(),
     "split": pl.Float64(),
@@ -42,6 +47,8 @@ class RawPrices:
 
     frame: pl.DataFrame
     skipped: list[Violation] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)  # our column -> the file's, as used
+    notes: list[str] = field(default_factory=list)  # why a column was or was not taken
 
 
 @dataclass
@@ -257,8 +264,10 @@ def _parse(column: str, dtype: pl.DataType) -> pl.Expr:
     if column == "symbol":
         return col.cast(pl.String).str.strip_chars()
     if dtype == pl.String and target == pl.Date:
-        # the exchange-local calendar date: drop a time of day and its offset
-        return col.str.strip_chars().str.replace(r"[T ].*$", "").str.to_date(strict=False)
+        # the exchange-local calendar date: drop a time of day and its offset; ISO, or
+        # YYYYMMDD as Stooq and CRSP extracts write it
+        day = col.str.strip_chars().str.replace(r"[T ].*$", "")
+        return pl.coalesce(day.str.to_date(strict=False), day.str.to_date("%Y%m%d", strict=False))
     if dtype == pl.String and target == pl.Float64:
         return col.str.strip_chars().cast(pl.Float64, strict=False).fill_nan(None)
     if target == pl.Float64:
