@@ -139,8 +139,8 @@ def check_prices(
     if share > max_quarantine_share:
         extra.append(
             Violation(
-                f"{share:.1%} of rows would be quarantined (limit {max_quarantine_share:.0%}); "
-                f"first rules: {sorted(set(rules['rule']))[:3]}",
+                f"{share:.1%} of rows would be quarantined (limit {max_quarantine_share:.0%}; "
+                f"data.max_quarantine_share); {dominant_rule(flagged, typed)}",
                 None,
                 None,
                 None,
@@ -154,6 +154,50 @@ def check_prices(
 
 
 _KEY = ["source_file", "source_row"]
+
+
+def dominant_rule(flagged: pl.DataFrame, typed: pl.DataFrame) -> str:
+    """Which rule sets most rows aside, and the likely cause when the pattern is a known one
+    (a blocked run's message: "75 % quarantined" alone does not say what to change)."""
+    counts = flagged.group_by("rule").len().sort("len", "rule", descending=[True, False])
+    if counts.is_empty():
+        return "no row rule dominates"
+    rule, n = counts.row(0)
+    rows = flagged.select(_KEY).unique().height
+    text = f"rule '{rule}' dominates ({n:,} rows, {n / max(rows, 1):.0%} of those set aside)"
+    cause = _likely_cause(rule, typed.join(flagged.filter(pl.col("rule") == rule), on=_KEY))
+    return text + (f"; likely cause: {cause}" if cause else "")
+
+
+def _likely_cause(rule: str, bad: pl.DataFrame) -> str | None:
+    pair = rule.rsplit(": ", 1)[-1]
+    if pair in ("close must be >= low", "high must be >= close") and {"high", "low"} <= set(
+        bad.columns
+    ):
+        # where close sits against the day's range: an adjusted close (dividends, splits)
+        # beside raw high/low lies below it, by the same factor for a whole stretch
+        where = bad.select(
+            (pl.col("close") / ((pl.col("high") + pl.col("low")) / 2)).median()
+        ).item()
+        if where is not None and abs(where - 1) > 0.02:
+            return (
+                f"close looks adjusted while high/low are not (the median bad close is "
+                f"{where:.0%} of the day's mid-range): map the adjusted column as adj_close and "
+                "the traded one as close, e.g. columns: {close: Close, adj_close: Adj Close}; "
+                "open, high and low are then put on the adjusted basis"
+            )
+        return "the open/high/low columns may be mapped to the wrong fields: check the mapping"
+    if rule.startswith("date: must parse"):
+        return "the dates are not ISO (YYYY-MM-DD) nor YYYYMMDD: reformat them, or map another column as date"
+    if rule.startswith("date: must not be after"):
+        return "dates read day-first or in the future: check the file's date format"
+    if rule.endswith("must parse as Float64"):
+        return "a number column holds text (thousand separators, currency signs, 'n/a'): clean it or map another column"
+    if rule.startswith("symbol,date: must be unique"):
+        return "files overlap, or per-ticker files lack a symbol: set symbol_from_filename or map a ticker column"
+    if rule.startswith("symbol:"):
+        return "the symbol column holds names or lower-case tickers: map a ticker column, or set symbol_from_filename"
+    return None
 
 
 def parse_prices(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

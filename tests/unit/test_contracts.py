@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -128,3 +128,27 @@ def test_quarantine_masks_are_the_expectations_rows_as_gx_finds_them(monkeypatch
     assert fast.quarantine.equals(slow.quarantine)
     assert [str(v) for v in fast.violations] == [str(v) for v in slow.violations]
     assert fast.clean.equals(slow.clean)
+
+
+def test_a_blocked_run_names_the_dominant_rule_and_its_likely_cause():
+    """A Yahoo file mapped the old way (close: Adj Close, open/high/low raw) and read without
+    the raw Close: 3 of 4 closes lie below the day's low, by the dividend factor."""
+    n = 40
+    raw_close = [100.0 + i for i in range(n)]
+    adjusted = [c * (0.9 if i < 30 else 1.0) for i, c in enumerate(raw_close)]
+    raw = RawPrices(
+        _raw(
+            symbol=["A"] * n,
+            date=[str(date(2020, 1, 1) + timedelta(days=i)) for i in range(n)],
+            open=[str(c) for c in raw_close],
+            high=[str(c * 1.01) for c in raw_close],
+            low=[str(c * 0.99) for c in raw_close],
+            close=[str(c) for c in adjusted],
+        )
+    )
+    with pytest.raises(ContractViolation) as err:
+        check_prices(raw, RUN)
+    text = str(err.value)
+    assert "75.0% of rows would be quarantined (limit 5%" in text
+    assert "rule 'close,low: close must be >= low' dominates (30 rows" in text
+    assert "close looks adjusted while high/low are not" in text and "adj_close" in text
