@@ -103,7 +103,7 @@ def check_prices(
     report = run_suite(derived, CONTRACT)
     report.violations[:0] = _parse_violations(typed, unparsed)
     flagged = pl.concat([unparsed.select(*_KEY, "rule"), report.flagged])
-    rules = flagged.group_by(_KEY).agg(pl.col("rule").unique().sort().str.join("; "))
+    rules = _rules_per_row(flagged)
     value_cols = [c for c in frame.columns if c not in _KEY]
     quarantine = (
         frame.join(rules, on=_KEY)
@@ -154,6 +154,27 @@ def check_prices(
 
 
 _KEY = ["source_file", "source_row"]
+
+
+def _rules_per_row(flagged: pl.DataFrame) -> pl.DataFrame:
+    """``[source_file, source_row, rule]``, one row per flagged row, its rules joined by "; "
+    in name order. The rules become bits of one integer summed per row, and only the few
+    distinct sums are spelled out: a per-row list of strings to sort and join took most of the
+    contract's time on a frame with 200 k bad rows."""
+    names = sorted(set(flagged["rule"]))
+    if len(names) > 62:  # more rules than bits: the plain aggregation
+        return flagged.group_by(_KEY).agg(pl.col("rule").unique().sort().str.join("; "))
+    bit = pl.col("rule").replace_strict(names, [1 << i for i in range(len(names))], default=0)
+    sums = flagged.unique().group_by(_KEY).agg(bits=bit.sum())
+    distinct = sums["bits"].unique().to_list()  # a handful of rule sets, not rows
+    spelled = pl.DataFrame(
+        {
+            "bits": distinct,
+            "rule": ["; ".join(n for i, n in enumerate(names) if b >> i & 1) for b in distinct],
+        },
+        schema={"bits": sums.schema["bits"], "rule": pl.String},
+    )
+    return sums.join(spelled, on="bits").drop("bits")
 
 
 def dominant_rule(flagged: pl.DataFrame, typed: pl.DataFrame) -> str:

@@ -300,7 +300,7 @@ def test_too_many_bad_rows_stop_the_run(tmp_path, good):
     bad = good.with_columns(pl.lit("-1").alias("Adj Close"))
     folder = _case(tmp_path, good, "BAD.csv", bad)
     src = FilePriceSource(path=str(folder / "*"), columns=YAHOO, symbol_from_filename=True)
-    with pytest.raises(ContractViolation, match=r"50.0% of rows would be quarantined \(limit 5%\)"):
+    with pytest.raises(ContractViolation, match=r"50.0% of rows would be quarantined \(limit 5%;"):
         check_prices(src.load_prices(), RUN_DATE)
 
 
