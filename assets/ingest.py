@@ -26,13 +26,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._meta import frame_metadata, table
+from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
 from models.corporate_actions import reconcile
 from models.panel import partition_keys
+from models.plots import universe_counts
 from models.sentiment import daily_sentiment
+from models.universe import ScreenRules, excluded_symbols, screen
 
 CHECK = "check_prices_contract"
 QUALITY = "check_market_prices_quality"
@@ -290,17 +292,30 @@ def daily_prices_asset(daily_from: date):
     return daily_prices
 
 
-@asset(
+@multi_asset(
     group_name="ingest",
-    kinds={"polars"},
-    io_manager_key="lake",
+    outs={
+        "market_prices": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars"},
+            description="The panel every model reads, every price on one adjusted basis.",
+        ),
+        "quality_findings": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars"},
+            description="Every quality finding of the panel, not the first 20: [rule, symbol, "
+            "date, detail]; the universe screen reads the blocking ones.",
+        ),
+    },
     ins={"daily_prices": AssetIn(partition_mapping=AllPartitionMapping())},
+    can_subset=True,  # jobs and tests that select market_prices alone still run
     check_specs=[
         AssetCheckSpec(
             QUALITY,
             asset="market_prices",
             description="Warnings that set no row aside: calendar gaps, stale series, return "
-            "outliers, unadjusted splits, coverage, freshness.",
+            "outliers, unadjusted splits, coverage, freshness (all of them in "
+            "quality_findings; the universe screen excludes what they make uninvestable).",
         )
     ],
 )
@@ -327,8 +342,13 @@ def market_prices(
     )
     findings = quality_findings(panel, date.today(), rules, check_splits=not adjusted_for)
     warnings = summarize(findings)
+    selected = context.op_execution_context.selected_output_names
+    if "market_prices" not in selected:  # quality_findings alone (a subset run)
+        yield Output(findings, output_name="quality_findings", metadata=frame_metadata(findings))
+        return
     yield AssetCheckResult(
         check_name=QUALITY,
+        asset_key="market_prices",
         passed=not warnings,
         severity=AssetCheckSeverity.WARN,
         description="\n".join(str(w) for w in warnings) or "no findings",
@@ -343,6 +363,7 @@ def market_prices(
     )
     yield Output(
         panel,
+        output_name="market_prices",
         metadata={
             **frame_metadata(panel),
             **_span(panel),
@@ -350,6 +371,97 @@ def market_prices(
             "rows_from_daily": len(daily),
             "adjusted_for": MetadataValue.json(adjusted_for),
             "price_basis": MetadataValue.json(basis),
+        },
+    )
+    if "quality_findings" not in selected:
+        return
+    yield Output(
+        findings,
+        output_name="quality_findings",
+        metadata={
+            **frame_metadata(findings),
+            "findings_per_rule": table(findings.group_by("rule").len().sort("rule")),
+            "symbols_with_findings": findings["symbol"].drop_nulls().n_unique(),
+        },
+    )
+
+
+class UniverseConfig(Config):
+    min_price: float = Field(
+        default=1.0, description="Exclude a day whose traded close is below this (currency)."
+    )
+    min_dollar_volume: float = Field(
+        default=1e6,
+        description="Exclude a day whose median traded dollar volume over volume_window days "
+        "is below this (not judged when the prices carry no volume).",
+    )
+    volume_window: int = Field(default=20, description="Days of the median dollar volume.")
+    min_history: int = Field(
+        default=60, description="Exclude a symbol's first days, up to this many rows."
+    )
+    stale_run: int = Field(
+        default=5, description="Exclude a day whose close has been unchanged this many days."
+    )
+    finding_days: int = Field(
+        default=21,
+        description="Exclude a symbol for this many days from a blocking quality finding (a "
+        "return outlier, an unadjusted split, a calendar gap).",
+    )
+    stale_day_share: float = Field(
+        default=0.5,
+        description="A date where more than this share of closes is unchanged is a market-wide "
+        "stale day (a closed day filled with the previous closes): every row excluded, and the "
+        "date dropped from what models and books read.",
+    )
+
+
+@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake")
+def universe(
+    context: AssetExecutionContext,
+    config: UniverseConfig,
+    market_prices: pl.DataFrame,
+    quality_findings: pl.DataFrame,
+) -> Output[pl.DataFrame]:
+    """The investable universe, point in time: ``[symbol, date, eligible, rule, reason]`` for
+    every row of the panel (``models/universe.py``: minimum price, median dollar volume,
+    history, stale runs, open blocking findings, market-wide stale days). Models train, and
+    books trade, only on eligible rows; the count per date is plotted."""
+    rules = ScreenRules(**config.model_dump())
+    frame = screen(market_prices, quality_findings, rules)
+    counts = frame.group_by("date").agg(eligible=pl.col("eligible").sum(), listed=pl.len())
+    excluded = excluded_symbols(frame)
+    judged_volume = "volume" in market_prices.columns and bool(
+        market_prices["volume"].is_not_null().any()
+    )
+    stale = frame.filter(pl.col("rule").str.contains("market-wide stale day"))["date"].unique()
+    context.log.info(
+        f"universe: {frame['eligible'].sum():,} of {len(frame):,} rows eligible; "
+        f"{len(excluded)} symbols excluded beyond their first {rules.min_history} days; "
+        f"{len(stale)} market-wide stale days"
+        + ("" if judged_volume else "; dollar volume: cannot judge without volume")
+    )
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "eligible_per_date": image(
+                png_bytes(universe_counts(counts.sort("date"))), "eligible symbols per date"
+            ),
+            "excluded_symbols": table(excluded.head(100)),
+            "symbols_excluded": len(excluded),
+            "rows_excluded_by_rule": table(
+                frame.drop_nulls("rule")
+                .with_columns(pl.col("rule").str.split("; "))
+                .explode("rule")
+                .group_by("rule")
+                .len()
+                .sort("len", descending=True)
+            ),
+            "market_stale_days": MetadataValue.json([str(d) for d in stale.sort()]),
+            "dollar_volume": "judged"
+            if judged_volume
+            else "cannot judge without volume: no symbol excluded for liquidity",
+            "eligible_last_date": int(counts.sort("date")["eligible"][-1]),
         },
     )
 

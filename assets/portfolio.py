@@ -44,6 +44,7 @@ from models.strategies import strategy_table as build_strategy_table
 from models.strategies import top_k_variants
 from models.trading_costs import forecast_spreads, spread_estimates
 from models.training import BaseModels
+from models.universe import investable, screen_weights, without_stale_days
 
 STRATEGIES = (
     "ml_top_k",
@@ -200,10 +201,14 @@ def portfolio_weights(
     config: PortfolioConfig,
     signals: pl.DataFrame,
     market_prices: pl.DataFrame,
+    universe: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """Target weights ``[strategy, date, symbol, weight, kind]`` on rebalance dates of the
     out-of-sample period (``oos``), the ML book's grid of variants (``variant``, trials for the
-    strategy table) and today's ML book (``live``). Optimisers are skfolio's."""
+    strategy table) and today's ML book (``live``). Optimisers are skfolio's. Every book picks
+    from the investable universe only (the screened rows of the panel; an optimiser takes a
+    name whose every day of its look-back window was investable)."""
+    market_prices = investable(without_stale_days(market_prices, universe), universe)
     oos = signals.filter(pl.col("kind") == "oos")
     live = signals.filter(pl.col("kind") == "live")
     dates = rebalance_dates(oos["date"], config.rebalance_every)
@@ -334,6 +339,7 @@ def backtest(
     portfolio_weights: pl.DataFrame,
     seed_strategies: pl.DataFrame,
     market_prices: pl.DataFrame,
+    universe: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
@@ -341,11 +347,14 @@ def backtest(
     turnover]`` of every strategy (``role`` = ``strategy``) and variant (``variant``) over the
     out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
     the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
-    borrowing on shorts."""
-    model = cost_model(config, market_prices)
+    borrowing on shorts. Every book's targets are screened: a name the universe excludes on a
+    rebalance date is not bought, its side's weight going to the rest; market-wide stale days
+    (a closed day filled with the previous closes) are no trading days."""
+    model = cost_model(config, without_stale_days(market_prices, universe))
     spreads, has = model.spreads, model.has
     spread_quality = _spread_quality(spreads) if spreads is not None else {}
-    books = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
+    targets = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
+    books = screen_weights(targets, universe)
     daily = pl.concat(
         model.run(w.drop("strategy", "kind"), config).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
@@ -399,6 +408,7 @@ def backtest(
             if config.spread_cost
             else "not charged (portfolio.spread_cost: false)",
             **spread_quality,
+            "targets_screened_out": len(targets) - len(books),
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),

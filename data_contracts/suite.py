@@ -131,7 +131,8 @@ def run_suite(frame: pl.DataFrame, suite_name: str) -> Report:
         if v.severity == "quarantine":
             flagged.append(
                 rows.select(
-                    pl.col("source_file").cast(pl.String), pl.col("source_row").cast(pl.Int64)
+                    (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
+                    for c, t in (("source_file", pl.String), ("source_row", pl.Int64))
                 ).with_columns(rule=pl.lit(f"{v.column}: {v.rule}" if v.column else v.rule))
             )
     empty = pl.DataFrame(

@@ -187,7 +187,7 @@ def build_definitions(
     nightly_selection = (
         daily
         | AssetSelection.assets("news_sentiment")
-        | AssetSelection.assets("market_prices").downstream()
+        | AssetSelection.assets("market_prices", "quality_findings").downstream()
     ) - AssetSelection.assets("stress_scenarios")
 
     def job(name: str, selection: AssetSelection, description: str):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
-from assets.ingest import PanelConfig, PricesConfig
+from assets.ingest import PanelConfig, PricesConfig, UniverseConfig
 from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
 from assets.risk import (
     AnomalyConfig,
@@ -115,6 +115,19 @@ class DataSection(Section):
     max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
     stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)
     max_age_days: int | None = _inherit(PanelConfig, "max_age_days", ge=0)
+
+
+class UniverseSection(Section):
+    """The investable-universe screen (the ``universe`` asset): what models train on and books
+    may hold."""
+
+    min_price: float = _inherit(UniverseConfig, "min_price", ge=0)
+    min_dollar_volume: float = _inherit(UniverseConfig, "min_dollar_volume", ge=0)
+    volume_window: int = _inherit(UniverseConfig, "volume_window", ge=1)
+    min_history: int = _inherit(UniverseConfig, "min_history", ge=0)
+    stale_run: int = _inherit(UniverseConfig, "stale_run", ge=2)
+    finding_days: int = _inherit(UniverseConfig, "finding_days", ge=0)
+    stale_day_share: float = _inherit(UniverseConfig, "stale_day_share", gt=0, le=1)
 
 
 class FeaturesSection(Section):
@@ -295,6 +308,7 @@ class Experiment(Section):
         "full", description="Built-in profile the file starts from."
     )
     data: DataSection = DataSection()
+    universe: UniverseSection = UniverseSection()
     features: FeaturesSection = FeaturesSection()
     labels: LabelsSection = LabelsSection()
     cv: CVSection = CVSection()
@@ -342,6 +356,13 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("data", "max_gap_days"): ("market_prices", "max_gap_days"),
     ("data", "stale_run"): ("market_prices", "stale_run"),
     ("data", "max_age_days"): ("market_prices", "max_age_days"),
+    ("universe", "min_price"): ("universe", "min_price"),
+    ("universe", "min_dollar_volume"): ("universe", "min_dollar_volume"),
+    ("universe", "volume_window"): ("universe", "volume_window"),
+    ("universe", "min_history"): ("universe", "min_history"),
+    ("universe", "stale_run"): ("universe", "stale_run"),
+    ("universe", "finding_days"): ("universe", "finding_days"),
+    ("universe", "stale_day_share"): ("universe", "stale_day_share"),
     ("features", "set"): ("feature_matrix", "feature_set"),
     ("features", "names"): ("feature_matrix", "names"),
     ("features", "windows"): ("feature_matrix", "windows"),
