@@ -20,7 +20,11 @@ def adjust(panel: pl.DataFrame) -> pl.DataFrame:
     as traded. ``split`` and ``dividend`` are dropped."""
     split = pl.col("split").fill_null(1.0) if "split" in panel.columns else pl.lit(1.0)
     dividend = pl.col("dividend").fill_null(0.0) if "dividend" in panel.columns else pl.lit(0.0)
-    event = (1 - dividend / pl.col("close").shift(1).over("symbol")).fill_null(1.0) / split
+    previous = pl.col("close").shift(1).over("symbol")
+    # a dividend as large as the previous close (a junk print, a misplaced decimal) would turn
+    # every earlier price negative: such a day adjusts for its split only
+    cash = pl.when(dividend < previous).then(1 - dividend / previous).otherwise(1.0)
+    event = cash.fill_null(1.0) / split
     later = event.shift(-1).over("symbol").fill_null(1.0)
     factor = later.cum_prod(reverse=True).over("symbol")
     share_factor = (
