@@ -298,11 +298,13 @@ def daily_prices_asset(daily_from: date):
         "market_prices": AssetOut(
             io_manager_key="lake",
             kinds={"polars"},
+            is_required=False,
             description="The panel every model reads, every price on one adjusted basis.",
         ),
         "quality_findings": AssetOut(
             io_manager_key="lake",
             kinds={"polars"},
+            is_required=False,
             description="Every quality finding of the panel, not the first 20: [rule, symbol, "
             "date, detail]; the universe screen reads the blocking ones.",
         ),
