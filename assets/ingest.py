@@ -423,12 +423,14 @@ def universe(
     config: UniverseConfig,
     market_prices: pl.DataFrame,
     quality_findings: pl.DataFrame,
+    price_source: ResourceParam[PriceSource],
 ) -> Output[pl.DataFrame]:
     """The investable universe, point in time: ``[symbol, date, eligible, rule, reason]`` for
     every row of the panel (``models/universe.py``: minimum price, median dollar volume,
     history, stale runs, open blocking findings, market-wide stale days). Models train, and
     books trade, only on eligible rows; the count per date is plotted."""
-    rules = ScreenRules(**config.model_dump())
+    adjusted_only = bool(getattr(price_source, "adjusted_only", False))
+    rules = ScreenRules(**(config.model_dump() | ({"min_price": None} if adjusted_only else {})))
     frame = screen(market_prices, quality_findings, rules)
     counts = frame.group_by("date").agg(eligible=pl.col("eligible").sum(), listed=pl.len())
     excluded = excluded_symbols(frame)
@@ -441,6 +443,7 @@ def universe(
         f"{len(excluded)} symbols excluded beyond their first {rules.min_history} days; "
         f"{len(stale)} market-wide stale days"
         + ("" if judged_volume else "; dollar volume: cannot judge without volume")
+        + ("; minimum price: cannot judge on adjusted closes" if adjusted_only else "")
     )
     return Output(
         frame,
@@ -463,6 +466,9 @@ def universe(
             "dollar_volume": "judged"
             if judged_volume
             else "cannot judge without volume: no symbol excluded for liquidity",
+            "minimum_price": "cannot judge on adjusted closes (no traded price): not applied"
+            if adjusted_only
+            else f"traded close >= {rules.min_price}",
             "eligible_last_date": int(counts.sort("date")["eligible"][-1]),
         },
     )

@@ -41,7 +41,7 @@ SCREEN_SCHEMA = {
 
 @dataclass(frozen=True)
 class ScreenRules:
-    min_price: float = 1.0
+    min_price: float | None = 1.0  # None: not judged (no traded price, e.g. adjusted closes)
     min_dollar_volume: float = 1e6
     volume_window: int = 20
     min_history: int = 60
@@ -87,7 +87,7 @@ def screen(
         ),
         (
             "price",
-            pl.col(price) < rules.min_price,
+            pl.col(price) < (rules.min_price if rules.min_price is not None else -1.0),
             pl.format("price: {} below {}", pl.col(price).round(4), pl.lit(rules.min_price)),
         ),
         (

@@ -11,6 +11,7 @@ import io
 from collections import Counter
 from datetime import date
 from pathlib import Path
+from typing import ClassVar
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import urlopen
@@ -54,6 +55,10 @@ FRENCH_LAG_MONTHS = 1
 
 class BundledPriceSource(ConfigurableResource):
     """skfolio's bundled S&P 500 sample: 20 stocks, daily adjusted close."""
+
+    # no traded price: the universe screen cannot judge a minimum price on these closes
+    # (AAPL's 1990 closes, adjusted for four splits since, read about $0.30)
+    adjusted_only: ClassVar[bool] = True
 
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         from skfolio.datasets import load_sp500_dataset

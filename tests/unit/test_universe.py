@@ -156,3 +156,18 @@ def test_screened_weights_drop_excluded_names_and_keep_each_sides_gross():
     out = screen_weights(weights, universe).sort("symbol")
     assert out["symbol"].to_list() == ["A", "C", "X", "Y"]
     np.testing.assert_allclose(out["weight"].to_numpy(), [1 / 3, 2 / 3, -0.5, -0.5])
+
+
+def test_on_adjusted_closes_alone_the_minimum_price_is_not_judged(planted):
+    from dataclasses import replace
+
+    out = screen(planted.drop("day", "volume"), _no_findings(), replace(RULES, min_price=None))
+    assert not out["rule"].drop_nulls().str.contains("price").any()
+    judged = screen(planted.drop("day", "volume"), _no_findings(), RULES)
+    assert judged["rule"].drop_nulls().str.contains("price").any()  # the half-cent tail
+
+
+def _no_findings() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"rule": pl.String, "symbol": pl.String, "date": pl.Date, "detail": pl.String}
+    )
