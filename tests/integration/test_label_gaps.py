@@ -59,7 +59,6 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, ma
         "data.start_date": "2017-12-01",
         "models.names": "[lightgbm]",
         "explain.model": "lightgbm",
-        "models.n_trials": "3",
     }
     resolved = resolve(None, environ=env, overrides=overrides)
     defs = build_definitions(settings, resolved, env)
@@ -91,7 +90,8 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, ma
     without = assemble(
         features.filter(pl.col("symbol") != "JPM"), labels.filter(pl.col("symbol") != "JPM")
     )
-    expected = outer_splits(without, base.tune_end, 4, horizon=5)
+    n_outer = resolved.experiment.cv.outer_splits
+    expected = outer_splits(without, base.tune_end, n_outer, horizon=5)
     want = [
         tuple(without.dates[te][[0, -1]].astype("datetime64[D]").tolist()) for _, te in expected
     ]
