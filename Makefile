@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= fast
 
-.PHONY: install run test test-fast ui bench chaos lint format clean stack stack-stop
+.PHONY: install run test test-fast ui bench bench-vendor chaos lint format clean stack stack-stop
 
 # pip, not uv/poetry: `torch==2.13.0` must resolve to the CPU wheel that lies on the machine.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +32,12 @@ bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.nights
+	$(BIN)/python -m benchmarks.contract
+	$(BIN)/python -m benchmarks.vendor
+
+bench-vendor: install  ## the shared S&P 500 set, 2015-2020, fast profile end to end, clean and dirty
+	$(BIN)/python -m benchmarks.contract
+	$(BIN)/python -m benchmarks.vendor
 
 chaos: install  ## SIGKILL the fast run at random moments, rerun, compare (about 20 min)
 	$(BIN)/python -m benchmarks.chaos --trials 10

@@ -18,6 +18,7 @@ from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
 from models.labels import excess_returns, forward_returns, triple_barrier
+from models.universe import investable, without_stale_days
 
 
 class FeaturesConfig(Config):
@@ -68,6 +69,11 @@ class LabelsConfig(Config):
         default=2.0, description="Triple barrier: width in trailing volatilities."
     )
     vol_window: int = Field(default=20, description="Triple barrier: days of trailing volatility.")
+    max_gap_days: int | None = Field(
+        default=10,
+        description="Drop a label whose horizon spans more than horizon + this many business "
+        "days (a hole in the symbol's history; data.max_gap_days); none keeps every label.",
+    )
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
@@ -77,11 +83,16 @@ def feature_matrix(
     alt_data: pl.DataFrame,
     sector_map: pl.DataFrame,
     news_sentiment: pl.DataFrame,
+    universe: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """``[symbol, date, <features>]``: the configured feature set (technical, Alpha158, market-
     relative), alternative data and news sentiment joined as of their publication, cross-sectional
     transforms, ARMA/GARCH forecasts when asked; each
-    value uses only data known on or before its date."""
+    value uses only data known on or before its date. Computed on the whole panel (windows
+    read every earlier row) without market-wide stale days, then kept only on the rows the
+    universe screen lets in: the models train and score on the investable universe alone."""
+    panel = market_prices
+    market_prices = without_stale_days(market_prices, universe)
     frame = build_feature_matrix(
         market_prices.lazy(),
         alt_data.lazy(),
@@ -100,6 +111,8 @@ def feature_matrix(
     if config.statistical:
         stats = statistical_features(market_prices, horizon=config.horizon, n_jobs=config.n_jobs)
         frame = frame.join(stats, on=["symbol", "date"], how="left")
+    rows = len(frame)
+    frame = investable(frame, universe)
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
@@ -119,18 +132,27 @@ def feature_matrix(
                 {k: list(v) for k, v in skipped.items()}
             ),
             "max_null_share": float(max(null_share, default=0.0)),
+            "rows_screened_out": rows - len(frame),
+            "panel_rows": len(panel),
         },
     )
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
 def labels(
-    config: LabelsConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
+    config: LabelsConfig,
+    market_prices: pl.DataFrame,
+    alt_data: pl.DataFrame,
+    universe: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
-    """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends."""
-    prices = market_prices.lazy()
+    """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends,
+    on the panel without market-wide stale days, for the rows the universe screen lets in; a
+    label across a hole in a symbol's history is dropped (``max_gap_days``)."""
+    prices = without_stale_days(market_prices, universe).lazy()
     if config.kind == "forward":
-        frame = forward_returns(prices, config.horizon, config.skip)
+        frame = forward_returns(
+            prices, config.horizon, config.skip, max_gap_days=config.max_gap_days
+        )
     elif config.skip:
         raise ValueError(f"labels.skip applies to forward labels, not {config.kind!r}")
     elif config.kind == "excess":
@@ -139,12 +161,14 @@ def labels(
             .filter(pl.col("series") == "SP500")
             .select("date", pl.col("value").alias("close"))
         )
-        frame = excess_returns(prices, market, config.horizon)
+        frame = excess_returns(prices, market, config.horizon, config.max_gap_days)
     elif config.kind == "triple_barrier":
-        frame = triple_barrier(prices, config.horizon, config.barrier_k, config.vol_window)
+        frame = triple_barrier(
+            prices, config.horizon, config.barrier_k, config.vol_window, config.max_gap_days
+        )
     else:
         raise ValueError(f"unknown label kind {config.kind!r}")
-    frame = frame.collect()
+    frame = investable(frame.collect(), universe)
     return Output(
         frame,
         metadata={

@@ -26,12 +26,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._meta import frame_metadata, table
+from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
-from models.corporate_actions import adjust
+from models.corporate_actions import reconcile
+from models.panel import partition_keys
+from models.plots import universe_counts
 from models.sentiment import daily_sentiment
+from models.universe import ScreenRules, excluded_symbols, screen
 
 CHECK = "check_prices_contract"
 QUALITY = "check_market_prices_quality"
@@ -102,8 +105,17 @@ def _ingest(
     not run and the last good files stay untouched. Yields the check result, then returns the
     clean rows and the quarantine."""
     source = price_source.describe()
+    raw = price_source.load_prices(start, end)
+    columns = {
+        "column_mapping": MetadataValue.json(raw.mapping),
+        "column_notes": MetadataValue.json(raw.notes),
+    }
+    if raw.mapping:
+        used = ", ".join(f"{ours} <- '{theirs}'" for ours, theirs in raw.mapping.items())
+        context.log.info(f"{asset}: columns used: {used}")
+    for note in raw.notes:
+        context.log.info(f"{asset}: {note}")
     try:
-        raw = price_source.load_prices(start, end)
         checked = check_prices(
             raw, date.today(), config.max_quarantine_share, allow_empty=asset == "daily_prices"
         )
@@ -116,6 +128,7 @@ def _ingest(
             metadata={
                 "source": source,
                 "violations": MetadataValue.json([v.as_dict() for v in err.violations]),
+                **columns,
             },
         )
         raise Failure(
@@ -136,6 +149,7 @@ def _ingest(
             "files_skipped": len(checked.skipped),
             "validation_report": MetadataValue.path(str(docs)),
             "quarantined": MetadataValue.json([v.as_dict() for v in checked.violations]),
+            **columns,
         },
     )
     clean = (
@@ -200,6 +214,29 @@ def price_history(
     yield _quarantine_output("price_quarantine", checked.quarantine)
 
 
+def per_partition(clean: pl.DataFrame, quarantine: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``[partition, rows_read, rows_clean, rows_quarantined]``: where the lake puts each row
+    (:func:`models.panel.partition_keys`, as the IO manager does); files skipped whole count in
+    no partition's rows."""
+    rows = quarantine.filter(pl.col("source_row").is_not_null())
+    counts = [
+        pl.DataFrame({"partition": partition_keys(f, keys)}).group_by("partition").len(name)
+        for f, name in ((clean, "rows_clean"), (rows, "rows_quarantined"))
+    ]
+    return (
+        pl.DataFrame({"partition": sorted(keys)})
+        .join(counts[0], on="partition", how="left")
+        .join(counts[1], on="partition", how="left")
+        .fill_null(0)
+        .select(
+            "partition",
+            rows_read=pl.col("rows_clean") + pl.col("rows_quarantined"),
+            rows_clean="rows_clean",
+            rows_quarantined="rows_quarantined",
+        )
+    )
+
+
 def daily_prices_asset(daily_from: date):
     """The daily ingest, one weekday partition per trading day from ``daily_from``: the
     nightly run reads and writes only the new day; a backfill of a range runs as one run."""
@@ -235,6 +272,10 @@ def daily_prices_asset(daily_from: date):
         clean, checked = yield from _ingest(
             context, "daily_prices", config, price_source, reports, start, end
         )
+        quarantine = checked.quarantine.with_columns(
+            partition_date=pl.col("date").str.slice(0, 10).str.to_date(strict=False)
+        )
+        keys = context.partition_keys
         yield Output(
             clean,
             output_name="daily_prices",
@@ -242,28 +283,41 @@ def daily_prices_asset(daily_from: date):
                 **frame_metadata(clean),
                 "rows_read": checked.rows_in,
                 "rows_written": len(clean),
-                "partitions": len(context.partition_keys),
+                "partitions": len(keys),
+                "per_partition": table(per_partition(clean, quarantine, keys)),
             },
-        )
-        quarantine = checked.quarantine.with_columns(
-            partition_date=pl.col("date").str.slice(0, 10).str.to_date(strict=False)
         )
         yield _quarantine_output("daily_quarantine", quarantine)
 
     return daily_prices
 
 
-@asset(
+@multi_asset(
     group_name="ingest",
-    kinds={"polars"},
-    io_manager_key="lake",
+    outs={
+        "market_prices": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars"},
+            is_required=False,
+            description="The panel every model reads, every price on one adjusted basis.",
+        ),
+        "quality_findings": AssetOut(
+            io_manager_key="lake",
+            kinds={"polars"},
+            is_required=False,
+            description="Every quality finding of the panel, not the first 20: [rule, symbol, "
+            "date, detail]; the universe screen reads the blocking ones.",
+        ),
+    },
     ins={"daily_prices": AssetIn(partition_mapping=AllPartitionMapping())},
+    can_subset=True,  # jobs and tests that select market_prices alone still run
     check_specs=[
         AssetCheckSpec(
             QUALITY,
             asset="market_prices",
             description="Warnings that set no row aside: calendar gaps, stale series, return "
-            "outliers, unadjusted splits, coverage, freshness.",
+            "outliers, unadjusted splits, coverage, freshness (all of them in "
+            "quality_findings; the universe screen excludes what they make uninvestable).",
         )
     ],
 )
@@ -274,13 +328,15 @@ def market_prices(
     daily_prices: pl.DataFrame,
 ):
     """The panel every model reads: history plus every daily partition, ``[symbol, date,
-    close, ...]`` sorted by symbol and date, split- and dividend-adjusted when the source gives
-    those columns (the adjustment of all history changes when a new split arrives, so it is
-    applied here, on the whole panel, not per day)."""
+    close, ..., raw_close]`` sorted by symbol and date, every price on one adjusted basis:
+    split- and dividend-adjusted when the source gives those columns (the adjustment of all
+    history changes when a new split arrives, so it is applied here, on the whole panel, not
+    per day), else by the vendor's ``adj_close / close`` (``models.corporate_actions.
+    reconcile``); ``raw_close`` is the close as traded."""
     daily = daily_prices if daily_prices.width else price_history.clear()
     panel = pl.concat([price_history, daily], how="diagonal_relaxed").sort("symbol", "date")
-    adjusted_for = sorted({"split", "dividend"} & set(panel.columns))
-    panel = adjust(panel) if adjusted_for else panel
+    panel, basis = reconcile(panel)
+    adjusted_for = basis["adjusted_for"]
     rules = QualityRules(
         max_gap_days=config.max_gap_days,
         stale_run=config.stale_run,
@@ -288,8 +344,13 @@ def market_prices(
     )
     findings = quality_findings(panel, date.today(), rules, check_splits=not adjusted_for)
     warnings = summarize(findings)
+    selected = context.op_execution_context.selected_output_names
+    if "market_prices" not in selected:  # quality_findings alone (a subset run)
+        yield Output(findings, output_name="quality_findings", metadata=frame_metadata(findings))
+        return
     yield AssetCheckResult(
         check_name=QUALITY,
+        asset_key="market_prices",
         passed=not warnings,
         severity=AssetCheckSeverity.WARN,
         description="\n".join(str(w) for w in warnings) or "no findings",
@@ -304,12 +365,111 @@ def market_prices(
     )
     yield Output(
         panel,
+        output_name="market_prices",
         metadata={
             **frame_metadata(panel),
             **_span(panel),
             "rows_from_history": len(price_history),
             "rows_from_daily": len(daily),
             "adjusted_for": MetadataValue.json(adjusted_for),
+            "price_basis": MetadataValue.json(basis),
+        },
+    )
+    if "quality_findings" not in selected:
+        return
+    yield Output(
+        findings,
+        output_name="quality_findings",
+        metadata={
+            **frame_metadata(findings),
+            "findings_per_rule": table(findings.group_by("rule").len().sort("rule")),
+            "symbols_with_findings": findings["symbol"].drop_nulls().n_unique(),
+        },
+    )
+
+
+class UniverseConfig(Config):
+    min_price: float = Field(
+        default=1.0, description="Exclude a day whose traded close is below this (currency)."
+    )
+    min_dollar_volume: float = Field(
+        default=1e6,
+        description="Exclude a day whose median traded dollar volume over volume_window days "
+        "is below this (not judged when the prices carry no volume).",
+    )
+    volume_window: int = Field(default=20, description="Days of the median dollar volume.")
+    min_history: int = Field(
+        default=60, description="Exclude a symbol's first days, up to this many rows."
+    )
+    stale_run: int = Field(
+        default=5, description="Exclude a day whose close has been unchanged this many days."
+    )
+    finding_days: int = Field(
+        default=21,
+        description="Exclude a symbol for this many days from a blocking quality finding (a "
+        "return outlier, an unadjusted split, a calendar gap).",
+    )
+    stale_day_share: float = Field(
+        default=0.5,
+        description="A date where more than this share of closes is unchanged is a market-wide "
+        "stale day (a closed day filled with the previous closes): every row excluded, and the "
+        "date dropped from what models and books read.",
+    )
+
+
+@asset(group_name="ingest", kinds={"polars"}, io_manager_key="lake")
+def universe(
+    context: AssetExecutionContext,
+    config: UniverseConfig,
+    market_prices: pl.DataFrame,
+    quality_findings: pl.DataFrame,
+    price_source: ResourceParam[PriceSource],
+) -> Output[pl.DataFrame]:
+    """The investable universe, point in time: ``[symbol, date, eligible, rule, reason]`` for
+    every row of the panel (``models/universe.py``: minimum price, median dollar volume,
+    history, stale runs, open blocking findings, market-wide stale days). Models train, and
+    books trade, only on eligible rows; the count per date is plotted."""
+    adjusted_only = bool(getattr(price_source, "adjusted_only", False))
+    rules = ScreenRules(**(config.model_dump() | ({"min_price": None} if adjusted_only else {})))
+    frame = screen(market_prices, quality_findings, rules)
+    counts = frame.group_by("date").agg(eligible=pl.col("eligible").sum(), listed=pl.len())
+    excluded = excluded_symbols(frame)
+    judged_volume = "volume" in market_prices.columns and bool(
+        market_prices["volume"].is_not_null().any()
+    )
+    stale = frame.filter(pl.col("rule").str.contains("market-wide stale day"))["date"].unique()
+    context.log.info(
+        f"universe: {frame['eligible'].sum():,} of {len(frame):,} rows eligible; "
+        f"{len(excluded)} symbols excluded beyond their first {rules.min_history} days; "
+        f"{len(stale)} market-wide stale days"
+        + ("" if judged_volume else "; dollar volume: cannot judge without volume")
+        + ("; minimum price: cannot judge on adjusted closes" if adjusted_only else "")
+    )
+    return Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            "eligible_per_date": image(
+                png_bytes(universe_counts(counts.sort("date"))), "eligible symbols per date"
+            ),
+            "excluded_symbols": table(excluded.head(100)),
+            "symbols_excluded": len(excluded),
+            "rows_excluded_by_rule": table(
+                frame.drop_nulls("rule")
+                .with_columns(pl.col("rule").str.split("; "))
+                .explode("rule")
+                .group_by("rule")
+                .len()
+                .sort("len", descending=True)
+            ),
+            "market_stale_days": MetadataValue.json([str(d) for d in stale.sort()]),
+            "dollar_volume": "judged"
+            if judged_volume
+            else "cannot judge without volume: no symbol excluded for liquidity",
+            "minimum_price": "cannot judge on adjusted closes (no traded price): not applied"
+            if adjusted_only
+            else f"traded close >= {rules.min_price}",
+            "eligible_last_date": int(counts.sort("date")["eligible"][-1]),
         },
     )
 

@@ -50,6 +50,7 @@ from models.strategies import strategy_table as build_strategy_table
 from models.strategies import top_k_variants
 from models.trading_costs import SPREAD_ESTIMATORS, forecast_spreads, spread_estimates
 from models.training import BaseModels
+from models.universe import investable, screen_weights, without_stale_days
 
 SPREAD_SOURCES = (*SPREAD_ESTIMATORS, "none")
 STRATEGIES = (
@@ -259,10 +260,14 @@ def portfolio_weights(
     config: PortfolioConfig,
     signals: pl.DataFrame,
     market_prices: pl.DataFrame,
+    universe: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """Target weights ``[strategy, date, symbol, weight, kind]`` on rebalance dates of the
     out-of-sample period (``oos``), the ML book's grid of variants (``variant``, trials for the
-    strategy table) and today's ML book (``live``). Optimisers are skfolio's."""
+    strategy table) and today's ML book (``live``). Optimisers are skfolio's. Every book picks
+    from the investable universe only (the screened rows of the panel; an optimiser takes a
+    name whose every day of its look-back window was investable)."""
+    market_prices = investable(without_stale_days(market_prices, universe), universe)
     oos = signals.filter(pl.col("kind") == "oos")
     if config.start_date is not None:
         oos = oos.filter(pl.col("date") >= date.fromisoformat(config.start_date))
@@ -481,6 +486,7 @@ def backtest(
     portfolio_weights: pl.DataFrame,
     seed_strategies: pl.DataFrame,
     market_prices: pl.DataFrame,
+    universe: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
@@ -488,11 +494,14 @@ def backtest(
     turnover]`` of every strategy (``role`` = ``strategy``) and variant (``variant``) over the
     out-of-sample period: traded ``lag`` days after the signal, with proportional costs, half
     the forecast bid-ask spread and square-root market impact (where OHLCV exists) and
-    borrowing on shorts."""
-    model = cost_model(config, market_prices)
+    borrowing on shorts. Every book's targets are screened: a name the universe excludes on a
+    rebalance date is not bought, its side's weight going to the rest; market-wide stale days
+    (a closed day filled with the previous closes) are no trading days."""
+    model = cost_model(config, without_stale_days(market_prices, universe))
     spreads, has = model.spreads, model.has
     spread_quality = _spread_quality(spreads) if spreads is not None else {}
-    books = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
+    targets = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
+    books = screen_weights(targets, universe)
     daily = pl.concat(
         model.run(w.drop("strategy", "kind"), config).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
@@ -512,7 +521,7 @@ def backtest(
         "turnover",
     )
     main = daily.filter(pl.col("role") == "strategy")
-    summary = pl.DataFrame(
+    summary = performance_frame(
         [
             {"strategy": name, **performance(p["net"].to_numpy(), p["turnover"].to_numpy())}
             for (name,), p in main.group_by("strategy", maintain_order=True)
@@ -527,7 +536,7 @@ def backtest(
                 {
                     f"{row['strategy']}_{k}": v
                     for k, v in row.items()
-                    if k != "strategy" and np.isfinite(v)
+                    if k != "strategy" and v is not None
                 }
             )
         for path in paths:
@@ -547,11 +556,34 @@ def backtest(
             if config.costs == "none"
             else f"not charged: the prices lack the columns {config.costs} needs",
             **spread_quality,
+            "targets_screened_out": len(targets) - len(books),
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def performance_frame(rows: list[dict]) -> pl.DataFrame:
+    """One row per book of :func:`models.backtest.performance` figures, each a Float64 and
+    every non-finite figure null: one book's odd figure must not type the column as
+    ``object`` (polars then fails to find a supertype of f64 and object)."""
+    if not rows:
+        return pl.DataFrame(schema={"strategy": pl.String})
+    schema = {"strategy": pl.String, **{k: pl.Float64 for k in rows[0] if k != "strategy"}}
+    frame = pl.DataFrame(
+        [{k: _figure(v) if k != "strategy" else v for k, v in row.items()} for row in rows],
+        schema=schema,
+    )
+    return frame.with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def _figure(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):  # complex, None, or anything else that is not a figure
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:

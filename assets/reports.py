@@ -6,8 +6,9 @@ from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam,
 
 from assets._meta import png_bytes
 from assets.ports import ReportStore, Tracker
-from models.plots import equity_curves, var_backtest_plot
+from models.plots import equity_curves, universe_counts, var_backtest_plot
 from models.report import Figure, Section, html_report, report_json
+from models.universe import excluded_symbols
 from models.var_backtest import coverage_table
 
 
@@ -21,14 +22,22 @@ def run_report(
     shap_explanations: pl.DataFrame,
     stress_scenarios: dict,
     correlation_forecasts: pl.DataFrame,
+    universe: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[dict]:
     """The run's results on one page, ``reports/<run id>/report.html`` and
     ``reports/latest/report.html`` (figures embedded), with ``report.json``: strategies and
-    their honesty figures, VaR and its backtest, stress tests and SHAP explanations."""
+    their honesty figures, VaR and its backtest, stress tests and SHAP explanations, and the
+    investable universe with every symbol it excluded and why."""
     strategies = backtest.filter(pl.col("role") == "strategy")
     levels = sorted(var_backtest["level"].unique())
+    counts = (
+        universe.group_by("date")
+        .agg(eligible=pl.col("eligible").sum(), listed=pl.len())
+        .sort("date")
+    )
+    excluded = excluded_symbols(universe)
     sections = [
         Section(
             "Strategies",
@@ -38,6 +47,17 @@ def run_report(
                 "probability that the in-sample best is below the median out of sample.",
                 strategy_table,
                 Figure(png_bytes(equity_curves(strategies)), "Equity curves, net of costs"),
+            ),
+        ),
+        Section(
+            "Investable universe",
+            (
+                "Models train and books trade only on the screened universe (minimum price, "
+                "median dollar volume, history, stale runs, open blocking quality findings, "
+                "market-wide stale days); each symbol it excluded beyond its first days, with "
+                "the rules and the first reason.",
+                Figure(png_bytes(universe_counts(counts)), "Investable symbols per date"),
+                excluded if len(excluded) else "No symbol was excluded beyond its first days.",
             ),
         ),
         Section(

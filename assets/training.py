@@ -20,6 +20,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    Failure,
     MetadataValue,
     Output,
     ResourceParam,
@@ -48,6 +49,7 @@ from models.plots import (
 from models.stacking import StackedEnsemble, walk_forward_meta
 from models.training import (
     BaseModels,
+    cv_problems,
     inner_splits,
     oof_frame,
     test_period_start,
@@ -93,6 +95,16 @@ class TrainingConfig(CostConfig):
     )
     seed: int = Field(default=42, description="Seed for samplers and estimators.")
     n_jobs: int = Field(default=2, description="Threads per model fit.")
+    horizon: int = Field(
+        default=5,
+        description="Label horizon in trading days (labels.horizon): the purge between every "
+        "training window and its test block, on the panel's calendar.",
+    )
+    outer_splits: int = Field(
+        default=5,
+        description="Walk-forward test blocks after the tuning window (cv.outer_splits): "
+        "checked here, with the other CV settings, before any tuning starts.",
+    )
     workers: int = Field(
         default=1,
         description="Processes that run each model's Optuna trials together, sharing its study "
@@ -289,9 +301,23 @@ def base_models(
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress goes through context.log
     ds = assemble(feature_matrix, labels, config.target)
+    problems = cv_problems(
+        len(np.unique(ds.dates)),
+        horizon=config.horizon,
+        tune_fraction=config.tune_fraction,
+        inner_splits=config.inner_splits,
+        outer_splits=config.outer_splits,
+        test_days=config.test_days,
+        scheme=config.cv_scheme,
+    )
+    if problems:  # before any tuning: nothing to resume, nothing half-written
+        raise Failure(
+            description="impossible CV settings:\n" + "\n".join(f"  - {p}" for p in problems),
+            allow_retries=False,
+        )
     tune_end, mask = tuning_window(ds, config.tune_fraction)
     test_start = test_period_start(ds, config.test_days, tune_end)
-    splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme)
+    splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme, config.horizon)
     fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
     scorer = None
     if config.objective == "net_return":
@@ -307,6 +333,7 @@ def base_models(
     result = BaseModels(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
+    result.horizon = config.horizon
     pictures: dict[str, MetadataValue] = {}
     fit_seconds = refit_seconds = 0.0
     # each study's figures render on a thread of their own while the next model fits: the

@@ -16,6 +16,11 @@ PRICE_COLUMNS: dict[str, pl.DataType] = {
     "high": pl.Float64(),
     "low": pl.Float64(),
     "close": pl.Float64(),
+    # the vendor's adjusted close beside its traded one (Yahoo's "Adj Close"), or a CRSP-style
+    # cumulative factor (adjusted = raw / price_factor): market_prices puts open, high, low and
+    # volume on the adjusted close's basis (models/corporate_actions.py::reconcile)
+    "adj_close": pl.Float64(),
+    "price_factor": pl.Float64(),
     "volume": pl.Float64(),
     "dividend": pl.Float64(),
     "split": pl.Float64(),
@@ -42,6 +47,8 @@ class RawPrices:
 
     frame: pl.DataFrame
     skipped: list[Violation] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)  # our column -> the file's, as used
+    notes: list[str] = field(default_factory=list)  # why a column was or was not taken
 
 
 @dataclass
@@ -96,7 +103,7 @@ def check_prices(
     report = run_suite(derived, CONTRACT)
     report.violations[:0] = _parse_violations(typed, unparsed)
     flagged = pl.concat([unparsed.select(*_KEY, "rule"), report.flagged])
-    rules = flagged.group_by(_KEY).agg(pl.col("rule").unique().sort().str.join("; "))
+    rules = _rules_per_row(flagged)
     value_cols = [c for c in frame.columns if c not in _KEY]
     quarantine = (
         frame.join(rules, on=_KEY)
@@ -132,8 +139,8 @@ def check_prices(
     if share > max_quarantine_share:
         extra.append(
             Violation(
-                f"{share:.1%} of rows would be quarantined (limit {max_quarantine_share:.0%}); "
-                f"first rules: {sorted(set(rules['rule']))[:3]}",
+                f"{share:.1%} of rows would be quarantined (limit {max_quarantine_share:.0%}; "
+                f"data.max_quarantine_share); {dominant_rule(flagged, typed)}",
                 None,
                 None,
                 None,
@@ -147,6 +154,71 @@ def check_prices(
 
 
 _KEY = ["source_file", "source_row"]
+
+
+def _rules_per_row(flagged: pl.DataFrame) -> pl.DataFrame:
+    """``[source_file, source_row, rule]``, one row per flagged row, its rules joined by "; "
+    in name order. The rules become bits of one integer summed per row, and only the few
+    distinct sums are spelled out: a per-row list of strings to sort and join took most of the
+    contract's time on a frame with 200 k bad rows."""
+    names = sorted(set(flagged["rule"]))
+    if len(names) > 62:  # more rules than bits: the plain aggregation
+        return flagged.group_by(_KEY).agg(pl.col("rule").unique().sort().str.join("; "))
+    bit = pl.col("rule").replace_strict(names, [1 << i for i in range(len(names))], default=0)
+    sums = flagged.unique().group_by(_KEY).agg(bits=bit.sum())
+    distinct = sums["bits"].unique().to_list()  # a handful of rule sets, not rows
+    spelled = pl.DataFrame(
+        {
+            "bits": distinct,
+            "rule": ["; ".join(n for i, n in enumerate(names) if b >> i & 1) for b in distinct],
+        },
+        schema={"bits": sums.schema["bits"], "rule": pl.String},
+    )
+    return sums.join(spelled, on="bits").drop("bits")
+
+
+def dominant_rule(flagged: pl.DataFrame, typed: pl.DataFrame) -> str:
+    """Which rule sets most rows aside, and the likely cause when the pattern is a known one
+    (a blocked run's message: "75 % quarantined" alone does not say what to change)."""
+    counts = flagged.group_by("rule").len().sort("len", "rule", descending=[True, False])
+    if counts.is_empty():
+        return "no row rule dominates"
+    rule, n = counts.row(0)
+    rows = flagged.select(_KEY).unique().height
+    text = f"rule '{rule}' dominates ({n:,} rows, {n / max(rows, 1):.0%} of those set aside)"
+    cause = _likely_cause(rule, typed.join(flagged.filter(pl.col("rule") == rule), on=_KEY))
+    return text + (f"; likely cause: {cause}" if cause else "")
+
+
+def _likely_cause(rule: str, bad: pl.DataFrame) -> str | None:
+    pair = rule.rsplit(": ", 1)[-1]
+    if pair in ("close must be >= low", "high must be >= close") and {"high", "low"} <= set(
+        bad.columns
+    ):
+        # where close sits against the day's range: an adjusted close (dividends, splits)
+        # beside raw high/low lies below it, by the same factor for a whole stretch
+        where = bad.select(
+            (pl.col("close") / ((pl.col("high") + pl.col("low")) / 2)).median()
+        ).item()
+        if where is not None and abs(where - 1) > 0.02:
+            return (
+                f"close looks adjusted while high/low are not (the median bad close is "
+                f"{where:.0%} of the day's mid-range): map the adjusted column as adj_close and "
+                "the traded one as close, e.g. columns: {close: Close, adj_close: Adj Close}; "
+                "open, high and low are then put on the adjusted basis"
+            )
+        return "the open/high/low columns may be mapped to the wrong fields: check the mapping"
+    if rule.startswith("date: must parse"):
+        return "the dates are not ISO (YYYY-MM-DD) nor YYYYMMDD: reformat them, or map another column as date"
+    if rule.startswith("date: must not be after"):
+        return "dates read day-first or in the future: check the file's date format"
+    if rule.endswith("must parse as Float64"):
+        return "a number column holds text (thousand separators, currency signs, 'n/a'): clean it or map another column"
+    if rule.startswith("symbol,date: must be unique"):
+        return "files overlap, or per-ticker files lack a symbol: set symbol_from_filename or map a ticker column"
+    if rule.startswith("symbol:"):
+        return "the symbol column holds names or lower-case tickers: map a ticker column, or set symbol_from_filename"
+    return None
 
 
 def parse_prices(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -257,8 +329,10 @@ def _parse(column: str, dtype: pl.DataType) -> pl.Expr:
     if column == "symbol":
         return col.cast(pl.String).str.strip_chars()
     if dtype == pl.String and target == pl.Date:
-        # the exchange-local calendar date: drop a time of day and its offset
-        return col.str.strip_chars().str.replace(r"[T ].*$", "").str.to_date(strict=False)
+        # the exchange-local calendar date: drop a time of day and its offset; ISO, or
+        # YYYYMMDD as Stooq and CRSP extracts write it
+        day = col.str.strip_chars().str.replace(r"[T ].*$", "")
+        return pl.coalesce(day.str.to_date(strict=False), day.str.to_date("%Y%m%d", strict=False))
     if dtype == pl.String and target == pl.Float64:
         return col.str.strip_chars().cast(pl.Float64, strict=False).fill_nan(None)
     if target == pl.Float64:

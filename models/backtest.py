@@ -289,15 +289,20 @@ def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np
 def performance(net: np.ndarray, turnover: np.ndarray | None = None) -> dict[str, float]:
     """Annual return (CAGR), volatility, Sharpe and Sortino (rf = 0), max drawdown, its
     duration (longest stretch under a previous peak, in trading days), Calmar, daily hit rate
-    and mean annual turnover."""
+    and mean annual turnover. Every figure is a float (NaN where undefined); a book whose wealth
+    reaches zero has lost everything: total and annual return -1, max drawdown -1."""
     net = np.asarray(net, dtype=float)
     years = len(net) / TRADING_DAYS
-    total = float(np.prod(1.0 + net))
+    wealth = np.cumprod(1.0 + net)
+    # a book whose wealth reaches zero is wiped out: it cannot trade on, and a negative
+    # wealth raised to 1 / years is a complex number (polars then types the summary "object")
+    wiped = bool((wealth <= 0).any())
+    total = 0.0 if wiped else float(wealth[-1]) if len(net) else 1.0
     vol = float(net.std(ddof=1) * np.sqrt(TRADING_DAYS))
     downside = float(semi_deviation(net) * np.sqrt(TRADING_DAYS))
-    annual = total ** (1.0 / years) - 1.0 if years > 0 else np.nan
+    annual = float(total ** (1.0 / years) - 1.0) if years > 0 else np.nan
     drawdowns = get_drawdowns(net, compounded=True)
-    mdd = -float(max_drawdown(drawdowns))
+    mdd = -1.0 if wiped else -float(max_drawdown(drawdowns))
     out = {
         "annual_return": annual,
         "annual_volatility": vol,

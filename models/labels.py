@@ -8,6 +8,12 @@
   is the touch date (or t + h).
 
 A cross-sectional rank of any of them is the ``rank`` training target (``models/dataset.py``).
+
+A label whose horizon spans a hole in the symbol's history (a delisting and relisting, a year
+the vendor lost) is no ``horizon``-day label: with ``max_gap_days`` given, a label whose
+``horizon`` rows span more than ``horizon + max_gap_days`` business days is dropped. Left in,
+one such label once stretched over 396 business days and, as the longest horizon seen, set the
+purge of every fold.
 """
 
 import polars as pl
@@ -22,13 +28,25 @@ def _check(horizon: int) -> None:
         raise ValueError(f"horizon must be >= 1 trading day, got {horizon}")
 
 
-def forward_returns(prices: pl.LazyFrame, horizon: int = 5, skip: int = 0) -> pl.LazyFrame:
+def _spans_gap(horizon: int, max_gap_days: int | None) -> pl.Expr:
+    """True where the ``horizon`` rows ahead of a row span more than ``horizon +
+    max_gap_days`` business days (never, without ``max_gap_days``)."""
+    if max_gap_days is None:
+        return pl.lit(False)
+    ahead = pl.col(DATE).shift(-horizon).over(SYMBOL)
+    return pl.business_day_count(pl.col(DATE), ahead) > horizon + max_gap_days
+
+
+def forward_returns(
+    prices: pl.LazyFrame, horizon: int = 5, skip: int = 0, *, max_gap_days: int | None = None
+) -> pl.LazyFrame:
     """``label`` = close[t + skip + horizon] / close[t + skip] - 1 per symbol, ``label_end`` =
     date[t + skip + horizon]. ``skip = 1`` is the return a book earns when it trades at the next
     close (Qlib's ``Ref($close, -2) / Ref($close, -1) - 1``).
 
     The last ``skip + horizon`` rows of each symbol have no label and are dropped: they are not
-    training data, and the live prediction uses features alone.
+    training data, and the live prediction uses features alone. So are labels spanning a gap
+    (``max_gap_days``, see the module docstring).
     """
     _check(horizon)
     if skip < 0:
@@ -39,19 +57,26 @@ def forward_returns(prices: pl.LazyFrame, horizon: int = 5, skip: int = 0) -> pl
         .select(
             SYMBOL,
             DATE,
-            (close.shift(-horizon - skip) / close.shift(-skip) - 1).over(SYMBOL).alias("label"),
+            pl.when(~_spans_gap(horizon + skip, max_gap_days))
+            .then((close.shift(-horizon - skip) / close.shift(-skip) - 1).over(SYMBOL))
+            .alias("label"),
             pl.col(DATE).shift(-horizon - skip).over(SYMBOL).alias("label_end"),
         )
         .drop_nulls("label")
     )
 
 
-def excess_returns(prices: pl.LazyFrame, market: pl.LazyFrame, horizon: int = 5) -> pl.LazyFrame:
+def excess_returns(
+    prices: pl.LazyFrame,
+    market: pl.LazyFrame,
+    horizon: int = 5,
+    max_gap_days: int | None = None,
+) -> pl.LazyFrame:
     """Forward return minus the market's forward return over the same dates.
 
     ``market`` is ``[date, close]`` of the benchmark; rows whose dates the market lacks drop out.
     """
-    stock = forward_returns(prices, horizon)
+    stock = forward_returns(prices, horizon, max_gap_days=max_gap_days)
     bench = market.select(DATE, CLOSE).sort(DATE)
     start = bench.rename({CLOSE: "_m0"})
     end = bench.rename({DATE: "label_end", CLOSE: "_m1"})
@@ -65,7 +90,11 @@ def excess_returns(prices: pl.LazyFrame, market: pl.LazyFrame, horizon: int = 5)
 
 
 def triple_barrier(
-    prices: pl.LazyFrame, horizon: int = 5, barrier_k: float = 2.0, vol_window: int = 20
+    prices: pl.LazyFrame,
+    horizon: int = 5,
+    barrier_k: float = 2.0,
+    vol_window: int = 20,
+    max_gap_days: int | None = None,
 ) -> pl.LazyFrame:
     """Triple-barrier labels (López de Prado, AFML ch. 3), vectorised over the ``horizon`` days.
 
@@ -94,8 +123,10 @@ def triple_barrier(
             end.alias("label_end"),
             ahead[horizon].alias("_last"),
             "_w",
+            _spans_gap(horizon, max_gap_days).alias("_gap"),
         )
-        # no label without a full horizon ahead, nor without a volatility estimate for the barriers
-        .filter(pl.col("_last").is_not_null() & pl.col("_w").is_not_null())
-        .drop("_last", "_w")
+        # no label without a full horizon ahead, nor without a volatility estimate for the
+        # barriers, nor across a hole in the history
+        .filter(pl.col("_last").is_not_null() & pl.col("_w").is_not_null() & ~pl.col("_gap"))
+        .drop("_last", "_w", "_gap")
     )

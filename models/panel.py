@@ -1,5 +1,7 @@
 """Reshaping helpers between wide vendor tables and the long ``[symbol, date, ...]`` panel."""
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -78,3 +80,25 @@ def _codes(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     if series.dtype == pl.String:  # an Enum's physical codes avoid Python string comparisons
         return labels.to_numpy(), series.cast(pl.Enum(labels)).to_physical().to_numpy()
     return labels.to_numpy(), np.searchsorted(labels.to_numpy(), series.to_numpy())
+
+
+# Partitioned frames are split by the first of these Date columns into one file per partition
+# (a quarantine's ``date`` is the raw string as read, so it carries a parsed ``partition_date``).
+PARTITION_COLUMNS = ("partition_date", "date")
+
+
+def partition_keys(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """The partition each row of ``frame`` belongs to: the last of the (daily, ISO) ``keys`` on
+    or before its date, so a row dated on a weekend lands in Friday's partition, whose time
+    window holds it. Rows with no date (a skipped file, a date that does not parse) or one
+    before the first key go to the first partition: none is dropped."""
+    column = next(
+        (c for c in PARTITION_COLUMNS if frame.schema.get(c) in (pl.Date, pl.Datetime)), None
+    )
+    ordered = sorted(keys)
+    if column is None or not ordered:
+        return pl.Series("_key", [ordered[0] if ordered else None] * len(frame), pl.String)
+    starts = pl.Series(ordered).str.to_date()
+    dates = frame[column].cast(pl.Date).fill_null(date.min)  # no date: the first partition
+    position = (starts.search_sorted(dates, side="right").cast(pl.Int64) - 1).clip(0)
+    return pl.Series("_key", ordered).gather(position)

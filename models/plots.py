@@ -269,3 +269,19 @@ def selection_vs_holdout(selection: np.ndarray, holdout: np.ndarray) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def universe_counts(counts: pl.DataFrame) -> Figure:
+    """Symbols in the panel and in the investable universe per date, from ``[date, listed,
+    eligible]``."""
+    fig = Figure(figsize=(9, 3.5))
+    ax = fig.subplots()
+    dates = counts["date"].to_numpy()
+    ax.plot(dates, counts["listed"].to_numpy(), color="0.6", lw=1, label="in the panel")
+    ax.plot(dates, counts["eligible"].to_numpy(), lw=1.2, label="investable (screened)")
+    ax.set(title="Investable universe per date", ylabel="symbols")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

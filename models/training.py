@@ -39,9 +39,59 @@ CV_SCHEMES = ("walk_forward", "cpcv")
 
 
 def horizon_days(dates: np.ndarray, label_end: np.ndarray) -> int:
-    """The longest label horizon, in trading days of the panel's calendar."""
+    """The longest label horizon, in trading days of the panel's calendar. Only a fallback
+    purge for labels of unknown horizon: one label spanning a hole in a symbol's history sets
+    it (a 396-day hole once swallowed every fold); pass the configured horizon instead."""
     unique = np.unique(dates)
     return int((np.searchsorted(unique, label_end) - np.searchsorted(unique, dates)).max())
+
+
+def cv_problems(
+    n_dates: int,
+    *,
+    horizon: int,
+    tune_fraction: float,
+    inner_splits: int,
+    outer_splits: int | None,
+    test_days: int,
+    scheme: str = "walk_forward",
+) -> list[str]:
+    """What makes these CV settings impossible on a panel of ``n_dates`` dates, one line per
+    problem naming the keys to change and the number of dates there are (empty when every
+    fold fits). The arithmetic is that of :func:`tuning_window`, :func:`inner_splits`,
+    :func:`test_period_start` and :func:`outer_splits`, with the purge ``horizon``; a test
+    block must be longer than the purge."""
+    there = f"there are {n_dates} dates with features and labels"
+    n_tune = int(n_dates * tune_fraction)
+    inner_dates = max(n_tune - horizon, 0)  # rows whose label ends inside the tuning window
+    problems = []
+    if scheme == "walk_forward":
+        block = (inner_dates - inner_dates // 2 - horizon) // inner_splits
+    else:
+        block = inner_dates // inner_splits
+    if block <= horizon:
+        problems.append(
+            f"cv.inner_splits: {inner_splits} {scheme} test blocks in the tuning window "
+            f"({inner_dates} dates: cv.tune_fraction = {tune_fraction}) would hold {block} dates "
+            f"each, not more than the purge (labels.horizon = {horizon}); {there}: lower "
+            "cv.inner_splits, raise cv.tune_fraction, or start the data earlier (data.start_date)"
+        )
+    if n_dates - test_days <= n_tune:
+        problems.append(
+            f"cv.test_days: the final test period ({test_days} dates) overlaps the tuning window "
+            f"(the first {n_tune} dates, cv.tune_fraction = {tune_fraction}); {there}: lower "
+            "cv.test_days or cv.tune_fraction, or start the data earlier (data.start_date)"
+        )
+    if outer_splits is not None:
+        block = (n_dates - n_tune - horizon) // outer_splits
+        if block <= horizon:
+            problems.append(
+                f"cv.outer_splits: {outer_splits} walk-forward test blocks after the tuning "
+                f"window ({n_dates - n_tune} dates) would hold {block} dates each, not more than "
+                f"the purge (labels.horizon = {horizon}); {there}: lower cv.outer_splits or "
+                "cv.tune_fraction, or start the data earlier (data.start_date)"
+            )
+    return problems
 
 
 def tuning_window(ds: Dataset, fraction: float) -> tuple[date, np.ndarray]:
@@ -69,14 +119,20 @@ def test_period_start(ds: Dataset, test_days: int, tune_end: date) -> date:
 
 
 def inner_splits(
-    ds: Dataset, mask: np.ndarray, n_splits: int, scheme: str = "walk_forward"
+    ds: Dataset,
+    mask: np.ndarray,
+    n_splits: int,
+    scheme: str = "walk_forward",
+    horizon: int | None = None,
 ) -> list[Split]:
     """Purged folds inside the tuning window (positions into ``ds`` rows): walk-forward, or
     combinatorial purged CV over ``n_splits`` blocks, two of them tested at a time, embargoed by
-    the label horizon."""
+    the label horizon: ``horizon`` trading days of the panel's calendar (the configured one;
+    without it, the longest label seen). Each training row is also purged exactly by its own
+    label end."""
     rows = np.flatnonzero(mask)
     dates, ends = ds.dates[rows], ds.label_end[rows]
-    horizon = horizon_days(dates, ends)
+    horizon = horizon_days(dates, ends) if horizon is None else horizon
     if scheme == "walk_forward":
         splits = purged_walk_forward(
             dates, ends, n_splits=n_splits, train_size=len(np.unique(dates)) // 2, purge=horizon
@@ -90,9 +146,12 @@ def inner_splits(
     return [(rows[tr], rows[te]) for tr, te in splits]
 
 
-def outer_splits(ds: Dataset, tune_end: date, n_splits: int, purge: bool = True) -> list[Split]:
-    """Walk-forward folds whose first training window is the tuning window. ``purge=False``
-    exists only so the leakage check can be shown to catch it."""
+def outer_splits(
+    ds: Dataset, tune_end: date, n_splits: int, purge: bool = True, horizon: int | None = None
+) -> list[Split]:
+    """Walk-forward folds whose first training window is the tuning window, purged by
+    ``horizon`` trading days (as :func:`inner_splits`). ``purge=False`` exists only so the
+    leakage check can be shown to catch it."""
     n_tune = int((np.unique(ds.dates) <= np.datetime64(tune_end)).sum())
     if not purge:
         return purged_walk_forward(
@@ -103,7 +162,7 @@ def outer_splits(ds: Dataset, tune_end: date, n_splits: int, purge: bool = True)
         ds.label_end,
         n_splits=n_splits,
         train_size=n_tune,
-        purge=horizon_days(ds.dates, ds.label_end),
+        purge=horizon_days(ds.dates, ds.label_end) if horizon is None else horizon,
     )
 
 
@@ -129,6 +188,7 @@ class BaseModels:
     fitted: dict[str, RegressorMixin] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)
     n_trials: dict[str, int] = field(default_factory=dict)  # scored trials per study
+    horizon: int | None = None  # the label horizon, the purge of the outer folds
 
     def estimators(self) -> dict[str, RegressorMixin]:
         """Unfitted estimators with the chosen parameters, in a stable order."""
@@ -225,7 +285,7 @@ def tune_and_fit(
 def oof_frame(ds: Dataset, base: BaseModels, n_splits: int, purge: bool = True) -> pl.DataFrame:
     """Out-of-fold predictions ``pred_<model>`` on the outer folds, with the fold, the last
     training date and the last training label end of each (the leakage check reads them)."""
-    splits = outer_splits(ds, base.tune_end, n_splits, purge=purge)
+    splits = outer_splits(ds, base.tune_end, n_splits, purge=purge, horizon=base.horizon)
     inputs = {name: model_inputs(ds, name) for name in base.params}
     rows, fold, preds = out_of_fold_predictions(base.estimators(), inputs, ds.y, splits)
     train_end = np.array([ds.dates[tr].max() for tr, _ in splits])
@@ -261,7 +321,7 @@ def minimal_problem(
     )
     ds = assemble(features, forward_returns(prices.lazy(), horizon).collect())
     _, mask = tuning_window(ds, tune_fraction)
-    splits = inner_splits(ds, mask, n_splits)
+    splits = inner_splits(ds, mask, n_splits, horizon=horizon)
     return TuningProblem(
         model, model_inputs(ds, model), ds.y, ds.dates, ds.label, splits, seed, n_jobs
     )

@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExperimentError as err:
         print(err, file=sys.stderr)
         return 2
+    # a full run (not a nightly day or a selection) is refused before it starts, as validate
+    full_run = args.command == "run" and not (args.date or args.start or args.select)
+    if args.command == "validate" or full_run:
+        problems = data_problems(resolved)
+        if problems:
+            print(ExperimentError(args.config or "experiment", problems), file=sys.stderr)
+            return 2
     if args.command == "validate":
         print(f"{args.config or 'defaults'}: valid ({resolved.experiment.profile} profile)")
         return 0
@@ -124,6 +131,44 @@ def main(argv: list[str] | None = None) -> int:
     start = args.date or args.start
     window = (start, args.end or start) if start else None
     return _run(settings, resolved, args.select, window)
+
+
+def data_problems(resolved: Resolved) -> list[str]:
+    """CV settings the data cannot hold, judged on the dates the source really has (files and
+    the bundled set are read; a vendor's API is not called): the number of dates with a label
+    is the source's dates in range less the label horizon and the universe's minimum history."""
+    from datetime import date as day
+
+    import polars as pl
+
+    from models.training import cv_problems
+    from pipelines.definitions import price_source
+
+    exp = resolved.experiment
+    if exp.data.source == "http":
+        return []
+    start, end = exp.data.start_date, exp.data.end_date
+    try:
+        frame = price_source(resolved).load_prices(start, end).frame
+    except (OSError, ValueError):
+        return []  # the run names what cannot be read, file by file
+    if "date" not in frame.columns or frame.is_empty():
+        return []
+    dates = frame["date"]
+    if dates.dtype == pl.String:
+        dates = dates.str.slice(0, 10).str.to_date(strict=False)
+    dates = dates.cast(pl.Date, strict=False).drop_nulls()
+    dates = dates.filter(dates.is_between(start, end or day.max))
+    warm_up = exp.labels.horizon + getattr(getattr(exp, "universe", None), "min_history", 0)
+    return cv_problems(
+        max(dates.n_unique() - warm_up, 0),
+        horizon=exp.labels.horizon,
+        tune_fraction=exp.cv.tune_fraction,
+        inner_splits=exp.cv.inner_splits,
+        outer_splits=exp.cv.outer_splits,
+        test_days=exp.cv.test_days,
+        scheme=exp.cv.scheme,
+    )
 
 
 def _experiment_args(parser: argparse.ArgumentParser, positional: bool = False) -> None:

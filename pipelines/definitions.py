@@ -58,15 +58,11 @@ FULL_JOB = "full_job"
 WEEKLY_CRON = "0 6 * * 6"
 
 
-def build_resources(
-    settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
-) -> dict[str, object]:
-    """The resource set; stores default to SQLite under ``settings.home`` (local) or to
-    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``)."""
-    exp = resolved.experiment
-    data, tracking = exp.data, exp.tracking
+def price_source(resolved: Resolved, environ: Mapping[str, str] = os.environ):
+    """The experiment's price source resource (bundled, files or a vendor's HTTP API)."""
+    data = resolved.experiment.data
     if data.source == "files":
-        prices = FilePriceSource(
+        return FilePriceSource(
             path=data.path,
             columns=dict(data.columns),
             symbol_from_filename=data.symbol_from_filename,
@@ -74,16 +70,25 @@ def build_resources(
             root=data.root,
             max_file_mb=data.max_file_mb,
         )
-    elif data.source == "http":
-        prices = HttpPriceSource(
+    if data.source == "http":
+        return HttpPriceSource(
             url=data.url,
             symbols=list(data.universe),
             columns=dict(data.columns),
             api_key=resolve_env_refs(data.api_key, "data.api_key", environ),
             sectors=data.sectors,
         )
-    else:
-        prices = BundledPriceSource()
+    return BundledPriceSource()
+
+
+def build_resources(
+    settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
+) -> dict[str, object]:
+    """The resource set; stores default to SQLite under ``settings.home`` (local) or to
+    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``)."""
+    exp = resolved.experiment
+    data, tracking = exp.data, exp.tracking
+    prices = price_source(resolved, environ)
     tracking_uri = mlflow_uri(resolved, settings.mlflow_uri, environ)
     return {
         # prod: steps run in several processes, and one run at a time is the run queue's job
@@ -182,7 +187,7 @@ def build_definitions(
     nightly_selection = (
         daily
         | AssetSelection.assets("news_sentiment")
-        | AssetSelection.assets("market_prices").downstream()
+        | AssetSelection.assets("market_prices", "quality_findings").downstream()
     ) - AssetSelection.assets("stress_scenarios")
 
     def job(name: str, selection: AssetSelection, description: str):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
-from assets.ingest import PanelConfig, PricesConfig
+from assets.ingest import PanelConfig, PricesConfig, UniverseConfig
 from assets.portfolio import (
     SPREAD_SOURCES,
     STRATEGIES,
@@ -122,6 +122,19 @@ class DataSection(Section):
     max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
     stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)
     max_age_days: int | None = _inherit(PanelConfig, "max_age_days", ge=0)
+
+
+class UniverseSection(Section):
+    """The investable-universe screen (the ``universe`` asset): what models train on and books
+    may hold."""
+
+    min_price: float = _inherit(UniverseConfig, "min_price", ge=0)
+    min_dollar_volume: float = _inherit(UniverseConfig, "min_dollar_volume", ge=0)
+    volume_window: int = _inherit(UniverseConfig, "volume_window", ge=1)
+    min_history: int = _inherit(UniverseConfig, "min_history", ge=0)
+    stale_run: int = _inherit(UniverseConfig, "stale_run", ge=2)
+    finding_days: int = _inherit(UniverseConfig, "finding_days", ge=0)
+    stale_day_share: float = _inherit(UniverseConfig, "stale_day_share", gt=0, le=1)
 
 
 class FeaturesSection(Section):
@@ -327,6 +340,7 @@ class Experiment(Section):
         "full", description="Built-in profile the file starts from."
     )
     data: DataSection = DataSection()
+    universe: UniverseSection = UniverseSection()
     features: FeaturesSection = FeaturesSection()
     labels: LabelsSection = LabelsSection()
     cv: CVSection = CVSection()
@@ -376,6 +390,13 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("data", "max_gap_days"): ("market_prices", "max_gap_days"),
     ("data", "stale_run"): ("market_prices", "stale_run"),
     ("data", "max_age_days"): ("market_prices", "max_age_days"),
+    ("universe", "min_price"): ("universe", "min_price"),
+    ("universe", "min_dollar_volume"): ("universe", "min_dollar_volume"),
+    ("universe", "volume_window"): ("universe", "volume_window"),
+    ("universe", "min_history"): ("universe", "min_history"),
+    ("universe", "stale_run"): ("universe", "stale_run"),
+    ("universe", "finding_days"): ("universe", "finding_days"),
+    ("universe", "stale_day_share"): ("universe", "stale_day_share"),
     ("features", "set"): ("feature_matrix", "feature_set"),
     ("features", "names"): ("feature_matrix", "names"),
     ("features", "windows"): ("feature_matrix", "windows"),
@@ -516,9 +537,17 @@ class Resolved:
         ]
         # statistical forecasts span the label's horizon, and the models that read them turn
         # them on
-        features = ops["feature_matrix"]["config"]
+        # labels across a hole longer than the gap rule's are dropped; the models purge by
+        # the label horizon and check every CV setting, the outer folds' too, before tuning
         if dumped["labels"]["match_rebalance"]:
             ops["labels"]["config"]["horizon"] = dumped["portfolio"]["rebalance_every"]
+        ops["labels"]["config"]["max_gap_days"] = dumped["data"]["max_gap_days"]
+        # a label ends skip + horizon trading days after its row: that is what the folds purge
+        ops["base_models"]["config"]["horizon"] = (
+            ops["labels"]["config"]["horizon"] + dumped["labels"]["skip"]
+        )
+        ops["base_models"]["config"]["outer_splits"] = dumped["cv"]["outer_splits"]
+        features = ops["feature_matrix"]["config"]
         features["horizon"] = ops["labels"]["config"]["horizon"]
         if set(dumped["models"]["names"]) & set(STATISTICAL_MODELS):
             features["statistical"] = True

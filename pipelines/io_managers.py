@@ -1,7 +1,6 @@
 """The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic."""
 
 import pickle
-from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -10,15 +9,14 @@ from dagster import (
     DagsterRunStatus,
     InitResourceContext,
     InputContext,
+    MetadataValue,
     OutputContext,
 )
 from pydantic import PrivateAttr
 
+from models.panel import partition_keys
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holder
-
-# Partitioned frames are split by this column into one file per partition (a date key).
-PARTITION_COLUMNS = ("date", "partition_date")
 
 
 class LakeIOManager(ConfigurableIOManager):
@@ -88,20 +86,21 @@ class LakeIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(path), "bytes": path.stat().st_size})
 
     def _write_partitions(self, context: OutputContext, folder: Path, frame: pl.DataFrame) -> None:
-        column = next(c for c in PARTITION_COLUMNS if c in frame.columns)
         keys = context.asset_partition_keys
-        parts = {
-            d.isoformat(): part
-            for (d,), part in frame.partition_by(column, as_dict=True, include_key=True).items()
-            if isinstance(d, date)
-        }
-        undated = frame.filter(pl.col(column).is_null())  # file-level quarantine entries
-        for i, key in enumerate(keys):
-            part = parts.get(key, frame.clear())
-            part = pl.concat([undated, part]) if i == 0 and len(undated) else part
+        part_of = partition_keys(frame, keys)
+        parts = frame.with_columns(_key=part_of).partition_by("_key", as_dict=True)
+        counts = {}
+        for key in keys:
+            part = parts.get((key,), frame.clear().with_columns(_key=pl.lit(key))).drop("_key")
             write_atomic(folder / f"{key}.parquet", lambda f, p=part: p.write_parquet(f))
+            counts[key] = len(part)
         context.add_output_metadata(
-            {"path": str(folder), "partitions_written": len(keys), "rows_written": len(frame)}
+            {
+                "path": str(folder),
+                "partitions_written": len(keys),
+                "rows_written": len(frame),
+                "rows_per_partition": MetadataValue.json(counts),
+            }
         )
 
     def load_input(self, context: InputContext) -> object:

@@ -11,6 +11,7 @@ import io
 from collections import Counter
 from datetime import date
 from pathlib import Path
+from typing import ClassVar
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import urlopen
@@ -54,6 +55,10 @@ FRENCH_LAG_MONTHS = 1
 
 class BundledPriceSource(ConfigurableResource):
     """skfolio's bundled S&P 500 sample: 20 stocks, daily adjusted close."""
+
+    # no traded price: the universe screen cannot judge a minimum price on these closes
+    # (AAPL's 1990 closes, adjusted for four splits since, read about $0.30)
+    adjusted_only: ClassVar[bool] = True
 
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         from skfolio.datasets import load_sp500_dataset
@@ -202,36 +207,49 @@ def read_payloads(
     used, and keep only dates in ``[start, end]``."""
     mapping = {ours: theirs.strip().lower() for ours, theirs in columns.items()}
     frames: list[tuple[str, pl.DataFrame]] = []
+    mappings: Counter = Counter()
+    notes: dict[str, None] = {}
     for name, payload in payloads:
         where = label(name)
         try:
             frame = _read(payload, where, name.name.endswith(".parquet"))
-            frames.append(
-                (where, _select(frame, mapping, name if symbol_from_name else None, where))
+            selected, used, said = _select(
+                frame, mapping, name if symbol_from_name else None, where
             )
+            frames.append((where, selected))
+            mappings[tuple(sorted(used.items()))] += 1
+            notes |= dict.fromkeys(said)
         except _Skip as err:
             skipped.append(
                 _skip(where, str(err), ticker_from_name(name) if symbol_from_name else None)
             )
     frames, drift = _drop_drift(frames)
     skipped += drift
+    used = dict(mappings.most_common(1)[0][0]) if mappings else {}
+    if len(mappings) > 1:
+        notes[f"files map their columns {len(mappings)} ways; the most common is shown"] = None
     if not frames:
         return RawPrices(
-            pl.DataFrame(schema={"source_file": pl.String, "source_row": pl.Int64}), skipped
+            pl.DataFrame(schema={"source_file": pl.String, "source_row": pl.Int64}),
+            skipped,
+            used,
+            list(notes),
         )
     frame = pl.concat([f for _, f in frames], how="diagonal_relaxed")
     if start or end:
         dates = frame["date"]
-        parsed = (
-            dates.str.slice(0, 10).str.to_date(strict=False)
-            if dates.dtype == pl.String
-            else dates.cast(pl.Date, strict=False)
-        )
+        if dates.dtype == pl.String:
+            day = dates.str.strip_chars().str.slice(0, 10)
+            parsed = pl.select(
+                pl.coalesce(day.str.to_date(strict=False), day.str.to_date("%Y%m%d", strict=False))
+            ).to_series()
+        else:
+            parsed = dates.cast(pl.Date, strict=False)
         # rows whose date does not parse stay, so the contract names them
         frame = frame.filter(
             parsed.is_null() | parsed.is_between(start or date.min, end or date.max)
         )
-    return RawPrices(frame, skipped)
+    return RawPrices(frame, skipped, used, list(notes))
 
 
 class _Skip(Exception):
@@ -267,26 +285,87 @@ def _read(payload: object, where: str, parquet: bool) -> pl.DataFrame:
     )
 
 
+# Names a vendor gives our optional columns, taken without a mapping only when exactly one of
+# them is in the file. Only columns whose meaning the name settles: "name" (a ticker in some
+# sets, a company name in others) or "price" must be mapped.
+SYNONYMS = {
+    "adj_close": ("adj_close", "adj close", "adjusted_close", "adjusted close", "adjclose"),
+}
+_ADJUSTED = ("adj", "adjusted")
+
+
+def resolve_columns(
+    columns: list[str], mapping: dict[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """Which of the file's (lower-cased) ``columns`` become which of ours: ``(used, notes)``,
+    ``used`` our name -> the file's. A column is taken when it is mapped, or when its name is
+    ours (or one of :data:`SYNONYMS`) and unambiguous; ``notes`` say why anything else was
+    not. The price basis is reconciled here: ``close`` mapped to an adjusted column while the
+    file also has a raw ``close`` becomes ``adj_close`` (so open, high and low, on the raw
+    basis, are adjusted by the same factor, not left on another basis); with no raw close,
+    unmapped open, high and low are left out."""
+    used = {ours: theirs for ours, theirs in mapping.items()}
+    taken = set(used.values())
+    notes = []
+    mapped_close = used.get("close")
+    if (
+        mapped_close
+        and mapped_close != "close"
+        and mapped_close.startswith(_ADJUSTED)
+        and "adj_close" not in used
+    ):
+        if "close" in columns and "close" not in taken:
+            used["adj_close"], used["close"] = mapped_close, "close"
+            taken.add("close")
+            notes.append(
+                f"close -> '{mapped_close}' is an adjusted close and the file has a raw 'close': "
+                f"'{mapped_close}' taken as adj_close, and open, high, low adjusted by "
+                "adj_close / close (map adj_close yourself to silence this)"
+            )
+        else:
+            dropped = [c for c in ("open", "high", "low") if c not in mapping and c in columns]
+            for c in dropped:
+                taken.add(c)  # kept out: a raw column beside an adjusted close
+            if dropped:
+                notes.append(
+                    f"close -> '{mapped_close}' is an adjusted close and the file has no raw "
+                    f"close: {dropped} (raw, another basis) left out; map them to keep them"
+                )
+    for ours in PRICE_COLUMNS:
+        if ours in used:
+            continue
+        candidates = [c for c in SYNONYMS.get(ours, (ours,)) if c in columns and c not in taken]
+        if len(candidates) == 1:
+            used[ours] = candidates[0]
+            taken.add(candidates[0])
+            if candidates[0] != ours:
+                notes.append(f"{ours} taken from '{candidates[0]}' (unmapped, unambiguous)")
+        elif len(candidates) > 1:
+            notes.append(f"{ours}: columns {candidates} could each be it; none taken: map one")
+    return used, notes
+
+
 def _select(
     frame: pl.DataFrame, mapping: dict[str, str], symbol_file: Path | None, where: str
-) -> pl.DataFrame:
-    """Rename the vendor's columns to ours; columns neither mapped nor ours are dropped."""
+) -> tuple[pl.DataFrame, dict[str, str], list[str]]:
+    """Rename the vendor's columns to ours (:func:`resolve_columns`); columns neither mapped
+    nor ours are dropped. Returns the frame, the mapping used and the notes."""
     missing = {ours: theirs for ours, theirs in mapping.items() if theirs not in frame.columns}
     if missing:
         pairs = ", ".join(f"{ours} -> '{theirs}'" for ours, theirs in missing.items())
         raise _Skip(f"lacks mapped column(s) {pairs} (columns: {frame.columns[:-2]})")
-    picked = [
-        pl.col(mapping.get(c, c)).alias(c)
-        for c in PRICE_COLUMNS
-        if mapping.get(c, c) in frame.columns
-    ]
+    used, notes = resolve_columns(frame.columns[:-2], mapping)
+    picked = [pl.col(theirs).alias(ours) for ours, theirs in used.items()]
     out = frame.select(*picked, "source_file", "source_row")
-    if symbol_file is not None:
+    if symbol_file is not None and "symbol" not in mapping:  # the file name wins, unless mapped
         out = out.with_columns(symbol=pl.lit(ticker_from_name(symbol_file)))
+        used["symbol"] = "(file name)"
+    elif symbol_file is not None:
+        notes.append(f"symbol taken from the mapped column '{used['symbol']}', not the file name")
     absent = [c for c in REQUIRED if c not in out.columns]
     if absent:
         raise _Skip(f"lacks required column(s) {absent} (columns: {frame.columns[:-2]})")
-    return out
+    return out, used, notes
 
 
 def _drop_drift(frames: list[tuple[str, pl.DataFrame]]) -> tuple[list, list[Violation]]:

@@ -25,7 +25,8 @@ YAHOO = {
     "open": "Open",
     "high": "High",
     "low": "Low",
-    "close": "Adj Close",
+    "close": "Close",
+    "adj_close": "Adj Close",
     "volume": "Volume",
 }
 N = 250  # rows per good file
@@ -34,7 +35,7 @@ N = 250  # rows per good file
 def _yahoo(loader, rows: int = N) -> pl.DataFrame:
     frame = pl.from_pandas(loader.load().reset_index()).head(rows)
     return frame.with_columns(pl.col("Date").dt.date().cast(pl.String)).with_columns(
-        # keep the OHLC consistent with the adjusted close we map as "close"
+        # arch's Close and Adj Close are one series: keep the OHLC consistent with it
         pl.col("Adj Close").alias("Close")
     )
 
@@ -221,13 +222,13 @@ def _rows(good: pl.DataFrame, **changes) -> pl.DataFrame:
 @pytest.mark.parametrize(
     "changes, rule",
     [
-        ({"Adj Close": "n/a"}, "close: must parse as Float64"),
+        ({"Close": "n/a"}, "close: must parse as Float64"),
         ({"Volume": "12e"}, "volume: must parse as Float64"),
         ({"Date": "1999-13-45"}, "date: must parse as Date"),
-        ({"Adj Close": "NaN"}, "close: must not be empty or NaN"),
-        ({"Adj Close": ""}, "close: must not be empty or NaN"),
-        ({"Adj Close": "0"}, "close: must be > 0"),
-        ({"Adj Close": "-12.5"}, "close: must be > 0"),
+        ({"Close": "NaN"}, "close: must not be empty or NaN"),
+        ({"Adj Close": ""}, "adj_close: must not be empty or NaN"),
+        ({"Close": "0"}, "close: must be > 0"),
+        ({"Adj Close": "-12.5"}, "adj_close: must be > 0"),
         ({"High": "1.0"}, "high must be >= low"),
         ({"Volume": "-100"}, "volume: must be >= 0"),
         ({"Date": "2031-01-02"}, "date: must not be after the run date"),
@@ -299,7 +300,7 @@ def test_too_many_bad_rows_stop_the_run(tmp_path, good):
     bad = good.with_columns(pl.lit("-1").alias("Adj Close"))
     folder = _case(tmp_path, good, "BAD.csv", bad)
     src = FilePriceSource(path=str(folder / "*"), columns=YAHOO, symbol_from_filename=True)
-    with pytest.raises(ContractViolation, match=r"50.0% of rows would be quarantined \(limit 5%\)"):
+    with pytest.raises(ContractViolation, match=r"50.0% of rows would be quarantined \(limit 5%;"):
         check_prices(src.load_prices(), RUN_DATE)
 
 

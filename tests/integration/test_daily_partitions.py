@@ -104,3 +104,66 @@ def test_nightly_partition_touches_only_the_new_day_and_a_range_is_one_run(tmp_p
         r for r in runs if r.tags.get("dagster/asset_partition_range_start") == "2022-12-23"
     ]
     assert len(backfills) == 1
+
+
+def test_a_backfill_keeps_every_quarantined_row_in_the_partition_of_its_day(tmp_path):
+    """Five daily deliveries backfilled in one run, bad rows in three of them: each day's
+    quarantine file holds that day's bad rows, and rows read = clean + quarantined per day."""
+    from pipelines.definitions import FULL_JOB, partition_range_tags
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    days = [date(2022, 12, d) for d in (19, 20, 21, 22, 23)]
+    bad = {  # day -> rows that break a rule
+        date(2022, 12, 19): ["AAA,2022-12-19,0.0"],  # price <= 0
+        date(2022, 12, 21): ["BBB,2022-12-21,11.0", "CCC,2022-12-21,n/a"],  # repeat; unparseable
+        date(2022, 12, 23): ["ddd,2022-12-23,10.0"],  # not an upper-case symbol
+    }
+    expected = {}
+    for i, day in enumerate(days):
+        good = [f"{s},{day},{10 + i + k}.5" for k, s in enumerate(("AAA", "BBB", "CCC"))]
+        if day == date(2022, 12, 23):  # a Saturday row in Friday's delivery: Friday's window
+            good.append("AAA,2022-12-24,14.0")
+        rows = [r for r in good if not (day == date(2022, 12, 19) and r.startswith("AAA"))]
+        rows += bad.get(day, [])
+        (incoming / f"prices_{day}.csv").write_text("symbol,date,close\n" + "\n".join(rows) + "\n")
+        expected[day.isoformat()] = (len(rows), len(bad.get(day, [])))
+    env = {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
+    settings = load_settings(env)
+    prepare_home(settings)
+    overrides = {
+        "data.source": "files",
+        "data.path": str(incoming / "prices_{date}.csv"),
+        "data.start_date": "2018-01-01",  # a history long enough for the CV settings
+        "data.daily_from": "2022-12-19",
+        "data.end_date": "2022-12-23",
+        "data.max_quarantine_share": "0.5",
+    }
+    resolved = resolve(None, environ=env, overrides=overrides, check_files=False)
+    defs = build_definitions(settings, resolved, env)
+    job = defs.resolve_job_def(FULL_JOB)
+    result = job.execute_in_process(
+        run_config=resolved.run_config(job_assets(job)),
+        instance=DagsterInstance.local_temp(tempdir=str(settings.dagster_home)),
+        asset_selection=[AssetKey("daily_prices"), AssetKey("daily_quarantine")],
+        tags=partition_range_tags("2022-12-19", "2022-12-23"),
+    )
+    assert result.success
+    lake = settings.lake
+    for key, (read, quarantined) in expected.items():
+        clean = pl.read_parquet(lake / "daily_prices" / f"{key}.parquet")
+        held = pl.read_parquet(lake / "daily_quarantine" / f"{key}.parquet")
+        assert (len(clean), len(held)) == (read - quarantined, quarantined), key
+        assert held["partition_date"].cast(pl.String).to_list() == [key] * quarantined
+    assert "AAA" in pl.read_parquet(lake / "daily_prices" / "2022-12-23.parquet")["symbol"]
+    rules = pl.read_parquet(lake / "daily_quarantine" / "2022-12-21.parquet")["rule"].sort()
+    assert rules.str.contains("must parse").sum() == 1 and rules.str.contains("repeats").sum() == 1
+    events = [  # one materialization per partition, each with the run's metadata
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "daily_prices"
+    ]
+    assert len(events) == 5
+    table = " ".join(events[0].materialization.metadata["per_partition"].value.split())
+    for key, (read, quarantined) in expected.items():
+        assert f"| {key} | {read} | {read - quarantined} | {quarantined} |" in table, table

@@ -43,6 +43,8 @@ ALL_ASSETS = {
     "news_sentiment",
     "daily_prices",
     "daily_quarantine",
+    "quality_findings",
+    "universe",
 }
 
 FAST_OUTER_FOLDS = PROFILES["fast"]["cv"]["outer_splits"]
@@ -81,6 +83,26 @@ def test_contract_check_passed_on_bundled_data(materialized):
     assert quality.severity.value == "WARN"
     quarantine = pl.read_parquet(materialized.home / "lake" / "price_quarantine.parquet")
     assert quarantine.columns == ["source_file", "source_row", "symbol", "date", "rule", "values"]
+
+
+def test_the_universe_keeps_the_bundled_stocks_though_they_carry_no_volume(materialized):
+    lake = materialized.home / "lake"
+    universe = pl.read_parquet(lake / "universe.parquet")
+    panel = pl.read_parquet(lake / "market_prices.parquet")
+    assert len(universe) == len(panel)  # one row per symbol and date
+    assert not universe["rule"].drop_nulls().str.contains("dollar volume").any()
+    last = universe.filter(pl.col("date") == universe["date"].max())
+    assert last["eligible"].sum() == 20
+    event = materialized.instance.get_latest_materialization_event(AssetKey("universe"))
+    meta = event.asset_materialization.metadata
+    assert meta["dollar_volume"].value.startswith("cannot judge without volume")
+    assert "eligible_per_date" in meta
+    # models see only the screened rows, every quality finding is in the lake
+    features = pl.read_parquet(lake / "feature_matrix.parquet")
+    out = universe.filter(~pl.col("eligible")).select("symbol", "date")
+    assert features.join(out, on=["symbol", "date"]).is_empty()
+    findings = pl.read_parquet(lake / "quality_findings.parquet")
+    assert findings.columns == ["rule", "symbol", "date", "detail"]
 
 
 def test_no_leak_found_on_the_bundled_data(materialized):
@@ -184,9 +206,10 @@ def test_run_report_is_one_page_per_run_and_a_latest_copy(materialized):
     run_id = materialized.result.run_id
     page = (reports / run_id / "report.html").read_text()
     assert page == (reports / "latest" / "report.html").read_text()
-    assert run_id in page and page.count("data:image/png;base64,") >= 5
+    assert run_id in page and page.count("data:image/png;base64,") >= 6
+    assert "Investable universe" in page and "Investable symbols per date" in page
     data = json.loads((reports / run_id / "report.json").read_text())
-    assert set(data) == {
+    assert set(data) - {"Investable universe"} == {
         "Strategies",
         "VaR backtest",
         "Value at risk and expected shortfall",

@@ -255,3 +255,16 @@ def test_no_trade_band_skips_small_trades_and_keeps_the_book_invested():
     assert free.filter(pl.col("date") == day)["turnover"][0] == pytest.approx(0.0099, abs=1e-4)
     assert banded.filter(pl.col("date") == day)["turnover"][0] == 0.0
     assert banded["gross"][-1] == pytest.approx(0.01)  # still fully invested
+
+
+def test_a_wiped_out_book_has_float_figures_not_complex_ones():
+    # a long-short book that loses more than everything in a day (a junk price jump): the
+    # compounded wealth turns negative, and a negative base to the power 1 / years is complex
+    net = np.r_[np.full(100, 0.01), -1.2, np.full(100, 0.01)]
+    perf = performance(net, np.ones_like(net))
+    assert all(type(v) in (float, int) for v in perf.values()), perf
+    assert perf["total_return"] == -1.0 and perf["annual_return"] == -1.0
+    assert perf["max_drawdown"] == -1.0 and perf["calmar"] == pytest.approx(-1.0)
+    # and one that survives is unchanged
+    alive = performance(np.r_[np.full(100, 0.01), -0.5])
+    assert alive["total_return"] == pytest.approx(1.01**100 * 0.5 - 1)

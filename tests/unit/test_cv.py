@@ -62,3 +62,81 @@ def test_combinatorial_purged_cv_purges_and_embargoes(panel):
             # no training label interval touches a test block, nor starts in its embargo
             assert not ((start_day <= hi + 5) & (end_day >= lo)).any()
         assert not np.isin(train, test).any()
+
+
+def _gap_dataset(panel, max_gap_days):
+    import polars as pl
+
+    from models.dataset import assemble
+
+    features = panel.sort("symbol", "date").select(
+        "symbol", "date", f=(pl.col("close").pct_change()).over("symbol")
+    )
+    return assemble(features, forward_returns(panel.lazy(), 5, max_gap_days=max_gap_days).collect())
+
+
+def _fold_dates(ds, splits):
+    return [
+        (np.unique(ds.dates[tr]).tolist(), np.unique(ds.dates[te]).tolist()) for tr, te in splits
+    ]
+
+
+def test_a_symbol_missing_a_year_leaves_the_folds_as_they_are_without_it():
+    import polars as pl
+    from conftest import random_walk_panel
+
+    from models.training import cv_problems, inner_splits, outer_splits, tuning_window
+
+    panel = random_walk_panel(n_symbols=6, n_days=900, seed=3)
+    dates = panel["date"].unique().sort()
+    hole = (dates[80], dates[340])  # a year and more of S02's history lost by the vendor
+    gapped = panel.filter(~((pl.col("symbol") == "S02") & pl.col("date").is_between(*hole)))
+    without = panel.filter(pl.col("symbol") != "S02")
+
+    ds = _gap_dataset(gapped, max_gap_days=10)
+    s02 = ds.frame.filter(pl.col("symbol") == "S02")
+    # no label spans the hole: each ends within horizon + max_gap_days business days
+    spans = np.busday_count(s02["date"].to_numpy(), s02["label_end"].to_numpy())
+    assert spans.max() <= 5 + 10
+    assert s02.filter(pl.col("date") < hole[0])["label_end"].max() < hole[0]
+    # rows on both sides of the hole keep their labels
+    assert s02.filter(pl.col("date") > hole[1]).height > 500
+
+    reference = _gap_dataset(without, max_gap_days=10)
+    folds = {}
+    for name, d in (("gapped", ds), ("without", reference)):
+        tune_end, mask = tuning_window(d, 0.5)
+        folds[name] = (
+            _fold_dates(d, inner_splits(d, mask, 3, horizon=5)),
+            _fold_dates(d, outer_splits(d, tune_end, 4, horizon=5)),
+        )
+    assert folds["gapped"] == folds["without"]
+    # the old purge, the longest label seen, spans the hole and swallows every fold: the
+    # error a user met on a real download ("622 dates cannot hold 3 test blocks after 311")
+    ungapped_rule = _gap_dataset(gapped, max_gap_days=None)
+    tune_end, mask = tuning_window(ungapped_rule, 0.5)
+    with pytest.raises(ValueError, match="442 dates cannot hold 3 test blocks after 221"):
+        inner_splits(ungapped_rule, mask, 3)
+    assert (
+        cv_problems(
+            len(np.unique(ds.dates)),
+            horizon=5,
+            tune_fraction=0.5,
+            inner_splits=3,
+            outer_splits=4,
+            test_days=126,
+        )
+        == []
+    )
+
+
+def test_impossible_cv_settings_name_the_keys_and_the_number_of_dates():
+    from models.training import cv_problems
+
+    problems = cv_problems(
+        300, horizon=5, tune_fraction=0.5, inner_splits=30, outer_splits=40, test_days=200
+    )
+    keys = [p.split(":")[0] for p in problems]
+    assert keys == ["cv.inner_splits", "cv.test_days", "cv.outer_splits"]
+    assert all("there are 300 dates" in p for p in problems)
+    assert "lower cv.inner_splits" in problems[0] and "data.start_date" in problems[0]

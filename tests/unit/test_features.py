@@ -87,3 +87,23 @@ def test_no_window_crosses_into_another_symbol(panel):
         for _, part in panel.group_by("symbol", maintain_order=True)
     ).sort("symbol", "date")
     assert_frame_equal(together, alone)
+
+
+def test_no_label_kind_spans_a_hole_in_a_symbols_history(panel):
+    from models.labels import triple_barrier
+
+    dates = panel["date"].unique().sort()
+    hole = (dates[100], dates[250])
+    gapped = panel.filter(~((pl.col("symbol") == "S01") & pl.col("date").is_between(*hole)))
+    for labels in (
+        forward_returns(gapped.lazy(), 5, max_gap_days=10).collect(),
+        triple_barrier(gapped.lazy(), 5, 1.0, 20, max_gap_days=10).collect(),
+    ):
+        s01 = labels.filter(pl.col("symbol") == "S01")
+        # no label of the rows before the hole ends after it; the rows after keep theirs
+        assert s01.filter((pl.col("date") < hole[0]) & (pl.col("label_end") > hole[0])).is_empty()
+        assert s01.filter(pl.col("date") > hole[1]).height > 100
+    # exactly the five rows whose horizon spans the hole lose their label
+    every = forward_returns(gapped.lazy(), 5).collect().filter(pl.col("symbol") == "S01")
+    kept = forward_returns(gapped.lazy(), 5, max_gap_days=10).collect()
+    assert every.height - kept.filter(pl.col("symbol") == "S01").height == 5
