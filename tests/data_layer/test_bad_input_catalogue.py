@@ -231,6 +231,10 @@ def _rows(good: pl.DataFrame, **changes) -> pl.DataFrame:
         ({"High": "1.0"}, "high must be >= low"),
         ({"Volume": "-100"}, "volume: must be >= 0"),
         ({"Date": "2031-01-02"}, "date: must not be after the run date"),
+        ({"Adj Close": "inf"}, "close: must be finite and at most 1e+07"),
+        ({"Adj Close": "1e308"}, "close: must be finite and at most 1e+07"),
+        ({"High": "Infinity"}, "high: must be finite and at most 1e+07"),
+        ({"Volume": "inf"}, "volume: must be finite"),
     ],
     ids=[
         "text-in-close",
@@ -243,6 +247,10 @@ def _rows(good: pl.DataFrame, **changes) -> pl.DataFrame:
         "high-below-low",
         "negative-volume",
         "future-date",
+        "infinite-price",
+        "price-1e308",
+        "infinite-high",
+        "infinite-volume",
     ],
 )
 def test_bad_row_is_quarantined_with_its_rule(tmp_path, good, changes, rule):
