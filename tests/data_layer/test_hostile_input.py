@@ -2,6 +2,7 @@
 clear message; the UIs bind to the loopback interface only."""
 
 import gzip
+import time
 from datetime import date
 
 import pytest
@@ -156,3 +157,45 @@ def test_sector_map_and_texts_outside_the_root_or_too_big_are_refused(tmp_path):
     (root / "news.csv").write_text("date,ticker,text\n" + "2020-01-02,AAA,word\n" * 80_000)
     with pytest.raises(ContractViolation, match="is larger than the 1 MB limit"):
         BundledAltSource(texts=str(root / "news.csv"), root=str(root), max_file_mb=1).load_texts()
+
+
+# --- hostile experiment files --------------------------------------------------------------------
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path):
+    # billion laughs: 7 levels of 9 aliases; the value behind *a7 is 9**7 strings, and an
+    # error message that printed it whole ran to 35 M characters
+    lines = ["profile: fast", "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join([*lines, "models: {n_trials: *a7}"]) + "\n")
+    started = time.monotonic()
+    with pytest.raises(ExperimentError) as err:
+        resolve(path, environ={})
+    assert time.monotonic() - started < 2
+    assert "anchors and aliases (&, *) are not allowed" in str(err.value)
+    assert len(str(err.value)) < 1000
+
+
+def test_an_oversized_experiment_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("profile: fast\nmodels: {n_trials: '" + "x" * 10_000_000 + "'}\n")
+    with pytest.raises(ExperimentError, match=r"is larger than 1 MiB \(9\.5 MiB\)") as err:
+        resolve(path, environ={})
+    assert len(str(err.value)) < 1000
+
+
+def test_a_long_bad_value_is_truncated_in_the_message(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text("models: {n_trials: '" + "x" * 500_000 + "'}\n")
+    with pytest.raises(
+        ExperimentError, match="models.n_trials: Input should be a valid integer"
+    ) as e:
+        resolve(path, environ={})
+    assert len(str(e.value)) < 1000 and "… (500,002 characters)" in str(e.value)
+    # the same from the command line and the environment
+    for source in ({"overrides": {"models.n_trials": "y" * 200_000}},
+                   {"environ": {"ALPHAFORGE__MODELS__N_TRIALS": "z" * 200_000}}):  # fmt: skip
+        with pytest.raises(ExperimentError) as e:
+            resolve(None, **({"environ": {}} | source))
+        assert len(str(e.value)) < 1000
