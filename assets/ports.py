@@ -49,7 +49,7 @@ class Tracker(Protocol):
 
 
 class Tuning(Protocol):
-    storage: str  # Optuna storage URL
+    storage_url: str  # Optuna storage URL, secrets resolved
     shared: bool  # other workers may join its studies (RDB storage, heartbeats)
     heartbeat_s: int
 

@@ -332,7 +332,7 @@ def base_models(
                         n_trials=config.n_trials,
                         seed=config.seed,
                         n_jobs=config.n_jobs,
-                        storage=tuning.storage,
+                        storage=tuning.storage_url,
                         callbacks=[logger],
                         shared=tuning.shared,
                         heartbeat_s=tuning.heartbeat_s,

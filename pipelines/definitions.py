@@ -17,6 +17,7 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
+    EnvVar,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -34,15 +35,15 @@ from assets import explain, features, ingest, portfolio, reports, risk, strategi
 from assets.ingest import daily_prices_asset
 from pipelines.experiment import (
     BUNDLED_LAST_DATE,
+    ENV_REF,
     Resolved,
-    mlflow_uri,
+    as_secret,
     resolve,
-    resolve_env_refs,
 )
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import PG_DATABASES, Settings, load_settings, postgres_url
 from pipelines.sources import (
     BundledAltSource,
     BundledPriceSource,
@@ -58,20 +59,37 @@ FULL_JOB = "full_job"
 WEEKLY_CRON = "0 6 * * 6"
 
 
+# Variables whose values are secrets wherever they appear: alerts mask them (with those the
+# experiment references) before anything is written or posted.
+SECRET_VARIABLES = (
+    "ALPHAFORGE_PG_PASSWORD",
+    "ALPHAFORGE_ALERT_WEBHOOK",
+    "ALPHAFORGE_MLFLOW_URI",
+    "ALPHAFORGE_OPTUNA_STORAGE",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
+
+
 def build_resources(
     settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
 ) -> dict[str, object]:
     """The resource set; stores default to SQLite under ``settings.home`` (local) or to
-    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``)."""
+    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``).
+
+    No resolved secret is put in a resource's config (the Dagster UI and GraphQL show it):
+    a secret arrives as ``dagster.EnvVar`` or as a ``${env:VAR}`` template that the resource
+    resolves when it runs (:func:`as_secret`)."""
     exp = resolved.experiment
     data, tracking = exp.data, exp.tracking
+    root = data.root
     if data.source == "files":
         prices = FilePriceSource(
             path=data.path,
             columns=dict(data.columns),
             symbol_from_filename=data.symbol_from_filename,
             sectors=data.sectors,
-            root=data.root,
+            root=root,
             max_file_mb=data.max_file_mb,
         )
     elif data.source == "http":
@@ -79,17 +97,27 @@ def build_resources(
             url=data.url,
             symbols=list(data.universe),
             columns=dict(data.columns),
-            api_key=resolve_env_refs(data.api_key, "data.api_key", environ),
+            api_key=as_secret(data.api_key, "data.api_key", environ),
             sectors=data.sectors,
         )
     else:
         prices = BundledPriceSource()
-    tracking_uri = mlflow_uri(resolved, settings.mlflow_uri, environ)
+    tracking_uri = as_secret(tracking.mlflow_uri, "tracking.mlflow_uri", environ)
+    tracking_uri = tracking_uri or settings.mlflow_uri  # the deployment's default: no secret
+    storage = as_secret(tracking.optuna_storage, "tracking.optuna_storage", environ)
+    pg_password = None
+    if storage is None and settings.prod:  # PostgreSQL: the password travels on its own
+        storage = postgres_url(environ, PG_DATABASES["optuna"], password=False)
+        pg_password = (
+            EnvVar("ALPHAFORGE_PG_PASSWORD") if environ.get("ALPHAFORGE_PG_PASSWORD") else None
+        )
+    referenced = {m.group(1) for m in ENV_REF.finditer(resolved.to_yaml())}
+    webhook = EnvVar("ALPHAFORGE_ALERT_WEBHOOK") if settings.alert_webhook else None
     return {
-        # prod: steps run in several processes, and one run at a time is the run queue's job
+        # prod: steps run in several processes; the run's executor holds the lake's lock
         "lake": LakeIOManager(base_dir=str(settings.lake), lock=not settings.prod),
         "price_source": prices,
-        "alt_source": BundledAltSource(texts=data.texts),
+        "alt_source": BundledAltSource(texts=data.texts, root=root, max_file_mb=data.max_file_mb),
         "tracker": MLflowResource(
             tracking_uri=tracking_uri,
             # prod: the tracking server keeps (and serves) the artefacts
@@ -100,14 +128,18 @@ def build_resources(
             exclusive=not settings.prod,
         ),
         "tuning": TuningResource(
-            storage=resolve_env_refs(tracking.optuna_storage, "tracking.optuna_storage", environ)
-            or settings.optuna_storage,
+            storage=storage or settings.optuna_storage,
+            password=pg_password,
             tracking_uri=tracking_uri,
             problem_dir=str(settings.lake / "tuning"),
             shared=settings.prod,
         ),
         "reports": ReportsResource(base_dir=str(settings.reports)),
-        "alerts": AlertResource(alert_dir=str(settings.alerts), webhook_url=settings.alert_webhook),
+        "alerts": AlertResource(
+            alert_dir=str(settings.alerts),
+            webhook_url=webhook,
+            redact=sorted({*SECRET_VARIABLES, *referenced}),
+        ),
     }
 
 

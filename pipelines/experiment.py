@@ -597,6 +597,20 @@ def resolve_env_refs(
     return ENV_REF.sub(lookup, value)
 
 
+def as_secret(value: str | None, key: str, environ: Mapping[str, str] = os.environ):
+    """How a setting that may hold a secret reaches a Dagster resource: a whole ``${env:VAR}``
+    as ``dagster.EnvVar("VAR")`` (the UI and GraphQL show the name; Dagster reads the value in
+    the run), a template with references as it is (the resource resolves it at run time), a
+    plain value as it is. A reference to an unset variable is an error now, naming ``key``."""
+    from dagster import EnvVar
+
+    if value is None:
+        return None
+    resolve_env_refs(value, key, environ)  # every variable it names must be set
+    whole = ENV_REF.fullmatch(value.strip())
+    return EnvVar(whole.group(1)) if whole else value
+
+
 def mlflow_uri(resolved: Resolved, default: str, environ: Mapping[str, str] = os.environ) -> str:
     """The experiment's tracking store (``${env:VAR}`` resolved), else ``default`` (the
     deployment's: the home's SQLite, or the prod tracking server)."""

@@ -1,6 +1,7 @@
 """Resources: MLflow tracking and the report store (data sources live in ``sources.py``)."""
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ import yaml
 from dagster import AssetExecutionContext, ConfigurableResource
 
 from pipelines.atomic import write_atomic
-from pipelines.experiment import flatten
+from pipelines.experiment import flatten, resolve_env_refs
 
 PARENT_TAG = "alphaforge.parent"
 DAGSTER_RUN_TAG = "dagster.run_id"
@@ -29,6 +30,11 @@ class MLflowResource(ConfigurableResource):
     experiment_yaml: str = ""
     # local: each run holds the home's lock, so another run's RUNNING MLflow runs are dead
     exclusive: bool = True
+
+    @property
+    def uri(self) -> str:
+        """The tracking URI, a ``${env:...}`` template resolved now (inside the run)."""
+        return resolve_env_refs(self.tracking_uri, "tracking.mlflow_uri", os.environ)
 
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -124,8 +130,8 @@ class MLflowResource(ConfigurableResource):
         import mlflow
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        client = mlflow.MlflowClient(self.tracking_uri)
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient(self.uri)
         experiment_id = self._experiment_id(client)
         mlflow.set_experiment(experiment_id=experiment_id)
         parent = self._parent(client, experiment_id, context)
@@ -147,7 +153,7 @@ class MLflowResource(ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         import mlflow
 
-        run = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
+        run = mlflow.MlflowClient(self.uri).get_run(run_id)
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
