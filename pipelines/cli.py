@@ -21,7 +21,7 @@ from pathlib import Path
 from pipelines.experiment import ExperimentError, Resolved, mlflow_uri, resolve, show
 from pipelines.lock import HomeBusy, RunLock, exclusive
 from pipelines.sensors import innermost_error
-from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day
+from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day, write_scores
 from pipelines.settings import ENV_VARS, Settings, load_settings, prepare_home
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
@@ -506,11 +506,7 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
         f"(load {out.load_s:.2f} s, score {out.score_s * 1000:.1f} ms)"
     )
     if args.out:
-        path = Path(args.out)
-        if path.suffix == ".parquet":
-            out.frame.write_parquet(path)
-        else:
-            out.frame.write_csv(path)
+        path = write_scores(out.frame, Path(args.out))
         print(f"written to {path}")
     return 0
 
@@ -550,7 +546,11 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
     model = mlflow.pyfunc.load_model(args.model)
     lines = open(args.bars, encoding="utf-8") if args.bars else lines_from_socket(args.socket)  # noqa: SIM115
     days = days_from_lines(lines)
-    first = next(days, None)
+    try:
+        first = next(days, None)
+    except ValueError as err:
+        print(f"✗ {args.bars or args.socket}: {err}", file=sys.stderr)
+        return 2
     if first is None:
         print("✗ the stream held no bars", file=sys.stderr)
         return 2
@@ -563,12 +563,16 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         yield from days
 
     latencies = []
-    for scored in score_stream(all_days(), features, model, columns):
-        latencies.append(scored.latency_s)
-        top = ", ".join(
-            f"{r['symbol']} {r['score']:+.4f}" for r in scored.signals.head(args.top).to_dicts()
-        )
-        print(f"{scored.day}  {scored.latency_s * 1000:6.1f} ms  top: {top}", flush=True)
+    try:
+        for scored in score_stream(all_days(), features, model, columns):
+            latencies.append(scored.latency_s)
+            top = ", ".join(
+                f"{r['symbol']} {r['score']:+.4f}" for r in scored.signals.head(args.top).to_dicts()
+            )
+            print(f"{scored.day}  {scored.latency_s * 1000:6.1f} ms  top: {top}", flush=True)
+    except ValueError as err:  # a line that is not a bar: named, the days before it scored
+        print(f"✗ {args.bars or args.socket}: {err}", file=sys.stderr)
+        return 2
     summary = latency_summary(latencies)
     print(
         f"{summary['days']} days scored; latency per day (features + scoring): "

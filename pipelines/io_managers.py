@@ -1,6 +1,17 @@
-"""The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic."""
+"""The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic.
 
+A pickle runs code when it is read, so the lake reads only pickles it wrote itself: each
+``.pkl`` is written 0600 with an HMAC-SHA256 of its bytes under a key of the lake's own
+(``<lake>/.lake.key``, 0600, made on first use), and a file whose digest does not match (a
+foreign pickle put in its place, a tampered one, one written by an older version) is refused
+before a byte of it is unpickled.
+"""
+
+import hashlib
+import hmac
+import os
 import pickle
+import secrets
 from datetime import date
 from pathlib import Path
 
@@ -79,10 +90,9 @@ class LakeIOManager(ConfigurableIOManager):
             path = write_atomic(stem.with_suffix(".parquet"), lambda f: obj.write_parquet(f))
             stale = stem.with_suffix(".pkl")
         else:
-            path = write_atomic(
-                stem.with_suffix(".pkl"),
-                lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL),
-            )
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            signed = _signature(self._key(), payload) + payload
+            path = write_atomic(stem.with_suffix(".pkl"), lambda f: f.write(signed), mode=0o600)
             stale = stem.with_suffix(".parquet")
         stale.unlink(missing_ok=True)
         context.add_output_metadata({"path": str(path), "bytes": path.stat().st_size})
@@ -117,5 +127,38 @@ class LakeIOManager(ConfigurableIOManager):
         parquet = stem.with_suffix(".parquet")
         if parquet.exists():
             return pl.read_parquet(parquet)
-        with stem.with_suffix(".pkl").open("rb") as handle:
-            return pickle.load(handle)
+        path = stem.with_suffix(".pkl")
+        data = path.read_bytes()
+        head, payload = data[: len(SIGNED) + 64], data[len(SIGNED) + 64 :]
+        key = self._key(create=False)
+        if not key or not hmac.compare_digest(head, _signature(key, payload)):
+            raise ValueError(
+                f"refusing to unpickle {path}: its digest is not one this lake wrote (a file "
+                "put in its place or changed, or written by an older AlphaForge); "
+                "materialize the asset again to rewrite it"
+            )
+        return pickle.loads(payload)  # noqa: S301 (our own bytes: the digest matched)
+
+    def _key(self, create: bool = True) -> bytes:
+        """The lake's pickle key, made once (atomically: several step processes may race)."""
+        path = Path(self.base_dir) / ".lake.key"
+        if not path.exists() and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".lake.key.{os.getpid()}.{secrets.token_hex(4)}")
+            tmp.write_bytes(secrets.token_bytes(32))
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, path)  # fails if another process made it first: theirs stands
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_bytes() if path.exists() else b""
+
+
+SIGNED = b"alphaforge-pickle-hmac-sha256:"
+
+
+def _signature(key: bytes, payload: bytes) -> bytes:
+    """The header of a signed pickle: a marker and the hex HMAC of its payload."""
+    return SIGNED + hmac.new(key, payload, hashlib.sha256).hexdigest().encode()

@@ -32,6 +32,16 @@ def check_model_uri(uri: str) -> str:
     return uri
 
 
+def write_scores(frame: pl.DataFrame, path: Path) -> Path:
+    """The scores as CSV (or Parquet, by the suffix), atomically: a reader of ``path`` sees the
+    previous scores or these, never half a file."""
+    from pipelines.atomic import write_atomic
+
+    if path.suffix == ".parquet":
+        return write_atomic(path, lambda f: frame.write_parquet(f))
+    return write_atomic(path, lambda f: frame.write_csv(f))
+
+
 @dataclass(frozen=True)
 class Scores:
     frame: pl.DataFrame  # symbol, date, score, rank

@@ -199,3 +199,46 @@ def test_a_long_bad_value_is_truncated_in_the_message(tmp_path):
         with pytest.raises(ExperimentError) as e:
             resolve(None, **({"environ": {}} | source))
         assert len(str(e.value)) < 1000
+
+
+# --- the stream feed and the score file ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (["symbol,date,open,high,low,close,volume", "AAA"], "line 2: expected 7 comma-separated"),
+        (["AAA,2020-01-02,,,,10,", "AAA;2020-01-03;;;;11;"], "line 2: expected 7 comma-separated"),
+        (["AAA,2020-01-02,,,,10," + "9" * 2_000_000], "line 1 is longer than 65,536 bytes"),
+    ],
+    ids=["one-field", "wrong-separator", "endless-line"],
+)
+def test_a_bad_stream_line_is_named_not_an_index_error(lines, message):
+    import io
+
+    from pipelines.streaming import days_from_lines
+
+    with pytest.raises(ValueError, match=message):
+        list(days_from_lines(io.StringIO("\n".join(lines) + "\n")))
+
+
+def test_score_file_is_written_atomically(tmp_path, monkeypatch):
+    import polars as pl
+
+    from pipelines.serving import write_scores
+
+    out = tmp_path / "scores.csv"
+    out.write_text("old scores\n")
+    frame = pl.DataFrame({"symbol": ["A"], "score": [1.0]})
+
+    def broken(self, file, *args, **kwargs):
+        file.write(b"symbol,sc")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_scores(frame, out)
+    assert out.read_text() == "old scores\n" and [p.name for p in tmp_path.iterdir()] == [out.name]
+    monkeypatch.undo()
+    write_scores(frame, out)
+    assert pl.read_csv(out).equals(frame)
