@@ -50,11 +50,11 @@ case "$cmd" in
     echo "$pgdata" > "$dir/pgdata.path"
     # a fresh random password (URL-safe, so it needs no quoting in a URL)
     password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-    pwfile="$pgdata/.initdb-password"
+    pwfile=$(mktemp -t alphaforge-pw.XXXXXX)  # 0600; initdb needs an empty data folder
     printf '%s\n' "$password" > "$pwfile"
-    [ "$(id -u)" = 0 ] && chown -R postgres: "$pgdata"
+    [ "$(id -u)" = 0 ] && chown postgres: "$pgdata" "$pwfile"
     as_pg "$bin/initdb" -D "$pgdata" -U "$user" --auth=scram-sha-256 --pwfile="$pwfile" -E UTF8 \
-      >"$dir/initdb.log" 2>&1
+      >"$dir/initdb.log" 2>&1 || { rm -f "$pwfile"; cat "$dir/initdb.log" >&2; exit 5; }
     rm -f "$pwfile"
     printf '127.0.0.1:%s:*:%s:%s\n' "$pg_port" "$user" "$password" > "$dir/.pgpass"
     export PGPASSFILE="$dir/.pgpass"  # libpq (createdb, psycopg2 in the MLflow server) reads it
