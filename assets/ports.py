@@ -40,6 +40,7 @@ class AltDataSource(Protocol):
 
 class Tracker(Protocol):
     experiment_name: str
+    artifact_root: str  # the local artifact store ("" when the tracking server keeps them)
 
     def asset_run(self, context: AssetExecutionContext) -> AbstractContextManager:
         """An MLflow run for this asset, nested under the pipeline run's parent run."""

@@ -18,6 +18,9 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     EnvVar,
+    Executor,
+    ExecutorDefinition,
+    InitExecutorContext,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -277,16 +280,68 @@ PRELOAD = ["pipelines.definitions", "torch", "mlflow", "great_expectations", "li
 
 def executor(settings: Settings):
     """local: one process (each spawned step would pay ~15 s of imports: torch, mlflow, GX);
-    prod: Dagster's multiprocess executor, steps forked from a preloaded forkserver."""
+    prod: Dagster's multiprocess executor, steps forked from a preloaded forkserver, inside
+    the lake's PostgreSQL run lock (:func:`lake_locked`)."""
     if not settings.prod:
         return in_process_executor
-    return multiprocess_executor.configured(
+    return lake_locked(multiprocess_executor, settings.lake).configured(
         {
             "max_concurrent": settings.max_concurrent,
             "start_method": {"forkserver": {"preload_modules": PRELOAD}},
         },
         name="prod_multiprocess",
     )
+
+
+def lake_locked(inner: ExecutorDefinition, lake: Path) -> ExecutorDefinition:
+    """``inner`` (same config, same requirements), its whole run inside the lake's
+    :class:`PgRunLock`, taken in the run's orchestrating process before any step starts,
+    whoever launched the run. The lock's DSN is built from ``ALPHAFORGE_PG_*`` in that process,
+    so no password is in the executor's config."""
+
+    def create(init_context: InitExecutorContext) -> Executor:
+        return _LakeLockedExecutor(inner.executor_creation_fn(init_context), lake)
+
+    return ExecutorDefinition(
+        name=inner.name,
+        config_schema=inner.config_schema,
+        executor_creation_fn=create,
+        requirements=inner.get_requirements,
+        description="Dagster's multiprocess executor inside the lake's PostgreSQL run lock.",
+    )
+
+
+class _LakeLockedExecutor(Executor):
+    def __init__(self, inner: Executor, lake: Path):
+        self.inner, self.lake = inner, lake
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        from pipelines.atomic import sweep_orphans
+        from pipelines.io_managers import mark_killed_runs
+        from pipelines.lock import PgRunLock, dead_holders
+
+        run_id = plan_context.run_id
+        lock = PgRunLock(postgres_url(os.environ, PG_DATABASES["dagster"]), self.lake)
+        lock.acquire(f"Dagster run {run_id}")  # HomeBusy: the run fails, nothing written
+        try:
+            # holding the lake: no other run is alive, so its temp files are orphans and a run
+            # the lock's file names, if still shown started, was killed
+            log = plan_context.log
+            for path in [*sweep_orphans(self.lake), *sweep_orphans(self.lake.parent / "reports")]:
+                log.warning(f"removed {path.name}, left by an interrupted write")
+            dead = dead_holders(lock.previous, same_host=False)
+            mark_killed_runs(plan_context.instance, dead, run_id, log)
+            yield from self.inner.execute(plan_context, execution_plan)
+        finally:
+            lock.release()
 
 
 def full_run_window(resolved: Resolved, today: date | None = None) -> tuple[str, str] | None:

@@ -80,7 +80,9 @@ class DataSection(Section):
         description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.",
     )
     root: str | None = Field(
-        None, description="Files source: refuse any file that resolves outside this folder."
+        None,
+        description="Every data file (prices, sector map, texts) must resolve inside this "
+        "folder; default: the folder of data.path.",
     )
     max_file_mb: int = Field(
         1024,

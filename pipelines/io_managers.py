@@ -26,7 +26,7 @@ from dagster import (
 from pydantic import PrivateAttr
 
 from pipelines.atomic import sweep_orphans, write_atomic
-from pipelines.lock import RunLock, dead_holder
+from pipelines.lock import RunLock, dead_holders
 
 # Partitioned frames are split by this column into one file per partition (a date key).
 PARTITION_COLUMNS = ("date", "partition_date")
@@ -56,23 +56,11 @@ class LakeIOManager(ConfigurableIOManager):
         home = Path(self.base_dir).parent
         for path in [*sweep_orphans(Path(self.base_dir)), *sweep_orphans(home / "reports")]:
             context.log.warning(f"removed {path.name}, left by an interrupted write")
-        # the previous holder of the lock died if its process is gone: if the instance still
-        # shows its run as started, say in the Dagster UI that it was killed
-        dead = dead_holder(self._lock.previous)
-        run = context.instance.get_run_by_id(dead) if dead and context.instance else None
-        if (
-            run is not None
-            and run.run_id != context.run_id
-            and run.status
-            in (
-                DagsterRunStatus.STARTED,
-                DagsterRunStatus.STARTING,
-            )
-        ):
-            context.instance.report_run_failed(
-                run, "interrupted (its process died); marked failed by the next run"
-            )
-            context.log.warning(f"marked run {run.run_id} FAILURE: its process died")
+        # a previous holder died if its process is gone: if the instance still shows its run
+        # as started, say in the Dagster UI that it was killed
+        mark_killed_runs(
+            context.instance, dead_holders(self._lock.previous), context.run_id, context.log
+        )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._lock is not None:
@@ -154,6 +142,25 @@ class LakeIOManager(ConfigurableIOManager):
             finally:
                 tmp.unlink()
         return path.read_bytes() if path.exists() else b""
+
+
+def mark_killed_runs(instance, run_ids: list[str], current: str, log) -> list[str]:
+    """Report FAILURE for each of ``run_ids`` (previous lock holders whose process is gone)
+    that the instance still shows as starting or started; returns those marked."""
+    marked = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id) if instance else None
+        if (
+            run is not None
+            and run.run_id != current
+            and run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
+        ):
+            instance.report_run_failed(
+                run, "interrupted (its process died); marked failed by the next run"
+            )
+            log.warning(f"marked run {run.run_id} FAILURE: its process died")
+            marked.append(run.run_id)
+    return marked
 
 
 SIGNED = b"alphaforge-pickle-hmac-sha256:"

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from dagster import AssetExecutionContext, ConfigurableResource
+from dagster import AssetExecutionContext, ConfigurableResource, DagsterRunStatus
 
 from pipelines.atomic import write_atomic
 from pipelines.experiment import flatten, resolve_env_refs
@@ -124,6 +124,22 @@ class MLflowResource(ConfigurableResource):
             client.set_terminated(run.info.run_id, "KILLED")
         if stale:
             context.log.warning(f"marked {len(stale)} MLflow runs of an interrupted run KILLED")
+        # a run killed between two tracked assets left its parent FINISHED (each asset ends
+        # it): it mirrors the Dagster run, which is FAILURE by now (the lock's next holder
+        # marks a killed run so)
+        finished = client.search_runs(
+            [experiment_id],
+            filter_string=f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` = 'true'",
+            max_results=200,
+            order_by=["attributes.start_time DESC"],
+        )
+        for run in finished:
+            dagster = context.instance.get_run_by_id(run.data.tags.get(DAGSTER_RUN_TAG, ""))
+            if dagster is not None and dagster.status in (
+                DagsterRunStatus.FAILURE,
+                DagsterRunStatus.CANCELED,
+            ):
+                client.set_terminated(run.info.run_id, "FAILED")
 
     @contextmanager
     def asset_run(self, context: AssetExecutionContext) -> Iterator:

@@ -127,7 +127,7 @@ def score_stream(
         rows = features.update(bars)
         missing = [c for c in columns if c not in rows.columns]
         X = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
-        scores = model.predict(X.select(columns).to_pandas())
+        scores = model.predict(X.select(columns).cast(pl.Float64).to_numpy())
         signals = (
             rows.select("symbol", "date")
             .with_columns(score=pl.Series(np.asarray(scores, dtype=float)))
