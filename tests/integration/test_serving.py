@@ -2,8 +2,6 @@
 loads (a path, a run URI or a URL is refused before MLflow is touched)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,20 +11,6 @@ import yaml
 from pipelines.serving import ModelRefused, check_model_uri
 
 pytestmark = [pytest.mark.integration]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def alphaforge(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAFORGE", "MLFLOW_"))}
-    env |= {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize(
@@ -52,9 +36,9 @@ def test_our_registry_uris_pass():
         assert check_model_uri(uri) == uri
 
 
-def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path):
+def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path, alphaforge_cli):
     out = tmp_path / "scores.parquet"
-    done = alphaforge("score", "--out", str(out), home=materialized.home)
+    done = alphaforge_cli("score", "--out", str(out), home=materialized.home)
     assert done.returncode == 0, done.stderr
     scores = pl.read_parquet(out)
     features = pl.read_parquet(materialized.home / "lake" / "feature_matrix.parquet")
@@ -65,8 +49,10 @@ def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path):
     assert "scored" in done.stdout and "ms)" in done.stdout
 
 
-def test_score_refuses_a_hostile_model_argument_without_loading_anything(materialized):
-    done = alphaforge("score", "--model", "file:///tmp/evil/model", home=materialized.home)
+def test_score_refuses_a_hostile_model_argument_without_loading_anything(
+    materialized, alphaforge_cli
+):
+    done = alphaforge_cli("score", "--model", "file:///tmp/evil/model", home=materialized.home)
     assert done.returncode == 2
     assert "refusing to load 'file:///tmp/evil/model'" in done.stderr
 
@@ -108,12 +94,12 @@ def test_incremental_features_equal_the_batch_feature_matrix(materialized, tmp_p
     assert features.history["date"].n_unique() == 130
 
 
-def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path):
+def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path, alphaforge_cli):
     _bars(materialized.home, 5, tmp_path / "bars.csv")
-    done = alphaforge("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
+    done = alphaforge_cli("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
     assert done.returncode == 0, done.stderr
     assert "5 days scored" in done.stdout and "p50" in done.stdout and "p99" in done.stdout
-    alphaforge("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
+    alphaforge_cli("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
     best = pl.read_parquet(tmp_path / "batch.parquet")["symbol"][0]  # the batch's rank 1
     last_line = [line for line in done.stdout.splitlines() if "top:" in line][-1]
     assert last_line.split("top: ")[1].startswith(best)
@@ -176,19 +162,6 @@ def _champion_dir(home: Path) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-def _score(home: Path, monkeypatch, capsys) -> tuple[int, str]:
-    from pipelines.cli import main
-
-    for key in [k for k in os.environ if k.startswith(("ALPHAFORGE", "MLFLOW_"))]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("ALPHAFORGE_HOME", str(home))
-    monkeypatch.setenv("ALPHAFORGE_PROFILE", "fast")
-    capsys.readouterr()
-    code = main(["score"])
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
 def _swap_coefficients(model_dir: Path) -> None:
     """The champion with its meta-learner's weights changed: every type still trusted."""
     import skops.io
@@ -241,29 +214,28 @@ def _untrusted_type(model_dir: Path) -> None:
     ids=["changed-weights", "untrusted-type"],
 )
 def test_a_tampered_model_artifact_is_refused(
-    materialized, tmp_path, monkeypatch, capsys, tamper, refusal
+    materialized, tmp_path, alphaforge_cli, tamper, refusal
 ):
     home = _copy_registry(materialized.home, tmp_path / "home")
     tamper(_champion_dir(home))
-    code, text = _score(home, monkeypatch, capsys)
-    assert code == 2 and "refusing alphaforge-ensemble version" in text and refusal in text
+    done = alphaforge_cli("score", home=home)
+    assert done.returncode == 2, done.stdout
+    assert "refusing alphaforge-ensemble version" in done.stderr and refusal in done.stderr
 
 
-def test_the_artifact_says_nothing_about_how_it_is_loaded(
-    materialized, tmp_path, monkeypatch, capsys
-):
+def test_the_artifact_says_nothing_about_how_it_is_loaded(materialized, tmp_path, alphaforge_cli):
     """An MLmodel that names a loader of the artifact's own code is not followed: the model
     loads by our loader, as registered, and no code of the artifact runs."""
     home = _copy_registry(materialized.home, tmp_path / "home")
     model_dir = _champion_dir(home)
     _evil_loader(model_dir)
-    code, text = _score(home, monkeypatch, capsys)
+    done = alphaforge_cli("score", home=home)
     assert not (model_dir.parent / "pwned").exists()
-    assert code == 0 and "scored" in text, text
+    assert done.returncode == 0 and "scored" in done.stdout, done.stderr
 
 
 def test_a_version_whose_files_lie_outside_the_registry_is_refused(
-    materialized, tmp_path, monkeypatch, capsys
+    materialized, tmp_path, alphaforge_cli
 ):
     import shutil
 
@@ -278,5 +250,5 @@ def test_a_version_whose_files_lie_outside_the_registry_is_refused(
     for key, value in champion.tags.items():  # the same digest: only the place differs
         client.set_model_version_tag("alphaforge-ensemble", version.version, key, value)
     client.set_registered_model_alias("alphaforge-ensemble", "champion", version.version)
-    code, text = _score(home, monkeypatch, capsys)
-    assert code == 2 and "lie outside the registry's artifact store" in text, text
+    done = alphaforge_cli("score", home=home)
+    assert done.returncode == 2 and "lie outside the registry's artifact store" in done.stderr
