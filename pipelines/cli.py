@@ -27,7 +27,7 @@ from pipelines.settings import (
     PG_DATABASES,
     Settings,
     load_settings,
-    postgres_url,
+    postgres_params,
     prepare_home,
 )
 
@@ -198,7 +198,7 @@ def _run(
         # takes the lock over (local: its IO manager; prod: its executor), so the probe keeps
         # the line of a killed run before it for the run to find
         probe = (
-            PgRunLock(postgres_url(os.environ, PG_DATABASES["dagster"]), settings.lake)
+            PgRunLock(postgres_params(os.environ, PG_DATABASES["dagster"]), settings.lake)
             if settings.prod
             else RunLock(settings.lake)
         )

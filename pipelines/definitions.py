@@ -46,7 +46,13 @@ from pipelines.experiment import (
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
-from pipelines.settings import PG_DATABASES, Settings, load_settings, postgres_url
+from pipelines.settings import (
+    PG_DATABASES,
+    Settings,
+    load_settings,
+    postgres_params,
+    postgres_url,
+)
 from pipelines.sources import (
     BundledAltSource,
     BundledPriceSource,
@@ -329,7 +335,7 @@ class _LakeLockedExecutor(Executor):
         from pipelines.lock import PgRunLock, dead_holders
 
         run_id = plan_context.run_id
-        lock = PgRunLock(postgres_url(os.environ, PG_DATABASES["dagster"]), self.lake)
+        lock = PgRunLock(postgres_params(os.environ, PG_DATABASES["dagster"]), self.lake)
         lock.acquire(f"Dagster run {run_id}")  # HomeBusy: the run fails, nothing written
         try:
             # holding the lake: no other run is alive, so its temp files are orphans and a run

@@ -127,8 +127,8 @@ class PgRunLock:
     held until :meth:`release` or until the session ends (the process dies, the pod is lost).
     The session's ``application_name`` names the holder, so a refused run says who holds it."""
 
-    def __init__(self, dsn: str, lake: Path):
-        self.dsn, self.lake = dsn, Path(lake)
+    def __init__(self, params: dict[str, str], lake: Path):
+        self.params, self.lake = dict(params), Path(lake)
         digest = hashlib.sha256(f"alphaforge lake {self.lake}".encode()).digest()
         self.key = int.from_bytes(digest[:4], "big", signed=True)
         self.file = self.lake / ".run.lock"
@@ -138,7 +138,13 @@ class PgRunLock:
     def acquire(self, holder: str) -> None:
         import psycopg2
 
-        conn = psycopg2.connect(self.dsn, application_name=f"alphaforge {holder}"[:63])
+        try:
+            conn = psycopg2.connect(**self.params, application_name=f"alphaforge {holder}"[:63])
+        except psycopg2.Error as err:  # libpq's message names host and port, never the password
+            where = f"{self.params.get('host')}:{self.params.get('port')}"
+            raise RuntimeError(
+                f"cannot take the lake's run lock: PostgreSQL at {where} ({str(err).strip()})"
+            ) from None
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("select pg_try_advisory_lock(%s, %s)", (PG_LOCK_CLASS, self.key))

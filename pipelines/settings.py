@@ -115,6 +115,19 @@ def postgres_url(environ: Mapping[str, str], database: str, password: bool = Tru
     return with_password(url, environ.get("ALPHAFORGE_PG_PASSWORD")) if password else url
 
 
+def postgres_params(environ: Mapping[str, str], database: str) -> dict[str, str]:
+    """libpq connection keywords from ``ALPHAFORGE_PG_*`` (no URL to parse, none to print)."""
+    params = {
+        "host": environ.get("ALPHAFORGE_PG_HOST") or "127.0.0.1",
+        "port": environ.get("ALPHAFORGE_PG_PORT") or "5432",
+        "user": environ.get("ALPHAFORGE_PG_USER") or "alphaforge",
+        "dbname": database,
+    }
+    if environ.get("ALPHAFORGE_PG_PASSWORD"):
+        params["password"] = environ["ALPHAFORGE_PG_PASSWORD"]
+    return params
+
+
 def with_password(url: str, password: str | None) -> str:
     """``url`` with ``password`` (URL-quoted) in its user part; unchanged without one."""
     from urllib.parse import quote, urlsplit, urlunsplit

@@ -6,6 +6,7 @@ trusts no connection and shows its password on no command line.
 
 Skipped, with the reason, where PostgreSQL is not installed (``.ci/run`` installs it)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from dagster import (
 
 from pipelines.definitions import lake_locked
 from pipelines.lock import HomeBusy, PgRunLock, dead_holders
-from pipelines.settings import PG_DATABASES, postgres_url
+from pipelines.settings import PG_DATABASES, postgres_params
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,31 +54,37 @@ def locked_job():
 
 
 @pytest.fixture
-def dsn(pg_stack, monkeypatch):
+def pg_params(pg_stack, monkeypatch):
     for key, value in pg_stack["env"].items():
         monkeypatch.setenv(key, value)
-    return postgres_url(pg_stack["env"], PG_DATABASES["dagster"])
+    return postgres_params(pg_stack["env"], PG_DATABASES["dagster"])
 
 
-def test_a_second_holder_is_refused_and_a_killed_holder_frees_the_lake(dsn, tmp_path):
+def test_a_second_holder_is_refused_and_a_killed_holder_frees_the_lake(pg_params, tmp_path):
     lake = tmp_path / "lake"
     code = (
-        "import sys, time; from pathlib import Path; from pipelines.lock import PgRunLock; "
-        f"PgRunLock(sys.argv[1], Path(sys.argv[2])).acquire('Dagster run {RUN}'); "
+        "import json, sys, time; from pathlib import Path; from pipelines.lock import PgRunLock; "
+        f"PgRunLock(json.loads(sys.stdin.readline()), Path(sys.argv[1])).acquire('Dagster run {RUN}'); "
         "print('held', flush=True); time.sleep(600)"
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     holder = subprocess.Popen(
-        [sys.executable, "-c", code, dsn, str(lake)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(lake)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    holder.stdin.write(json.dumps(pg_params) + "\n")  # the password by pipe, not on a command line
+    holder.stdin.flush()
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(HomeBusy, match=rf"holds the lake .*\(alphaforge Dagster run {RUN}"):
-            PgRunLock(dsn, lake).acquire("Dagster run second")
+            PgRunLock(pg_params, lake).acquire("Dagster run second")
     finally:
         holder.kill()  # SIGKILL: no cleanup runs; PostgreSQL ends the session
         holder.wait()
-    lock = PgRunLock(dsn, lake)
+    lock = PgRunLock(pg_params, lake)
     for _ in range(50):  # the server notices the closed socket at once; allow it 5 s
         try:
             lock.acquire("Dagster run third")
@@ -88,7 +95,7 @@ def test_a_second_holder_is_refused_and_a_killed_holder_frees_the_lake(dsn, tmp_
     lock.release()
 
 
-def test_every_prod_run_holds_the_lake_lock_and_marks_a_killed_one_failed(dsn, tmp_path):
+def test_every_prod_run_holds_the_lake_lock_and_marks_a_killed_one_failed(pg_params, tmp_path):
     """A run launched like the daemon's run worker and ``alphaforge run`` launch it
     (``execute_job``) is refused while another holds the lake; once free, it marks the killed
     run that the lock's file names FAILURE."""
@@ -97,7 +104,7 @@ def test_every_prod_run_holds_the_lake_lock_and_marks_a_killed_one_failed(dsn, t
     (tmp_path / "dagster").mkdir()
     instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
     instance.add_run(DagsterRun(job_name="locked_job", run_id=RUN, status=DagsterRunStatus.STARTED))
-    other = PgRunLock(dsn, LAKE)
+    other = PgRunLock(pg_params, LAKE)
     other.acquire(f"Dagster run {RUN}")  # the killed run's line, left in the lock's file
     refused = execute_job(reconstructable(locked_job), instance, raise_on_error=False)
     assert not refused.success and not (LAKE / "written").exists()
