@@ -64,7 +64,8 @@ def test_a_second_holder_is_refused_and_a_killed_holder_frees_the_lake(pg_params
     lake = tmp_path / "lake"
     code = (
         "import json, sys, time; from pathlib import Path; from pipelines.lock import PgRunLock; "
-        f"PgRunLock(json.loads(sys.stdin.readline()), Path(sys.argv[1])).acquire('Dagster run {RUN}'); "
+        "lock = PgRunLock(json.loads(sys.stdin.readline()), Path(sys.argv[1])); "
+        f"lock.acquire('Dagster run {RUN}'); "
         "print('held', flush=True); time.sleep(600)"
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
