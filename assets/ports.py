@@ -40,6 +40,7 @@ class AltDataSource(Protocol):
 
 class Tracker(Protocol):
     experiment_name: str
+    artifact_root: str  # the local artifact store ("" when the tracking server keeps them)
 
     def asset_run(self, context: AssetExecutionContext) -> AbstractContextManager:
         """An MLflow run for this asset, nested under the pipeline run's parent run."""
@@ -49,7 +50,7 @@ class Tracker(Protocol):
 
 
 class Tuning(Protocol):
-    storage: str  # Optuna storage URL
+    storage_url: str  # Optuna storage URL, secrets resolved
     shared: bool  # other workers may join its studies (RDB storage, heartbeats)
     heartbeat_s: int
 

@@ -13,7 +13,6 @@ import mlflow
 import numpy as np
 import optuna
 import polars as pl
-import skops.io
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -32,10 +31,16 @@ from optuna.trial import TrialState
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
-import models
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.portfolio import CostConfig, row_costs
 from assets.ports import Tracker, Tuning
+from assets.registry import (
+    REGISTERED_MODEL,
+    ModelRefused,
+    load_registered,
+    record_digest,
+    trusted_types,
+)
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
@@ -57,10 +62,6 @@ from models.training import (
     tuning_window,
 )
 
-REGISTERED_MODEL = "alphaforge-ensemble"
-# skops (MLflow 3's safe format) loads only types it is told to trust: those our models are
-# made of, from these packages, and nothing else.
-TRUSTED_PREFIXES = ("models.", "sklearn.", "lightgbm.", "xgboost.", "numpy.", "collections.")
 PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "torch"]
 
 
@@ -381,7 +382,7 @@ def base_models(
                         n_trials=config.n_trials,
                         seed=config.seed,
                         n_jobs=config.n_jobs,
-                        storage=tuning.storage,
+                        storage=tuning.storage_url,
                         callbacks=[logger],
                         shared=tuning.shared,
                         heartbeat_s=tuning.heartbeat_s,
@@ -529,12 +530,8 @@ CHAMPION_AGE = "champion_age"
 
 
 def _trusted_types(model: StackedEnsemble) -> list[str]:
-    """The types skops must trust to load ``model``: those it is made of, from our packages."""
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if foreign:
-        raise TypeError(f"the ensemble holds types from unexpected packages: {foreign}")
-    return untrusted
+    """The types skops must trust to load ``model``: all in ``assets/registry.py``'s list."""
+    return trusted_types(model)
 
 
 def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None:
@@ -610,11 +607,13 @@ def ensemble_model(
             registered_model_name=REGISTERED_MODEL,
             signature=infer_signature(example, ensemble.predict(example.to_numpy())),
             pip_requirements=PIP_REQUIREMENTS,
-            code_paths=[str(Path(models.__file__).parent)],
+            # no code_paths: a loader would put them on sys.path; the scorer imports ours
             skops_trusted_types=_trusted_types(ensemble),
         )
         version = info.registered_model_version
         client = mlflow.MlflowClient()
+        location = client.get_model_version_download_uri(REGISTERED_MODEL, version)
+        record_digest(client, version, location, client.tracking_uri)
         client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
         for key, value in {
             "dagster_run_id": context.run_id,
@@ -626,6 +625,7 @@ def ensemble_model(
             client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
         decision = _champion_gate(
             client,
+            Path(tracker.artifact_root) if tracker.artifact_root else None,
             version,
             mean_rank_ic(ds.dates[test], test_pred, ds.label[test]),
             config.promotion_margin,
@@ -672,7 +672,14 @@ def ensemble_model(
 
 
 def _champion_gate(
-    client, version: str, challenger_ic: float, margin: float, features, ds, test_start
+    client,
+    artifact_root,
+    version: str,
+    challenger_ic: float,
+    margin: float,
+    features,
+    ds,
+    test_start,
 ) -> dict:
     """Compare the challenger with the champion on the same final test period; promote it when
     it wins by ``margin`` (or when there is no champion). The evidence is tagged on the
@@ -701,10 +708,17 @@ def _champion_gate(
             "no honest comparison, so no promotion"
         )
     else:
-        model = mlflow.sklearn.load_model(f"models:/{REGISTERED_MODEL}@champion")
-        champion_ic = _test_rank_ic(model, features, ds, test_start)
+        try:  # the champion as the scorer loads it: registry, digest, trusted types
+            model, _ = load_registered(
+                client, REGISTERED_MODEL, alias="champion", artifact_root=artifact_root
+            )
+        except ModelRefused as err:
+            model, refused = None, str(err)
+        champion_ic = _test_rank_ic(model, features, ds, test_start) if model else None
         evidence.update(champion_version=champion.version, champion_test_rank_ic=champion_ic)
-        if champion_ic is None:
+        if model is None:  # an artifact that cannot be trusted is not a champion to keep
+            decision, reason = "promoted", f"the champion could not be loaded safely: {refused}"
+        elif champion_ic is None:
             decision, reason = "kept champion", "the champion's features are not in today's matrix"
         elif challenger_ic >= champion_ic + margin:
             decision = "promoted"

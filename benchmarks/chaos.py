@@ -10,7 +10,8 @@
    (``▶ step``) in the killed run's output; then the same command again, to completion.
 3. After each rerun: it must succeed; every parquet in the lake must hold exactly the reference's
    rows (a content hash per file); no ``.tmp-*`` file may be left anywhere in the home; no MLflow
-   run may be left RUNNING; the backtest's metrics must equal the reference's.
+   run may be left RUNNING; the backtest's metrics must equal the reference's; the killed
+   attempt's Dagster run must read FAILURE and its MLflow parent run KILLED or FAILED.
 
 Prints one line per trial and the totals: trials, reruns identical, orphan files, stuck runs.
 """
@@ -147,6 +148,32 @@ def stuck_runs(home: Path) -> int:
     return len(client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'"))
 
 
+def killed_attempts(home: Path) -> tuple[list[str], list[str]]:
+    """The Dagster status of every run before the last (the killed attempts) and the MLflow
+    status of their parent runs."""
+    import mlflow
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
+        runs = sorted(
+            instance.get_runs(),
+            key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp,
+        )
+        killed = runs[:-1]
+        dagster = [r.status.value for r in killed]
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("alphaforge")
+    statuses = []
+    for run in killed if experiment else []:
+        parents = client.search_runs(
+            [experiment.experiment_id],
+            f"tags.`dagster.run_id` = '{run.run_id}' and tags.`alphaforge.parent` = 'true'",
+        )
+        statuses += [p.info.status for p in parents]
+    return dagster, statuses
+
+
 def orphans(home: Path) -> list[Path]:
     return sorted(home.rglob(".tmp-*"))
 
@@ -209,6 +236,14 @@ class Trial:
     orphan_files: int
     stuck: int
     differs: list[str]  # lake files whose content differs from the reference's
+    dagster_status: list[str]  # of the killed attempt(s): each must be FAILURE
+    mlflow_status: list[str]  # of their MLflow parent runs: each KILLED or FAILED
+
+    @property
+    def statuses_ok(self) -> bool:
+        return all(s == "FAILURE" for s in self.dagster_status) and all(
+            s in ("KILLED", "FAILED") for s in self.mlflow_status
+        )
 
 
 def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metrics: dict) -> Trial:
@@ -217,6 +252,7 @@ def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metric
     step = running_at(killed.timeline)
     ok = run(home).code == 0
     hashes = lake_hashes(home) if ok else {}
+    dagster_status, mlflow_status = killed_attempts(home)
     return Trial(
         target=f"{target[0]} +{target[1]:.2f} s",
         killed=killed.code == -signal.SIGKILL,
@@ -230,6 +266,8 @@ def trial(root: Path, i: int, target: tuple[str, float], reference: dict, metric
         differs=sorted(
             k for k in set(hashes) | set(reference) if hashes.get(k) != reference.get(k)
         ),
+        dagster_status=dagster_status,
+        mlflow_status=mlflow_status,
     )
 
 
@@ -264,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'killed in' if t.killed else 'ENDED FIRST'} {t.stage:<12} ({t.step:<22}) rerun "
             f"{'ok' if t.rerun_ok else 'FAILED'}, lake {'identical' if t.identical else 'DIFFERS'}, "
             f"metrics {'equal' if t.metrics_equal else 'DIFFER'}, orphan files {t.orphan_files}, "
-            f"stuck MLflow runs {t.stuck}"
+            f"stuck MLflow runs {t.stuck}, killed attempt Dagster {'/'.join(t.dagster_status) or '-'} "
+            f"MLflow {'/'.join(t.mlflow_status) or '-'}"
             + (f"; differs: {', '.join(t.differs)}" if t.differs else ""),
             flush=True,
         )
@@ -275,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "reruns_identical": sum(t.identical and t.metrics_equal for t in results),
         "orphan_files": sum(t.orphan_files for t in results),
         "stuck_mlflow_runs": sum(t.stuck for t in results),
+        "killed_marked": sum(t.statuses_ok for t in results),
         "stages_hit": sorted({t.stage for t in results}),
         "steps_hit": sorted({t.step for t in results}),
     }
@@ -283,10 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['reruns_ok']}/{summary['trials']} reruns "
         f"succeeded, {summary['reruns_identical']}/{summary['trials']} identical to the "
         f"undisturbed run, {summary['orphan_files']} orphan files, "
-        f"{summary['stuck_mlflow_runs']} stuck MLflow runs"
+        f"{summary['stuck_mlflow_runs']} stuck MLflow runs, {summary['killed_marked']}/"
+        f"{summary['trials']} killed attempts FAILURE in Dagster and KILLED/FAILED in MLflow"
     )
     print(json.dumps(summary))
-    good = summary["reruns_identical"] == summary["trials"]
+    good = summary["reruns_identical"] == summary["killed_marked"] == summary["trials"]
     return 0 if good and not summary["orphan_files"] and not summary["stuck_mlflow_runs"] else 1
 
 

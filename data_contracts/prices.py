@@ -6,6 +6,7 @@ from datetime import date
 
 import polars as pl
 
+from data_contracts.bounds import implausible
 from data_contracts.suite import ContractViolation, Report, Violation, run_suite
 
 CONTRACT = "market_prices"
@@ -101,8 +102,10 @@ def check_prices(
         repeats_of_symbol_date=(~pl.struct("symbol", "date").is_first_distinct()).cast(pl.Int8),
     )
     report = run_suite(derived, CONTRACT)
+    bounds, out_of_bounds = implausible(derived)
     report.violations[:0] = _parse_violations(typed, unparsed)
-    flagged = pl.concat([unparsed.select(*_KEY, "rule"), report.flagged])
+    report.violations += out_of_bounds
+    flagged = pl.concat([unparsed.select(*_KEY, "rule"), report.flagged, bounds])
     rules = _rules_per_row(flagged)
     value_cols = [c for c in frame.columns if c not in _KEY]
     quarantine = (

@@ -10,10 +10,15 @@
 #   deploy/stack.sh stop DIR                            stop both
 #
 # DIR/stack.env holds the environment a client needs (`set -a; . DIR/stack.env; set +a`):
-# ALPHAFORGE_DEPLOYMENT=prod, ALPHAFORGE_PG_*, ALPHAFORGE_MLFLOW_URI. The local server trusts
-# loopback connections and has no password; a shared server sets ALPHAFORGE_PG_PASSWORD.
+# ALPHAFORGE_DEPLOYMENT=prod, ALPHAFORGE_PG_*, ALPHAFORGE_MLFLOW_URI. It is 0600: it holds the
+# password. No connection is trusted: `start` generates a random password for the `alphaforge`
+# role, PostgreSQL checks it with SCRAM-SHA-256 on every connection (pg_hba: scram-sha-256 for
+# local and host), and the password travels only by file or environment, never on a command
+# line (initdb reads it with --pwfile, createdb and the MLflow server through a libpq password
+# file, PGPASSFILE=DIR/.pgpass), so `ps` shows no secret.
 # Needs: postgresql (Debian: apt-get install postgresql), and mlflow on PATH or in $MLFLOW.
 set -euo pipefail
+umask 077
 
 cmd=${1:?usage: stack.sh start|stop|restart-db DIR [PG_PORT] [MLFLOW_PORT]}
 dir=$(mkdir -p "${2:?DIR missing}" && cd "$2" && pwd)
@@ -43,12 +48,20 @@ case "$cmd" in
     bin=$(pg_bin)
     pgdata=$(mktemp -d -t alphaforge-pg.XXXXXX)
     echo "$pgdata" > "$dir/pgdata.path"
-    [ "$(id -u)" = 0 ] && chown postgres: "$pgdata"
-    as_pg "$bin/initdb" -D "$pgdata" -U "$user" --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+    # a fresh random password (URL-safe, so it needs no quoting in a URL)
+    password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+    pwfile=$(mktemp -t alphaforge-pw.XXXXXX)  # 0600; initdb needs an empty data folder
+    printf '%s\n' "$password" > "$pwfile"
+    [ "$(id -u)" = 0 ] && chown postgres: "$pgdata" "$pwfile"
+    as_pg "$bin/initdb" -D "$pgdata" -U "$user" --auth=scram-sha-256 --pwfile="$pwfile" -E UTF8 \
+      >"$dir/initdb.log" 2>&1 || { rm -f "$pwfile"; cat "$dir/initdb.log" >&2; exit 5; }
+    rm -f "$pwfile"
+    printf '127.0.0.1:%s:*:%s:%s\n' "$pg_port" "$user" "$password" > "$dir/.pgpass"
+    export PGPASSFILE="$dir/.pgpass"  # libpq (createdb, psycopg2 in the MLflow server) reads it
     echo "-p $pg_port -k $pgdata -c listen_addresses=127.0.0.1" > "$dir/pg.opts"
     as_pg "$bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -o "$(cat "$dir/pg.opts")" start >/dev/null
-    for db in $databases; do
-      as_pg "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U "$user" "$db"
+    for db in $databases; do  # a client: runs as this user, with the password file
+      "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U "$user" "$db"
     done
     mlflow=${MLFLOW:-$(command -v mlflow)}
     mkdir -p "$dir/mlartifacts"
@@ -71,9 +84,10 @@ ALPHAFORGE_DEPLOYMENT=prod
 ALPHAFORGE_PG_HOST=127.0.0.1
 ALPHAFORGE_PG_PORT=$pg_port
 ALPHAFORGE_PG_USER=$user
-ALPHAFORGE_PG_PASSWORD=
+ALPHAFORGE_PG_PASSWORD=$password
 ALPHAFORGE_MLFLOW_URI=http://127.0.0.1:$mlflow_port
 EOF
+    chmod 600 "$dir/stack.env" "$dir/.pgpass"
     echo "PostgreSQL on 127.0.0.1:$pg_port ($databases), MLflow on http://127.0.0.1:$mlflow_port"
     echo "environment: $dir/stack.env"
     ;;

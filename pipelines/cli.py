@@ -19,10 +19,17 @@ import time
 from pathlib import Path
 
 from pipelines.experiment import ExperimentError, Resolved, mlflow_uri, resolve, show
-from pipelines.lock import HomeBusy, RunLock, exclusive
+from pipelines.lock import HomeBusy, PgRunLock, RunLock, exclusive
 from pipelines.sensors import innermost_error
-from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day
-from pipelines.settings import ENV_VARS, Settings, load_settings, prepare_home
+from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day, write_scores
+from pipelines.settings import (
+    ENV_VARS,
+    PG_DATABASES,
+    Settings,
+    load_settings,
+    postgres_params,
+    prepare_home,
+)
 
 STEP_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION")
 
@@ -232,13 +239,16 @@ def _run(
         partition_range_tags,
     )
 
-    try:  # refuse at once, before the run is even created, if the home is busy
-        probe = RunLock(settings.lake)
+    try:  # refuse at once, before the run is even created, if the lake is busy; the run
+        # takes the lock over (local: its IO manager; prod: its executor), so the probe keeps
+        # the line of a killed run before it for the run to find
+        probe = (
+            PgRunLock(postgres_params(os.environ, PG_DATABASES["dagster"]), settings.lake)
+            if settings.prod
+            else RunLock(settings.lake)
+        )
         probe.acquire("alphaforge run (starting)")
-        # local: the run's IO manager takes the lock over; prod: its steps are processes of
-        # their own, so this process holds it until the run ends
-        if not settings.prod:
-            probe.release()
+        probe.release()
     except HomeBusy as err:
         print(f"✗ {err}", file=sys.stderr)
         return 3
@@ -316,7 +326,6 @@ def _run(
             break
         time.sleep(0.5)
     _reap_log_tails()
-    probe.release()
     if "error" in outcome:
         raise outcome["error"]
     result = outcome["result"]
@@ -546,7 +555,7 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
     uri = mlflow_uri(resolved, settings.mlflow_uri)
     try:
         day = date.fromisoformat(args.day) if args.day else None
-        out = score_day(uri, settings.lake, args.model, day)
+        out = score_day(uri, settings.lake, args.model, day, _artifact_root(settings))
     except (ModelRefused, FileNotFoundError, ValueError) as err:
         print(f"✗ {err}", file=sys.stderr)
         return 2
@@ -557,21 +566,21 @@ def _score(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> 
         f"(load {out.load_s:.2f} s, score {out.score_s * 1000:.1f} ms)"
     )
     if args.out:
-        path = Path(args.out)
-        if path.suffix == ".parquet":
-            out.frame.write_parquet(path)
-        else:
-            out.frame.write_csv(path)
+        path = write_scores(out.frame, Path(args.out))
         print(f"written to {path}")
     return 0
 
 
+def _artifact_root(settings: Settings) -> Path | None:
+    """Where registered models' files must lie: the home's store (prod: the tracking server's)."""
+    return None if settings.prod else settings.mlflow_artifacts
+
+
 def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> int:
-    import mlflow
     import polars as pl
 
     from models.streaming import IncrementalFeatures
-    from pipelines.serving import check_model_uri
+    from pipelines.serving import check_model_uri, load_model
     from pipelines.streaming import (
         days_from_lines,
         feature_builder,
@@ -597,11 +606,21 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         for c in pl.read_parquet_schema(lake / "feature_matrix.parquet")
         if c not in ("symbol", "date")
     ]
-    mlflow.set_tracking_uri(mlflow_uri(resolved, settings.mlflow_uri))
-    model = mlflow.pyfunc.load_model(args.model)
+    try:
+        model = load_model(
+            mlflow_uri(resolved, settings.mlflow_uri), args.model, _artifact_root(settings)
+        )
+    except ModelRefused as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 2
+    columns = list(getattr(model, "features_", None) or columns)
     lines = open(args.bars, encoding="utf-8") if args.bars else lines_from_socket(args.socket)  # noqa: SIM115
     days = days_from_lines(lines)
-    first = next(days, None)
+    try:
+        first = next(days, None)
+    except ValueError as err:
+        print(f"✗ {args.bars or args.socket}: {err}", file=sys.stderr)
+        return 2
     if first is None:
         print("✗ the stream held no bars", file=sys.stderr)
         return 2
@@ -614,12 +633,16 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         yield from days
 
     latencies = []
-    for scored in score_stream(all_days(), features, model, columns):
-        latencies.append(scored.latency_s)
-        top = ", ".join(
-            f"{r['symbol']} {r['score']:+.4f}" for r in scored.signals.head(args.top).to_dicts()
-        )
-        print(f"{scored.day}  {scored.latency_s * 1000:6.1f} ms  top: {top}", flush=True)
+    try:
+        for scored in score_stream(all_days(), features, model, columns):
+            latencies.append(scored.latency_s)
+            top = ", ".join(
+                f"{r['symbol']} {r['score']:+.4f}" for r in scored.signals.head(args.top).to_dicts()
+            )
+            print(f"{scored.day}  {scored.latency_s * 1000:6.1f} ms  top: {top}", flush=True)
+    except ValueError as err:  # a line that is not a bar: named, the days before it scored
+        print(f"✗ {args.bars or args.socket}: {err}", file=sys.stderr)
+        return 2
     summary = latency_summary(latencies)
     print(
         f"{summary['days']} days scored; latency per day (features + scoring): "

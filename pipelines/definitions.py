@@ -17,6 +17,10 @@ from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Definitions,
+    EnvVar,
+    Executor,
+    ExecutorDefinition,
+    InitExecutorContext,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -34,15 +38,21 @@ from assets import explain, features, ingest, portfolio, reports, risk, strategi
 from assets.ingest import daily_prices_asset
 from pipelines.experiment import (
     BUNDLED_LAST_DATE,
+    ENV_REF,
     Resolved,
-    mlflow_uri,
+    as_secret,
     resolve,
-    resolve_env_refs,
 )
 from pipelines.io_managers import LakeIOManager
 from pipelines.resources import MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import (
+    PG_DATABASES,
+    Settings,
+    load_settings,
+    postgres_params,
+    postgres_url,
+)
 from pipelines.sources import (
     BundledAltSource,
     BundledPriceSource,
@@ -58,8 +68,21 @@ FULL_JOB = "full_job"
 WEEKLY_CRON = "0 6 * * 6"
 
 
+# Variables whose values are secrets wherever they appear: alerts mask them (with those the
+# experiment references) before anything is written or posted.
+SECRET_VARIABLES = (
+    "ALPHAFORGE_PG_PASSWORD",
+    "ALPHAFORGE_ALERT_WEBHOOK",
+    "ALPHAFORGE_MLFLOW_URI",
+    "ALPHAFORGE_OPTUNA_STORAGE",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
+
+
 def price_source(resolved: Resolved, environ: Mapping[str, str] = os.environ):
-    """The experiment's price source resource (bundled, files or a vendor's HTTP API)."""
+    """The experiment's price source resource (bundled, files or a vendor's HTTP API); a vendor
+    key given by reference stays one (:func:`as_secret`)."""
     data = resolved.experiment.data
     if data.source == "files":
         return FilePriceSource(
@@ -75,7 +98,7 @@ def price_source(resolved: Resolved, environ: Mapping[str, str] = os.environ):
             url=data.url,
             symbols=list(data.universe),
             columns=dict(data.columns),
-            api_key=resolve_env_refs(data.api_key, "data.api_key", environ),
+            api_key=as_secret(data.api_key, "data.api_key", environ),
             sectors=data.sectors,
         )
     return BundledPriceSource()
@@ -85,16 +108,31 @@ def build_resources(
     settings: Settings, resolved: Resolved, environ: Mapping[str, str] = os.environ
 ) -> dict[str, object]:
     """The resource set; stores default to SQLite under ``settings.home`` (local) or to
-    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``)."""
+    PostgreSQL and the MLflow tracking server (prod: ``pipelines/settings.py``).
+
+    No resolved secret is put in a resource's config (the Dagster UI and GraphQL show it):
+    a secret arrives as ``dagster.EnvVar`` or as a ``${env:VAR}`` template that the resource
+    resolves when it runs (:func:`as_secret`)."""
     exp = resolved.experiment
     data, tracking = exp.data, exp.tracking
+    root = data.root
     prices = price_source(resolved, environ)
-    tracking_uri = mlflow_uri(resolved, settings.mlflow_uri, environ)
+    tracking_uri = as_secret(tracking.mlflow_uri, "tracking.mlflow_uri", environ)
+    tracking_uri = tracking_uri or settings.mlflow_uri  # the deployment's default: no secret
+    storage = as_secret(tracking.optuna_storage, "tracking.optuna_storage", environ)
+    pg_password = None
+    if storage is None and settings.prod:  # PostgreSQL: the password travels on its own
+        storage = postgres_url(environ, PG_DATABASES["optuna"], password=False)
+        pg_password = (
+            EnvVar("ALPHAFORGE_PG_PASSWORD") if environ.get("ALPHAFORGE_PG_PASSWORD") else None
+        )
+    referenced = {m.group(1) for m in ENV_REF.finditer(resolved.to_yaml())}
+    webhook = EnvVar("ALPHAFORGE_ALERT_WEBHOOK") if settings.alert_webhook else None
     return {
-        # prod: steps run in several processes, and one run at a time is the run queue's job
+        # prod: steps run in several processes; the run's executor holds the lake's lock
         "lake": LakeIOManager(base_dir=str(settings.lake), lock=not settings.prod),
         "price_source": prices,
-        "alt_source": BundledAltSource(texts=data.texts),
+        "alt_source": BundledAltSource(texts=data.texts, root=root, max_file_mb=data.max_file_mb),
         "tracker": MLflowResource(
             tracking_uri=tracking_uri,
             # prod: the tracking server keeps (and serves) the artefacts
@@ -105,14 +143,18 @@ def build_resources(
             exclusive=not settings.prod,
         ),
         "tuning": TuningResource(
-            storage=resolve_env_refs(tracking.optuna_storage, "tracking.optuna_storage", environ)
-            or settings.optuna_storage,
+            storage=storage or settings.optuna_storage,
+            password=pg_password,
             tracking_uri=tracking_uri,
             problem_dir=str(settings.lake / "tuning"),
             shared=settings.prod,
         ),
         "reports": ReportsResource(base_dir=str(settings.reports)),
-        "alerts": AlertResource(alert_dir=str(settings.alerts), webhook_url=settings.alert_webhook),
+        "alerts": AlertResource(
+            alert_dir=str(settings.alerts),
+            webhook_url=webhook,
+            redact=sorted({*SECRET_VARIABLES, *referenced}),
+        ),
     }
 
 
@@ -250,16 +292,68 @@ PRELOAD = ["pipelines.definitions", "torch", "mlflow", "great_expectations", "li
 
 def executor(settings: Settings):
     """local: one process (each spawned step would pay ~15 s of imports: torch, mlflow, GX);
-    prod: Dagster's multiprocess executor, steps forked from a preloaded forkserver."""
+    prod: Dagster's multiprocess executor, steps forked from a preloaded forkserver, inside
+    the lake's PostgreSQL run lock (:func:`lake_locked`)."""
     if not settings.prod:
         return in_process_executor
-    return multiprocess_executor.configured(
+    return lake_locked(multiprocess_executor, settings.lake).configured(
         {
             "max_concurrent": settings.max_concurrent,
             "start_method": {"forkserver": {"preload_modules": PRELOAD}},
         },
         name="prod_multiprocess",
     )
+
+
+def lake_locked(inner: ExecutorDefinition, lake: Path) -> ExecutorDefinition:
+    """``inner`` (same config, same requirements), its whole run inside the lake's
+    :class:`PgRunLock`, taken in the run's orchestrating process before any step starts,
+    whoever launched the run. The lock's DSN is built from ``ALPHAFORGE_PG_*`` in that process,
+    so no password is in the executor's config."""
+
+    def create(init_context: InitExecutorContext) -> Executor:
+        return _LakeLockedExecutor(inner.executor_creation_fn(init_context), lake)
+
+    return ExecutorDefinition(
+        name=inner.name,
+        config_schema=inner.config_schema,
+        executor_creation_fn=create,
+        requirements=inner.get_requirements,
+        description="Dagster's multiprocess executor inside the lake's PostgreSQL run lock.",
+    )
+
+
+class _LakeLockedExecutor(Executor):
+    def __init__(self, inner: Executor, lake: Path):
+        self.inner, self.lake = inner, lake
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        from pipelines.atomic import sweep_orphans
+        from pipelines.io_managers import mark_killed_runs
+        from pipelines.lock import PgRunLock, dead_holders
+
+        run_id = plan_context.run_id
+        lock = PgRunLock(postgres_params(os.environ, PG_DATABASES["dagster"]), self.lake)
+        lock.acquire(f"Dagster run {run_id}")  # HomeBusy: the run fails, nothing written
+        try:
+            # holding the lake: no other run is alive, so its temp files are orphans and a run
+            # the lock's file names, if still shown started, was killed
+            log = plan_context.log
+            for path in [*sweep_orphans(self.lake), *sweep_orphans(self.lake.parent / "reports")]:
+                log.warning(f"removed {path.name}, left by an interrupted write")
+            dead = dead_holders(lock.previous, same_host=False)
+            mark_killed_runs(plan_context.instance, dead, run_id, log)
+            yield from self.inner.execute(plan_context, execution_plan)
+        finally:
+            lock.release()
 
 
 def full_run_window(resolved: Resolved, today: date | None = None) -> tuple[str, str] | None:

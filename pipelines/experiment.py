@@ -12,6 +12,7 @@ class (``ROUTES``), so there is one source of truth for them.
 """
 
 import difflib
+import itertools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -53,6 +55,13 @@ from models.risk import STRESS_EPISODES
 from models.var import METHODS
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+# An experiment is a page of settings: a file larger than this is refused before it is parsed,
+# and a value quoted in a message is cut to this many characters.
+MAX_FILE_BYTES = 2**20
+MAX_SHOWN = 200
+# query parameters that carry a credential (libpq and SQLAlchemy take ?password=)
+SECRET_PARAMS = {"password", "passwd", "pwd", "pass", "secret", "token", "access_token",
+                 "api_key", "apikey", "key", "sig", "signature"}  # fmt: skip
 WHOLE = ("columns", "stress_episodes")  # mappings that are values, not sections
 ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n_trials
 BUNDLED_LAST_DATE = date(2022, 12, 28)
@@ -78,7 +87,9 @@ class DataSection(Section):
         description="Path or glob of price files (CSV, CSV.gz, Parquet) when source is 'files'.",
     )
     root: str | None = Field(
-        None, description="Files source: refuse any file that resolves outside this folder."
+        None,
+        description="Every data file (prices, sector map, texts) must resolve inside this "
+        "folder; default: the folder of data.path.",
     )
     max_file_mb: int = Field(
         1024,
@@ -493,7 +504,9 @@ class ExperimentError(ValueError):
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
+        listing = "\n".join(f"  - {p}" for p in problems[:50])
+        if len(problems) > 50:
+            listing += f"\n  ... and {len(problems) - 50} more"
         super().__init__(f"{source}: {len(problems)} problem(s), nothing was run:\n{listing}")
 
 
@@ -580,11 +593,18 @@ def resolve(
     file_data: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            with Path(path).open("rb") as handle:
+                text = handle.read(MAX_FILE_BYTES + 1)
+                size = os.fstat(handle.fileno()).st_size
         except FileNotFoundError:
             raise ExperimentError(source, [f"file not found: {path}"]) from None
-        except yaml.YAMLError as err:
-            raise ExperimentError(source, [f"not valid YAML: {err}"]) from None
+        if len(text) > MAX_FILE_BYTES:
+            raise ExperimentError(
+                source,
+                [f"is larger than {MAX_FILE_BYTES // 2**20} MiB ({size / 2**20:.1f} MiB): "
+                 "an experiment is a page of settings, not data"],
+            )  # fmt: skip
+        loaded = load_yaml(text.decode("utf-8", errors="replace"), source) or {}
         if not isinstance(loaded, dict):
             raise ExperimentError(
                 source, [f"top level must be a mapping of sections, got {type(loaded).__name__}"]
@@ -605,7 +625,8 @@ def resolve(
         layers.append(("environment", env_layer))
     cli = {"profile": profile} if profile else {}
     for dotted, raw in (overrides or {}).items():
-        _set(cli, dotted.split("."), yaml.safe_load(raw) if isinstance(raw, str) else raw)
+        value = load_yaml(raw, "command line") if isinstance(raw, str) else raw
+        _set(cli, dotted.split("."), value)
     if cli:
         layers.append(("command line", cli))
 
@@ -629,6 +650,12 @@ def resolve(
         except ValidationError:
             pass
         raise ExperimentError(source, problems) from None
+    root = data_root(experiment.data)
+    if root != experiment.data.root:  # files are always confined: by default to their folder
+        experiment = experiment.model_copy(
+            update={"data": experiment.data.model_copy(update={"root": root})}
+        )
+        origins["data.root"] = "derived from data.path"
     problems += _cross_checks(experiment, check_files)
     if problems:
         raise ExperimentError(source, problems)
@@ -660,6 +687,20 @@ def resolve_env_refs(
     return ENV_REF.sub(lookup, value)
 
 
+def as_secret(value: str | None, key: str, environ: Mapping[str, str] = os.environ):
+    """How a setting that may hold a secret reaches a Dagster resource: a whole ``${env:VAR}``
+    as ``dagster.EnvVar("VAR")`` (the UI and GraphQL show the name; Dagster reads the value in
+    the run), a template with references as it is (the resource resolves it at run time), a
+    plain value as it is. A reference to an unset variable is an error now, naming ``key``."""
+    from dagster import EnvVar
+
+    if value is None:
+        return None
+    resolve_env_refs(value, key, environ)  # every variable it names must be set
+    whole = ENV_REF.fullmatch(value.strip())
+    return EnvVar(whole.group(1)) if whole else value
+
+
 def mlflow_uri(resolved: Resolved, default: str, environ: Mapping[str, str] = os.environ) -> str:
     """The experiment's tracking store (``${env:VAR}`` resolved), else ``default`` (the
     deployment's: the home's SQLite, or the prod tracking server)."""
@@ -687,14 +728,72 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         ("ALPHAFORGE_MLFLOW_URI", "mlflow_uri"),
         ("ALPHAFORGE_OPTUNA_STORAGE", "optuna_storage"),
     ):
-        if environ.get(var):
-            layer.setdefault("tracking", {})[key] = environ[var]
+        if environ.get(var):  # by reference: the URI may hold a password, the experiment is logged
+            layer.setdefault("tracking", {})[key] = f"${{env:{var}}}"
     for var, raw in environ.items():
         if var.startswith(ENV_PREFIX):
-            _set(
-                layer, [p.lower() for p in var[len(ENV_PREFIX) :].split("__")], yaml.safe_load(raw)
-            )
+            keys = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+            _set(layer, keys, load_yaml(raw, f"environment variable {var}"))
     return layer
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``text`` parsed with the safe loader, refusing anchors and aliases: the safe loader
+    keeps an alias shared, but anything that walks the value (validation, a message quoting
+    it) expands it, and nine aliases nested seven deep are 4.8 M strings (billion laughs)."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                mark = event.start_mark
+                raise ExperimentError(
+                    source,
+                    [f"line {mark.line + 1}: YAML anchors and aliases (&, *) are not allowed "
+                     "in an experiment; write each value out"],
+                )  # fmt: skip
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ExperimentError(source, [f"not valid YAML: {_short(str(err), 600)}"]) from None
+
+
+def _short(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``value`` as text (a string as it is, anything else as its repr) cut to ``limit``
+    characters, saying how long it was."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def inline_secret(value: str) -> str | None:
+    """Where ``value``, read as a URL, holds a credential in clear (not as ``${env:VAR}``): in
+    its user part (``user:pw@``, also with an empty user) or a query parameter such as
+    ``?password=``; None when it holds none."""
+    if "://" not in value:
+        return None
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return "not a valid URL"
+
+    def clear(text: str | None) -> bool:
+        return bool(text) and bool(ENV_REF.sub("", text).strip())
+
+    if clear(password):
+        return "in its user part"
+    for name, item in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in SECRET_PARAMS and clear(item) and item != "{api_key}":
+            return f"{name}=…"
+    return None
+
+
+def data_root(data: "DataSection") -> str | None:
+    """The folder every data file must lie in: ``data.root``, else the folder of ``data.path``
+    (its part before any wildcard or ``{date}``)."""
+    if data.root or not data.path:
+        return data.root
+    parts = Path(data.path).parts
+    fixed = list(itertools.takewhile(lambda part: not any(c in part for c in "*?[{"), parts))
+    folder = Path(*fixed) if fixed else Path(".")
+    return str(folder.parent if len(fixed) == len(parts) else folder)
 
 
 def _set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -768,7 +867,7 @@ def _describe(error: Mapping[str, Any], origins: Mapping[str, str]) -> str:
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
         return f"{key}: unknown key{hint}{suffix}"
     expected = error["msg"].removeprefix("Value error, ")
-    return f"{key}: {expected} (got {error.get('input')!r}){suffix}"
+    return f"{key}: {expected} (got {_short(repr(error.get('input')))}){suffix}"
 
 
 def _business_days(start: date, end: date) -> int:
@@ -869,8 +968,65 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         )
     for key in ("mlflow_uri", "optuna_storage"):
         value = getattr(exp.tracking, key)
-        if value and "://" in value and re.search(r"://[^/@:]+:[^@/${}]+@", value):
+        if value and (where := inline_secret(value)):
             problems.append(
-                f"tracking.{key}: holds a password; use a reference such as ${{env:MLFLOW_DB_PASSWORD}}"
+                f"tracking.{key}: holds a password ({where}); use a reference such as "
+                "${env:MLFLOW_DB_PASSWORD} in its place"
+            )
+    problems += _secret_checks(data)
+    if check_files:
+        problems += _root_checks(data)
+    return problems
+
+
+def _secret_checks(data: DataSection) -> list[str]:
+    """The vendor key only by reference, never typed into the URL, never over plain http."""
+    from pipelines.sources import check_vendor_url
+
+    problems = []
+    if data.api_key and not ENV_REF.fullmatch(data.api_key.strip()):
+        problems.append(
+            "data.api_key: must be a reference ${env:VAR} (the key itself never goes in the "
+            "experiment: it is logged)"
+        )
+    if data.url and (where := inline_secret(data.url)):
+        problems.append(
+            f"data.url: holds a key ({where}); write {{api_key}} in its place and set "
+            "data.api_key: ${env:VAR}"
+        )
+    if data.source == "http" and data.url:
+        try:
+            check_vendor_url(data.url, bool(data.api_key) and "{api_key}" in data.url)
+        except ValueError as err:
+            problems.append(
+                f"data.url: would send data.api_key over plain http ({err})"
+                if "plain http" in str(err)
+                else f"data.url: {err}"
+            )
+    return problems
+
+
+def _root_checks(data: DataSection) -> list[str]:
+    """Every file the experiment names resolves inside the data root (checked again, on the
+    file actually opened, when it is read)."""
+    from glob import glob
+
+    root = data_root(data)
+    if not root:
+        return []
+    base = Path(root).expanduser().resolve()
+    problems = []
+    named = {"sectors": data.sectors, "texts": data.texts}
+    if data.source == "files" and data.path:
+        named["path"] = data.path
+    for key, value in named.items():
+        if not value:
+            continue
+        matches = [Path(p) for p in glob(str(Path(value).expanduser())) if Path(p).is_file()]
+        outside = [p for p in matches if not p.resolve().is_relative_to(base)]
+        if outside:
+            problems.append(
+                f"data.{key}: {len(outside)} file(s) resolve outside data.root {root} "
+                f"(first: {_short(str(outside[0]))} -> {_short(str(outside[0].resolve()))})"
             )
     return problems

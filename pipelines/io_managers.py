@@ -1,6 +1,17 @@
-"""The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic."""
+"""The parquet lake: polars frames as parquet, other artefacts pickled; every write atomic.
 
+A pickle runs code when it is read, so the lake reads only pickles it wrote itself: each
+``.pkl`` is written 0600 with an HMAC-SHA256 of its bytes under a key of the lake's own
+(``<lake>/.lake.key``, 0600, made on first use), and a file whose digest does not match (a
+foreign pickle put in its place, a tampered one, one written by an older version) is refused
+before a byte of it is unpickled.
+"""
+
+import hashlib
+import hmac
+import os
 import pickle
+import secrets
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +27,7 @@ from pydantic import PrivateAttr
 
 from models.panel import partition_keys
 from pipelines.atomic import sweep_orphans, write_atomic
-from pipelines.lock import RunLock, dead_holder
+from pipelines.lock import RunLock, dead_holders
 
 
 class LakeIOManager(ConfigurableIOManager):
@@ -43,23 +54,11 @@ class LakeIOManager(ConfigurableIOManager):
         home = Path(self.base_dir).parent
         for path in [*sweep_orphans(Path(self.base_dir)), *sweep_orphans(home / "reports")]:
             context.log.warning(f"removed {path.name}, left by an interrupted write")
-        # the previous holder of the lock died if its process is gone: if the instance still
-        # shows its run as started, say in the Dagster UI that it was killed
-        dead = dead_holder(self._lock.previous)
-        run = context.instance.get_run_by_id(dead) if dead and context.instance else None
-        if (
-            run is not None
-            and run.run_id != context.run_id
-            and run.status
-            in (
-                DagsterRunStatus.STARTED,
-                DagsterRunStatus.STARTING,
-            )
-        ):
-            context.instance.report_run_failed(
-                run, "interrupted (its process died); marked failed by the next run"
-            )
-            context.log.warning(f"marked run {run.run_id} FAILURE: its process died")
+        # a previous holder died if its process is gone: if the instance still shows its run
+        # as started, say in the Dagster UI that it was killed
+        mark_killed_runs(
+            context.instance, dead_holders(self._lock.previous), context.run_id, context.log
+        )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._lock is not None:
@@ -77,10 +76,9 @@ class LakeIOManager(ConfigurableIOManager):
             path = write_atomic(stem.with_suffix(".parquet"), lambda f: obj.write_parquet(f))
             stale = stem.with_suffix(".pkl")
         else:
-            path = write_atomic(
-                stem.with_suffix(".pkl"),
-                lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL),
-            )
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            signed = _signature(self._key(), payload) + payload
+            path = write_atomic(stem.with_suffix(".pkl"), lambda f: f.write(signed), mode=0o600)
             stale = stem.with_suffix(".parquet")
         stale.unlink(missing_ok=True)
         context.add_output_metadata({"path": str(path), "bytes": path.stat().st_size})
@@ -116,5 +114,57 @@ class LakeIOManager(ConfigurableIOManager):
         parquet = stem.with_suffix(".parquet")
         if parquet.exists():
             return pl.read_parquet(parquet)
-        with stem.with_suffix(".pkl").open("rb") as handle:
-            return pickle.load(handle)
+        path = stem.with_suffix(".pkl")
+        data = path.read_bytes()
+        head, payload = data[: len(SIGNED) + 64], data[len(SIGNED) + 64 :]
+        key = self._key(create=False)
+        if not key or not hmac.compare_digest(head, _signature(key, payload)):
+            raise ValueError(
+                f"refusing to unpickle {path}: its digest is not one this lake wrote (a file "
+                "put in its place or changed, or written by an older AlphaForge); "
+                "materialize the asset again to rewrite it"
+            )
+        return pickle.loads(payload)  # noqa: S301 (our own bytes: the digest matched)
+
+    def _key(self, create: bool = True) -> bytes:
+        """The lake's pickle key, made once (atomically: several step processes may race)."""
+        path = Path(self.base_dir) / ".lake.key"
+        if not path.exists() and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".lake.key.{os.getpid()}.{secrets.token_hex(4)}")
+            tmp.write_bytes(secrets.token_bytes(32))
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, path)  # fails if another process made it first: theirs stands
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_bytes() if path.exists() else b""
+
+
+def mark_killed_runs(instance, run_ids: list[str], current: str, log) -> list[str]:
+    """Report FAILURE for each of ``run_ids`` (previous lock holders whose process is gone)
+    that the instance still shows as starting or started; returns those marked."""
+    marked = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id) if instance else None
+        if (
+            run is not None
+            and run.run_id != current
+            and run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
+        ):
+            instance.report_run_failed(
+                run, "interrupted (its process died); marked failed by the next run"
+            )
+            log.warning(f"marked run {run.run_id} FAILURE: its process died")
+            marked.append(run.run_id)
+    return marked
+
+
+SIGNED = b"alphaforge-pickle-hmac-sha256:"
+
+
+def _signature(key: bytes, payload: bytes) -> bytes:
+    """The header of a signed pickle: a marker and the hex HMAC of its payload."""
+    return SIGNED + hmac.new(key, payload, hashlib.sha256).hexdigest().encode()

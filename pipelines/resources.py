@@ -1,15 +1,16 @@
 """Resources: MLflow tracking and the report store (data sources live in ``sources.py``)."""
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from dagster import AssetExecutionContext, ConfigurableResource
+from dagster import AssetExecutionContext, ConfigurableResource, DagsterRunStatus
 
 from pipelines.atomic import write_atomic
-from pipelines.experiment import flatten
+from pipelines.experiment import flatten, resolve_env_refs
 
 PARENT_TAG = "alphaforge.parent"
 DAGSTER_RUN_TAG = "dagster.run_id"
@@ -29,6 +30,11 @@ class MLflowResource(ConfigurableResource):
     experiment_yaml: str = ""
     # local: each run holds the home's lock, so another run's RUNNING MLflow runs are dead
     exclusive: bool = True
+
+    @property
+    def uri(self) -> str:
+        """The tracking URI, a ``${env:...}`` template resolved now (inside the run)."""
+        return resolve_env_refs(self.tracking_uri, "tracking.mlflow_uri", os.environ)
 
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -118,14 +124,30 @@ class MLflowResource(ConfigurableResource):
             client.set_terminated(run.info.run_id, "KILLED")
         if stale:
             context.log.warning(f"marked {len(stale)} MLflow runs of an interrupted run KILLED")
+        # a run killed between two tracked assets left its parent FINISHED (each asset ends
+        # it): it mirrors the Dagster run, which is FAILURE by now (the lock's next holder
+        # marks a killed run so)
+        finished = client.search_runs(
+            [experiment_id],
+            filter_string=f"attributes.status = 'FINISHED' and tags.`{PARENT_TAG}` = 'true'",
+            max_results=200,
+            order_by=["attributes.start_time DESC"],
+        )
+        for run in finished:
+            dagster = context.instance.get_run_by_id(run.data.tags.get(DAGSTER_RUN_TAG, ""))
+            if dagster is not None and dagster.status in (
+                DagsterRunStatus.FAILURE,
+                DagsterRunStatus.CANCELED,
+            ):
+                client.set_terminated(run.info.run_id, "FAILED")
 
     @contextmanager
     def asset_run(self, context: AssetExecutionContext) -> Iterator:
         import mlflow
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        client = mlflow.MlflowClient(self.tracking_uri)
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient(self.uri)
         experiment_id = self._experiment_id(client)
         mlflow.set_experiment(experiment_id=experiment_id)
         parent = self._parent(client, experiment_id, context)
@@ -147,7 +169,7 @@ class MLflowResource(ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         import mlflow
 
-        run = mlflow.MlflowClient(self.tracking_uri).get_run(run_id)
+        run = mlflow.MlflowClient(self.uri).get_run(run_id)
         return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 

@@ -34,8 +34,11 @@ class AlertResource(ConfigurableResource):
     alert_dir: str
     webhook_url: str | None = None
     timeout_s: float = 10.0
+    # environment variables whose values never leave in an alert (masked as ***)
+    redact: list[str] = []
 
     def send(self, alert: dict) -> Path:
+        alert = json.loads(mask(json.dumps(alert), secret_values(self.redact)))
         folder = Path(self.alert_dir)
         name = f"{alert['time'].replace(':', '').replace('-', '')}-{alert['run_id'][:8]}.json"
         path = write_atomic(folder / name, lambda f: f.write(json.dumps(alert, indent=2).encode()))
@@ -51,6 +54,31 @@ class AlertResource(ConfigurableResource):
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 (configured URL)
                 response.read()
         return path
+
+
+def secret_values(names: list[str], environ=os.environ) -> list[str]:
+    """The values of the variables ``names`` and, for URLs among them, their password and
+    credential parameters too (a message may quote a part of a URL): longest first."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    values = set()
+    for name in names:
+        value = environ.get(name) or ""
+        values.add(value)
+        if "://" in value:
+            try:
+                parts = urlsplit(value)
+                values |= {parts.password or "", unquote(parts.password or "")}
+                values |= {v for _, v in parse_qsl(parts.query)}
+            except ValueError:
+                pass
+    return sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***").replace(json.dumps(secret)[1:-1], "***")
+    return text
 
 
 def innermost_error(error):

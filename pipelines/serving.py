@@ -1,9 +1,11 @@
-"""Scoring with a registered model: ``alphaforge score``.
+"""Scoring with a registered model: ``alphaforge score`` and ``alphaforge stream``.
 
 Models load only by ``models:/alphaforge-<name>@<alias>`` or ``models:/alphaforge-<name>/<n>``
-URIs of the home's own tracking store. A model is pickled code; a path, a run URI or a remote
-URL would let whoever controls the argument run code here, so anything else is refused before
-MLflow is touched.
+URIs of the configured registry (a path, a run URI or a remote URL is refused before MLflow is
+touched), and then only through ``assets.registry.load_registered``: the version's files must
+lie in the registry's artifact store, its ``model.skops`` must have the digest recorded at
+registration, and skops builds only the types listed in code. Nothing the artifact says about
+how to load it (loader module, ``code_paths``, its own trusted-type list) is followed.
 """
 
 import re
@@ -12,14 +14,17 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
+from assets.registry import ModelRefused, load_registered
+
 DEFAULT_MODEL = "models:/alphaforge-ensemble@champion"
-MODEL_URI = re.compile(r"^models:/alphaforge-[a-z0-9_-]{1,64}(@[A-Za-z0-9_-]{1,64}|/[0-9]{1,9})$")
+MODEL_URI = re.compile(
+    r"^models:/(?P<name>alphaforge-[a-z0-9_-]{1,64})(@(?P<alias>[A-Za-z0-9_-]{1,64})|/(?P<version>[0-9]{1,9}))$"
+)
 
-
-class ModelRefused(ValueError):
-    """A model URI that is not one of our registry's."""
+__all__ = ["DEFAULT_MODEL", "ModelRefused", "check_model_uri", "load_model", "score_day"]
 
 
 def check_model_uri(uri: str) -> str:
@@ -32,6 +37,46 @@ def check_model_uri(uri: str) -> str:
     return uri
 
 
+def load_model(tracking_uri: str, uri: str, artifact_root: Path | None):
+    """The registered model at ``uri``, loaded as the module says (``ModelRefused`` else)."""
+    import mlflow
+
+    match = MODEL_URI.match(check_model_uri(uri))
+    client = mlflow.MlflowClient(tracking_uri)
+    model, _ = load_registered(
+        client,
+        match["name"],
+        alias=match["alias"],
+        version=match["version"],
+        artifact_root=artifact_root,
+    )
+    return model
+
+
+def model_inputs(model, frame: pl.DataFrame) -> np.ndarray:
+    """The model's input columns of ``frame``, in the order it was trained on (the ensemble
+    records its features); a feature the frame lacks (news sentiment in a stream) is NaN."""
+    names = list(
+        getattr(model, "features_", None)
+        or [c for c in frame.columns if c not in ("symbol", "date")]
+    )
+    if int(getattr(model, "window_", 1)) > 1:
+        raise ValueError("this model reads a window of past days; score it in the pipeline")
+    missing = [c for c in names if c not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
+    return frame.select(names).cast(pl.Float64).to_numpy()
+
+
+def write_scores(frame: pl.DataFrame, path: Path) -> Path:
+    """The scores as CSV (or Parquet, by the suffix), atomically: a reader of ``path`` sees the
+    previous scores or these, never half a file."""
+    from pipelines.atomic import write_atomic
+
+    if path.suffix == ".parquet":
+        return write_atomic(path, lambda f: frame.write_parquet(f))
+    return write_atomic(path, lambda f: frame.write_csv(f))
+
+
 @dataclass(frozen=True)
 class Scores:
     frame: pl.DataFrame  # symbol, date, score, rank
@@ -40,12 +85,17 @@ class Scores:
     score_s: float
 
 
-def score_day(tracking_uri: str, lake: Path, uri: str = DEFAULT_MODEL, day: date | None = None):
+def score_day(
+    tracking_uri: str,
+    lake: Path,
+    uri: str = DEFAULT_MODEL,
+    day: date | None = None,
+    artifact_root: Path | None = None,
+):
     """Score every symbol's features on ``day`` (default: the newest day in the lake's
-    feature matrix) with the registered model; rank 1 is the highest score."""
+    feature matrix) with the registered model; rank 1 is the highest score. ``artifact_root``:
+    the local artifact store the model's files must lie in (none: the tracking server's)."""
     check_model_uri(uri)
-    import mlflow
-
     path = lake / "feature_matrix.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"no feature matrix at {path}: run `alphaforge run` first")
@@ -54,11 +104,10 @@ def score_day(tracking_uri: str, lake: Path, uri: str = DEFAULT_MODEL, day: date
     rows = features.filter(pl.col("date") == day)
     if rows.is_empty():
         raise ValueError(f"no features dated {day} in {path}")
-    mlflow.set_tracking_uri(tracking_uri)
     start = time.perf_counter()
-    model = mlflow.pyfunc.load_model(uri)
+    model = load_model(tracking_uri, uri, artifact_root)
     loaded = time.perf_counter()
-    scores = model.predict(rows.drop("symbol", "date").to_pandas())
+    scores = model.predict(model_inputs(model, rows))
     scored = time.perf_counter()
     frame = (
         rows.select("symbol", "date")

@@ -103,16 +103,49 @@ PG_DATABASES = {
 }
 
 
-def postgres_url(environ: Mapping[str, str], database: str) -> str:
-    """``postgresql+psycopg2://user:password@host:port/database`` from ``ALPHAFORGE_PG_*``."""
+def postgres_url(environ: Mapping[str, str], database: str, password: bool = True) -> str:
+    """``postgresql+psycopg2://user:password@host:port/database`` from ``ALPHAFORGE_PG_*``
+    (without the password when ``password`` is false: :func:`with_password` adds it later)."""
     from urllib.parse import quote
 
     user = quote(environ.get("ALPHAFORGE_PG_USER") or "alphaforge", safe="")
-    password = quote(environ.get("ALPHAFORGE_PG_PASSWORD") or "", safe="")
     host = environ.get("ALPHAFORGE_PG_HOST") or "127.0.0.1"
     port = environ.get("ALPHAFORGE_PG_PORT") or "5432"
-    auth = f"{user}:{password}" if password else user
-    return f"postgresql+psycopg2://{auth}@{host}:{port}/{database}"
+    url = f"postgresql+psycopg2://{user}@{host}:{port}/{database}"
+    return with_password(url, environ.get("ALPHAFORGE_PG_PASSWORD")) if password else url
+
+
+def postgres_params(environ: Mapping[str, str], database: str) -> dict[str, str]:
+    """libpq connection keywords from ``ALPHAFORGE_PG_*`` (no URL to parse, none to print)."""
+    params = {
+        "host": environ.get("ALPHAFORGE_PG_HOST") or "127.0.0.1",
+        "port": environ.get("ALPHAFORGE_PG_PORT") or "5432",
+        "user": environ.get("ALPHAFORGE_PG_USER") or "alphaforge",
+        "dbname": database,
+    }
+    if environ.get("ALPHAFORGE_PG_PASSWORD"):
+        params["password"] = environ["ALPHAFORGE_PG_PASSWORD"]
+    return params
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` (URL-quoted) in its user part; unchanged without one."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    if not password:
+        return url
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user.split(':', 1)[0]}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part (for links shown to people)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -140,7 +173,11 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         mlflow_uri=mlflow_uri,
         optuna_storage=environ.get("ALPHAFORGE_OPTUNA_STORAGE") or optuna_default,
         mlflow_ui=environ.get("ALPHAFORGE_MLFLOW_UI")
-        or (mlflow_uri if mlflow_uri.startswith("http") else "http://127.0.0.1:5000"),
+        or (
+            without_credentials(mlflow_uri)
+            if mlflow_uri.startswith("http")
+            else "http://127.0.0.1:5000"
+        ),
         deployment=deployment,
         alert_webhook=environ.get("ALPHAFORGE_ALERT_WEBHOOK") or None,
         max_concurrent=int(environ.get("ALPHAFORGE_MAX_CONCURRENT") or 2),

@@ -8,13 +8,18 @@ Fama-French three factors (monthly, 1926-2018).
 import glob
 import gzip
 import io
+import os
+import stat
+import sys
+import time
+import zlib
 from collections import Counter
 from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import ClassVar
-from urllib.error import HTTPError, URLError
-from urllib.parse import quote
-from urllib.request import urlopen
+from typing import BinaryIO, ClassVar
+from urllib.parse import quote, urlsplit
+from urllib.request import HTTPRedirectHandler, build_opener
 
 import pandas as pd
 import polars as pl
@@ -129,60 +134,87 @@ class FilePriceSource(ConfigurableResource):
 
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
         root = Path(self.root).expanduser().resolve() if self.root else None
-        payloads, skipped = [], []
-        for f in self.files(start, end):
-            if root and not f.resolve().is_relative_to(root):
-                skipped.append(
-                    _skip(f, f"is outside the data root {root} (resolves to {f.resolve()})")
-                )
-            elif reason := too_big(f, self.max_file_mb):
-                skipped.append(_skip(f, reason))
-            else:
-                payloads.append((f, f))
-        return read_payloads(payloads, self.columns, self.symbol_from_filename, start, end, skipped)
+        # each file is opened once, when it is read: the checks judge the file actually open
+        payloads = [
+            (f, partial(open_payload, f, root, self.max_file_mb)) for f in self.files(start, end)
+        ]
+        return read_payloads(payloads, self.columns, self.symbol_from_filename, start, end, [])
 
     def describe(self) -> str:
         return self.path
 
     def load_sectors(self) -> pl.DataFrame:
         """The sector map file (CSV with ``symbol`` and ``sector`` columns, any case), if any."""
-        return read_sectors(self.sectors)
+        return read_sectors(self.sectors, self.root, self.max_file_mb)
 
 
 class HttpPriceSource(ConfigurableResource):
     """A vendor's HTTP API, one CSV per symbol: ``url`` is a template with ``{symbol}`` (and
     optionally ``{api_key}``, e.g. AlphaVantage's ``TIME_SERIES_DAILY_ADJUSTED&datatype=csv``).
     Responses go through the same column mapping and contract as files; a response that is not
-    price CSV (vendors answer errors with HTTP 200 and a JSON message) is skipped and named."""
+    price CSV (vendors answer errors with HTTP 200 and a JSON message) is skipped and named.
+
+    The key goes only to the vendor: never over plain http (but to a loopback test server),
+    redirects are followed only to the same host over https, and every message shows the URL
+    with ``apikey=***``. Each response must arrive within ``timeout_s`` in all (a server that
+    trickles bytes is cut off), the whole download within ``deadline_s``."""
 
     url: str
     symbols: list[str]
     columns: dict[str, str] = {}
     api_key: str | None = None
     timeout_s: float = 30.0
+    deadline_s: float = 3600.0
     sectors: str | None = None
     max_file_mb: int = 256
 
     def load_prices(self, start: date | None = None, end: date | None = None) -> RawPrices:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"vendor url must be http(s): {self.describe()!r}")
+        check_vendor_url(self.url, bool(self.api_key))
+        opener = build_opener(_SameHostRedirects(urlsplit(self.url).hostname))
+        deadline = time.monotonic() + self.deadline_s
         payloads, skipped = [], []
         for symbol in self.symbols:
-            url = self.url.format(symbol=quote(symbol), api_key=quote(self.api_key or ""))
             shown = self.url.format(symbol=quote(symbol), api_key="***")
-            try:
-                limit = self.max_file_mb * 2**20
-                with urlopen(url, timeout=self.timeout_s) as response:  # noqa: S310 (http(s) checked above)
-                    body = response.read(limit + 1)
-                if len(body) > limit:
-                    skipped.append(
-                        _skip(shown, f"sent more than the {self.max_file_mb} MB limit", symbol)
+            if time.monotonic() > deadline:
+                skipped.append(
+                    _skip(
+                        shown,
+                        f"not fetched: the download passed its {self.deadline_s:g} s deadline",
+                        symbol,
                     )
-                    continue
-                payloads.append((Path(f"{symbol}.csv"), io.BytesIO(body)))
-            except (HTTPError, URLError, TimeoutError) as err:
-                skipped.append(_skip(shown, f"could not be fetched ({err})", symbol))
+                )
+                continue
+            url = self.url.format(symbol=quote(symbol), api_key=quote(self.api_key or ""))
+            try:
+                body = self._fetch(opener, url)
+                payloads.append((Path(f"{symbol}.csv"), partial(inflate, body, self.max_file_mb)))
+            except _Skip as err:
+                skipped.append(_skip(shown, self._mask(str(err)), symbol))
+            except Exception as err:  # noqa: BLE001 (any failure of one symbol: named, masked)
+                reason = self._mask(f"{err}") or type(err).__name__
+                skipped.append(_skip(shown, f"could not be fetched ({reason})", symbol))
         return read_payloads(payloads, self.columns, True, start, end, skipped, label=self._label)
+
+    def _fetch(self, opener, url: str) -> bytes:
+        """The response body, at most ``max_file_mb`` (compressed) and within ``timeout_s``."""
+        limit = self.max_file_mb * 2**20
+        cutoff = time.monotonic() + self.timeout_s
+        chunks, size = [], 0
+        with opener.open(url, timeout=self.timeout_s) as response:
+            while chunk := response.read1(2**16):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise _Skip(f"sent more than the {self.max_file_mb} MB limit")
+                if time.monotonic() > cutoff:
+                    raise _Skip(f"took longer than {self.timeout_s:g} s (timeout_s) to answer")
+        return b"".join(chunks)
+
+    def _mask(self, text: str) -> str:
+        """``text`` with the key (as given and as sent, URL-quoted) replaced by ``***``."""
+        for secret in {self.api_key, quote(self.api_key or "")} - {None, ""}:
+            text = text.replace(secret, "***")
+        return text
 
     def _label(self, name: Path) -> str:
         return self.url.format(symbol=ticker_from_name(name), api_key="***")
@@ -191,7 +223,43 @@ class HttpPriceSource(ConfigurableResource):
         return self.url.format(symbol="{symbol}", api_key="***")
 
     def load_sectors(self) -> pl.DataFrame:
-        return read_sectors(self.sectors)
+        return read_sectors(self.sectors, max_file_mb=self.max_file_mb)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_vendor_url(url: str, with_key: bool) -> None:
+    """A vendor URL must be http(s); one that carries a key must be https (plain http only to
+    this machine, for a local test server)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"vendor url must be http(s): {parts.scheme}://{parts.hostname or ''}")
+    if with_key and parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise ValueError(
+            f"vendor url: refusing to send data.api_key over plain http to {parts.hostname}; "
+            "use https"
+        )
+
+
+class _SameHostRedirects(HTTPRedirectHandler):
+    """Follow a redirect only to the same host, and only over https (or plain http on the
+    loopback): a redirect elsewhere would hand the key (it rides in the query) to a stranger."""
+
+    def __init__(self, host: str | None):
+        self.host = host
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urlsplit(newurl)
+        secure = target.scheme == "https" or (
+            target.scheme == "http" and target.hostname in LOOPBACK
+        )
+        if target.hostname != self.host or not secure:
+            raise _Skip(
+                f"was redirected (HTTP {code}) to {target.scheme}://{target.hostname}: refused, "
+                "a vendor may redirect only to its own host over https"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def read_payloads(
@@ -212,7 +280,12 @@ def read_payloads(
     for name, payload in payloads:
         where = label(name)
         try:
-            frame = _read(payload, where, name.name.endswith(".parquet"))
+            parquet = name.name.endswith(".parquet")
+            if callable(payload):  # opened (and its size checked) only now, once
+                with payload() as handle:
+                    frame = _read(handle, where, parquet)
+            else:
+                frame = _read(payload, where, parquet)
             selected, used, said = _select(
                 frame, mapping, name if symbol_from_name else None, where
             )
@@ -390,38 +463,166 @@ def _drop_drift(frames: list[tuple[str, pl.DataFrame]]) -> tuple[list, list[Viol
     return kept, drift
 
 
-def too_big(path: Path, limit_mb: int) -> str | None:
-    """Why ``path`` must not be read, if it is larger than ``limit_mb`` or is a gzip that
-    expands beyond it (a decompression bomb); checked before reading anything."""
-    limit = limit_mb * 2**20
-    size = path.stat().st_size
-    if size > limit:
-        return f"is larger than the {limit_mb} MB limit ({size / 2**20:,.0f} MB; data.max_file_mb)"
-    if not path.name.endswith(".gz"):
-        return None
-    with path.open("rb") as handle:  # gzip's trailer: the uncompressed size modulo 4 GiB
-        handle.seek(-4, 2)
-        trailer = int.from_bytes(handle.read(4), "little")
-    # a trailer smaller than the file itself has wrapped past 4 GiB (or the file has several
-    # members): count by streaming, stopping at the limit
-    expanded = trailer if trailer >= size else _stream_size(path, limit)
-    if expanded > limit:
-        return (
-            f"expands to more than the {limit_mb} MB limit uncompressed "
-            f"({size / 2**20:,.1f} MB compressed; data.max_file_mb): refused as a "
-            "decompression bomb"
-        )
+# The compressed formats polars inflates by itself, whatever a file is called (``read_csv``
+# sniffs these leading bytes): they are inflated here instead, as a stream through a byte
+# count, so a bomb stops at the limit instead of filling the memory. A gzip trailer says
+# nothing (it holds one member's size modulo 4 GiB), so nothing trusts it.
+GZIP, ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+ZLIB = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+CHUNK = 2**20
+
+
+def compression_of(head: bytes) -> str | None:
+    if head.startswith(GZIP):
+        return "gzip"
+    if head.startswith(ZSTD):
+        return "zstd"
+    if head[:2] in ZLIB:
+        return "zlib"
     return None
 
 
-def _stream_size(path: Path, limit: int) -> int:
-    total = 0
-    with gzip.open(path, "rb") as handle:
-        while chunk := handle.read(2**20):
-            total += len(chunk)
-            if total > limit:
-                break
-    return total
+def inflate(payload: bytes | BinaryIO, limit_mb: int) -> BinaryIO:
+    """``payload`` ready for polars: as it is when not compressed, else inflated by streaming
+    and counting, refused past ``limit_mb`` MiB; a payload compressed twice is refused too
+    (polars would inflate the inner layer without a limit)."""
+    raw = io.BytesIO(payload) if isinstance(payload, bytes) else payload
+    head = raw.read(4)
+    raw.seek(0)
+    kind = compression_of(head)
+    if kind is None:
+        return raw
+    limit = limit_mb * 2**20
+    out = bytearray()
+    try:
+        for piece in _inflated(raw, kind):
+            out += piece
+            if len(out) > limit:
+                raise _Skip(
+                    f"expands to more than the {limit_mb} MB limit uncompressed ({kind}; "
+                    "data.max_file_mb): refused as a decompression bomb"
+                )
+    except (OSError, EOFError, zlib.error, ValueError) as err:
+        raise _Skip(f"is not a readable {kind} stream ({err})") from err
+    if compression_of(bytes(out[:4])):
+        raise _Skip(f"is compressed twice ({kind}, then {compression_of(bytes(out[:4]))}): refused")
+    return io.BytesIO(out)
+
+
+def _inflated(raw: BinaryIO, kind: str):
+    """Decompressed pieces of at most ``CHUNK`` bytes each (every gzip member, in turn)."""
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=raw) as stream:
+            while piece := stream.read(CHUNK):
+                yield piece
+    elif kind == "zlib":
+        inflater = zlib.decompressobj()
+        while not inflater.eof and (data := inflater.unconsumed_tail or raw.read(2**16)):
+            yield inflater.decompress(data, CHUNK)
+    else:
+        import pyarrow as pa
+
+        try:
+            with pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd") as stream:
+                while piece := stream.read(CHUNK):
+                    yield piece
+        except pa.ArrowException as err:
+            raise ValueError(str(err)) from err
+
+
+def open_payload(path: Path, root: Path | None, limit_mb: int) -> BinaryIO:
+    """Open ``path`` once and judge the file that is open, not the name: its real path (read
+    from the open descriptor, so swapping a symlink after the check changes nothing) must lie
+    inside ``root``, it must be a regular file of at most ``limit_mb`` MiB, and its content
+    at most that once inflated (:func:`inflate`); Parquet by its declared size."""
+    handle = open_confined(path, root)
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit_mb * 2**20:
+            raise _Skip(
+                f"is larger than the {limit_mb} MB limit ({size / 2**20:,.0f} MB; data.max_file_mb)"
+            )
+        if path.name.endswith(".parquet"):
+            _check_parquet_size(handle, limit_mb)
+            return handle
+        inflated = inflate(handle, limit_mb)
+    except BaseException:
+        handle.close()
+        raise
+    if inflated is not handle:
+        handle.close()
+    return inflated
+
+
+def open_confined(path: Path | str, root: Path | str | None) -> BinaryIO:
+    """``path`` opened for reading, refused (:class:`_Skip`) when the opened file is not a
+    regular file or lies outside ``root``. Opened without blocking, so a FIFO put in its place
+    cannot hang the run."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise _Skip(f"cannot be opened ({err.strerror})") from err
+    handle = os.fdopen(fd, "rb")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Skip("is not a regular file")
+        if root is not None:
+            root = Path(root).expanduser().resolve()
+            real = _real_path(fd, Path(path))
+            if not real.is_relative_to(root):
+                raise _Skip(f"is outside the data root {root} (resolves to {real})")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _real_path(fd: int, path: Path) -> Path:
+    """Where the open descriptor ``fd`` really is (Linux: ``/proc/self/fd``; macOS:
+    ``F_GETPATH``); elsewhere the resolved name, accepted only if it is the same file."""
+    if os.path.isdir("/proc/self/fd"):
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    if sys.platform == "darwin":
+        import fcntl
+
+        raw = fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024))  # type: ignore[attr-defined]
+        return Path(raw.split(b"\0", 1)[0].decode())
+    resolved = path.resolve()
+    opened, named = os.fstat(fd), os.stat(resolved)
+    if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino):
+        raise _Skip("changed while it was being opened")
+    return resolved
+
+
+def _check_parquet_size(handle: BinaryIO, limit_mb: int) -> None:
+    """Parquet pages inflate as they are read: judge the file by what its footer declares
+    (uncompressed bytes, and rows x columns as 8-byte values)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(handle)
+    except Exception as err:  # noqa: BLE001 (any unreadable footer: skipped, named)
+        raise _Skip(f"is not a readable Parquet file ({err})") from err
+    finally:
+        handle.seek(0)
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    values = meta.num_rows * meta.num_columns * 8
+    if max(declared, values) > limit_mb * 2**20:
+        raise _Skip(
+            f"expands to more than the {limit_mb} MB limit uncompressed (Parquet: "
+            f"{meta.num_rows:,} rows x {meta.num_columns} columns; data.max_file_mb): refused"
+        )
+
+
+def read_limited(path: str, root: str | None, limit_mb: int, what: str) -> BinaryIO:
+    """A side file of the experiment (sector map, texts) opened like a price file: confined
+    to ``root`` (its own folder when none is given) and size-limited; a refusal raises
+    :class:`ContractViolation` naming the file."""
+    where = Path(path).expanduser()
+    try:
+        return open_payload(where, Path(root) if root else where.absolute().parent, limit_mb)
+    except _Skip as err:
+        raise ContractViolation(what, [_skip(path, str(err))]) from None
 
 
 def _in_window(stamp: str, start: date | None, end: date | None) -> bool:
@@ -438,11 +639,12 @@ def _in_range(start: date | None, end: date | None) -> pl.Expr:
     return pl.col("date").is_between(start or date.min, end or date.max)
 
 
-def read_sectors(path: str | None) -> pl.DataFrame:
+def read_sectors(path: str | None, root: str | None = None, max_file_mb: int = 64) -> pl.DataFrame:
     """A sector map file (CSV with ``symbol`` and ``sector`` columns, any case), if any."""
     if not path:
         return pl.DataFrame(schema={"symbol": pl.String, "sector": pl.String})
-    frame = pl.read_csv(path, infer_schema=False)
+    with read_limited(path, root, max_file_mb, "sectors") as handle:
+        frame = pl.read_csv(handle, infer_schema=False)
     frame = frame.rename({c: c.strip().lower() for c in frame.columns})
     missing = {"symbol", "sector"} - set(frame.columns)
     if missing:
@@ -467,14 +669,18 @@ class BundledAltSource(ConfigurableResource):
     optional CSV ``date,ticker,text`` of dated news or filings (ticker empty = market-wide)."""
 
     texts: str | None = None
+    root: str | None = None
+    max_file_mb: int = 256
 
     def load_texts(self) -> pl.DataFrame:
-        """``[date, ticker, text]`` from ``texts`` (empty without one); a bad date or a missing
-        column raises :class:`ContractViolation` naming the file and row."""
+        """``[date, ticker, text]`` from ``texts`` (empty without one; confined to ``root`` and
+        ``max_file_mb`` like price files); a bad date or a missing column raises
+        :class:`ContractViolation` naming the file and row."""
         schema = {"date": pl.Date, "ticker": pl.String, "text": pl.String}
         if not self.texts:
             return pl.DataFrame(schema=schema)
-        frame = pl.read_csv(self.texts, infer_schema=False)
+        with read_limited(self.texts, self.root, self.max_file_mb, "texts") as handle:
+            frame = pl.read_csv(handle, infer_schema=False)
         frame = frame.rename({c: c.strip().lower() for c in frame.columns})
         missing = [c for c in schema if c not in frame.columns]
         if missing:

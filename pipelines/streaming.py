@@ -37,15 +37,41 @@ def _parse(lines: list[str]) -> pl.DataFrame:
     )  # fmt: skip
 
 
+MAX_LINE = 2**16  # a bar is ~60 bytes; a line longer than this is not a bar
+
+
+def bounded(stream, limit: int = MAX_LINE) -> Iterator[str]:
+    """The lines of a text stream, each read with a bound (``readline(limit)``), so a feed that
+    never sends a newline cannot fill the memory: a longer line raises ``ValueError``."""
+    number = 0
+    while line := stream.readline(limit + 1):
+        number += 1
+        if len(line) > limit:
+            raise ValueError(f"line {number} is longer than {limit:,} bytes: not a bar")
+        yield line
+
+
 def days_from_lines(lines: Iterable[str]) -> Iterator[pl.DataFrame]:
-    """Group a stream of bar lines into days (a header line starting with ``symbol`` is skipped)."""
+    """Group a stream of bar lines into days (a header line starting with ``symbol`` is skipped).
+    A line that is not a bar (too long, not 7 comma-separated fields) raises ``ValueError``
+    naming its line number."""
     pending: list[str] = []
     current = None
-    for raw in lines:
+    if hasattr(lines, "readline"):
+        lines = bounded(lines)
+    for number, raw in enumerate(lines, 1):
+        if len(raw) > MAX_LINE:
+            raise ValueError(f"line {number} is longer than {MAX_LINE:,} bytes: not a bar")
         line = raw.strip()
         if not line or line.startswith("symbol,"):
             continue
-        day = line.split(",")[1]
+        fields = line.split(",")
+        if len(fields) != len(BAR_SCHEMA):
+            raise ValueError(
+                f"line {number}: expected {len(BAR_SCHEMA)} comma-separated fields "
+                f"({','.join(BAR_SCHEMA)}), got {len(fields)}: {line[:80]!r}"
+            )
+        day = fields[1]
         if current is not None and day != current:
             yield _parse(pending)
             pending = []
@@ -61,7 +87,7 @@ def lines_from_socket(address: str) -> Iterator[str]:
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"the stream reads a local socket only, not {host}")
     with socket.create_connection((host, int(port)), timeout=30) as conn:
-        yield from conn.makefile("r", encoding="utf-8")
+        yield from bounded(conn.makefile("r", encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,7 @@ def score_stream(
         rows = features.update(bars)
         missing = [c for c in columns if c not in rows.columns]
         X = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in missing)
-        scores = model.predict(X.select(columns).to_pandas())
+        scores = model.predict(X.select(columns).cast(pl.Float64).to_numpy())
         signals = (
             rows.select("symbol", "date")
             .with_columns(score=pl.Series(np.asarray(scores, dtype=float)))

@@ -36,6 +36,8 @@ from models.tuning import (
     work,
 )
 from pipelines.atomic import write_atomic
+from pipelines.experiment import resolve_env_refs
+from pipelines.settings import with_password
 
 
 def save_problem(path: Path, problem: TuningProblem, **meta: object) -> Path:
@@ -102,9 +104,21 @@ class TuningResource(ConfigurableResource):
     storage: str
     tracking_uri: str
     problem_dir: str
+    # the PostgreSQL password of the default prod storage, apart from the URL (dagster.EnvVar)
+    password: str | None = None
     shared: bool = False
     heartbeat_s: int = HEARTBEAT_S
     join_timeout_s: float = 3600.0
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage URL with its secrets, resolved now (inside the run)."""
+        url = resolve_env_refs(self.storage, "tracking.optuna_storage", os.environ)
+        return with_password(url, self.password)
+
+    @property
+    def tracking(self) -> str:
+        return resolve_env_refs(self.tracking_uri, "tracking.mlflow_uri", os.environ)
 
     def workers(self, count: int, parent_run_id: str, n_trials: int) -> Workers | None:
         if count < 1:
@@ -122,8 +136,8 @@ class TuningResource(ConfigurableResource):
                 heartbeat_s=self.heartbeat_s,
             )
             env = {
-                "ALPHAFORGE_OPTUNA_STORAGE": self.storage,
-                "ALPHAFORGE_MLFLOW_URI": self.tracking_uri,
+                "ALPHAFORGE_OPTUNA_STORAGE": self.storage_url,
+                "ALPHAFORGE_MLFLOW_URI": self.tracking,
             }
             logs = [path.with_suffix(f".worker{i}.log") for i in range(count)]
             procs = [start_worker(path, env, stdout=log.open("w")) for log in logs]

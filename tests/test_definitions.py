@@ -147,3 +147,36 @@ def test_no_installed_package_shadows_our_top_level_modules():
     for name in ("assets", "models", "pipelines", "data_contracts"):
         spec = importlib.util.find_spec(name)
         assert Path(spec.origin).resolve().parent == ROOT / name, (name, spec.origin)
+
+
+SECRETS = {
+    "VENDOR_KEY": "sk-vendor-0b1d3c",
+    "ALPHAFORGE_PG_PASSWORD": "pg-pass-7e2a91",
+    "ALPHAFORGE_ALERT_WEBHOOK": "https://hooks.example.com/T00/B00/hook-5c8f40",
+    "ALPHAFORGE_MLFLOW_URI": "postgresql+psycopg2://ml:track-3d9e77@db:5432/mlflow",
+}
+
+
+def test_resources_hold_secret_references_never_their_values(tmp_path):
+    """What the Dagster UI and GraphQL show of the resources: names of variables, not values
+    (``dagster.EnvVar``); the values are read inside the run."""
+    from pipelines.definitions import build_resources, experiment_tags
+    from pipelines.experiment import resolve
+    from pipelines.settings import load_settings
+
+    overrides = {
+        "data.source": "http",
+        "data.url": "https://vendor.example.com/q?symbol={symbol}&apikey={api_key}",
+        "data.api_key": "${env:VENDOR_KEY}",
+        "data.universe": "[AAA, BBB, CCC, DDD, EEE, FFF, GGG, HHH, III, JJJ, KKK]",
+    }
+    for deployment in ("local", "prod"):
+        env = SECRETS | {"ALPHAFORGE_HOME": str(tmp_path), "ALPHAFORGE_DEPLOYMENT": deployment}
+        resolved = resolve(None, environ=env, overrides=overrides)
+        resources = build_resources(load_settings(env), resolved, env)
+        shown = json.dumps({k: r.model_dump() for k, r in resources.items()}, default=repr)
+        shown += repr(resources) + json.dumps(experiment_tags(resolved))
+        leaked = [name for name, value in SECRETS.items() if value in shown]
+        assert leaked == [], (deployment, leaked)
+        assert "VENDOR_KEY" in shown and "ALPHAFORGE_ALERT_WEBHOOK" in shown
+        assert "ALPHAFORGE_MLFLOW_URI" in shown

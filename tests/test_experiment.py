@@ -1,5 +1,6 @@
 """The experiment file: validation catalogue, precedence, origins, env references, compilation."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,10 @@ def test_env_prices_and_tracking_variables_map_to_keys(tmp_path):
         },
     )
     assert resolved.experiment.data.source == "files"
-    assert resolved.experiment.tracking.mlflow_uri == "sqlite:///x.db"
+    # the variable by name: its value may hold a password, and the experiment is logged
+    assert resolved.experiment.tracking.mlflow_uri == "${env:ALPHAFORGE_MLFLOW_URI}"
+    # the prices' folder is their data root: nothing outside it is read
+    assert resolved.experiment.data.root == str(tmp_path)
 
 
 def test_secrets_are_references_resolved_only_at_run_time(tmp_path):
@@ -199,3 +203,80 @@ def test_resolved_yaml_round_trips(tmp_path):
     again = resolve(write(tmp_path, resolved.to_yaml()), environ={})
     assert again.experiment == resolved.experiment
     assert again.run_config() == resolved.run_config()
+
+
+# --- secrets: only references, parsed as URLs, never logged resolved --------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("tracking: {mlflow_uri: 'postgresql://ml:pa$$w0rd@db/mlflow'}", "holds a password"),
+        ("tracking: {mlflow_uri: 'postgresql://ml:{pw}x@db/mlflow'}", "holds a password"),
+        ("tracking: {optuna_storage: 'postgresql://:hunter2@db/optuna'}", "holds a password"),
+        ("tracking: {optuna_storage: 'postgresql://ml@db/o?password=hunter2'}", "holds a password"),
+        ("tracking: {mlflow_uri: 'postgresql://ml:x${env:PW}@db/m'}", "holds a password"),
+        ("data: {api_key: sk-live-1234}", "data.api_key: must be a reference ${env:VAR}"),
+        (
+            "data: {source: http, universe: [A, B], "
+            "url: 'https://v.example/q?symbol={symbol}&apikey=ABC123'}",
+            "data.url: holds a key (apikey=…)",
+        ),
+        (
+            "data: {source: http, universe: [A, B], api_key: '${env:K}', "
+            "url: 'http://v.example/q?symbol={symbol}&apikey={api_key}'}",
+            "data.url: would send data.api_key over plain http",
+        ),
+    ],
+)
+def test_a_secret_typed_in_clear_is_refused(tmp_path, text, expected):
+    found = problems(tmp_path, text)
+    assert any(expected in p for p in found), found
+    assert not any(s in " ".join(found) for s in ("hunter2", "pa$$w0rd", "sk-live-1234", "ABC123"))
+
+
+def test_references_in_urls_pass():
+    for uri in ("postgresql://ml:${env:PW}@db/m", "postgresql+psycopg2://ml@db/m", "${env:URI}"):
+        resolve(None, environ={}, overrides={"tracking.mlflow_uri": uri})
+
+
+def test_env_supplied_uris_are_logged_as_references_never_resolved():
+    from pipelines.definitions import experiment_tags
+
+    secret_uri = "postgresql://ml:hunter2@db:5432/mlflow"
+    environ = {"ALPHAFORGE_MLFLOW_URI": secret_uri, "ALPHAFORGE_OPTUNA_STORAGE": secret_uri + "x"}
+    resolved = resolve(None, environ=environ)
+    tracking = resolved.experiment.tracking
+    assert tracking.mlflow_uri == "${env:ALPHAFORGE_MLFLOW_URI}"
+    assert tracking.optuna_storage == "${env:ALPHAFORGE_OPTUNA_STORAGE}"
+    logged = [
+        resolved.to_yaml(),
+        json.dumps(resolved.flat()),
+        json.dumps(experiment_tags(resolved)),
+    ]
+    assert not [text for text in logged if "hunter2" in text]
+
+
+# --- the data root: always set for files, checked by validate ---------------------------------
+
+
+def test_every_data_file_must_lie_inside_the_data_root(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir(), outside.mkdir()
+    (outside / "p.csv").write_text("symbol,date,close\nA,2020-01-02,1\n")
+    (outside / "news.csv").write_text("date,ticker,text\n2020-01-02,A,up\n")
+    (data / "p.csv").symlink_to(outside / "p.csv")
+    (data / "news.csv").symlink_to(outside / "news.csv")
+    text = (
+        f"data: {{source: files, path: '{data}/*.csv', root: '{data}', texts: '{data}/news.csv'}}"
+    )
+    found = problems(tmp_path, text)
+    assert any(p.startswith("data.path: ") and "resolve outside data.root" in p for p in found)
+    assert any(p.startswith("data.texts: ") and "resolve outside data.root" in p for p in found)
+    # without a root, the folder of data.path is the root
+    (data / "real.csv").write_text("symbol,date,close\nA,2020-01-02,1\n")
+    resolved = resolve(
+        None, environ={}, overrides={"data.source": "files", "data.path": str(data / "real.csv")}
+    )
+    assert resolved.experiment.data.root == str(data)
+    assert resolved.origins["data.root"] == "derived from data.path"

@@ -1,6 +1,8 @@
 """The lake IO manager and the sources, exercised directly on temp directories."""
 
+import os
 import pickle
+import stat
 from datetime import date
 from pathlib import Path
 
@@ -81,3 +83,49 @@ def test_pickle_is_not_used_for_frames(tmp_path):
     manager.handle_output(build_output_context(asset_key="labels"), pl.DataFrame({"a": [1]}))
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(Path(tmp_path / "labels.parquet").read_bytes())
+
+
+def _object_context(asset: str):
+    return build_input_context(
+        asset_key=asset, upstream_output=build_output_context(asset_key=asset)
+    )
+
+
+class _Evil:
+    """Unpickling this runs a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_lake_pickles_are_private_and_a_foreign_or_tampered_one_is_refused_unread(tmp_path):
+    manager = LakeIOManager(base_dir=str(tmp_path))
+    with build_output_context(asset_key="base_models") as out:
+        manager.handle_output(out, {"params": {"a": 1}})
+    path = tmp_path / "base_models.pkl"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # fitted models are nobody else's
+    marker, good = tmp_path / "pwned", path.read_bytes()
+    ours, evil = (pickle.dumps(o, protocol=5) for o in ({"params": {"a": 1}}, _Evil(marker)))
+    with _object_context("base_models") as context:
+        assert manager.load_input(context) == {"params": {"a": 1}}
+        # a pickle put in place of ours, and ours with its payload swapped: neither is read
+        for forged in (pickle.dumps(_Evil(marker)), good.replace(ours, evil)):
+            path.write_bytes(forged)
+            try:
+                manager.load_input(context)
+            except ValueError as err:
+                assert "refusing to unpickle" in str(err) and "base_models.pkl" in str(err)
+            else:
+                pytest.fail("a forged pickle was loaded")
+            assert not marker.exists()
+
+
+def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode), real(fd)))
+    write_atomic(tmp_path / "x.parquet", lambda f: f.write(b"data"))
+    assert [stat.S_ISDIR(m) for m in synced] == [False, True]  # the file, then its folder

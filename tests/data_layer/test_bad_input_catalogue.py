@@ -232,6 +232,10 @@ def _rows(good: pl.DataFrame, **changes) -> pl.DataFrame:
         ({"High": "1.0"}, "high must be >= low"),
         ({"Volume": "-100"}, "volume: must be >= 0"),
         ({"Date": "2031-01-02"}, "date: must not be after the run date"),
+        ({"Adj Close": "inf"}, "adj_close: must be finite and at most 1e+07"),
+        ({"Adj Close": "1e308"}, "adj_close: must be finite and at most 1e+07"),
+        ({"High": "Infinity"}, "high: must be finite and at most 1e+07"),
+        ({"Volume": "inf"}, "volume: must be finite"),
     ],
     ids=[
         "text-in-close",
@@ -244,6 +248,10 @@ def _rows(good: pl.DataFrame, **changes) -> pl.DataFrame:
         "high-below-low",
         "negative-volume",
         "future-date",
+        "infinite-price",
+        "price-1e308",
+        "infinite-high",
+        "infinite-volume",
     ],
 )
 def test_bad_row_is_quarantined_with_its_rule(tmp_path, good, changes, rule):

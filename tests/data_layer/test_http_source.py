@@ -1,7 +1,9 @@
 """The vendor adapter: AlphaVantage-style HTTP API served from recorded files by a local server
 on 127.0.0.1 (no live network), through the same mapping and contract as files."""
 
+import gzip
 import threading
+import time
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -11,7 +13,7 @@ import arch.data.sp500
 import polars as pl
 import pytest
 
-from data_contracts import check_prices
+from data_contracts import ContractViolation, check_prices
 from pipelines.sources import HttpPriceSource
 
 KEY = "test-key-123"
@@ -107,3 +109,119 @@ def test_http_source_date_window_and_wrong_key(vendor):
     assert "HTTP Error 401" in skip.rule and "nope" not in skip.file
     with pytest.raises(ValueError, match="must be http"):
         HttpPriceSource(url="file:///etc/passwd?{symbol}", symbols=["X"]).load_prices()
+
+
+# --- hostile vendors: bombs, redirects, trickling answers, the key on error paths -------------
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Answers by path: /bomb (a gzip bomb as the body), /slow (one byte per 0.1 s), /away
+    (a redirect to another host), /down (a redirect to another scheme, ftp)."""
+
+    other = ""  # the other host's base URL, set by the fixture
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802
+        self.seen.append(self.path)
+        route = urlparse(self.path).path
+        if route == "/bomb":
+            body = gzip.compress(b"timestamp,close\n" + b"2020-01-02,1.0\n" * 1_500_000, 9)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(body)
+        elif route == "/slow":
+            self.send_response(200)
+            self.end_headers()
+            for byte in b"timestamp,close\n2020-01-02,1.0\n":
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+        elif route in ("/away", "/down"):
+            query = urlparse(self.path).query
+            port = self.server.server_port
+            target = f"{self.other}/steal" if route == "/away" else f"ftp://127.0.0.1:{port}/steal"
+            self.send_response(302)
+            self.send_header("Location", f"{target}?{query}")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    # the "other host" is 127.0.0.2: another address of the loopback, so another host by name
+    servers = [ThreadingHTTPServer((host, 0), _Hostile) for host in ("127.0.0.1", "127.0.0.2")]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hostile.other = f"http://127.0.0.2:{servers[1].server_port}"
+    yield f"http://127.0.0.1:{servers[0].server_port}"
+    for server in servers:
+        server.shutdown()
+
+
+def _one(base: str, route: str, **kw) -> tuple:
+    source = HttpPriceSource(
+        url=f"{base}/{route}?symbol={{symbol}}&apikey={{api_key}}",
+        symbols=["SPX"],
+        api_key=KEY,
+        columns={"date": "timestamp"},
+        **kw,
+    )
+    raw = source.load_prices()
+    return raw, [str(v) for v in raw.skipped]
+
+
+def test_a_compressed_http_body_is_inflated_within_the_limit(hostile):
+    raw, skipped = _one(hostile, "bomb", max_file_mb=4)
+    assert raw.frame.is_empty() and len(skipped) == 1
+    assert "expands to more than the 4 MB limit uncompressed (gzip" in skipped[0]
+
+
+@pytest.mark.parametrize(
+    "route, target", [("away", "http://127.0.0.2"), ("down", "ftp://127.0.0.1")]
+)
+def test_a_redirect_to_another_host_or_scheme_is_not_followed(hostile, route, target):
+    _Hostile.seen.clear()
+    raw, skipped = _one(hostile, route)
+    assert f"was redirected (HTTP 302) to {target}: refused" in skipped[0]
+    assert not [p for p in _Hostile.seen if p.startswith("/steal")]  # the key never left
+    assert KEY not in " ".join(skipped)
+
+
+def test_a_trickling_vendor_is_cut_off_at_the_timeout(hostile):
+    started = time.monotonic()
+    raw, skipped = _one(hostile, "slow", timeout_s=1.0)
+    assert time.monotonic() - started < 2.5  # the body would take 3.1 s
+    assert "took longer than 1 s (timeout_s) to answer" in skipped[0]
+
+
+def test_the_key_never_travels_over_plain_http_to_another_machine():
+    source = HttpPriceSource(
+        url="http://vendor.example.com/q?symbol={symbol}&apikey={api_key}",
+        symbols=["X"],
+        api_key=KEY,
+    )
+    with pytest.raises(ValueError, match="refusing to send data.api_key over plain http"):
+        source.load_prices()
+
+
+def test_an_invalid_url_error_is_caught_per_symbol_and_masked(hostile):
+    # a space in the template: http.client raises InvalidURL quoting the whole URL, key included
+    source = HttpPriceSource(
+        url=f"{hostile}/q?symbol={{symbol}}&apikey={{api_key}}&x= y",
+        symbols=["SPX", "NDX"],
+        api_key=KEY,
+    )
+    raw = source.load_prices()
+    assert [v.symbol for v in raw.skipped] == ["SPX", "NDX"]
+    text = " ".join(str(v) for v in raw.skipped)
+    assert "could not be fetched (URL can't contain control characters" in text
+    assert KEY not in text and "apikey=***" in text
+    with pytest.raises(ContractViolation) as err:
+        check_prices(raw, date(2026, 11, 20))
+    assert KEY not in str(err.value)

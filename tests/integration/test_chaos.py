@@ -1,6 +1,7 @@
 """The crash harness in small (``make chaos`` runs ten trials): the fast run killed with SIGKILL
 mid-way, then run again, ends with the lake of an undisturbed run, byte for byte in content, the
-same backtest metrics, no temp file left and no MLflow run left RUNNING."""
+same backtest metrics, no temp file left, no MLflow run left RUNNING, and the killed attempt
+marked FAILURE in Dagster and KILLED/FAILED in MLflow."""
 
 import pytest
 
@@ -21,3 +22,8 @@ def test_killed_run_reruns_to_the_undisturbed_result(materialized, tmp_path):
     assert result.rerun_ok
     assert result.identical and result.metrics_equal, result.differs
     assert result.orphan_files == 0 and result.stuck == 0
+    # the killed attempt says so: FAILURE in Dagster, its MLflow parent run KILLED or FAILED
+    assert result.dagster_status == ["FAILURE"] and result.statuses_ok, (
+        result.dagster_status,
+        result.mlflow_status,
+    )

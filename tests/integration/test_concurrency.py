@@ -59,3 +59,50 @@ def test_two_runs_at_once_on_one_home(tmp_path):
     statuses = {r.status for r in instance.get_runs()}
     assert statuses <= {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}
     assert DagsterRunStatus.SUCCESS in statuses
+
+
+def _started_run(instance) -> str:
+    """A run the instance shows STARTED, as a run killed with SIGKILL leaves it."""
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._core.utils import make_new_run_id
+
+    run = DagsterRun(
+        job_name="all_assets_job", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED
+    )
+    instance.add_run(run)
+    return run.run_id
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def test_a_killed_run_is_marked_failure_when_the_rerun_comes_from_the_cli(tmp_path):
+    """The CLI's probe of the lock must not hide the killed run's line from the run after it."""
+    from dagster import asset, materialize
+
+    from pipelines.io_managers import LakeIOManager
+
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
+    killed = _started_run(instance)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / ".run.lock").write_text(
+        f"Dagster run {killed}, pid {_dead_pid()}, since 2026-12-02 03:00:00"
+    )
+    probe = RunLock(lake)  # what `alphaforge run` does before it starts the run
+    probe.acquire("alphaforge run (starting)")
+    probe.release()
+
+    @asset(io_manager_key="lake")
+    def tiny() -> int:
+        return 1
+
+    assert materialize(
+        [tiny], instance=instance, resources={"lake": LakeIOManager(base_dir=str(lake))}
+    ).success
+    assert instance.get_run_by_id(killed).status == DagsterRunStatus.FAILURE

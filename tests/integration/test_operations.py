@@ -137,3 +137,26 @@ def test_nightly_schedule_ticks_on_weekdays_after_the_close(tmp_path):
     config = defs.resolve_job_def("daily_job").partitioned_config
     ops = config.get_run_config_for_partition_key(request.partition_key)["ops"]
     assert ops["base_models"]["config"]["n_trials"] == 30  # the full profile
+
+
+def test_alerts_mask_every_secret_the_deployment_holds(tmp_path, webhook, monkeypatch):
+    """An error message that quotes a secret (a URL with its key, a password) is masked in
+    the alert file, the log line and the webhook body."""
+    url, received = webhook
+    monkeypatch.setenv("VENDOR_KEY", "sk-live-9a8b7c6d")
+    monkeypatch.setenv("ALPHAFORGE_OPTUNA_STORAGE", "postgresql://u:pg-S3cr3t%40x@db/o")
+    alerts = AlertResource(
+        alert_dir=str(tmp_path), webhook_url=url, redact=["VENDOR_KEY", "ALPHAFORGE_OPTUNA_STORAGE"]
+    )
+    alerts.send(
+        {
+            "time": "2026-12-02T03:00:00+00:00",
+            "run_id": "0123456789abcdef",
+            "failed_steps": [{"step": "price_history", "error": "GET /q?apikey=sk-live-9a8b7c6d"}],
+            "summary": "could not connect with password pg-S3cr3t@x",
+            "tags": {},
+        }
+    )
+    written = [p.read_text() for p in tmp_path.iterdir()] + [json.dumps(received)]
+    assert not [t for t in written if "sk-live-9a8b7c6d" in t or "pg-S3cr3t" in t]
+    assert received[0]["failed_steps"][0]["error"] == "GET /q?apikey=***"

@@ -1,10 +1,12 @@
 """``alphaforge score``: the champion scores the newest day; nothing but our registry's URIs
 loads (a path, a run URI or a URL is refused before MLflow is touched)."""
 
+import os
 from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from pipelines.serving import ModelRefused, check_model_uri
 
@@ -126,3 +128,127 @@ def test_stream_reads_a_local_socket_and_refuses_a_remote_one(materialized, tmp_
     assert all(d.height == 20 for d in received)
     with pytest.raises(ValueError, match="local socket only"):
         next(lines_from_socket("203.0.113.5:9000"))
+
+
+# --- a tampered model artifact is refused ---------------------------------------------------
+
+
+def _copy_registry(home: Path, to: Path) -> Path:
+    """The materialized home's MLflow store and registered models, copied to ``to`` (the
+    stored paths rewritten), its lake linked read-only: the shared home stays untouched."""
+    import shutil
+    import sqlite3
+
+    to.mkdir()
+    shutil.copy(home / "mlflow.db", to / "mlflow.db")
+    shutil.copytree(home / "mlartifacts" / "models", to / "mlartifacts" / "models")
+    (to / "lake").symlink_to(home / "lake", target_is_directory=True)
+    with sqlite3.connect(to / "mlflow.db") as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+        for table in tables:
+            for _, name, kind, *_ in db.execute(f"pragma table_info('{table}')").fetchall():
+                if kind.upper().startswith(("VARCHAR", "TEXT")):
+                    sql = f'update "{table}" set "{name}" = replace("{name}", ?, ?)'
+                    db.execute(sql, (str(home), str(to)))
+    return to
+
+
+def _champion_dir(home: Path) -> Path:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("alphaforge-ensemble", "champion")
+    uri = client.get_model_version_download_uri("alphaforge-ensemble", version.version)
+    return Path(uri.removeprefix("file://"))
+
+
+def _swap_coefficients(model_dir: Path) -> None:
+    """The champion with its meta-learner's weights changed: every type still trusted."""
+    import skops.io
+
+    path = model_dir / "model.skops"
+    model = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    model.final_estimator_.coef_ = model.final_estimator_.coef_[::-1] * 3
+    skops.io.dump(model, path)
+
+
+def _evil_loader(model_dir: Path) -> None:
+    """MLmodel rewritten to load through a module of the artifact's own code folder."""
+    marker = model_dir.parent / "pwned"
+    (model_dir / "code" / "evil_loader.py").write_text(
+        f"open({str(marker)!r}, 'w').write('code from the artifact ran')\n"
+        "def _load_pyfunc(path):\n    raise RuntimeError('evil')\n"
+    )
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"]["loader_module"] = "evil_loader"
+    mlmodel["flavors"]["python_function"]["code"] = "code"
+    (model_dir / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+
+
+def _untrusted_type(model_dir: Path) -> None:
+    """A skops file holding a function outside the trusted list, the MLmodel's own list and
+    the recorded digest both edited to match (someone who can write the registry too)."""
+    import hashlib
+
+    import mlflow
+    import skops.io
+
+    path = model_dir / "model.skops"
+    skops.io.dump({"predict": os.system}, path)
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    mlmodel["flavors"]["sklearn"]["skops_trusted_types"] += ["posix.system", "builtins.dict"]
+    (model_dir / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    home = model_dir.parents[3]
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("alphaforge-ensemble", "champion").version
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    client.set_model_version_tag("alphaforge-ensemble", version, "model_sha256", digest)
+
+
+@pytest.mark.parametrize(
+    "tamper, refusal",
+    [
+        (_swap_coefficients, "its SHA-256 differs from the one recorded"),
+        (_untrusted_type, "posix.system"),
+    ],
+    ids=["changed-weights", "untrusted-type"],
+)
+def test_a_tampered_model_artifact_is_refused(
+    materialized, tmp_path, alphaforge_cli, tamper, refusal
+):
+    home = _copy_registry(materialized.home, tmp_path / "home")
+    tamper(_champion_dir(home))
+    done = alphaforge_cli("score", home=home)
+    assert done.returncode == 2, done.stdout
+    assert "refusing alphaforge-ensemble version" in done.stderr and refusal in done.stderr
+
+
+def test_the_artifact_says_nothing_about_how_it_is_loaded(materialized, tmp_path, alphaforge_cli):
+    """An MLmodel that names a loader of the artifact's own code is not followed: the model
+    loads by our loader, as registered, and no code of the artifact runs."""
+    home = _copy_registry(materialized.home, tmp_path / "home")
+    model_dir = _champion_dir(home)
+    _evil_loader(model_dir)
+    done = alphaforge_cli("score", home=home)
+    assert not (model_dir.parent / "pwned").exists()
+    assert done.returncode == 0 and "scored" in done.stdout, done.stderr
+
+
+def test_a_version_whose_files_lie_outside_the_registry_is_refused(
+    materialized, tmp_path, alphaforge_cli
+):
+    import shutil
+
+    import mlflow
+
+    home = _copy_registry(materialized.home, tmp_path / "home")
+    elsewhere = tmp_path / "elsewhere" / "model"
+    shutil.copytree(_champion_dir(home), elsewhere)  # a loadable copy, outside the store
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.create_model_version("alphaforge-ensemble", elsewhere.as_uri())
+    champion = client.get_model_version_by_alias("alphaforge-ensemble", "champion")
+    for key, value in champion.tags.items():  # the same digest: only the place differs
+        client.set_model_version_tag("alphaforge-ensemble", version.version, key, value)
+    client.set_registered_model_alias("alphaforge-ensemble", "champion", version.version)
+    done = alphaforge_cli("score", home=home)
+    assert done.returncode == 2 and "lie outside the registry's artifact store" in done.stderr

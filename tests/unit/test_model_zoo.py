@@ -10,6 +10,7 @@ from conftest import random_walk_panel
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
+from assets.registry import TRUSTED_TYPES
 from assets.training import _trusted_types
 from models.dataset import assemble
 from models.estimators import MODEL_SPECS, get_spec
@@ -48,11 +49,14 @@ def test_model_fits_predicts_and_repeats_under_a_seed(dataset, name):
     assert X.shape[1] == len(spec.columns(dataset.feature_names)) * spec.window
     train, test = np.arange(0, 5000), np.arange(5000, len(y))
     params = _params(name)
-    first = spec.build(params, 7, 1).fit(X[train], y[train]).predict(X[test])
+    fitted = spec.build(params, 7, 1).fit(X[train], y[train])
+    first = fitted.predict(X[test])
     again = clone(spec.build(params, 7, 1)).fit(X[train], y[train]).predict(X[test])
     assert first.shape == (len(test),) and np.isfinite(first).all()
     # trees: identical to 1e-9; nets on the CPU with the same seed and threads: identical too
     np.testing.assert_allclose(first, again, rtol=0, atol=1e-9)
+    # every type it is made of is one the scorer's loader trusts (assets/registry.py)
+    assert set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))) <= TRUSTED_TYPES
     if spec.tunable:
         assert params, f"{name} declares no search space"
     if name in TREES or name in {"ridge", "elastic_net"}:
