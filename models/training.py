@@ -12,6 +12,7 @@ champion/challenger decision is taken on it alone.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import optuna
@@ -19,9 +20,9 @@ import polars as pl
 from sklearn.base import RegressorMixin
 
 from models.cv import purged_combinatorial, purged_walk_forward
-from models.dataset import Dataset, assemble, feature_inputs, window_columns
+from models.dataset import Dataset, assemble, feature_inputs, row_view, window_columns
 from models.estimators import Params, get_spec
-from models.stacking import out_of_fold_predictions
+from models.folds import fit_final, fold_fits
 from models.tuning import (
     HEARTBEAT_S,
     TrialCallback,
@@ -158,6 +159,13 @@ class BaseModels:
         same symbol, so pass the history, then pick the rows to score)."""
         return feature_inputs(features, self.feature_names, self.window).astype(np.float64)
 
+    def dataset_inputs(self, ds: Dataset, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ensemble's input for the rows ``rows`` (default all) of a dataset, in the
+        matrix's dtype: a view of the matrix when the models are tabular and the rows
+        contiguous (a final test period is)."""
+        X = ds.inputs(self.feature_names, self.window)
+        return X if rows is None else row_view(X, rows)
+
 
 def tune_and_fit(
     ds: Dataset,
@@ -175,6 +183,7 @@ def tune_and_fit(
     workers: Workers | None = None,
     trial_jobs: int | None = None,
     on_tuned: Callable[[optuna.Study], None] | None = None,
+    engine: Any = None,
 ) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
     """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
     ``None`` for the model, when ``fit_rows`` is None).
@@ -183,7 +192,8 @@ def tune_and_fit(
     stable for the same data, splits, target and seed, so a killed run resumes it. ``shared``,
     ``heartbeat_s`` and ``workers`` as for :func:`models.tuning.tune` (several workers on one study);
     ``trial_jobs`` threads per trial fit in each worker (default ``n_jobs``; the refit uses
-    ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit."""
+    ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit. ``engine``
+    (a :class:`models.distributed.DaskEngine`) runs this process's fits on a Dask cluster."""
     spec = get_spec(model)
     X, y = model_inputs(ds, model), ds.y
     name = study_name(
@@ -195,7 +205,9 @@ def tune_and_fit(
         y=float(np.nansum(y)),
         seed=seed,
     )
-    problem = TuningProblem(model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs)
+    problem = TuningProblem(
+        model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs, engine
+    )
     study = tune(
         problem,
         n_trials=n_trials,
@@ -210,17 +222,44 @@ def tune_and_fit(
         on_tuned(study)
     params = best_params(study)
     fitted = (
-        None if fit_rows is None else spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])
+        None
+        if fit_rows is None
+        else fit_final(model, params, X, y, fit_rows, seed, n_jobs, engine)
     )
     return params, float(study.best_value), fitted, study
 
 
-def oof_frame(ds: Dataset, base: BaseModels, n_splits: int, purge: bool = True) -> pl.DataFrame:
+def oof_frame(
+    ds: Dataset,
+    base: BaseModels,
+    n_splits: int,
+    purge: bool = True,
+    engine: Any = None,
+    on_fold: Callable[[str, int], None] | None = None,
+) -> pl.DataFrame:
     """Out-of-fold predictions ``pred_<model>`` on the outer folds, with the fold, the last
-    training date and the last training label end of each (the leakage check reads them)."""
+    training date and the last training label end of each (the leakage check reads them).
+
+    One model at a time, one fold at a time: each model's inputs and binned folds are held only
+    while it fits, each fold's binned rows are freed once it has predicted, and predictions go
+    straight into their place in the output. ``on_fold(model, fold)`` is called after each."""
     splits = outer_splits(ds, base.tune_end, n_splits, purge=purge)
-    inputs = {name: model_inputs(ds, name) for name in base.params}
-    rows, fold, preds = out_of_fold_predictions(base.estimators(), inputs, ds.y, splits)
+    rows = np.concatenate([te for _, te in splits])
+    fold = np.concatenate([np.full(len(te), i) for i, (_, te) in enumerate(splits)])
+    starts = np.cumsum([0, *(len(te) for _, te in splits)])
+    preds = np.empty((len(rows), len(base.params)))
+    for i, (name, params) in enumerate(base.params.items()):
+        X = model_inputs(ds, name)
+        fits = fold_fits(name, X, ds.y, splits, base.seed, base.n_jobs, engine)
+        try:
+            for f in range(len(splits)):
+                preds[starts[f] : starts[f + 1], i] = fits.predict(params, f)
+                fits.release(f)
+                if on_fold is not None:
+                    on_fold(name, f)
+        finally:
+            fits.close()
+        del X
     train_end = np.array([ds.dates[tr].max() for tr, _ in splits])
     train_label_end = np.array([ds.label_end[tr].max() for tr, _ in splits])
     frame = ds.frame[rows].select("symbol", "date", "label", "label_end", "target")

@@ -1,0 +1,223 @@
+"""Fit a model on each fold's training rows and predict its test rows, holding what the
+library can reuse between fits (binned data) instead of rebuilding it for every trial.
+
+* LightGBM: one ``lightgbm.Dataset`` per model, binned once and without the raw rows
+  (``free_raw_data``); each fold trains on a ``Dataset.subset`` of it. The bins come from the
+  first fold's training rows (the earliest window in walk-forward, before every test block), so
+  fold 0 trains exactly as ``LGBMRegressor.fit`` on its rows would, and no fold's bins have seen
+  a feature value from a date it is tested on; later folds keep those bins.
+* XGBoost: a ``QuantileDMatrix`` cannot be subset in XGBoost 3.2 ("Slicing DMatrix is not
+  supported" for quantile matrices), so each fold's is built once from its own rows, exactly as
+  ``XGBRegressor.fit`` builds it, and reused by every trial.
+* Any other model: the scikit-learn estimator on the fold's rows (a view of the matrix where
+  the rows are contiguous).
+
+Both libraries are called through ``lightgbm.train`` / ``xgboost.train`` with the parameters
+their scikit-learn wrappers would pass (:func:`lightgbm_params`, :func:`xgboost_params`), so a
+fold fits exactly what ``spec.build(params).fit(X[train], y[train])`` fitted before (unit tests
+compare the two); the fitted boosters are thrown away, only the predictions are kept.
+"""
+
+import gc
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.dataset import row_view
+from models.estimators import Params, get_spec
+from models.types import Split
+
+
+def lightgbm_params(estimator: Any) -> tuple[dict[str, Any], int]:
+    """The ``lightgbm.train`` parameters and rounds that ``estimator`` (an ``LGBMRegressor``)
+    passes in its ``fit``: its own parameters under LightGBM's aliases, which the library reads
+    as the native names (``n_jobs`` → ``num_threads``, ``subsample`` → ``bagging_fraction``)."""
+    params = estimator.get_params()
+    rounds = params.pop("n_estimators")
+    for key in ("importance_type", "class_weight"):
+        params.pop(key, None)
+    params["objective"] = params.get("objective") or "regression"
+    params["num_threads"] = params.pop("n_jobs")
+    # min_child_samples differs between trials: a pre-filter of unsplittable features at
+    # binning time would tie the Dataset to one trial's value (LightGBM refuses the change)
+    params["feature_pre_filter"] = False
+    return {k: v for k, v in params.items() if v is not None}, int(rounds)
+
+
+def xgboost_params(estimator: Any) -> tuple[dict[str, Any], int]:
+    """The ``xgboost.train`` parameters and rounds of an ``XGBRegressor`` (its public
+    ``get_xgb_params`` and ``get_num_boosting_rounds``)."""
+    return estimator.get_xgb_params(), int(estimator.get_num_boosting_rounds())
+
+
+class FoldFits(Protocol):
+    """Fits of one model on the folds of one split set."""
+
+    def predict(self, params: Params, fold: int) -> np.ndarray:
+        """Fit ``params`` on fold ``fold``'s training rows; predict its test rows."""
+
+    def release(self, fold: int) -> None:
+        """Free what is held for ``fold`` (its binned rows)."""
+
+    def close(self) -> None:
+        """Free everything held."""
+
+
+class EstimatorFolds:
+    """The model's scikit-learn estimator, fitted afresh on each fold (nothing to reuse)."""
+
+    def __init__(self, model, X, y, splits, seed, n_jobs, dtype=None):
+        self.spec, self.X, self.y, self.splits = get_spec(model), X, y, splits
+        self.seed, self.n_jobs, self.dtype = seed, n_jobs, dtype or self.spec.dtype
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(row_view(self.X, rows), dtype=self.dtype)
+
+    def predict(self, params: Params, fold: int) -> np.ndarray:
+        train, test = self.splits[fold]
+        model = self.spec.build(params, self.seed, self.n_jobs)
+        model.fit(self._rows(train), self.y[train])
+        return model.predict(self._rows(test))
+
+    def release(self, fold: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LightGBMFolds:
+    """One binned ``lightgbm.Dataset`` per model, a ``subset`` per fold (see the module)."""
+
+    def __init__(self, model, X, y, splits, seed, n_jobs):
+        self.spec, self.X, self.y, self.splits = get_spec(model), X, y, splits
+        self.seed, self.n_jobs = seed, n_jobs
+        self._base = None  # the Dataset every fold subsets
+        self._folds: dict[int, Any] = {}
+
+    def _dataset(self, params: dict[str, Any]):
+        import lightgbm as lgb
+
+        if self._base is None:
+            # the rows any fold trains on lie before the last one's end: one prefix of the
+            # date-sorted matrix, a view
+            end = max(int(tr.max()) for tr, _ in self.splits) + 1
+            first = self.splits[0][0]
+            reference = lgb.Dataset(
+                row_view(self.X, first), self.y[first], params=params, free_raw_data=True
+            ).construct()
+            self._base = lgb.Dataset(
+                self.X[:end],
+                self.y[:end],
+                reference=reference,
+                params=params,
+                free_raw_data=True,
+            ).construct()
+            self._folds[0] = reference  # fold 0's rows binned as they are: no subset needed
+        return self._base
+
+    def _fold(self, fold: int, params: dict[str, Any]):
+        base = self._dataset(params)
+        if fold not in self._folds:
+            train = self.splits[fold][0]
+            self._folds[fold] = base.subset(train).construct()
+        return self._folds[fold]
+
+    def predict(self, params: Params, fold: int) -> np.ndarray:
+        import lightgbm as lgb
+
+        native, rounds = lightgbm_params(self.spec.build(params, self.seed, self.n_jobs))
+        booster = lgb.train(native, self._fold(fold, native), num_boost_round=rounds)
+        test = self.splits[fold][1]
+        return booster.predict(row_view(self.X, test), num_threads=self.n_jobs)
+
+    def release(self, fold: int) -> None:
+        self._folds.pop(fold, None)
+        gc.collect()
+
+    def close(self) -> None:
+        self._folds.clear()
+        self._base = None
+        gc.collect()
+
+
+class XGBoostFolds:
+    """A ``QuantileDMatrix`` per fold, built once from its own rows (see the module)."""
+
+    def __init__(self, model, X, y, splits, seed, n_jobs):
+        self.spec, self.X, self.y, self.splits = get_spec(model), X, y, splits
+        self.seed, self.n_jobs = seed, n_jobs
+        self._folds: dict[int, Any] = {}
+
+    def _fold(self, fold: int, estimator: Any):
+        import xgboost as xgb
+
+        if fold not in self._folds:
+            train = self.splits[fold][0]
+            rows = row_view(self.X, train)  # a copy only when the rows are not contiguous
+            self._folds[fold] = xgb.QuantileDMatrix(
+                rows,
+                self.y[train],
+                missing=estimator.missing,
+                nthread=self.n_jobs,
+                max_bin=estimator.max_bin,
+            )
+            del rows
+        return self._folds[fold]
+
+    def predict(self, params: Params, fold: int) -> np.ndarray:
+        import xgboost as xgb
+
+        estimator = self.spec.build(params, self.seed, self.n_jobs)
+        native, rounds = xgboost_params(estimator)
+        booster = xgb.train(native, self._fold(fold, estimator), num_boost_round=rounds)
+        test = self.splits[fold][1]
+        return booster.inplace_predict(row_view(self.X, test), missing=estimator.missing)
+
+    def release(self, fold: int) -> None:
+        self._folds.pop(fold, None)
+        gc.collect()
+
+    def close(self) -> None:
+        self._folds.clear()
+        gc.collect()
+
+
+LOCAL_FOLDS = {"lightgbm": LightGBMFolds, "xgboost": XGBoostFolds}
+
+
+def fold_fits(
+    model: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    splits: Sequence[Split],
+    seed: int,
+    n_jobs: int,
+    engine: Any = None,
+) -> FoldFits:
+    """The fold fitter for ``model`` on this machine, or on ``engine`` (a
+    :class:`models.distributed.DaskEngine`) when given."""
+    if engine is not None:
+        return engine.fold_fits(model, X, y, splits, seed, n_jobs)
+    library = get_spec(model).library
+    return LOCAL_FOLDS.get(library, EstimatorFolds)(model, X, y, splits, seed, n_jobs)
+
+
+def fit_final(
+    model: str,
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    seed: int,
+    n_jobs: int,
+    engine: Any = None,
+):
+    """The model's scikit-learn estimator fitted on ``rows`` (a view of the matrix where they
+    are contiguous; in float64 only for the models that ask for it), or on ``engine``."""
+    if engine is not None:
+        return engine.fit(model, params, X, y, rows, seed, n_jobs)
+    spec = get_spec(model)
+    estimator = spec.build(params, seed, n_jobs)
+    return estimator.fit(np.asarray(row_view(X, rows), dtype=spec.dtype), y[rows])
