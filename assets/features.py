@@ -5,6 +5,7 @@ from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets._meta import frame_metadata, table
+from models.dataset import compact_floats
 from models.features import (
     ENGINE,
     build_feature_matrix,
@@ -52,6 +53,12 @@ class FeaturesConfig(Config):
     )
     horizon: int = Field(default=5, description="Horizon of the ARMA forecast (trading days).")
     n_jobs: int = Field(default=2, description="Processes for the per-symbol statistical fits.")
+    dtype: str = Field(
+        default="float32",
+        description="float32: feature columns stored and trained on in float32 (half the "
+        "memory; a column whose values float32 cannot hold stays float64, and the metadata "
+        "names it); float64: every column as computed.",
+    )
 
 
 class LabelsConfig(Config):
@@ -95,6 +102,11 @@ def feature_matrix(
     if config.statistical:
         stats = statistical_features(market_prices, horizon=config.horizon, n_jobs=config.n_jobs)
         frame = frame.join(stats, on=["symbol", "date"], how="left")
+    kept: dict[str, str] = {}
+    if config.dtype == "float32":
+        frame, kept = compact_floats(frame)
+    elif config.dtype != "float64":
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {config.dtype!r}")
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
@@ -114,6 +126,9 @@ def feature_matrix(
                 {k: list(v) for k, v in skipped.items()}
             ),
             "max_null_share": float(max(null_share, default=0.0)),
+            "dtype": config.dtype,
+            "float64_columns": MetadataValue.json(kept),
+            "matrix_mib": round(frame.estimated_size("mb"), 1),
         },
     )
 

@@ -1,6 +1,7 @@
 """Training group: Optuna-tuned base models, their out-of-fold predictions, the stacked ensemble,
 the leakage check and the champion/challenger gate."""
 
+import gc
 import json
 import os
 import tempfile
@@ -32,8 +33,8 @@ from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
 import models
-from assets._meta import frame_metadata, image, png_bytes, table
-from assets.ports import Tracker, Tuning
+from assets._meta import frame_metadata, image, measure_peak, png_bytes, table
+from assets.ports import Compute, Tracker, Tuning
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
@@ -87,6 +88,12 @@ class TrainingConfig(Config):
         default=1,
         description="Processes that run each model's Optuna trials together, sharing its study "
         "(this one and workers - 1 more).",
+    )
+    engine: str = Field(
+        default="local",
+        description="Where LightGBM and XGBoost fit: 'local' (this process) or 'dask' "
+        "(lightgbm.dask / xgboost.dask on the Dask cluster of models.dask_scheduler, else a "
+        "local one); out-of-fold predictions use the same engine.",
     )
 
 
@@ -269,6 +276,7 @@ def base_models(
     labels: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     tuning: ResourceParam[Tuning],
+    compute: ResourceParam[Compute],
 ) -> Output[BaseModels]:
     """Each base model tuned by Optuna TPE (median pruning on fold scores) on purged folds inside
     the tuning window, then fitted on every row whose label ends before the final test period.
@@ -277,7 +285,9 @@ def base_models(
     on other machines may join it: ``alphaforge tune-worker``)."""
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress goes through context.log
-    ds = assemble(feature_matrix, labels, config.target)
+    peaks: dict[str, float] = {}
+    with measure_peak(peaks, "peak_rss_mib_dataset"):
+        ds = assemble(feature_matrix, labels, config.target)
     tune_end, mask = tuning_window(ds, config.tune_fraction)
     test_start = test_period_start(ds, config.test_days, tune_end)
     splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme)
@@ -285,6 +295,7 @@ def base_models(
     result = BaseModels(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
+    result.engine = config.engine  # out-of-fold predictions fit where these models did
     pictures: dict[str, MetadataValue] = {}
     fit_seconds = refit_seconds = 0.0
     # each study's figures render on a thread of their own while the next model fits: the
@@ -294,7 +305,11 @@ def base_models(
     )
     drawn: dict[str, Future] = {}
     tuned_at: list[float] = []
-    with tracker.asset_run(context) as run, figures:
+    with (
+        tracker.asset_run(context) as run,
+        figures,
+        compute.engine(config.engine, context.log.info) as engine,
+    ):
         mlflow.log_params(
             {
                 "tune_end": tune_end,
@@ -324,23 +339,25 @@ def base_models(
                     drawn[name] = figures.submit(_study_figures, study, name, client, parent)
 
                 try:
-                    params, score, fitted, study = tune_and_fit(
-                        ds,
-                        name,
-                        splits=splits,
-                        fit_rows=fit_rows,
-                        n_trials=config.n_trials,
-                        seed=config.seed,
-                        n_jobs=config.n_jobs,
-                        storage=tuning.storage,
-                        callbacks=[logger],
-                        shared=tuning.shared,
-                        heartbeat_s=tuning.heartbeat_s,
-                        workers=tuning.workers(config.workers - 1, parent, config.n_trials),
-                        # the workers started here share this machine's cores
-                        trial_jobs=max(1, config.n_jobs // config.workers),
-                        on_tuned=tuned,
-                    )
+                    with measure_peak(peaks, f"peak_rss_mib_{name}"):
+                        params, score, fitted, study = tune_and_fit(
+                            ds,
+                            name,
+                            splits=splits,
+                            fit_rows=fit_rows,
+                            n_trials=config.n_trials,
+                            seed=config.seed,
+                            n_jobs=config.n_jobs,
+                            storage=tuning.storage,
+                            callbacks=[logger],
+                            shared=tuning.shared,
+                            heartbeat_s=tuning.heartbeat_s,
+                            workers=tuning.workers(config.workers - 1, parent, config.n_trials),
+                            # the workers started here share this machine's cores
+                            trial_jobs=max(1, config.n_jobs // config.workers),
+                            on_tuned=tuned,
+                            engine=engine,
+                        )
                     refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:
                     logger.close()
@@ -375,6 +392,9 @@ def base_models(
             "trial_fit_seconds": round(fit_seconds, 2),
             "refit_seconds": round(refit_seconds, 2),
             "step_seconds": round(time.perf_counter() - started, 2),
+            "engine": config.engine,
+            "matrix_mib": round(ds.matrix.nbytes / 2**20, 1),
+            **peaks,
             **pictures,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
@@ -412,12 +432,26 @@ def oof_predictions(
     labels: pl.DataFrame,
     base_models: BaseModels,
     tracker: ResourceParam[Tracker],
+    compute: ResourceParam[Compute],
 ):
     """Out-of-fold predictions of every base model on walk-forward blocks after the tuning window:
     ``[symbol, date, label, label_end, target, fold, train_end, train_label_end, pred_<model>...]``,
     with the blocking leakage check."""
-    ds = assemble(feature_matrix, labels, base_models.target)
-    oof = oof_frame(ds, base_models, config.outer_splits)
+    started, peaks = time.perf_counter(), {}
+    with measure_peak(peaks, "peak_rss_mib_predictions"):
+        ds = assemble(feature_matrix, labels, base_models.target)
+        with compute.engine(base_models.engine, context.log.info) as engine:
+            oof = oof_frame(
+                ds,
+                base_models,
+                config.outer_splits,
+                engine=engine,
+                on_fold=lambda model, fold: context.log.info(
+                    f"{model}: fold {fold + 1}/{config.outer_splits} predicted"
+                ),
+            )
+        del ds  # the matrix is not needed past the fits
+        gc.collect()
     pred_cols = [f"pred_{m}" for m in base_models.params]
     d, y = oof["date"].to_numpy(), oof["label"].to_numpy()
     ic = pl.concat(
@@ -451,6 +485,8 @@ def oof_predictions(
             "rank_ic_over_time": image(png_bytes(figures["oof_rank_ic"]), "Rank IC over time"),
             "long_short": image(png_bytes(figures["oof_long_short"]), "Cumulative long-short"),
             "first_oof_date": str(oof["date"].min()),
+            "fit_seconds": round(time.perf_counter() - started, 2),
+            **peaks,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
@@ -493,9 +529,9 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
     names, window = list(getattr(model, "features_", [])), int(getattr(model, "window_", 1))
     if not names or not set(names) <= set(features.columns):
         return None
-    X = ds.inputs(names, window)
     test = ds.dates >= np.datetime64(test_start)
-    return mean_rank_ic(ds.dates[test], model.predict(X[test]), ds.label[test])
+    X = ds.inputs(names, window, rows=np.flatnonzero(test)).astype(np.float64)
+    return mean_rank_ic(ds.dates[test], model.predict(X), ds.label[test])
 
 
 @asset(
@@ -545,12 +581,13 @@ def ensemble_model(
     same_dates = _summaries(history, [*pred_cols, "ensemble"])
     # the final test period, scored by the very model being registered
     ds = assemble(feature_matrix, labels, base.target)
-    X = base.ensemble_inputs(ds.frame)
     test = ds.dates >= np.datetime64(test_start)
-    test_pred = ensemble.predict(X[test])
+    # the final test period's rows only (the ensemble's input as it is served: float64)
+    X_test = base.dataset_inputs(ds, np.flatnonzero(test)).astype(np.float64)
+    test_pred = ensemble.predict(X_test)
     test_metrics = ic_summary(ds.dates[test], test_pred, ds.label[test])
     train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
-    example = pl.DataFrame(X[test][-5:], schema=base.input_names, orient="row").to_pandas()
+    example = pl.DataFrame(X_test[-5:], schema=base.input_names, orient="row").to_pandas()
     with tracker.asset_run(context) as run:
         mlflow.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})

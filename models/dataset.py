@@ -110,15 +110,19 @@ class Dataset:
     def label_end(self) -> np.ndarray:
         return self.frame["label_end"].to_numpy()
 
-    def inputs(self, names: Sequence[str], window: int = 1) -> np.ndarray:
+    def inputs(
+        self, names: Sequence[str], window: int = 1, rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """The columns ``names`` (``window == 1``: the matrix itself when they are all of its
-        columns in order) or their look-back windows, see :func:`window_inputs`."""
+        columns in order) or their look-back windows, see :func:`window_inputs`; of the rows
+        ``rows`` only when given (a view where they are contiguous)."""
         position = {n: i for i, n in enumerate(self.feature_names)}
         columns = [position[n] for n in names]
         if window == 1:
-            if columns == list(range(len(self.feature_names))):
-                return self.matrix
-            return self.matrix[:, columns]
+            X = self.matrix if rows is None else row_view(self.matrix, rows)
+            return X if columns == list(range(len(self.feature_names))) else X[:, columns]
+        if rows is not None:
+            return row_view(self.inputs(names, window), rows)
         out = np.empty((len(self.frame), window * len(columns)), dtype=np.float32)
         for block, k in enumerate(range(window - 1, -1, -1)):
             lagged = self._lag_rows(k)

@@ -56,10 +56,14 @@ def feature_label_ic(
 ) -> pl.DataFrame:
     """``[feature, mean_rank_ic]``: each feature's mean per-date Rank IC with the label, on up
     to ``max_dates`` evenly spaced dates."""
-    frame = features.select(*KEYS, *names).join(labels.select(*KEYS, "label"), on=KEYS)
-    dates = frame[DATE].unique().sort()
-    step = max(len(dates) // max_dates, 1)
-    frame = frame.filter(pl.col(DATE).is_in(dates.gather_every(step).implode()))
+    # the dates first, then the join: only the sampled rows are ever copied
+    dates = features.select(KEYS).join(labels.select(KEYS), on=KEYS)[DATE].unique().sort()
+    chosen = pl.col(DATE).is_in(dates.gather_every(max(len(dates) // max_dates, 1)).implode())
+    frame = (
+        features.filter(chosen)
+        .select(*KEYS, *names)
+        .join(labels.filter(chosen).select(*KEYS, "label"), on=KEYS)
+    )
     per_date = frame.group_by(DATE).agg(
         pl.corr(n, "label", method="spearman").alias(n) for n in names
     )

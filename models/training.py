@@ -20,7 +20,7 @@ import polars as pl
 from sklearn.base import RegressorMixin
 
 from models.cv import purged_combinatorial, purged_walk_forward
-from models.dataset import Dataset, assemble, feature_inputs, row_view, window_columns
+from models.dataset import Dataset, assemble, feature_inputs, window_columns
 from models.estimators import Params, get_spec
 from models.folds import fit_final, fold_fits
 from models.tuning import (
@@ -129,6 +129,7 @@ class BaseModels:
     fitted: dict[str, RegressorMixin] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)
     n_trials: dict[str, int] = field(default_factory=dict)  # scored trials per study
+    engine: str = "local"  # where they were fitted (models.engine): the OOF fits run there too
 
     def estimators(self) -> dict[str, RegressorMixin]:
         """Unfitted estimators with the chosen parameters, in a stable order."""
@@ -163,8 +164,7 @@ class BaseModels:
         """The ensemble's input for the rows ``rows`` (default all) of a dataset, in the
         matrix's dtype: a view of the matrix when the models are tabular and the rows
         contiguous (a final test period is)."""
-        X = ds.inputs(self.feature_names, self.window)
-        return X if rows is None else row_view(X, rows)
+        return ds.inputs(self.feature_names, self.window, rows)
 
 
 def tune_and_fit(
@@ -222,9 +222,7 @@ def tune_and_fit(
         on_tuned(study)
     params = best_params(study)
     fitted = (
-        None
-        if fit_rows is None
-        else fit_final(model, params, X, y, fit_rows, seed, n_jobs, engine)
+        None if fit_rows is None else fit_final(model, params, X, y, fit_rows, seed, n_jobs, engine)
     )
     return params, float(study.best_value), fitted, study
 

@@ -14,6 +14,7 @@ from dagster import (
 )
 from pydantic import PrivateAttr
 
+from assets._meta import peak_rss_mib, start_peak_window
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holder
 
@@ -30,12 +31,14 @@ class LakeIOManager(ConfigurableIOManager):
     base_dir: str
     lock: bool = True
     _lock: RunLock | None = PrivateAttr(default=None)
+    _peaks: dict[str, float] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Hold the home's run lock for the whole run: a concurrent run is refused. Reading a
         value outside a run (``Definitions.load_asset_value``, notebooks) takes no lock. With
         ``lock=False`` (prod: each step is a process of its own, and the instance's run queue
         runs one run at a time) nothing is taken here."""
+        start_peak_window()  # the first step's peak counts from here
         if context.dagster_run is None or not self.lock:
             return
         self._lock = RunLock(Path(self.base_dir))
@@ -71,6 +74,16 @@ class LakeIOManager(ConfigurableIOManager):
         return Path(self.base_dir, *context.asset_key.path)
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
+        self._write(context, obj)
+        # the step's peak resident memory: its inputs loaded, its work and this write; then a
+        # new window for the next step (in-process executor: steps run one after another; a
+        # step of its own process counts from the process's start)
+        step = context.step_key or ""
+        self._peaks[step] = max(peak_rss_mib(), self._peaks.get(step, 0.0))
+        context.add_output_metadata({"peak_rss_mib": round(self._peaks[step], 1)})
+        start_peak_window()
+
+    def _write(self, context: OutputContext, obj: object) -> None:
         stem = self._path(context)
         if context.has_asset_partitions:
             self._write_partitions(context, stem, obj)
