@@ -272,7 +272,7 @@ def _log_png(png: bytes, name: str, client: mlflow.MlflowClient, run_id: str) ->
 def base_models(
     context: AssetExecutionContext,
     config: TrainingConfig,
-    feature_matrix: pl.DataFrame,
+    feature_matrix: pl.LazyFrame,  # a scan of the lake's file: read a few columns at a time
     labels: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     tuning: ResourceParam[Tuning],
@@ -428,7 +428,7 @@ LEAKAGE = "check_no_leakage"
 def oof_predictions(
     context: AssetExecutionContext,
     config: OOFConfig,
-    feature_matrix: pl.DataFrame,
+    feature_matrix: pl.LazyFrame,
     labels: pl.DataFrame,
     base_models: BaseModels,
     tracker: ResourceParam[Tracker],

@@ -17,7 +17,7 @@ import polars.selectors as cs
 from models.types import DATE, KEYS, SYMBOL
 
 TARGETS = ("rank", "raw")
-ROW_BLOCK = 1 << 17  # rows gathered at a time into the matrix (bounds the temporary copy)
+COLUMN_GROUP = 16  # feature columns read and gathered at a time into the matrix
 # float32's finite range and smallest normal number: a value outside (overflow to inf, or a
 # denormal that loses relative precision) keeps its column in float64
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -57,15 +57,21 @@ def matrix_dtype(schema: pl.Schema, names: Sequence[str]) -> type:
     return np.float32 if all(schema[n] in narrow for n in names) else np.float64
 
 
-def gather_matrix(frame: pl.DataFrame, names: Sequence[str], rows: np.ndarray) -> np.ndarray:
-    """``frame[rows, names]`` as one C-ordered matrix (nulls as NaN), built a block of rows at a
-    time so the only other copy held is one block."""
-    dtype = matrix_dtype(frame.schema, names)
-    selected = frame.select(names)
+def gather_matrix(
+    frame: pl.DataFrame | pl.LazyFrame, names: Sequence[str], rows: np.ndarray
+) -> np.ndarray:
+    """``frame[rows, names]`` as one C-ordered matrix (nulls as NaN), filled a group of columns
+    at a time: of a lazy frame (a parquet scan) only those columns are read, so besides the
+    matrix one group is held, never the whole frame."""
+    lazy = frame.lazy()
+    dtype = matrix_dtype(lazy.collect_schema(), names)
     out = np.empty((len(rows), len(names)), dtype=dtype)
-    for start in range(0, len(rows), ROW_BLOCK):
-        block = selected[rows[start : start + ROW_BLOCK]]
-        out[start : start + ROW_BLOCK] = block.to_numpy()
+    index = pl.Series("_rows", rows, dtype=pl.Int64)
+    for start in range(0, len(names), COLUMN_GROUP):
+        group = list(names[start : start + COLUMN_GROUP])
+        part = lazy.select(pl.col(group).gather(index)).collect()
+        out[:, start : start + len(group)] = part.to_numpy()
+        del part
     return out
 
 
@@ -164,27 +170,32 @@ def window_inputs(frame: pl.DataFrame, names: Sequence[str], window: int) -> np.
     return frame.select(lagged).to_numpy().astype(np.float32)
 
 
-def assemble(features: pl.DataFrame, labels: pl.DataFrame, target: str = "rank") -> Dataset:
+def assemble(
+    features: pl.DataFrame | pl.LazyFrame, labels: pl.DataFrame, target: str = "rank"
+) -> Dataset:
     """Inner-join on ``(symbol, date)``; add ``target``.
 
     ``target="rank"`` trains on each date's cross-sectional rank of the label, centred on zero
     (robust to the fat tails of raw returns); ``"raw"`` on the forward return itself. The join
-    runs on the keys alone and the features are gathered once into the matrix: no joined copy
-    of the feature columns is made.
+    runs on the keys alone and the features are gathered once into the matrix, a few columns at
+    a time: no joined copy of the feature columns is made, and a lazy ``features`` (the lake's
+    parquet scan) is never held whole.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    feature_names = [c for c in features.columns if c not in KEYS]
+    lazy = features.lazy()
+    feature_names = [c for c in lazy.collect_schema().names() if c not in KEYS]
     label = pl.col("label")
     y = (label.rank() / label.count()).over(DATE) - 0.5 if target == "rank" else label
     keys = (
-        features.select(KEYS)
+        lazy.select(KEYS)
         .with_row_index("_row")
+        .collect()
         .join(labels, on=KEYS, how="inner")
         .with_columns(y.alias("target"))
         .sort(DATE, SYMBOL)
     )
-    matrix = gather_matrix(features, feature_names, keys["_row"].to_numpy())
+    matrix = gather_matrix(lazy, feature_names, keys["_row"].to_numpy())
     return Dataset(
         frame=keys.drop("_row"), matrix=matrix, feature_names=feature_names, target=target
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     DagsterRunStatus,
     InitResourceContext,
     InputContext,
@@ -129,6 +130,16 @@ class LakeIOManager(ConfigurableIOManager):
             )
         parquet = stem.with_suffix(".parquet")
         if parquet.exists():
+            if _wants_lazy(context):  # the step reads the columns it needs when it needs them
+                return pl.scan_parquet(parquet)
             return pl.read_parquet(parquet)
         with stem.with_suffix(".pkl").open("rb") as handle:
             return pickle.load(handle)
+
+
+def _wants_lazy(context: InputContext) -> bool:
+    """The input is annotated ``pl.LazyFrame``: hand it a scan of the file, not the frame."""
+    try:
+        return context.dagster_type.typing_type is pl.LazyFrame
+    except DagsterInvariantViolationError:  # no type for this input (loaded outside an op)
+        return False
