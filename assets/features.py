@@ -1,6 +1,7 @@
 """Features group: the point-in-time feature matrix and the labels."""
 
 import polars as pl
+import polars.selectors as cs
 from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
@@ -84,18 +85,35 @@ def feature_matrix(
     relative), alternative data and news sentiment joined as of their publication, cross-sectional
     transforms, ARMA/GARCH forecasts when asked; each
     value uses only data known on or before its date."""
-    frame = build_feature_matrix(
-        market_prices.lazy(),
-        alt_data.lazy(),
-        config.windows,
-        feature_set=config.feature_set,
-        names=config.names,
-        cs_rank=config.cs_rank,
-        cs_zscore=config.cs_zscore,
-        winsorize=config.winsorize,
-        sectors=sector_map.lazy() if len(sector_map) else None,
-        sector_neutral=config.sector_neutral,
-    ).collect(engine=ENGINE)
+    if config.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {config.dtype!r}")
+
+    def build(dtype: str) -> pl.LazyFrame:
+        return build_feature_matrix(
+            market_prices.lazy(),
+            alt_data.lazy(),
+            config.windows,
+            feature_set=config.feature_set,
+            names=config.names,
+            cs_rank=config.cs_rank,
+            cs_zscore=config.cs_zscore,
+            winsorize=config.winsorize,
+            sectors=sector_map.lazy() if len(sector_map) else None,
+            sector_neutral=config.sector_neutral,
+            dtype=dtype,
+        )
+
+    frame = build(config.dtype).collect(engine=ENGINE)
+    # float32 reads inf only where a finite value exceeded its range (non-finite values are
+    # null by then): those columns are built again, and kept, in float64
+    overflow: list[str] = []
+    if config.dtype == "float32":
+        floats = frame.select(cs.float())
+        flags = floats.select(pl.all().is_infinite().any()).row(0)
+        overflow = [c for c, bad in zip(floats.columns, flags, strict=True) if bad]
+    if overflow:
+        wide = build("float64").select(overflow).collect(engine=ENGINE)
+        frame = frame.with_columns(wide)
     if len(news_sentiment):  # news the user supplied (data.texts), as of its availability
         sentiment = sentiment_features(frame.lazy(), news_sentiment.lazy()).collect()
         frame = frame.join(sentiment, on=["symbol", "date"], how="left")
@@ -103,10 +121,8 @@ def feature_matrix(
         stats = statistical_features(market_prices, horizon=config.horizon, n_jobs=config.n_jobs)
         frame = frame.join(stats, on=["symbol", "date"], how="left")
     kept: dict[str, str] = {}
-    if config.dtype == "float32":
+    if config.dtype == "float32":  # what is float64 now: those columns, and any joined since
         frame, kept = compact_floats(frame)
-    elif config.dtype != "float64":
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {config.dtype!r}")
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped

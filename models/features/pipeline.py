@@ -89,11 +89,15 @@ def build_feature_matrix(
     winsorize: float | None = None,
     sectors: pl.LazyFrame | None = None,
     sector_neutral: Sequence[str] = (),
+    dtype: str = "float64",
 ) -> pl.LazyFrame:
     """Feature matrix ``[symbol, date, <features>]`` from prices and alternative data.
 
     Non-finite values (a zero range, a zero loss in RSI) become null so that every model sees
-    one missing-value convention.
+    one missing-value convention. ``dtype="float32"`` casts the float features in the same
+    pass, before the final sort, so the float64 matrix is never sorted or held twice; a finite
+    value beyond float32's range then reads inf (find such columns with ``is_infinite`` and
+    build them again in float64: ``assets/features.py`` does).
     """
     columns = prices.collect_schema().names()
     panel = prices.select(
@@ -112,13 +116,11 @@ def build_feature_matrix(
     out = cross_sectional_zscores(out, [c for c in cs_zscore if c in present], winsorize)
     if sectors is not None and sector_neutral:
         out = sector_neutral_features(out, sectors, [c for c in sector_neutral if c in present])
-    return (
-        out.with_columns(cs.float().fill_nan(None))
-        .with_columns(
-            pl.when(cs.float().is_infinite()).then(None).otherwise(cs.float()).name.keep()
-        )
-        .sort(KEYS)
-    )
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    finite = pl.when(cs.float().is_finite()).then(cs.float()).otherwise(None)
+    cast = pl.Float32 if dtype == "float32" else pl.Float64
+    return out.with_columns(finite.cast(cast).name.keep()).sort(KEYS)
 
 
 def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:

@@ -163,3 +163,15 @@ def test_other_models_and_final_fits_use_their_estimators(data):
         .fit(X[rows], y[rows])
         .predict(X[-100:]),
     )
+
+
+def test_float32_features_are_the_float64_ones_rounded_and_sorted_alike():
+    panel = random_walk_panel(n_symbols=4, n_days=300, seed=7)
+    wide = build_feature_matrix(panel.lazy(), empty_alt().lazy()).collect()
+    narrow = build_feature_matrix(panel.lazy(), empty_alt().lazy(), dtype="float32").collect()
+    names = [c for c in wide.columns if c not in ("symbol", "date")]
+    assert all(narrow.schema[c] == pl.Float32 for c in names)
+    assert narrow.select("symbol", "date").equals(wide.select("symbol", "date"))
+    np.testing.assert_array_equal(
+        narrow.select(names).to_numpy(), wide.select(names).to_numpy().astype(np.float32)
+    )
