@@ -79,7 +79,10 @@ class LakeIOManager(ConfigurableIOManager):
         # the step's peak resident memory: its inputs loaded, its work and this write; then a
         # new window for the next step (in-process executor: steps run one after another; a
         # step of its own process counts from the process's start)
-        step = context.step_key or ""
+        try:
+            step = context.step_key
+        except DagsterInvariantViolationError:  # an output context built outside a run
+            step = context.asset_key.to_user_string()
         self._peaks[step] = max(peak_rss_mib(), self._peaks.get(step, 0.0))
         context.add_output_metadata({"peak_rss_mib": round(self._peaks[step], 1)})
         start_peak_window()

@@ -1,5 +1,6 @@
 """The lake IO manager and the sources, exercised directly on temp directories."""
 
+import os
 import pickle
 from datetime import date
 from pathlib import Path
@@ -81,3 +82,22 @@ def test_pickle_is_not_used_for_frames(tmp_path):
     manager.handle_output(build_output_context(asset_key="labels"), pl.DataFrame({"a": [1]}))
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(Path(tmp_path / "labels.parquet").read_bytes())
+
+
+def test_peak_memory_windows_see_an_allocation_and_forget_it():
+    import numpy as np
+
+    from assets._meta import measure_peak, peak_rss_mib, start_peak_window
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the platform cannot reset a process's peak RSS (Linux /proc only)")
+    start_peak_window()
+    before = peak_rss_mib()
+    parts: dict[str, float] = {}
+    with measure_peak(parts, "block"):
+        block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+        del block
+    assert parts["block"] >= before + 250  # the block's own peak
+    assert peak_rss_mib() >= before + 250  # and the window's, kept across the inner reset
+    start_peak_window()  # a new window (the next step) no longer sees it
+    assert peak_rss_mib() < before + 150
