@@ -189,11 +189,12 @@ def bare_fits(home: Path, settings_env: dict[str, str]) -> list[dict]:
     return rows
 
 
-def part_run(quick: bool) -> dict:
+def part_run(quick: bool, home: Path | None = None) -> dict:
     if not SHARED.is_dir():
         print(f"run: skipped, the shared set is not at {SHARED}")
         return {}
-    home = Path(tempfile.mkdtemp(prefix="alphaforge_scale_"))
+    again = home is not None  # a finished run's home: its tables only, nothing rerun
+    home = home or Path(tempfile.mkdtemp(prefix="alphaforge_scale_"))
     env = os.environ | {"ALPHAFORGE_HOME": str(home), "PYTHONPATH": str(ROOT)}
     env.pop("ALPHAFORGE_PROFILE", None)
     if quick:  # the first 50 tickers, for a look at the machinery
@@ -208,7 +209,14 @@ def part_run(quick: bool) -> dict:
         *UP_TO_SIGNALS,
     ]
     print(f"run: {' '.join(command[1:4])} up to signals, home {home}", flush=True)
-    result = run_measured(command, env)
+    if again:
+        result = json.loads((home / "scale_run.json").read_text())
+    else:
+        result = run_measured(command, env)
+        (home / "scale_run.log").write_text(result["output"])
+        (home / "scale_run.json").write_text(
+            json.dumps({k: v for k, v in result.items() if k != "output"} | {"output": ""})
+        )
     if result["rc"] != 0:
         print(result["output"][-4000:])
         print(f"run: FAILED (exit {result['rc']}, killed for memory: {result['killed']})")
@@ -341,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale")
     parser.add_argument("--quick", action="store_true", help="small data, targets not judged")
     parser.add_argument("--part", choices=["run", "growth", "all"], default="all")
+    parser.add_argument("--home", type=Path, help="report on this finished run's home instead")
     args = parser.parse_args(argv)
-    run = part_run(args.quick) if args.part in ("run", "all") else {}
+    run = part_run(args.quick, args.home) if args.part in ("run", "all") else {}
     growth = part_growth(args.quick) if args.part in ("growth", "all") else {}
     if args.quick:
         return 0
