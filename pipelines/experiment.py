@@ -774,6 +774,11 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         )
     if not exp.models.names:
         problems.append("models.names: at least one base model is needed")
+    if exp.models.dask_scheduler and exp.models.engine != "dask":
+        problems.append(
+            "models.dask_scheduler: only used by models.engine: dask (now "
+            f"{exp.models.engine!r}); set engine: dask or drop the address"
+        )
     if exp.explain.model not in exp.models.names and not unknown:
         problems.append(
             f"explain.model: {exp.explain.model!r} is not among models.names {exp.models.names}"
