@@ -13,7 +13,6 @@ from conftest import random_walk_panel
 from dagster import AssetKey, DagsterInstance
 
 from models.dataset import assemble
-from models.estimators import get_spec
 from models.features import build_feature_matrix
 from models.features.alternative import empty_alt
 from models.folds import fit_final, fold_fits
@@ -75,12 +74,8 @@ def test_dask_fits_equal_the_local_engine_on_one_worker_and_follow_it_on_two(
 ):
     ds, splits = problem
     X, y, params = ds.X, ds.y, PARAMS[model]
-    spec = get_spec(model)
-    # what the library fits on each fold's rows alone (the local engine's LightGBM folds after
-    # the first keep the first fold's bins: there it equals this on fold 0 only)
-    expected = [spec.build(params, 2, 1).fit(X[tr], y[tr]).predict(X[te]) for tr, te in splits]
     local = fold_fits(model, X, y, splits, seed=2, n_jobs=1)
-    np.testing.assert_array_equal(local.predict(params, 0), expected[0])
+    expected = [local.predict(params, f) for f in range(len(splits))]
     # every row on one worker: the same algorithm on the same bins, bit for bit
     engine.partitions = 1
     one = fold_fits(model, X, y, splits, seed=2, n_jobs=1, engine=engine)
