@@ -16,6 +16,7 @@ from dagster import (
 from pydantic import PrivateAttr
 
 from assets._meta import peak_rss_mib, start_peak_window
+from models.folds import release_memory
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holder
 
@@ -85,6 +86,7 @@ class LakeIOManager(ConfigurableIOManager):
             step = context.asset_key.to_user_string()
         self._peaks[step] = max(peak_rss_mib(), self._peaks.get(step, 0.0))
         context.add_output_metadata({"peak_rss_mib": round(self._peaks[step], 1)})
+        release_memory()  # what the step freed goes back to the OS before the next one starts
         start_peak_window()
 
     def _write(self, context: OutputContext, obj: object) -> None:

@@ -101,8 +101,8 @@ def test_row_view_is_a_view_exactly_when_the_rows_are_contiguous():
 def test_lightgbm_folds_bin_each_fold_once_and_equal_the_estimator(data):
     _, ds, splits = data
     X, y = ds.X, ds.y
-    fits = fold_fits("lightgbm", X, y, splits, seed=3, n_jobs=1)
-    assert isinstance(fits, LightGBMFolds)
+    fits = LightGBMFolds("lightgbm", X, y, splits, seed=3, n_jobs=1, keep=10.0)  # keep all
+    assert isinstance(fold_fits("lightgbm", X, y, splits, seed=3, n_jobs=1), LightGBMFolds)
     binned = {}
     # three trials, another min_child_samples each, on the same binned Datasets
     for params in (LGB, {**LGB, "min_child_samples": 200}, {**LGB, "min_child_samples": 20}):
@@ -121,8 +121,8 @@ def test_lightgbm_folds_bin_each_fold_once_and_equal_the_estimator(data):
 def test_xgboost_folds_equal_the_estimator_on_every_fold_and_trial(data):
     _, ds, splits = data
     X, y = ds.X, ds.y
-    fits = fold_fits("xgboost", X, y, splits, seed=3, n_jobs=1)
-    assert isinstance(fits, XGBoostFolds)
+    fits = XGBoostFolds("xgboost", X, y, splits, seed=3, n_jobs=1, keep=10.0)
+    assert isinstance(fold_fits("xgboost", X, y, splits, seed=3, n_jobs=1), XGBoostFolds)
     for params in (XGB, {**XGB, "max_depth": 2}):
         for fold, (train, test) in enumerate(splits):
             expected = (
@@ -130,6 +130,19 @@ def test_xgboost_folds_equal_the_estimator_on_every_fold_and_trial(data):
             )
             np.testing.assert_array_equal(fits.predict(params, fold), expected)
     assert len(fits._folds) == 3  # one quantile matrix per fold, built once for both trials
+    fits.close()
+
+
+def test_folds_are_kept_across_trials_only_within_the_row_budget(data):
+    _, ds, splits = data
+    sizes = [len(tr) for tr, _ in splits]
+    keep = (sizes[0] + sizes[1]) / len(ds.y)  # room for folds 0 and 1, not 2
+    fits = XGBoostFolds("xgboost", ds.X, ds.y, splits, seed=3, n_jobs=1, keep=keep)
+    first = [fits.predict(XGB, f) for f in range(3)]
+    assert set(fits._folds) == {0, 1}
+    again = [fits.predict(XGB, f) for f in range(3)]  # fold 2 binned again: the same fit
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
     fits.close()
 
 
