@@ -31,6 +31,7 @@ ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
+	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.nights
 	$(BIN)/python -m benchmarks.contract
 	$(BIN)/python -m benchmarks.vendor

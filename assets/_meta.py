@@ -2,6 +2,12 @@
 
 import base64
 import io
+import re
+import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
@@ -49,3 +55,54 @@ def schema(frame: pl.DataFrame) -> TableSchema:
 def frame_metadata(frame: pl.DataFrame) -> dict:
     """Row count and column schema, as Dagster's standard keys."""
     return {"dagster/row_count": len(frame), "dagster/column_schema": schema(frame)}
+
+
+# Linux keeps a process's peak resident set (VmHWM) and lets the process reset it (writing 5 to
+# /proc/self/clear_refs, since Linux 4.0): the peak of one step, or of one model inside a step,
+# is then read exactly, allocations by polars, Arrow and the boosting libraries (which
+# tracemalloc cannot see) included. Elsewhere every peak is the process's since it started.
+_STATUS, _CLEAR = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+_carried = 0.0  # the window's peak before the last reset inside it (see measure_peak)
+
+
+def _reset() -> None:
+    try:
+        _CLEAR.write_text("5")
+    except OSError:
+        pass
+
+
+def _hwm_mib() -> float:
+    try:
+        match = re.search(r"VmHWM:\s+(\d+) kB", _STATUS.read_text())
+        if match:
+            return int(match.group(1)) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def start_peak_window() -> None:
+    """Start a new window for :func:`peak_rss_mib` (the IO manager opens one per step)."""
+    global _carried
+    _carried = 0.0
+    _reset()
+
+
+def peak_rss_mib() -> float:
+    """The highest resident set size, in MiB, since :func:`start_peak_window`."""
+    return max(_carried, _hwm_mib())
+
+
+@contextmanager
+def measure_peak(into: dict[str, float], key: str) -> Iterator[None]:
+    """``into[key]``: the peak resident set size (MiB) while the block runs, without losing
+    the window's own peak."""
+    global _carried
+    _carried = max(_carried, _hwm_mib())
+    _reset()
+    try:
+        yield
+    finally:
+        into[key] = round(_hwm_mib(), 1)

@@ -1,10 +1,12 @@
 """Features group: the point-in-time feature matrix and the labels."""
 
 import polars as pl
+import polars.selectors as cs
 from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets._meta import frame_metadata, table
+from models.dataset import compact_floats
 from models.features import (
     ENGINE,
     build_feature_matrix,
@@ -53,6 +55,12 @@ class FeaturesConfig(Config):
     )
     horizon: int = Field(default=5, description="Horizon of the ARMA forecast (trading days).")
     n_jobs: int = Field(default=2, description="Processes for the per-symbol statistical fits.")
+    dtype: str = Field(
+        default="float32",
+        description="float32: feature columns stored and trained on in float32 (half the "
+        "memory; a column whose values float32 cannot hold stays float64, and the metadata "
+        "names it); float64: every column as computed.",
+    )
 
 
 class LabelsConfig(Config):
@@ -91,20 +99,37 @@ def feature_matrix(
     value uses only data known on or before its date. Computed on the whole panel (windows
     read every earlier row) without market-wide stale days, then kept only on the rows the
     universe screen lets in: the models train and score on the investable universe alone."""
+    if config.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {config.dtype!r}")
     panel = market_prices
     market_prices = without_stale_days(market_prices, universe)
-    frame = build_feature_matrix(
-        market_prices.lazy(),
-        alt_data.lazy(),
-        config.windows,
-        feature_set=config.feature_set,
-        names=config.names,
-        cs_rank=config.cs_rank,
-        cs_zscore=config.cs_zscore,
-        winsorize=config.winsorize,
-        sectors=sector_map.lazy() if len(sector_map) else None,
-        sector_neutral=config.sector_neutral,
-    ).collect(engine=ENGINE)
+
+    def build(dtype: str) -> pl.LazyFrame:
+        return build_feature_matrix(
+            market_prices.lazy(),
+            alt_data.lazy(),
+            config.windows,
+            feature_set=config.feature_set,
+            names=config.names,
+            cs_rank=config.cs_rank,
+            cs_zscore=config.cs_zscore,
+            winsorize=config.winsorize,
+            sectors=sector_map.lazy() if len(sector_map) else None,
+            sector_neutral=config.sector_neutral,
+            dtype=dtype,
+        )
+
+    frame = build(config.dtype).collect(engine=ENGINE)
+    # float32 reads inf only where a finite value exceeded its range (non-finite values are
+    # null by then): those columns are built again, and kept, in float64
+    overflow: list[str] = []
+    if config.dtype == "float32":
+        floats = frame.select(cs.float())
+        flags = floats.select(pl.all().is_infinite().any()).row(0)
+        overflow = [c for c, bad in zip(floats.columns, flags, strict=True) if bad]
+    if overflow:
+        wide = build("float64").select(overflow).collect(engine=ENGINE)
+        frame = frame.with_columns(wide)
     if len(news_sentiment):  # news the user supplied (data.texts), as of its availability
         sentiment = sentiment_features(frame.lazy(), news_sentiment.lazy()).collect()
         frame = frame.join(sentiment, on=["symbol", "date"], how="left")
@@ -113,6 +138,9 @@ def feature_matrix(
         frame = frame.join(stats, on=["symbol", "date"], how="left")
     rows = len(frame)
     frame = investable(frame, universe)
+    kept: dict[str, str] = {}
+    if config.dtype == "float32":  # what is float64 now: those columns, and any joined since
+        frame, kept = compact_floats(frame)
     columns = feature_columns(frame)
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
@@ -134,6 +162,9 @@ def feature_matrix(
             "max_null_share": float(max(null_share, default=0.0)),
             "rows_screened_out": rows - len(frame),
             "panel_rows": len(panel),
+            "dtype": config.dtype,
+            "float64_columns": MetadataValue.json(kept),
+            "matrix_mib": round(frame.estimated_size("mb"), 1),
         },
     )
 

@@ -59,6 +59,12 @@ class Tuning(Protocol):
         logging its trials under the MLflow run ``parent_run_id``; None when ``count`` is 0."""
 
 
+class Compute(Protocol):
+    def engine(self, kind: str, log=None) -> AbstractContextManager:
+        """Where the boosting fits run while the block is open: None for ``local`` (this
+        process), a ``models.distributed.DaskEngine`` for ``dask``."""
+
+
 class ReportStore(Protocol):
     def write(self, name: str, data: bytes | str) -> Path:
         """Write a report file atomically and return its path."""

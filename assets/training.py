@@ -1,6 +1,7 @@
 """Training group: Optuna-tuned base models, their out-of-fold predictions, the stacked ensemble,
 the leakage check and the champion/challenger gate."""
 
+import gc
 import json
 import os
 import tempfile
@@ -31,9 +32,9 @@ from optuna.trial import TrialState
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
-from assets._meta import frame_metadata, image, png_bytes, table
+from assets._meta import frame_metadata, image, measure_peak, png_bytes, table
 from assets.portfolio import CostConfig, row_costs
-from assets.ports import Tracker, Tuning
+from assets.ports import Compute, Tracker, Tuning
 from assets.registry import (
     REGISTERED_MODEL,
     ModelRefused,
@@ -110,6 +111,12 @@ class TrainingConfig(CostConfig):
         default=1,
         description="Processes that run each model's Optuna trials together, sharing its study "
         "(this one and workers - 1 more).",
+    )
+    engine: str = Field(
+        default="local",
+        description="Where LightGBM and XGBoost fit: 'local' (this process) or 'dask' "
+        "(lightgbm.dask / xgboost.dask on the Dask cluster of models.dask_scheduler, else a "
+        "local one); out-of-fold predictions use the same engine.",
     )
 
 
@@ -288,11 +295,12 @@ def _log_png(png: bytes, name: str, client: mlflow.MlflowClient, run_id: str) ->
 def base_models(
     context: AssetExecutionContext,
     config: TrainingConfig,
-    feature_matrix: pl.DataFrame,
+    feature_matrix: pl.LazyFrame,  # a scan of the lake's file: read a few columns at a time
     labels: pl.DataFrame,
     market_prices: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     tuning: ResourceParam[Tuning],
+    compute: ResourceParam[Compute],
 ) -> Output[BaseModels]:
     """Each base model tuned by Optuna TPE (median pruning on fold scores) on purged folds inside
     the tuning window, then fitted on every row whose label ends before the final test period.
@@ -301,7 +309,9 @@ def base_models(
     on other machines may join it: ``alphaforge tune-worker``)."""
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress goes through context.log
-    ds = assemble(feature_matrix, labels, config.target)
+    peaks: dict[str, float] = {}
+    with measure_peak(peaks, "peak_rss_mib_dataset"):
+        ds = assemble(feature_matrix, labels, config.target)
     problems = cv_problems(
         len(np.unique(ds.dates)),
         horizon=config.horizon,
@@ -335,6 +345,7 @@ def base_models(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
     result.horizon = config.horizon
+    result.engine = config.engine  # out-of-fold predictions fit where these models did
     pictures: dict[str, MetadataValue] = {}
     fit_seconds = refit_seconds = 0.0
     # each study's figures render on a thread of their own while the next model fits: the
@@ -344,7 +355,11 @@ def base_models(
     )
     drawn: dict[str, Future] = {}
     tuned_at: list[float] = []
-    with tracker.asset_run(context) as run, figures:
+    with (
+        tracker.asset_run(context) as run,
+        figures,
+        compute.engine(config.engine, context.log.info) as engine,
+    ):
         mlflow.log_params(
             {
                 "tune_end": tune_end,
@@ -374,24 +389,26 @@ def base_models(
                     drawn[name] = figures.submit(_study_figures, study, name, client, parent)
 
                 try:
-                    params, score, fitted, study = tune_and_fit(
-                        ds,
-                        name,
-                        splits=splits,
-                        fit_rows=fit_rows,
-                        n_trials=config.n_trials,
-                        seed=config.seed,
-                        n_jobs=config.n_jobs,
-                        storage=tuning.storage_url,
-                        callbacks=[logger],
-                        shared=tuning.shared,
-                        heartbeat_s=tuning.heartbeat_s,
-                        workers=tuning.workers(config.workers - 1, parent, config.n_trials),
-                        # the workers started here share this machine's cores
-                        trial_jobs=max(1, config.n_jobs // config.workers),
-                        on_tuned=tuned,
-                        scorer=scorer,
-                    )
+                    with measure_peak(peaks, f"peak_rss_mib_{name}"):
+                        params, score, fitted, study = tune_and_fit(
+                            ds,
+                            name,
+                            splits=splits,
+                            fit_rows=fit_rows,
+                            n_trials=config.n_trials,
+                            seed=config.seed,
+                            n_jobs=config.n_jobs,
+                            storage=tuning.storage_url,
+                            callbacks=[logger],
+                            shared=tuning.shared,
+                            heartbeat_s=tuning.heartbeat_s,
+                            workers=tuning.workers(config.workers - 1, parent, config.n_trials),
+                            # the workers started here share this machine's cores
+                            trial_jobs=max(1, config.n_jobs // config.workers),
+                            on_tuned=tuned,
+                            scorer=scorer,
+                            engine=engine,
+                        )
                     refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:
                     logger.close()
@@ -426,6 +443,9 @@ def base_models(
             "trial_fit_seconds": round(fit_seconds, 2),
             "refit_seconds": round(refit_seconds, 2),
             "step_seconds": round(time.perf_counter() - started, 2),
+            "engine": config.engine,
+            "matrix_mib": round(ds.matrix.nbytes / 2**20, 1),
+            **peaks,
             **pictures,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
@@ -459,16 +479,30 @@ LEAKAGE = "check_no_leakage"
 def oof_predictions(
     context: AssetExecutionContext,
     config: OOFConfig,
-    feature_matrix: pl.DataFrame,
+    feature_matrix: pl.LazyFrame,
     labels: pl.DataFrame,
     base_models: BaseModels,
     tracker: ResourceParam[Tracker],
+    compute: ResourceParam[Compute],
 ):
     """Out-of-fold predictions of every base model on walk-forward blocks after the tuning window:
     ``[symbol, date, label, label_end, target, fold, train_end, train_label_end, pred_<model>...]``,
     with the blocking leakage check."""
-    ds = assemble(feature_matrix, labels, base_models.target)
-    oof = oof_frame(ds, base_models, config.outer_splits)
+    started, peaks = time.perf_counter(), {}
+    with measure_peak(peaks, "peak_rss_mib_predictions"):
+        ds = assemble(feature_matrix, labels, base_models.target)
+        with compute.engine(base_models.engine, context.log.info) as engine:
+            oof = oof_frame(
+                ds,
+                base_models,
+                config.outer_splits,
+                engine=engine,
+                on_fold=lambda model, fold: context.log.info(
+                    f"{model}: fold {fold + 1}/{config.outer_splits} predicted"
+                ),
+            )
+        del ds  # the matrix is not needed past the fits
+        gc.collect()
     pred_cols = [f"pred_{m}" for m in base_models.params]
     d, y = oof["date"].to_numpy(), oof["label"].to_numpy()
     ic = pl.concat(
@@ -502,6 +536,8 @@ def oof_predictions(
             "rank_ic_over_time": image(png_bytes(figures["oof_rank_ic"]), "Rank IC over time"),
             "long_short": image(png_bytes(figures["oof_long_short"]), "Cumulative long-short"),
             "first_oof_date": str(oof["date"].min()),
+            "fit_seconds": round(time.perf_counter() - started, 2),
+            **peaks,
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
@@ -540,9 +576,9 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
     names, window = list(getattr(model, "features_", [])), int(getattr(model, "window_", 1))
     if not names or not set(names) <= set(features.columns):
         return None
-    X = ds.inputs(names, window)
     test = ds.dates >= np.datetime64(test_start)
-    return mean_rank_ic(ds.dates[test], model.predict(X[test]), ds.label[test])
+    X = ds.inputs(names, window, rows=np.flatnonzero(test)).astype(np.float64)
+    return mean_rank_ic(ds.dates[test], model.predict(X), ds.label[test])
 
 
 @asset(
@@ -592,12 +628,13 @@ def ensemble_model(
     same_dates = _summaries(history, [*pred_cols, "ensemble"])
     # the final test period, scored by the very model being registered
     ds = assemble(feature_matrix, labels, base.target)
-    X = base.ensemble_inputs(ds.frame)
     test = ds.dates >= np.datetime64(test_start)
-    test_pred = ensemble.predict(X[test])
+    # the final test period's rows only (the ensemble's input as it is served: float64)
+    X_test = base.dataset_inputs(ds, np.flatnonzero(test)).astype(np.float64)
+    test_pred = ensemble.predict(X_test)
     test_metrics = ic_summary(ds.dates[test], test_pred, ds.label[test])
     train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
-    example = pl.DataFrame(X[test][-5:], schema=base.input_names, orient="row").to_pandas()
+    example = pl.DataFrame(X_test[-5:], schema=base.input_names, orient="row").to_pandas()
     with tracker.asset_run(context) as run:
         mlflow.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})

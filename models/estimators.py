@@ -58,6 +58,12 @@ class ModelSpec:
     window: int = 1
     tunable: bool = True
     needs: tuple[str, ...] = ()  # feature columns that must be present
+    # "lightgbm" / "xgboost": fitted through the library's own training API on binned data
+    # that is kept across folds and trials (``models.folds``); None: the estimator itself
+    library: str | None = None
+    # the dtype of the rows the estimator fits on: float32 (the matrix's own, no copy) unless
+    # its solver accumulates over millions of rows (the linear models, in float64 as always)
+    dtype: type = np.float32
 
     def columns(self, names: Sequence[str]) -> list[str]:
         """The feature columns this model reads, in order; a clear error if one it needs is
@@ -222,12 +228,12 @@ def _baseline(name: str, column: str, sign: float) -> ModelSpec:
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("lightgbm", _lightgbm, _lightgbm_space),
-        ModelSpec("xgboost", _xgboost, _xgboost_space),
+        ModelSpec("lightgbm", _lightgbm, _lightgbm_space, library="lightgbm"),
+        ModelSpec("xgboost", _xgboost, _xgboost_space, library="xgboost"),
         ModelSpec("random_forest", _random_forest, _random_forest_space),
-        ModelSpec("ridge", _ridge, _ridge_space),
-        ModelSpec("elastic_net", _elastic_net, _elastic_net_space),
-        ModelSpec("svr", _svr, _svr_space),
+        ModelSpec("ridge", _ridge, _ridge_space, dtype=np.float64),
+        ModelSpec("elastic_net", _elastic_net, _elastic_net_space, dtype=np.float64),
+        ModelSpec("svr", _svr, _svr_space, dtype=np.float64),
         ModelSpec("mlp", _net("mlp", 1), _net_space),
         *(
             ModelSpec(arch, _net(arch, SEQUENCE_WINDOW), _net_space, window=SEQUENCE_WINDOW)
@@ -241,6 +247,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             _lightgbm_space,
             select=all_features,
             needs=("stat_arima", "stat_garch_vol"),
+            library="lightgbm",
         ),
     )
 }

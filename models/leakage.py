@@ -52,14 +52,24 @@ def split_leaks(oof: pl.DataFrame) -> list[Leak]:
 
 
 def feature_label_ic(
-    features: pl.DataFrame, labels: pl.DataFrame, names: Sequence[str], max_dates: int = 400
+    features: pl.DataFrame | pl.LazyFrame,
+    labels: pl.DataFrame,
+    names: Sequence[str],
+    max_dates: int = 400,
 ) -> pl.DataFrame:
     """``[feature, mean_rank_ic]``: each feature's mean per-date Rank IC with the label, on up
     to ``max_dates`` evenly spaced dates."""
-    frame = features.select(*KEYS, *names).join(labels.select(*KEYS, "label"), on=KEYS)
-    dates = frame[DATE].unique().sort()
-    step = max(len(dates) // max_dates, 1)
-    frame = frame.filter(pl.col(DATE).is_in(dates.gather_every(step).implode()))
+    # the dates first, then the join: only the sampled rows are ever read or copied
+    lazy = features.lazy()
+    dates = lazy.select(KEYS).join(labels.lazy().select(KEYS), on=KEYS).collect()[DATE]
+    dates = dates.unique().sort()
+    chosen = pl.col(DATE).is_in(dates.gather_every(max(len(dates) // max_dates, 1)).implode())
+    frame = (
+        lazy.filter(chosen)
+        .select(*KEYS, *names)
+        .join(labels.lazy().filter(chosen).select(*KEYS, "label"), on=KEYS)
+        .collect()
+    )
     per_date = frame.group_by(DATE).agg(
         pl.corr(n, "label", method="spearman").alias(n) for n in names
     )

@@ -12,6 +12,7 @@ champion/challenger decision is taken on it alone.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import optuna
@@ -21,8 +22,8 @@ from sklearn.base import RegressorMixin
 from models.cv import purged_combinatorial, purged_walk_forward
 from models.dataset import Dataset, assemble, feature_inputs, window_columns
 from models.estimators import Params, get_spec
+from models.folds import fit_final, fold_fits
 from models.objectives import BookScorer
-from models.stacking import out_of_fold_predictions
 from models.tuning import (
     HEARTBEAT_S,
     TrialCallback,
@@ -189,6 +190,7 @@ class BaseModels:
     studies: dict[str, str] = field(default_factory=dict)
     n_trials: dict[str, int] = field(default_factory=dict)  # scored trials per study
     horizon: int | None = None  # the label horizon, the purge of the outer folds
+    engine: str = "local"  # where they were fitted (models.engine): the OOF fits run there too
 
     def estimators(self) -> dict[str, RegressorMixin]:
         """Unfitted estimators with the chosen parameters, in a stable order."""
@@ -219,6 +221,12 @@ class BaseModels:
         same symbol, so pass the history, then pick the rows to score)."""
         return feature_inputs(features, self.feature_names, self.window).astype(np.float64)
 
+    def dataset_inputs(self, ds: Dataset, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ensemble's input for the rows ``rows`` (default all) of a dataset, in the
+        matrix's dtype: a view of the matrix when the models are tabular and the rows
+        contiguous (a final test period is)."""
+        return ds.inputs(self.feature_names, self.window, rows)
+
 
 def tune_and_fit(
     ds: Dataset,
@@ -237,6 +245,7 @@ def tune_and_fit(
     trial_jobs: int | None = None,
     on_tuned: Callable[[optuna.Study], None] | None = None,
     scorer: BookScorer | None = None,
+    engine: Any = None,
 ) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
     """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
     ``None`` for the model, when ``fit_rows`` is None).
@@ -246,7 +255,8 @@ def tune_and_fit(
     ``heartbeat_s`` and ``workers`` as for :func:`models.tuning.tune` (several workers on one study);
     ``trial_jobs`` threads per trial fit in each worker (default ``n_jobs``; the refit uses
     ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit; ``scorer``
-    scores the folds instead of their Rank IC (``models.tuning.TuningProblem``)."""
+    scores the folds instead of their Rank IC (``models.tuning.TuningProblem``). ``engine``
+    (a :class:`models.distributed.DaskEngine`) runs this process's fits on a Dask cluster."""
     spec = get_spec(model)
     X, y = model_inputs(ds, model), ds.y
     name = study_name(
@@ -261,7 +271,7 @@ def tune_and_fit(
         **({"scorer": scorer.identity()} if scorer is not None else {}),
     )
     problem = TuningProblem(
-        model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs, scorer
+        model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs, scorer, engine
     )
     study = tune(
         problem,
@@ -277,17 +287,42 @@ def tune_and_fit(
         on_tuned(study)
     params = best_params(study)
     fitted = (
-        None if fit_rows is None else spec.build(params, seed, n_jobs).fit(X[fit_rows], y[fit_rows])
+        None if fit_rows is None else fit_final(model, params, X, y, fit_rows, seed, n_jobs, engine)
     )
     return params, float(study.best_value), fitted, study
 
 
-def oof_frame(ds: Dataset, base: BaseModels, n_splits: int, purge: bool = True) -> pl.DataFrame:
+def oof_frame(
+    ds: Dataset,
+    base: BaseModels,
+    n_splits: int,
+    purge: bool = True,
+    engine: Any = None,
+    on_fold: Callable[[str, int], None] | None = None,
+) -> pl.DataFrame:
     """Out-of-fold predictions ``pred_<model>`` on the outer folds, with the fold, the last
-    training date and the last training label end of each (the leakage check reads them)."""
+    training date and the last training label end of each (the leakage check reads them).
+
+    One model at a time, one fold at a time: each model's inputs and binned folds are held only
+    while it fits, each fold's binned rows are freed once it has predicted, and predictions go
+    straight into their place in the output. ``on_fold(model, fold)`` is called after each."""
     splits = outer_splits(ds, base.tune_end, n_splits, purge=purge, horizon=base.horizon)
-    inputs = {name: model_inputs(ds, name) for name in base.params}
-    rows, fold, preds = out_of_fold_predictions(base.estimators(), inputs, ds.y, splits)
+    rows = np.concatenate([te for _, te in splits])
+    fold = np.concatenate([np.full(len(te), i) for i, (_, te) in enumerate(splits)])
+    starts = np.cumsum([0, *(len(te) for _, te in splits)])
+    preds = np.empty((len(rows), len(base.params)))
+    for i, (name, params) in enumerate(base.params.items()):
+        X = model_inputs(ds, name)
+        fits = fold_fits(name, X, ds.y, splits, base.seed, base.n_jobs, engine)
+        try:
+            for f in range(len(splits)):
+                preds[starts[f] : starts[f + 1], i] = fits.predict(params, f)
+                fits.release(f)
+                if on_fold is not None:
+                    on_fold(name, f)
+        finally:
+            fits.close()
+        del X
     train_end = np.array([ds.dates[tr].max() for tr, _ in splits])
     train_label_end = np.array([ds.label_end[tr].max() for tr, _ in splits])
     frame = ds.frame[rows].select("symbol", "date", "label", "label_end", "target")

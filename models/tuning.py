@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from models.estimators import Params, get_spec
+from models.folds import FoldFits, fold_fits
 from models.metrics import mean_rank_ic
 from models.types import Split
 
@@ -324,31 +325,47 @@ class TuningProblem:
     # a fold's score from (dates, predictions, labels, row positions): None is the mean
     # per-date Rank IC; models.objectives.BookScorer the net return of the book it builds
     scorer: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float] | None = None
+    # where the fits run: None for this process, or a models.distributed.DaskEngine (not part
+    # of a problem file: a worker process fits locally)
+    engine: Any = None
+
+    def fold_fits(self) -> FoldFits:
+        """The fitter that holds the problem's binned folds across trials."""
+        return fold_fits(
+            self.model, self.X, self.y, self.splits, self.seed, self.n_jobs, self.engine
+        )
 
 
-def objective_for(problem: TuningProblem) -> Callable[[optuna.Trial], float]:
-    """The mean fold score (per-date Rank IC, or the problem's ``scorer``) of the problem's
-    model over the test blocks of its splits.
+def fold_score(problem: TuningProblem, test: np.ndarray, pred: np.ndarray) -> float:
+    """One fold's score: the mean per-date Rank IC of ``pred`` on the test rows ``test``, or
+    the problem's ``scorer`` (the net return of the book it builds)."""
+    if problem.scorer is None:
+        return mean_rank_ic(problem.dates[test], pred, problem.label[test])
+    return problem.scorer(problem.dates[test], pred, problem.label[test], test)
+
+
+def objective_for(
+    problem: TuningProblem, folds: FoldFits | None = None
+) -> Callable[[optuna.Trial], float]:
+    """The mean fold score (:func:`fold_score`) of the problem's model over the test blocks of
+    its splits.
 
     Each fold's score is reported to Optuna as the running mean, so the median pruner can stop
     a poor trial after its first folds. Fold scores and pure fit-and-predict seconds are kept as
-    trial user attributes."""
+    trial user attributes. ``folds`` (default: the problem's own) keeps each fold's binned rows
+    between trials; whoever passes it frees it."""
     spec = get_spec(problem.model)
-    X, y, dates, label, seed = problem.X, problem.y, problem.dates, problem.label, problem.seed
+    folds = folds if folds is not None else problem.fold_fits()
 
     def objective(trial: optuna.Trial) -> float:
         params = spec.search_space(trial)
         scores: list[float] = []
         fit_seconds = 0.0
-        for fold, (train, test) in enumerate(problem.splits):
+        for fold, (_, test) in enumerate(problem.splits):
             started = time.perf_counter()
-            model = spec.build(params, seed, problem.n_jobs).fit(X[train], y[train])
-            pred = model.predict(X[test])
+            pred = folds.predict(params, fold)
             fit_seconds += time.perf_counter() - started
-            if problem.scorer is None:
-                scores.append(mean_rank_ic(dates[test], pred, label[test]))
-            else:
-                scores.append(problem.scorer(dates[test], pred, label[test], test))
+            scores.append(fold_score(problem, test, pred))
             trial.report(float(np.mean(scores)), fold)
             if trial.should_prune():
                 _keep(trial, scores, fit_seconds)
@@ -386,8 +403,13 @@ def tune(
     if not shared:
         fail_stale_trials(study)
     retrying(enqueue_budget, study, n_trials if get_spec(problem.model).tunable else 1)
-    with workers(study, problem) if workers is not None else nullcontext():
-        work(study, objective_for(problem), callbacks=callbacks, wait_for_running=shared)
+    folds = problem.fold_fits()
+    try:
+        with workers(study, problem) if workers is not None else nullcontext():
+            objective = objective_for(problem, folds)
+            work(study, objective, callbacks=callbacks, wait_for_running=shared)
+    finally:
+        folds.close()  # the binned folds are not needed past the trials
     return study
 
 

@@ -44,7 +44,7 @@ from pipelines.experiment import (
     resolve,
 )
 from pipelines.io_managers import LakeIOManager
-from pipelines.resources import MLflowResource, ReportsResource
+from pipelines.resources import DaskResource, MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
 from pipelines.settings import (
     PG_DATABASES,
@@ -148,6 +148,11 @@ def build_resources(
             tracking_uri=tracking_uri,
             problem_dir=str(settings.lake / "tuning"),
             shared=settings.prod,
+        ),
+        "compute": DaskResource(
+            scheduler=exp.models.dask_scheduler,
+            n_workers=exp.models.dask_workers,
+            dashboard=exp.models.dask_dashboard,
         ),
         "reports": ReportsResource(base_dir=str(settings.reports)),
         "alerts": AlertResource(

@@ -159,6 +159,7 @@ class FeaturesSection(Section):
     )
     sector_neutral: list[str] = _inherit(FeaturesConfig, "sector_neutral")
     statistical: bool = _inherit(FeaturesConfig, "statistical")
+    dtype: Literal["float32", "float64"] = _inherit(FeaturesConfig, "dtype")
 
     @field_validator("windows")
     @classmethod
@@ -197,6 +198,20 @@ class ModelsSection(Section):
     n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
     workers: int = _inherit(TrainingConfig, "workers", ge=1)
     objective: Literal[OBJECTIVES] = _inherit(TrainingConfig, "objective")
+    engine: Literal["local", "dask"] = _inherit(TrainingConfig, "engine")
+    dask_scheduler: str | None = Field(
+        None,
+        description="engine dask: the scheduler's address (tcp://host:8786), as a reference "
+        "such as ${env:ALPHAFORGE_DASK_SCHEDULER}; none = a local cluster on this machine.",
+    )
+    dask_workers: int = Field(
+        2, ge=1, description="engine dask, local cluster: worker processes (one thread each)."
+    )
+    dask_dashboard: str | None = Field(
+        "127.0.0.1:8787",
+        description="engine dask, local cluster: the Dask dashboard's address (loopback by "
+        "default; none turns it off).",
+    )
 
 
 class EnsembleSection(Section):
@@ -416,6 +431,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("features", "winsorize"): ("feature_matrix", "winsorize"),
     ("features", "sector_neutral"): ("feature_matrix", "sector_neutral"),
     ("features", "statistical"): ("feature_matrix", "statistical"),
+    ("features", "dtype"): ("feature_matrix", "dtype"),
     ("labels", "kind"): ("labels", "kind"),
     ("labels", "barrier_k"): ("labels", "barrier_k"),
     ("labels", "vol_window"): ("labels", "vol_window"),
@@ -433,6 +449,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "n_jobs"): ("base_models", "n_jobs"),
     ("models", "workers"): ("base_models", "workers"),
     ("models", "objective"): ("base_models", "objective"),
+    ("models", "engine"): ("base_models", "engine"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("ensemble", "max_champion_age_days"): ("ensemble_model", "max_champion_age_days"),
@@ -942,6 +959,11 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         )
     if not exp.models.names:
         problems.append("models.names: at least one base model is needed")
+    if exp.models.dask_scheduler and exp.models.engine != "dask":
+        problems.append(
+            "models.dask_scheduler: only used by models.engine: dask (now "
+            f"{exp.models.engine!r}); set engine: dask or drop the address"
+        )
     if exp.explain.model not in exp.models.names and not unknown:
         problems.append(
             f"explain.model: {exp.explain.model!r} is not among models.names {exp.models.names}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     DagsterRunStatus,
     InitResourceContext,
     InputContext,
@@ -25,6 +26,8 @@ from dagster import (
 )
 from pydantic import PrivateAttr
 
+from assets._meta import peak_rss_mib, start_peak_window
+from models.folds import release_memory
 from models.panel import partition_keys
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holders
@@ -39,12 +42,14 @@ class LakeIOManager(ConfigurableIOManager):
     base_dir: str
     lock: bool = True
     _lock: RunLock | None = PrivateAttr(default=None)
+    _peaks: dict[str, float] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Hold the home's run lock for the whole run: a concurrent run is refused. Reading a
         value outside a run (``Definitions.load_asset_value``, notebooks) takes no lock. With
         ``lock=False`` (prod: each step is a process of its own, and the instance's run queue
         runs one run at a time) nothing is taken here."""
+        start_peak_window()  # the first step's peak counts from here
         if context.dagster_run is None or not self.lock:
             return
         self._lock = RunLock(Path(self.base_dir))
@@ -68,6 +73,20 @@ class LakeIOManager(ConfigurableIOManager):
         return Path(self.base_dir, *context.asset_key.path)
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
+        self._write(context, obj)
+        # the step's peak resident memory: its inputs loaded, its work and this write; then a
+        # new window for the next step (in-process executor: steps run one after another; a
+        # step of its own process counts from the process's start)
+        try:
+            step = context.step_key
+        except DagsterInvariantViolationError:  # an output context built outside a run
+            step = context.asset_key.to_user_string()
+        self._peaks[step] = max(peak_rss_mib(), self._peaks.get(step, 0.0))
+        context.add_output_metadata({"peak_rss_mib": round(self._peaks[step], 1)})
+        release_memory()  # what the step freed goes back to the OS before the next one starts
+        start_peak_window()
+
+    def _write(self, context: OutputContext, obj: object) -> None:
         stem = self._path(context)
         if context.has_asset_partitions:
             self._write_partitions(context, stem, obj)
@@ -113,6 +132,8 @@ class LakeIOManager(ConfigurableIOManager):
             )
         parquet = stem.with_suffix(".parquet")
         if parquet.exists():
+            if _wants_lazy(context):  # the step reads the columns it needs when it needs them
+                return pl.scan_parquet(parquet)
             return pl.read_parquet(parquet)
         path = stem.with_suffix(".pkl")
         data = path.read_bytes()
@@ -168,3 +189,11 @@ SIGNED = b"alphaforge-pickle-hmac-sha256:"
 def _signature(key: bytes, payload: bytes) -> bytes:
     """The header of a signed pickle: a marker and the hex HMAC of its payload."""
     return SIGNED + hmac.new(key, payload, hashlib.sha256).hexdigest().encode()
+
+
+def _wants_lazy(context: InputContext) -> bool:
+    """The input is annotated ``pl.LazyFrame``: hand it a scan of the file, not the frame."""
+    try:
+        return context.dagster_type.typing_type is pl.LazyFrame
+    except DagsterInvariantViolationError:  # no type for this input (loaded outside an op)
+        return False

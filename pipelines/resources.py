@@ -188,3 +188,55 @@ class ReportsResource(ConfigurableResource):
 
     def paths(self) -> Iterator[Path]:
         return (p for p in sorted(Path(self.base_dir).iterdir()) if not p.name.startswith("."))
+
+
+class DaskResource(ConfigurableResource):
+    """The Dask cluster of ``models.engine: dask``: the scheduler at ``scheduler`` (kept as the
+    experiment's ``${env:...}`` reference, resolved only when a step connects, so the address
+    never shows in the Dagster UI), or, without one, a ``LocalCluster`` of ``n_workers``
+    one-thread worker processes on loopback, its dashboard at ``dashboard`` (loopback by default;
+    None: no dashboard), started for the step and stopped after it."""
+
+    scheduler: str | None = None
+    n_workers: int = 2
+    dashboard: str | None = "127.0.0.1:8787"
+
+    @contextmanager
+    def engine(self, kind: str, log=None) -> Iterator["DaskEngine | None"]:  # noqa: F821
+        """None for the local engine; a connected :class:`models.distributed.DaskEngine` for
+        ``dask``, closed (and a local cluster stopped) when the block exits."""
+        if kind == "local":
+            yield None
+            return
+        if kind != "dask":
+            raise ValueError(f"models.engine must be 'local' or 'dask', got {kind!r}")
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        from models.distributed import DaskEngine
+        from pipelines.experiment import resolve_env_refs
+
+        address = resolve_env_refs(self.scheduler, "models.dask_scheduler")
+        cluster = None
+        if address is None:
+            cluster = LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,  # lightgbm.dask needs a process per worker (one network each)
+                host="127.0.0.1",
+                dashboard_address=self.dashboard,
+                silence_logs=logging.WARNING,
+            )
+        client = Client(cluster if cluster is not None else address)
+        try:
+            if log is not None:
+                where = "a local cluster" if cluster is not None else "the scheduler"
+                workers = len(client.scheduler_info(n_workers=-1)["workers"])
+                link = client.dashboard_link if self.dashboard or cluster is None else "off"
+                log(f"Dask: {where}, {workers} workers, dashboard {link}")
+            yield DaskEngine(client)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -112,6 +112,8 @@ def feature_builder(config: dict, alt: pl.DataFrame, sectors: pl.DataFrame | Non
             winsorize=config["winsorize"],
             sectors=sectors.lazy() if sectors is not None else None,
             sector_neutral=config["sector_neutral"],
+            # as stored in the lake, so the live features are the values the models trained on
+            dtype=config.get("dtype", "float64"),
         )
 
     return build

@@ -56,6 +56,11 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
             "'transformer', 'xgboost']; did you mean 'xgboost'?",
         ),
         ("explain: {model: ridge}", "explain.model: 'ridge' is not among models.names"),
+        (
+            "models: {dask_scheduler: 'tcp://10.0.0.5:8786'}",
+            "models.dask_scheduler: only used by models.engine: dask (now 'local')",
+        ),
+        ("models: {engine: spark}", "models.engine: Input should be 'local' or 'dask'"),
         ("risk: {levels: [0.95, 1.5]}", "risk.levels: levels must lie strictly between 0.5 and 1"),
         (
             "risk: {strategy: momentum}",

@@ -89,11 +89,15 @@ def build_feature_matrix(
     winsorize: float | None = None,
     sectors: pl.LazyFrame | None = None,
     sector_neutral: Sequence[str] = (),
+    dtype: str = "float64",
 ) -> pl.LazyFrame:
     """Feature matrix ``[symbol, date, <features>]`` from prices and alternative data.
 
     Non-finite values (a zero range, a zero loss in RSI) become null so that every model sees
-    one missing-value convention.
+    one missing-value convention. ``dtype="float32"`` casts the float features in the same
+    pass, before the final sort, so the float64 matrix is never sorted or held twice; a finite
+    value beyond float32's range then reads inf (find such columns with ``is_infinite`` and
+    build them again in float64: ``assets/features.py`` does).
     """
     columns = prices.collect_schema().names()
     panel = prices.select(
@@ -101,10 +105,17 @@ def build_feature_matrix(
     )
     alt_panel = join_alt_features(panel.select(KEYS), alt)
     has_market = MARKET_RET in alt_panel.collect_schema().names()
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     p = plan(feature_names(feature_set, windows, names), columns, has_market)
-    out = compute(panel, p.on_prices).join(alt_panel, on=KEYS, how="left")
+    # float32: each batch narrows its outputs as it finishes, but for the columns later stages
+    # read (the market-relative features' inputs, the cross-sectional transforms' sources),
+    # which stay float64 until the final pass so every value is the float64 one rounded
+    later = {i for s in p.on_market for i in s.inputs} | {*cs_rank, *cs_zscore, *sector_neutral}
+    narrow = {s.name for s in [*p.on_prices, *p.on_market]} - later if dtype == "float32" else ()
+    out = compute(panel, p.on_prices, narrow).join(alt_panel, on=KEYS, how="left")
     if p.on_market:
-        out = compute(out, p.on_market)
+        out = compute(out, p.on_market, narrow)
     raw = [c for c in panel.collect_schema().names() if c not in KEYS]
     out = out.drop(raw)
     present = set(out.collect_schema().names())
@@ -112,13 +123,12 @@ def build_feature_matrix(
     out = cross_sectional_zscores(out, [c for c in cs_zscore if c in present], winsorize)
     if sectors is not None and sector_neutral:
         out = sector_neutral_features(out, sectors, [c for c in sector_neutral if c in present])
-    return (
-        out.with_columns(cs.float().fill_nan(None))
-        .with_columns(
-            pl.when(cs.float().is_infinite()).then(None).otherwise(cs.float()).name.keep()
-        )
-        .sort(KEYS)
-    )
+    # the float64 columns left: non-finite values null, then the dtype (the narrowed ones had
+    # both in their batch)
+    wide = cs.by_dtype(pl.Float64)
+    finite = pl.when(wide.is_finite()).then(wide).otherwise(None)
+    cast = pl.Float32 if dtype == "float32" else pl.Float64
+    return out.with_columns(finite.cast(cast).name.keep()).sort(KEYS)
 
 
 def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:

@@ -2,7 +2,7 @@
 computes any list of registered features on the panel."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import polars as pl
 
@@ -167,8 +167,12 @@ def spec(name: str) -> FeatureSpec:
 ENGINE = "in-memory"
 
 
-def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
-    """Add every feature in ``specs`` to the panel.
+def compute(
+    panel: pl.LazyFrame, specs: Sequence[FeatureSpec], narrow: Collection[str] = ()
+) -> pl.LazyFrame:
+    """Add every feature in ``specs`` to the panel; those named in ``narrow`` leave their batch
+    as float32 (non-finite values null first, so an inf there is a finite value beyond
+    float32's range), which frees each batch's float64 columns as soon as it is done.
 
     Features run in batches, one per window length: a batch's per-symbol work (features and
     shared parts with floating-point running state) is one group-by pass in which each symbol's
@@ -186,7 +190,7 @@ def compute(panel: pl.LazyFrame, specs: Sequence[FeatureSpec]) -> pl.LazyFrame:
     windows: dict[int, list[FeatureSpec]] = {}
     for s in specs:
         windows.setdefault(s.window, []).append(s)
-    batches = [_batch(base, windows[w]) for w in sorted(windows)]
+    batches = [_batch(base, windows[w], narrow) for w in sorted(windows)]
     columns = [c for c in panel.collect_schema().names() if c not in {s.name for s in specs}]
     return pl.concat([base.drop("_pos", *helpers), *batches], how="horizontal").select(
         *columns, *(s.name for s in specs)
@@ -197,7 +201,9 @@ def _masked(s: FeatureSpec) -> pl.Expr:
     return pl.when(POS >= s.lookback).then(s.build()).alias(s.name)
 
 
-def _batch(base: pl.LazyFrame, specs: list[FeatureSpec]) -> pl.LazyFrame:
+def _batch(
+    base: pl.LazyFrame, specs: list[FeatureSpec], narrow: Collection[str] = ()
+) -> pl.LazyFrame:
     """The columns of ``specs`` (one window's features), in the panel's row order."""
     parts = {p.name: p for s in specs for p in s.parts}
     grouped = [p.build().alias(p.name) for p in parts.values() if p.per_symbol]
@@ -214,7 +220,14 @@ def _batch(base: pl.LazyFrame, specs: list[FeatureSpec]) -> pl.LazyFrame:
     on_panel = [p.build().alias(p.name) for p in parts.values() if not p.per_symbol]
     if on_panel:
         frame = frame.with_columns(on_panel)
-    return frame.with_columns(_masked(s) for s in specs if s.on_panel).select(s.name for s in specs)
+    return frame.with_columns(_masked(s) for s in specs if s.on_panel).select(
+        _narrowed(s.name) if s.name in narrow else pl.col(s.name) for s in specs
+    )
+
+
+def _narrowed(name: str) -> pl.Expr:
+    column = pl.col(name)
+    return pl.when(column.is_finite()).then(column).otherwise(None).cast(pl.Float32)
 
 
 def price_features(prices: pl.LazyFrame, windows: Sequence[int] = (5, 20, 60)) -> pl.LazyFrame:

@@ -129,3 +129,22 @@ def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode), real(fd)))
     write_atomic(tmp_path / "x.parquet", lambda f: f.write(b"data"))
     assert [stat.S_ISDIR(m) for m in synced] == [False, True]  # the file, then its folder
+
+
+def test_peak_memory_windows_see_an_allocation_and_forget_it():
+    import numpy as np
+
+    from assets._meta import measure_peak, peak_rss_mib, start_peak_window
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the platform cannot reset a process's peak RSS (Linux /proc only)")
+    start_peak_window()
+    before = peak_rss_mib()
+    parts: dict[str, float] = {}
+    with measure_peak(parts, "block"):
+        block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+        del block
+    assert parts["block"] >= before + 250  # the block's own peak
+    assert peak_rss_mib() >= before + 250  # and the window's, kept across the inner reset
+    start_peak_window()  # a new window (the next step) no longer sees it
+    assert peak_rss_mib() < before + 150

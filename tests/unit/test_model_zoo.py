@@ -75,7 +75,7 @@ def test_ensemble_of_trees_and_nets_round_trips_through_skops(dataset):
     names = ["lightgbm", "lstm", "ridge"]
     base = BaseModels({n: _params(n) for n in names}, {}, None, "rank", dataset.feature_names, 1, 1)
     fitted = {n: e.fit(model_inputs(dataset, n), dataset.y) for n, e in base.estimators().items()}
-    X = base.ensemble_inputs(dataset.frame)
+    X = base.dataset_inputs(dataset)
     assert X.shape[1] == len(base.input_names) == 10 * len(dataset.feature_names)
     oof = np.column_stack([fitted[n].predict(model_inputs(dataset, n)) for n in names])
     ensemble = StackedEnsemble(fitted, LinearRegression(positive=True), base.input_columns())
