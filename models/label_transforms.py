@@ -6,12 +6,14 @@ a per-date (or per date and sector) polars expression, so a row's transformed la
 on labels of the same date: transforming never moves information across dates.
 
 - ``none``: the label as it is;
-- ``rank``: the per-date percentile rank, centred on zero (Qlib's ``CSRankNorm`` up to scale);
+- ``rank``: the per-date percentile rank, centred on zero and scaled to unit variance (Qlib's
+  ``CSRankNorm``: on its benchmark settings, L1 205 and L2 581, a target of spread 0.29 grows no
+  tree on a few hundred thousand rows);
 - ``zscore``: per-date z-score;
 - ``market_neutral``: minus the per-date equal-weighted mean (the market's move);
 - ``sector_neutral``: minus the per-date mean of the row's sector (names without a sector form
   one group of their own);
-- ``sector_rank``: the per-date percentile rank within the sector, centred on zero.
+- ``sector_rank``: the same rank within the date's sector.
 """
 
 import polars as pl
@@ -30,8 +32,11 @@ SECTOR = "sector"
 NO_SECTOR = "(none)"
 
 
+UNIFORM_STD = 12**-0.5  # the standard deviation of a uniform percentile rank
+
+
 def _rank(col: pl.Expr) -> pl.Expr:
-    return col.rank() / col.count() - 0.5
+    return (col.rank() / col.count() - 0.5) / UNIFORM_STD
 
 
 def transform_expr(how: str, column: str = "label") -> pl.Expr:

@@ -30,7 +30,7 @@ def test_per_date_transforms():
     np.testing.assert_allclose(_apply("none")[:4], day1)
     np.testing.assert_allclose(_apply("market_neutral")[:4], day1 - day1.mean())
     np.testing.assert_allclose(_apply("zscore")[:4], (day1 - day1.mean()) / day1.std(ddof=1))
-    np.testing.assert_allclose(_apply("rank")[:4], np.array([2, 3, 1, 4]) / 4 - 0.5)
+    np.testing.assert_allclose(_apply("rank")[:4], (np.array([2, 3, 1, 4]) / 4 - 0.5) * 12**0.5)
     # each date on its own: date 2's values never enter date 1's
     np.testing.assert_allclose(_apply("market_neutral")[4:], [-0.15, -0.05, 0.05, 0.15])
 
@@ -38,7 +38,7 @@ def test_per_date_transforms():
 def test_sector_transforms_and_names_without_a_sector():
     neutral = _apply("sector_neutral")[:4]
     np.testing.assert_allclose(neutral, [-0.01, 0.01, 0.0, 0.0])  # C and D alone in their group
-    np.testing.assert_allclose(_apply("sector_rank")[4:], [0.0, 0.5, 0.5, 0.5])
+    np.testing.assert_allclose(_apply("sector_rank")[4:], np.array([0.0, 0.5, 0.5, 0.5]) * 12**0.5)
     with pytest.raises(ValueError, match="needs a sector map"):
         transform_labels(_labels().lazy(), "sector_rank")
     with pytest.raises(ValueError, match="unknown label transform"):
