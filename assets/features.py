@@ -17,6 +17,7 @@ from models.features.alternative import describe_sentiment, sentiment_features
 from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
+from models.label_transforms import transform_labels
 from models.labels import excess_returns, forward_returns, triple_barrier
 
 
@@ -63,6 +64,12 @@ class LabelsConfig(Config):
         default=2.0, description="Triple barrier: width in trailing volatilities."
     )
     vol_window: int = Field(default=20, description="Triple barrier: days of trailing volatility.")
+    transform: str = Field(
+        default="none",
+        description="Per-date label transform before training: none, rank, zscore, "
+        "market_neutral (minus the date's mean), sector_neutral (minus the sector's), "
+        "sector_rank (rank within the sector).",
+    )
 
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
@@ -120,9 +127,13 @@ def feature_matrix(
 
 @asset(group_name="features", kinds={"polars"}, io_manager_key="lake")
 def labels(
-    config: LabelsConfig, market_prices: pl.DataFrame, alt_data: pl.DataFrame
+    config: LabelsConfig,
+    market_prices: pl.DataFrame,
+    alt_data: pl.DataFrame,
+    sector_map: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
-    """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends."""
+    """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends,
+    transformed per date when asked (``models.label_transforms``)."""
     prices = market_prices.lazy()
     if config.kind == "forward":
         frame = forward_returns(prices, config.horizon)
@@ -137,6 +148,9 @@ def labels(
         frame = triple_barrier(prices, config.horizon, config.barrier_k, config.vol_window)
     else:
         raise ValueError(f"unknown label kind {config.kind!r}")
+    if config.transform != "none":  # a one-name date (or sector) has no z-score: dropped
+        sectors = sector_map.lazy() if len(sector_map) else None
+        frame = transform_labels(frame, config.transform, sectors).drop_nans("label")
     frame = frame.collect()
     return Output(
         frame,
@@ -144,6 +158,7 @@ def labels(
             **frame_metadata(frame),
             "kind": config.kind,
             "horizon": config.horizon,
+            "transform": config.transform,
             "label_mean": float(frame["label"].mean()),
         },
     )

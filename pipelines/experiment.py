@@ -41,6 +41,7 @@ from assets.strategies import SEED_STRATEGIES, SeedConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
+from models.label_transforms import LABEL_TRANSFORMS
 from models.labels import LABEL_KINDS
 from models.risk import STRESS_EPISODES
 from models.var import METHODS
@@ -142,6 +143,7 @@ class LabelsSection(Section):
     barrier_k: float = _inherit(LabelsConfig, "barrier_k", gt=0)
     vol_window: int = _inherit(LabelsConfig, "vol_window", ge=2)
     horizon: int = _inherit(LabelsConfig, "horizon", ge=1)
+    transform: Literal[LABEL_TRANSFORMS] = _inherit(LabelsConfig, "transform")
     target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
 
 
@@ -356,6 +358,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("labels", "barrier_k"): ("labels", "barrier_k"),
     ("labels", "vol_window"): ("labels", "vol_window"),
     ("labels", "horizon"): ("labels", "horizon"),
+    ("labels", "transform"): ("labels", "transform"),
     ("labels", "target"): ("base_models", "target"),
     ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
     ("cv", "inner_splits"): ("base_models", "inner_splits"),
