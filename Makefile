@@ -28,10 +28,14 @@ test-fast: install  ## unit and asset tests only
 ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 	$(BIN)/alphaforge ui
 
+# the peer's protocol on every fifth ticker (about 20 min on 2 cores); PROTOCOL= for all 504
+PROTOCOL ?= --every 5
+
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.nights
+	$(BIN)/python -m benchmarks.qlib_protocol $(PROTOCOL)
 
 chaos: install  ## SIGKILL the fast run at random moments, rerun, compare (about 20 min)
 	$(BIN)/python -m benchmarks.chaos --trials 10

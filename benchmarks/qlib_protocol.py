@@ -77,7 +77,7 @@ def variants(quick: bool) -> tuple[Variant, dict, list[Variant]]:
     options = {
         "label": ["qlib_5", "ours"],  # the horizon against a weekly rebalance; our label
         "target": ["sector_rank", "zscore"],
-        "features": ["rank"],
+        "features": ["rank", "both"],
         "weights": ["recency", "liquidity"],
         "window_years": [5.0],
     }
@@ -89,6 +89,13 @@ def variants(quick: bool) -> tuple[Variant, dict, list[Variant]]:
             dict(QLIB_DE, epochs=20, num_models=2) if quick else QLIB_DE,
         ),
         Variant("ridge_ranked", "ridge", {"alpha": 1000.0}, features="rank", family="linear"),
+        Variant(
+            "mlp_ranked",
+            "mlp",
+            {"hidden": 64, "layers": 2, "dropout": 0.1, "lr": 1e-3, "weight_decay": 1e-4}
+            | {"epochs": 1 if quick else 4, "batch_size": 4096},
+            features="rank",
+        ),
         Variant("lightgbm_5_seeds", "lightgbm", lgb, early_stopping=50, seeds=5),
         Variant(
             "lightgbm_optuna",

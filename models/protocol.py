@@ -164,11 +164,15 @@ class ProtocolData:
     def inputs(self, features: str) -> np.ndarray:
         if features == "raw":
             return self.X
+        if features in ("rank", "both") and self.X_rank is None:
+            raise ValueError(f"features={features!r} needs ProtocolData.X_rank")
         if features == "rank":
-            if self.X_rank is None:
-                raise ValueError("features='rank' needs ProtocolData.X_rank")
             return self.X_rank
-        raise ValueError(f"unknown feature transform {features!r}; known: raw, rank")
+        if features == "both":  # the raw features and their per-date ranks side by side
+            if "both" not in self._targets:
+                self._targets["both"] = np.hstack([self.X, self.X_rank])
+            return self._targets["both"]
+        raise ValueError(f"unknown feature transform {features!r}; known: raw, rank, both")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ class Variant:
     params: Mapping[str, Any] = field(default_factory=dict)
     label: str = QLIB_LABEL  # the training label (a ProtocolData.labels key)
     target: str = "rank"  # a models.label_transforms transform of it
-    features: str = "raw"  # raw, or rank (each feature ranked per date)
+    features: str = "raw"  # raw, rank (each feature ranked per date) or both
     weights: str = "none"  # none, recency (half-life in years: recency_halflife), liquidity
     recency_halflife: float = 3.0
     window_years: float | None = None  # None: expanding from the first date; else rolling
