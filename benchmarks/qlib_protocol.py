@@ -96,6 +96,14 @@ def variants(quick: bool) -> tuple[Variant, dict, list[Variant]]:
             | {"epochs": 1 if quick else 4, "batch_size": 4096},
             features="rank",
         ),
+        Variant(
+            "mlp_alpha360",
+            "mlp",
+            {"hidden": 64, "layers": 2, "dropout": 0.1, "lr": 1e-3, "weight_decay": 1e-4}
+            | {"epochs": 4, "batch_size": 4096},
+            features="alpha360",
+            family="mlp",
+        ),
         Variant("lightgbm_5_seeds", "lightgbm", lgb, early_stopping=50, seeds=5),
         Variant(
             "lightgbm_optuna",
@@ -105,7 +113,7 @@ def variants(quick: bool) -> tuple[Variant, dict, list[Variant]]:
         ),
     ]
     if quick:
-        families = [f for f in families if f.model != "xgboost"]
+        families = [f for f in families if f.model != "xgboost" and f.features != "alpha360"]
     return base, options, families
 
 
@@ -148,6 +156,7 @@ def load(config: Path, every: int | None, quick: bool):
     else:
         raise ValueError(f"the protocol benchmark scores forward or excess labels, not {kind!r}")
     ahead = next_close_returns(prices.lazy(), sorted({*DECAY, 5})).collect()
+    windows = alpha360(prices) if not quick else None
     liquidity = prices.sort("symbol", "date").select(
         "symbol",
         "date",
@@ -168,9 +177,33 @@ def load(config: Path, every: int | None, quick: bool):
         .join(liquidity, on=["symbol", "date"], how="left")
         .join(sectors.select("symbol", "sector"), on="symbol", how="left")
         .with_columns(pl.col("sector").fill_null("(none)"))
-        .sort("date", "symbol")
     )
-    return exp, frame, names, horizon
+    if windows is not None:
+        frame = frame.join(windows, on=["symbol", "date"], how="left")
+    return exp, frame.sort("date", "symbol"), names, horizon
+
+
+A360 = "a360_"
+
+
+def alpha360(prices: pl.DataFrame, days: int = 60) -> pl.DataFrame:
+    """Qlib's Alpha360 inputs without VWAP (the files have none): the last ``days`` closes, opens,
+    highs and lows over today's close and volumes over today's volume, oldest first, for the nets
+    to find their own patterns in."""
+    close, volume = pl.col("close"), pl.col("volume")
+    columns = [
+        (pl.col(c).shift(k) / (volume if c == "volume" else close))
+        .over("symbol")
+        .cast(pl.Float32)
+        .alias(f"{A360}{c}_{k}")
+        for k in range(days - 1, -1, -1)
+        for c in ("close", "open", "high", "low", "volume")
+    ]
+    return (
+        prices.sort("symbol", "date")
+        .select("symbol", "date", *columns)
+        .with_columns(pl.selectors.float().fill_nan(None))
+    )
 
 
 def protocol_data(frame: pl.DataFrame, names: list[str]) -> tuple[ProtocolData, dict]:
@@ -201,6 +234,9 @@ def protocol_data(frame: pl.DataFrame, names: list[str]) -> tuple[ProtocolData, 
         sectors=frame["sector"].to_numpy(),
         liquidity=arr("liquidity"),
         X_rank=ranked.to_numpy().astype(np.float32),
+        extra={"alpha360": frame.select(pl.selectors.starts_with(A360)).to_numpy()}
+        if any(c.startswith(A360) for c in frame.columns)
+        else {},
     ), decay
 
 

@@ -130,7 +130,8 @@ class ProtocolData:
 
     ``labels`` maps a training-label name to ``(values, label_end)``; ``score_label`` names the
     one every variant is scored (and chosen) on. ``X_rank`` holds the features ranked per date
-    (for ``features="rank"`` variants); ``sectors`` and ``liquidity`` feed the sector label
+    (for ``features="rank"`` variants), ``extra`` other inputs by name (``features=<name>``);
+    ``sectors`` and ``liquidity`` feed the sector label
     transforms and the liquidity weights."""
 
     dates: np.ndarray
@@ -141,6 +142,7 @@ class ProtocolData:
     sectors: np.ndarray | None = None
     liquidity: np.ndarray | None = None
     X_rank: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # other inputs by name
     _targets: dict = field(default_factory=dict, repr=False)
 
     def target(self, label: str, transform: str) -> np.ndarray:
@@ -164,6 +166,8 @@ class ProtocolData:
     def inputs(self, features: str) -> np.ndarray:
         if features == "raw":
             return self.X
+        if features in self.extra:  # e.g. raw Alpha360-style windows for the nets
+            return self.extra[features]
         if features in ("rank", "both") and self.X_rank is None:
             raise ValueError(f"features={features!r} needs ProtocolData.X_rank")
         if features == "rank":
@@ -172,7 +176,9 @@ class ProtocolData:
             if "both" not in self._targets:
                 self._targets["both"] = np.hstack([self.X, self.X_rank])
             return self._targets["both"]
-        raise ValueError(f"unknown feature transform {features!r}; known: raw, rank, both")
+        raise ValueError(
+            f"unknown feature transform {features!r}; known: raw, rank, both, {sorted(self.extra)}"
+        )
 
 
 @dataclass(frozen=True)
