@@ -17,9 +17,11 @@ in minutes; without it all 504 names.
 """
 
 import argparse
+import json
 import resource
 import sys
 import time
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from models.protocol import (
     holdout_scores,
     ic_decay,
     next_close_returns,
+    replay,
     rows_for,
     search,
 )
@@ -309,6 +312,10 @@ def log_mlflow(
         return run.info.run_id
 
 
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.qlib_protocol")
     parser.add_argument("--config", type=Path, default=CONFIG)
@@ -317,6 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the model card here")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument(
+        "--save-members", type=Path, default=None, help="write the chosen members (JSON) here"
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        help="refit the members a search saved (--save-members) instead of searching",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     periods = Periods()
@@ -329,18 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     data, decay_returns = protocol_data(frame, names)
     del frame
-    base, options, families = variants(args.quick)
     search_started = time.perf_counter()
-    result = search(
-        data,
-        base,
-        options,
-        families,
-        periods,
-        n_jobs=args.n_jobs,
-        log=lambda m: print(m, flush=True),
-    )
+    if args.replay:
+        saved = json.loads(args.replay.read_text())
+        members = [Variant(**v) for v in saved["members"]]
+        result = replay(data, members, periods, saved["n_trials"], args.n_jobs, log=_print)
+    else:
+        base, options, families = variants(args.quick)
+        result = search(data, base, options, families, periods, n_jobs=args.n_jobs, log=_print)
     search_s = time.perf_counter() - search_started
+    if args.save_members:
+        members = [asdict(v) for v in result.chosen_variants()]
+        args.save_members.write_text(
+            json.dumps({"members": members, "n_trials": result.n_trials}, indent=1, default=str)
+        )
     labels = {"qlib": (QLIB_LABEL, 1), "ours": ("ours", horizon)}
     tests = holdout_scores(data, result, labels)
     card = model_card(result, tests, horizon)

@@ -449,11 +449,21 @@ class ProtocolResult:
     members: list[Trial]  # the best trial of each family
     ensemble: Ensemble
     periods: Periods
+    prior_trials: int = 0  # trials of an earlier search whose choices this result replays
 
     @property
     def n_trials(self) -> int:
         """Every fit whose outcome could have changed a choice."""
-        return sum(t.n_trials for t in self.trials)
+        return self.prior_trials + sum(t.n_trials for t in self.trials)
+
+    def chosen_variants(self) -> list[Variant]:
+        """The members as fixed configurations (Optuna's choice in ``params``, no tuning left):
+        what :func:`replay` refits on other data."""
+        out = []
+        for t in self.members:
+            params = {k: v for k, v in t.params.items() if k != "best_iterations"}
+            out.append(replace(t.variant, params=params, tune_trials=0))
+        return out
 
     def choices(self) -> dict[str, Any]:
         """Everything chosen: for the check that no choice reads the test period."""
@@ -557,3 +567,22 @@ def holdout_scores(
             row |= {f"{prefix}_{k}": v for k, v in s.items()}
         out.append(row)
     return pl.DataFrame(out)
+
+
+def replay(
+    data: ProtocolData,
+    members: Sequence[Variant],
+    periods: Periods = Periods(),
+    prior_trials: int = 0,
+    n_jobs: int = 2,
+    log=print,
+) -> ProtocolResult:
+    """Refit the members an earlier :func:`search` chose (on a subset of names, say) on ``data``,
+    and choose their meta-learner and weights again on this data's valid block."""
+    trials = []
+    for variant in members:
+        trial = run_variant(data, variant, periods, n_jobs)
+        trials.append(trial)
+        log(f"member {variant.name}: valid Rank IC {trial.valid_score['rank_ic']:+.4f}")
+    ensemble = stack(data, trials, periods)
+    return ProtocolResult(trials, members[0], trials, ensemble, periods, prior_trials)
