@@ -125,3 +125,16 @@ def test_a_rolling_window_and_recency_weights_see_only_the_training_block():
     assert data.dates[rows.train].min() > np.datetime64("2012-12-30")
     w = sample_weights(data, replace(Variant("x"), weights="recency"), rows.train, PERIODS)
     assert w.max() <= 1 and w.min() == pytest.approx(0.5 ** (2 / 3), rel=0.02)
+
+
+def test_replaying_the_chosen_members_refits_them_as_chosen():
+    from models.protocol import replay
+
+    dates, X, label, end, sectors, liquidity = _panel(2)
+    data = _data(dates, X, label, end, sectors, liquidity)
+    result = _search(data)
+    again = replay(data, result.chosen_variants(), PERIODS, result.n_trials, 1, log=lambda m: None)
+    for first, second in zip(result.members, again.members, strict=True):
+        np.testing.assert_allclose(second.test_pred, first.test_pred)
+    assert again.ensemble.weights == result.ensemble.weights
+    assert again.n_trials == result.n_trials + len(result.members)
