@@ -33,6 +33,8 @@ from models.corporate_actions import adjust
 from models.features import ENGINE, build_feature_matrix, feature_columns
 from models.features.alternative import empty_alt
 from models.labels import excess_returns, forward_returns
+from models.metrics import daily_ic
+from models.overfitting import deflated_sharpe, sharpe
 from models.protocol import (
     QLIB_LABEL,
     Periods,
@@ -381,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         key=lambda r: r["qlib_rank_ic"],
     )
+    # the deflated Sharpe ratio of the ensemble's daily Rank IC, every trial of the search counted
+    qlib_test = data.labels[QLIB_LABEL][0][test_rows]
+    daily = {
+        t.variant.name: daily_ic(d, t.test_pred, qlib_test)["ic"].to_numpy() for t in result.trials
+    }
+    ens_daily = daily_ic(d, result.ensemble.test_pred, qlib_test)["ic"].to_numpy()
+    dsr = deflated_sharpe(ens_daily, np.array([sharpe(v) for v in daily.values()]), result.n_trials)
     total_s = time.perf_counter() - started
     summary = {
         "test_qlib_rank_ic": ens["qlib_rank_ic"],
@@ -391,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_member_qlib_rank_ic": best_member["qlib_rank_ic"],
         "ratio_to_best_member": ens["qlib_rank_ic"] / best_member["qlib_rank_ic"],
         "n_pairs": ens["qlib_n_pairs"],
+        "n_trials": float(result.n_trials),
+        "dsr_daily_rank_ic": dsr["dsr"],
         "total_s": total_s,
         "search_s": search_s,
         "peak_gib": peak_gib(),
