@@ -126,7 +126,7 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def load(config: Path, every: int | None, quick: bool):
+def load(config: Path, every: int | None, quick: bool, windows: bool = True):
     """Prices (split- and dividend-adjusted as the pipeline does), features, labels, sectors."""
     exp = resolve(config, environ={}).experiment
     data = exp.data
@@ -161,7 +161,7 @@ def load(config: Path, every: int | None, quick: bool):
     else:
         raise ValueError(f"the protocol benchmark scores forward or excess labels, not {kind!r}")
     ahead = next_close_returns(prices.lazy(), sorted({*DECAY, 5})).collect()
-    windows = alpha360(prices) if not quick else None
+    windows = alpha360(prices) if windows and not quick else None
     liquidity = prices.sort("symbol", "date").select(
         "symbol",
         "date",
@@ -211,12 +211,19 @@ def alpha360(prices: pl.DataFrame, days: int = 60) -> pl.DataFrame:
     )
 
 
-def protocol_data(frame: pl.DataFrame, names: list[str]) -> tuple[ProtocolData, dict]:
+def protocol_data(
+    frame: pl.DataFrame, names: list[str], ranks: bool = True
+) -> tuple[ProtocolData, dict]:
     """The protocol's arrays, and the 1-20 day returns after the next close (the decay)."""
     dates = frame["date"].to_numpy().astype("datetime64[D]")
     X = frame.select(names).to_numpy().astype(np.float32)
-    ranked = frame.select(
-        (pl.col(n).rank() / pl.col(n).count() - 0.5).over("date").cast(pl.Float32) for n in names
+    ranked = (
+        frame.select(
+            (pl.col(n).rank() / pl.col(n).count() - 0.5).over("date").cast(pl.Float32)
+            for n in names
+        )
+        if ranks
+        else None
     )
     far = np.datetime64("2100-01-01")
 
@@ -238,7 +245,7 @@ def protocol_data(frame: pl.DataFrame, names: list[str]) -> tuple[ProtocolData, 
         },
         sectors=frame["sector"].to_numpy(),
         liquidity=arr("liquidity"),
-        X_rank=ranked.to_numpy().astype(np.float32),
+        X_rank=ranked.to_numpy().astype(np.float32) if ranks else None,
         extra={"alpha360": frame.select(pl.selectors.starts_with(A360)).to_numpy()}
         if any(c.startswith(A360) for c in frame.columns)
         else {},
@@ -338,18 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     periods = Periods()
-    exp, frame, names, horizon = load(args.config, args.every, args.quick)
+    saved = json.loads(args.replay.read_text()) if args.replay else None
+    used = (
+        {v["features"] for v in saved["members"]} if saved else {"raw", "rank", "both", "alpha360"}
+    )
+    # a replay builds only the inputs its members read (all 504 names: ~3 GB a matrix)
+    exp, frame, names, horizon = load(args.config, args.every, args.quick, "alpha360" in used)
     n_symbols = frame["symbol"].n_unique()
     print(
         f"data: {n_symbols} tickers, {len(frame):,} rows x {len(names)} features "
         f"({exp.features.set}); {time.perf_counter() - started:.0f} s, peak {peak_gib():.1f} GiB",
         flush=True,
     )
-    data, decay_returns = protocol_data(frame, names)
+    data, decay_returns = protocol_data(frame, names, bool(used & {"rank", "both"}))
     del frame
     search_started = time.perf_counter()
-    if args.replay:
-        saved = json.loads(args.replay.read_text())
+    if saved:
         members = [Variant(**v) for v in saved["members"]]
         result = replay(data, members, periods, saved["n_trials"], args.n_jobs, log=_print)
     else:
