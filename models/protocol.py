@@ -263,20 +263,24 @@ def sample_weights(
 ) -> np.ndarray | None:
     """``recency``: halves every ``recency_halflife`` years before ``train_end``; ``liquidity``:
     the row's per-date percentile of ``ProtocolData.liquidity`` (the most traded names weigh
-    most)."""
+    most); both scaled to mean 1 over the training rows."""
     if variant.weights == "none":
         return None
     if variant.weights == "recency":
         age = (np.datetime64(periods.train_end) - data.dates[rows].astype("datetime64[D]")).astype(
             float
         )
-        return 0.5 ** (age / (365.25 * variant.recency_halflife))
-    if variant.weights == "liquidity":
+        w = 0.5 ** (age / (365.25 * variant.recency_halflife))
+    elif variant.weights == "liquidity":
         if data.liquidity is None:
             raise ValueError("weights='liquidity' needs ProtocolData.liquidity")
         pct = centred_rank(data.dates[rows], data.liquidity[rows]) + 0.5
-        return np.nan_to_num(pct, nan=0.5)
-    raise ValueError(f"unknown weights {variant.weights!r}; known: none, recency, liquidity")
+        w = np.nan_to_num(pct, nan=0.5)
+    else:
+        raise ValueError(f"unknown weights {variant.weights!r}; known: none, recency, liquidity")
+    # mean 1: the trees' hessian sums (and so what L1/L2 and min_child_weight mean) stay as
+    # unweighted; Qlib's L1 of 205 grew no tree on raw recency weights
+    return w / w.mean()
 
 
 def _fit_kwargs(model, weights, X_valid, y_valid, rounds: int | None) -> dict[str, Any]:
