@@ -28,6 +28,9 @@ test-fast: install  ## unit and asset tests only
 ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 	$(BIN)/alphaforge ui
 
+# the peer's protocol on every fifth ticker (about 20 min on 2 cores); PROTOCOL= for all 504
+PROTOCOL ?= --every 5
+
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
@@ -35,6 +38,7 @@ bench: install
 	$(BIN)/python -m benchmarks.nights
 	$(BIN)/python -m benchmarks.contract
 	$(BIN)/python -m benchmarks.vendor
+	$(BIN)/python -m benchmarks.qlib_protocol $(PROTOCOL)
 
 bench-vendor: install  ## the shared S&P 500 set, 2015-2020, fast profile end to end, clean and dirty
 	$(BIN)/python -m benchmarks.contract

@@ -19,6 +19,7 @@ from models.features.alternative import describe_sentiment, sentiment_features
 from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
+from models.label_transforms import transform_labels
 from models.labels import excess_returns, forward_returns, triple_barrier
 from models.universe import investable, without_stale_days
 
@@ -81,6 +82,12 @@ class LabelsConfig(Config):
         default=10,
         description="Drop a label whose horizon spans more than horizon + this many business "
         "days (a hole in the symbol's history; data.max_gap_days); none keeps every label.",
+    )
+    transform: str = Field(
+        default="none",
+        description="Per-date label transform before training: none, rank, zscore, "
+        "market_neutral (minus the date's mean), sector_neutral (minus the sector's), "
+        "sector_rank (rank within the sector).",
     )
 
 
@@ -175,10 +182,12 @@ def labels(
     market_prices: pl.DataFrame,
     alt_data: pl.DataFrame,
     universe: pl.DataFrame,
+    sector_map: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends,
     on the panel without market-wide stale days, for the rows the universe screen lets in; a
-    label across a hole in a symbol's history is dropped (``max_gap_days``)."""
+    label across a hole in a symbol's history is dropped (``max_gap_days``); transformed per
+    date when asked (``models.label_transforms``), over the screened rows."""
     prices = without_stale_days(market_prices, universe).lazy()
     if config.kind == "forward":
         frame = forward_returns(
@@ -199,13 +208,18 @@ def labels(
         )
     else:
         raise ValueError(f"unknown label kind {config.kind!r}")
-    frame = investable(frame.collect(), universe)
+    frame = investable(frame.collect(), universe).lazy()
+    if config.transform != "none":  # a one-name date (or sector) has no z-score: dropped
+        sectors = sector_map.lazy() if len(sector_map) else None
+        frame = transform_labels(frame, config.transform, sectors).drop_nans("label")
+    frame = frame.collect()
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
             "kind": config.kind,
             "horizon": config.horizon,
+            "transform": config.transform,
             "label_mean": float(frame["label"].mean()),
         },
     )

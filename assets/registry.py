@@ -34,6 +34,7 @@ TRUSTED_TYPES = frozenset(
         "collections.OrderedDict",
         "lightgbm.basic.Booster",
         "lightgbm.sklearn.LGBMRegressor",
+        "models.double_ensemble.DoubleEnsembleRegressor",
         "models.estimators.ColumnSignal",
         "models.nets.TorchRegressor",
         "models.stacking.StackedEnsemble",

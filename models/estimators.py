@@ -4,7 +4,8 @@ Every model is a scikit-learn regressor seeded by ``random_state``. A spec also 
 feature columns the model reads (``select``) and over how many time steps (``window``: 1 for
 tabular models, more for the sequence nets, which read look-back windows of features).
 
-* gradient-boosted trees: ``lightgbm``, ``xgboost``; ``hybrid`` is LightGBM that also reads the
+* gradient-boosted trees: ``lightgbm``, ``xgboost``, ``double_ensemble`` (LightGBM sub-models with
+  sample re-weighting and feature selection, ``models.double_ensemble``); ``hybrid`` is LightGBM that also reads the
   statistical forecasts (``stat_*`` columns: ARMA return, GARCH volatility);
 * ``random_forest``; linear ``ridge`` and ``elastic_net``; ``svr``, an RBF support-vector
   regressor through a Nystroem kernel map (an exact SVR is O(n^2) in memory and does not finish
@@ -31,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVR
 from xgboost import XGBRegressor
 
+from models.double_ensemble import DoubleEnsembleRegressor
 from models.features.statistical import PREFIX as STAT_PREFIX
 from models.nets import TorchRegressor
 
@@ -111,6 +113,25 @@ def _xgboost_space(trial: optuna.Trial) -> Params:
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _double_ensemble(params: Params, random_state: int, n_jobs: int) -> RegressorMixin:
+    return DoubleEnsembleRegressor(**params, random_state=random_state, n_jobs=n_jobs)
+
+
+def _double_ensemble_space(trial: optuna.Trial) -> Params:
+    return {
+        "num_models": trial.suggest_int("num_models", 2, 6),
+        "epochs": trial.suggest_int("epochs", 20, 150, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 20, 2000, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 1000.0, log=True),
+        "decay": trial.suggest_float("decay", 0.3, 0.9),
+        # the shuffling test on a sample of rows: on panel sizes it is the slow step
+        "fs_max_rows": 100_000,
     }
 
 
@@ -230,6 +251,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("lightgbm", _lightgbm, _lightgbm_space, library="lightgbm"),
         ModelSpec("xgboost", _xgboost, _xgboost_space, library="xgboost"),
+        ModelSpec("double_ensemble", _double_ensemble, _double_ensemble_space),
         ModelSpec("random_forest", _random_forest, _random_forest_space),
         ModelSpec("ridge", _ridge, _ridge_space, dtype=np.float64),
         ModelSpec("elastic_net", _elastic_net, _elastic_net_space, dtype=np.float64),

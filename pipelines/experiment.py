@@ -49,6 +49,7 @@ from assets.strategies import SEED_STRATEGIES, SeedConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
+from models.label_transforms import LABEL_TRANSFORMS
 from models.labels import LABEL_KINDS
 from models.objectives import OBJECTIVES
 from models.risk import STRESS_EPISODES
@@ -180,6 +181,7 @@ class LabelsSection(Section):
         description="Set the label horizon to portfolio.rebalance_every (the books then hold "
         "each forecast for the horizon it was trained on).",
     )
+    transform: Literal[LABEL_TRANSFORMS] = _inherit(LabelsConfig, "transform")
     target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
 
 
@@ -437,6 +439,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("labels", "vol_window"): ("labels", "vol_window"),
     ("labels", "horizon"): ("labels", "horizon"),
     ("labels", "skip"): ("labels", "skip"),
+    ("labels", "transform"): ("labels", "transform"),
     ("labels", "target"): ("base_models", "target"),
     ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
     ("cv", "inner_splits"): ("base_models", "inner_splits"),

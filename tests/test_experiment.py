@@ -51,8 +51,8 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ),
         (
             "models: {names: [lightgbm, xgbost]}",
-            "models.names: unknown model 'xgbost'; expected one of ['arima', 'elastic_net', 'garch', "
-            "'hybrid', 'lightgbm', 'lstm', 'mlp', 'random_forest', 'ridge', 'svr', 'tcn', "
+            "models.names: unknown model 'xgbost'; expected one of ['arima', 'double_ensemble', 'elastic_net', "
+            "'garch', 'hybrid', 'lightgbm', 'lstm', 'mlp', 'random_forest', 'ridge', 'svr', 'tcn', "
             "'transformer', 'xgboost']; did you mean 'xgboost'?",
         ),
         ("explain: {model: ridge}", "explain.model: 'ridge' is not among models.names"),

@@ -1,0 +1,142 @@
+"""The peer's protocol: its label and scores, and (acceptance 3 of issue 28) that nothing it
+chooses reads the test period."""
+
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.protocol import (
+    Periods,
+    ProtocolData,
+    Variant,
+    centred_rank,
+    holdout_scores,
+    newey_west_t,
+    next_close_returns,
+    score,
+    search,
+)
+
+PERIODS = Periods(date(2014, 12, 31), date(2016, 12, 31), date(2017, 1, 1), date(2018, 12, 31))
+
+
+def test_qlib_label_is_next_close_to_the_one_after():
+    prices = pl.DataFrame(
+        {
+            "symbol": ["A"] * 5,
+            "date": pl.date_range(date(2020, 1, 1), date(2020, 1, 5), eager=True),
+            "close": [10.0, 11.0, 12.1, 12.0, 15.0],
+        }
+    )
+    out = next_close_returns(prices.lazy(), [1, 2]).collect()
+    # Ref($close, -2) / Ref($close, -1) - 1 on day 0: 12.1 / 11 - 1
+    np.testing.assert_allclose(out["ret_1"].to_numpy()[:3], [0.1, 12.0 / 12.1 - 1, 0.25])
+    np.testing.assert_allclose(out["ret_2"][0], 12.0 / 11 - 1)
+    assert out["end_1"][0] == date(2020, 1, 3) and out["ret_1"][3] is None
+
+
+def test_newey_west_t():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.1, 1, 400)
+    # no lags: the plain t of the mean
+    np.testing.assert_allclose(newey_west_t(x, 0), x.mean() / x.std(ddof=1) * 20, rtol=1e-9)
+    # overlapping sums (a 5-day label's daily ICs) are autocorrelated: NW widens the errors
+    overlapping = np.convolve(rng.normal(0.02, 1, 404), np.ones(5), "valid")
+    plain = overlapping.mean() / overlapping.std(ddof=1) * np.sqrt(len(overlapping))
+    assert abs(newey_west_t(overlapping, 4)) < 0.6 * abs(plain)
+
+
+def test_score_counts_pairs_and_dates():
+    dates = np.repeat(np.arange("2020-01-01", "2020-01-11", dtype="datetime64[D]"), 10)
+    label = np.tile(np.linspace(-1, 1, 10), 10)
+    pred = label.copy()
+    pred[:5] = np.nan  # unscored pairs, as a model that skips names
+    s = score(dates, pred, label)
+    assert s["rank_ic"] == pytest.approx(1.0) and s["n_pairs"] == 95 and s["n_dates"] == 10
+    np.testing.assert_allclose(centred_rank(dates[:10], label[:10]), np.arange(1, 11) / 10 - 0.5)
+
+
+def _panel(seed: int = 0, n_symbols: int = 12):
+    """Weekly dates 2011-2018; the next-week label = 0.3 * f0 + noise, f1 a weaker signal."""
+    rng = np.random.default_rng(seed)
+    days = np.arange("2011-01-03", "2018-12-31", 7, dtype="datetime64[D]")
+    dates = np.repeat(days, n_symbols)
+    X = rng.normal(size=(len(dates), 4)).astype(np.float32)
+    label = 0.3 * X[:, 0] + 0.1 * X[:, 1] + rng.normal(size=len(dates))
+    end = dates + np.timedelta64(7, "D")
+    sectors = np.tile(np.array(["a", "b", "c"]), len(dates) // 3 + 1)[: len(dates)]
+    return dates, X, label, end, sectors, rng.lognormal(size=len(dates))
+
+
+def _data(dates, X, label, end, sectors, liquidity):
+    return ProtocolData(
+        dates,
+        X,
+        ["f0", "f1", "f2", "f3"],
+        {"qlib": (label, end), "slow": (label, end + np.timedelta64(14, "D"))},
+        sectors=sectors,
+        liquidity=liquidity,
+        X_rank=np.column_stack([centred_rank(dates, X[:, j]) for j in range(4)]),
+    )
+
+
+TREES = {"n_estimators": 20, "num_leaves": 4, "learning_rate": 0.1, "min_child_samples": 20}
+
+
+def _search(data):
+    base = Variant("lgb", "lightgbm", TREES)
+    options = {"target": ["sector_rank"], "weights": ["recency", "liquidity"], "window_years": [2]}
+    families = [
+        Variant("ridge", "ridge", {"alpha": 10.0}, features="rank"),
+        Variant("lgb_tuned", "lightgbm", tune_trials=2, family="lightgbm"),
+    ]
+    return search(data, base, options, families, PERIODS, n_jobs=1, log=lambda m: None)
+
+
+def test_perturbing_the_test_periods_labels_changes_no_choice():
+    dates, X, label, end, sectors, liquidity = _panel()
+    result = _search(_data(dates, X, label, end, sectors, liquidity))
+    in_test = dates >= np.datetime64(PERIODS.test_start)
+    shuffled = label.copy()
+    shuffled[in_test] = np.random.default_rng(9).permutation(label[in_test]) * 5 - 1
+    perturbed_data = _data(dates, X, shuffled, end, sectors, liquidity)
+    perturbed = _search(perturbed_data)
+    # every data setting, member, hyper-parameter (Optuna's too), meta-learner and weight
+    assert perturbed.choices() == result.choices()
+    assert len(result.trials) == 1 + 4 + 2 and result.n_trials == len(result.trials) - 1 + 2
+    np.testing.assert_array_equal(perturbed.ensemble.test_pred, result.ensemble.test_pred)
+    # ... while the test period's figures do move: the perturbation reached the scorer
+    labels = {"qlib": ("qlib", 1)}
+    before = holdout_scores(_data(dates, X, label, end, sectors, liquidity), result, labels)
+    after = holdout_scores(perturbed_data, perturbed, labels)
+    assert before["qlib_rank_ic"][-1] > 0.1 and abs(after["qlib_rank_ic"][-1]) < 0.1
+
+
+def test_a_rolling_window_and_recency_weights_see_only_the_training_block():
+    dates, X, label, end, sectors, liquidity = _panel(1)
+    data = _data(dates, X, label, end, sectors, liquidity)
+    from models.protocol import rows_for, sample_weights
+
+    rows = rows_for(data, "slow", PERIODS, 2)
+    assert data.labels["slow"][1][rows.train].max() <= np.datetime64(PERIODS.train_end)
+    assert data.dates[rows.train].min() > np.datetime64("2012-12-30")
+    w = sample_weights(data, replace(Variant("x"), weights="recency"), rows.train, PERIODS)
+    assert w.mean() == pytest.approx(1.0) and w.min() / w.max() == pytest.approx(
+        0.5 ** (2 / 3), rel=0.02
+    )
+
+
+def test_replaying_the_chosen_members_refits_them_as_chosen():
+    from models.protocol import replay
+
+    dates, X, label, end, sectors, liquidity = _panel(2)
+    data = _data(dates, X, label, end, sectors, liquidity)
+    result = _search(data)
+    again = replay(data, result.chosen_variants(), PERIODS, result.n_trials, 1, log=lambda m: None)
+    for first, second in zip(result.members, again.members, strict=True):
+        np.testing.assert_allclose(second.test_pred, first.test_pred)
+    assert again.ensemble.weights == result.ensemble.weights
+    assert again.n_trials == result.n_trials + len(result.members)
