@@ -17,8 +17,9 @@ from pydantic import PrivateAttr
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holder
 
-# Partitioned frames are split by this column into one file per partition (a date key).
-PARTITION_COLUMNS = ("date", "partition_date")
+# Partitioned frames are split by this column into one file per partition (a date key, or
+# the ticker-day key of the order-book partitions).
+PARTITION_COLUMNS = ("date", "partition_date", "lob_partition")
 
 
 class LakeIOManager(ConfigurableIOManager):
@@ -91,9 +92,9 @@ class LakeIOManager(ConfigurableIOManager):
         column = next(c for c in PARTITION_COLUMNS if c in frame.columns)
         keys = context.asset_partition_keys
         parts = {
-            d.isoformat(): part
+            d.isoformat() if isinstance(d, date) else d: part
             for (d,), part in frame.partition_by(column, as_dict=True, include_key=True).items()
-            if isinstance(d, date)
+            if isinstance(d, date | str)
         }
         undated = frame.filter(pl.col(column).is_null())  # file-level quarantine entries
         for i, key in enumerate(keys):
