@@ -314,3 +314,71 @@ def shared_slice(kind: str, levels: int, ticker: str = "GOOG", lines: int = 4000
         pytest.skip(f"the shared LOBSTER files are absent ({SHARED_LOBSTER})")
     with gzip.open(path, "rt") as handle:
         return [next(handle).rstrip("\n") for _ in range(lines)]
+
+
+@dataclass
+class LobMaterialized:
+    folder: Path
+    result: object
+    keys: list[str]
+    defs: object
+    resolved: object
+    env: dict[str, str]
+
+
+LOB_TEST_EXPERIMENT = """
+profile: fast
+data:
+  lob: {folder}
+microstructure:
+  clocks_s: [1, 10]
+  impact_interval_s: 1
+  ticker: GOOG
+  deeplob_epochs: 1
+  deeplob_windows: 400
+"""
+
+
+@pytest.fixture(scope="session")
+def lob_materialized(materialized, tmp_path_factory) -> LobMaterialized:
+    """The microstructure job, as ``alphaforge run`` runs it, on small LOBSTER pairs in the
+    materialized home (its Dagster instance and MLflow store): the shared files' first lines
+    (GOOG 10 levels, AAPL 1 level) when ../shared is there, else synthetic days."""
+    from pipelines.definitions import (
+        LOB_JOB,
+        build_definitions,
+        job_assets,
+        lob_source,
+        partition_range_tags,
+    )
+    from pipelines.experiment import resolve
+    from pipelines.lob import LOB_PARTITIONS, register_partitions
+    from pipelines.settings import load_settings
+
+    folder = tmp_path_factory.mktemp("lobster")
+    for ticker, levels, lines, seed in (("GOOG", 10, 6000, 1), ("AAPL", 1, 3000, 2)):
+        stem = f"{ticker}_2012-06-21_34200000_57600000"
+        if (SHARED_LOBSTER / f"{stem}_message_{levels}.csv.gz").is_file():
+            for kind in ("message", "orderbook"):
+                with gzip.open(SHARED_LOBSTER / f"{stem}_{kind}_{levels}.csv.gz", "rt") as src:
+                    text = "".join(next(src) for _ in range(lines))
+                (folder / f"{stem}_{kind}_{levels}.csv.gz").write_bytes(
+                    gzip.compress(text.encode())
+                )
+        else:
+            write_lobster(folder, ticker, *synthetic_lob(lines, levels, seed), levels, gz=True)
+    experiment = folder / "lob.yaml"
+    experiment.write_text(LOB_TEST_EXPERIMENT.format(folder=folder))
+    env = dict(materialized.env)
+    resolved = resolve(experiment, environ=env)
+    defs = build_definitions(load_settings(env), resolved, env)
+    keys = register_partitions(materialized.instance, lob_source(resolved))
+    every = materialized.instance.get_dynamic_partitions(LOB_PARTITIONS.name)
+    job = defs.resolve_job_def(LOB_JOB)
+    result = job.execute_in_process(
+        run_config=resolved.run_config(job_assets(job)),
+        instance=materialized.instance,
+        raise_on_error=False,
+        tags=partition_range_tags(every[0], every[-1]),
+    )
+    return LobMaterialized(folder, result, keys, defs, resolved, env)

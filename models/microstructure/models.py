@@ -100,7 +100,8 @@ def time_split(
 
 def dead_zone(returns: np.ndarray, stationary_share: float = 1 / 3) -> float:
     """The dead zone (bp) that makes ``stationary_share`` of ``returns`` (training rows only)
-    stationary: the quantile of their absolute value."""
+    stationary: the quantile of their absolute value (0, and more of them stationary, when
+    that many returns are exactly 0)."""
     r = np.abs(returns[np.isfinite(returns)])
     return float(np.quantile(r, stationary_share) * 1e4) if len(r) else 0.0
 

@@ -15,6 +15,7 @@ import ctypes
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -92,40 +93,40 @@ class IncrementalFeatures:
             out += [gap / p.tick, gap / mid_units * 1e4]
         else:
             out += [NAN] * 5
-        ask_cum, bid_cum = [], []
-        ca = cb = 0
-        for k in range(L):
-            ca += ask_s[k]
-            cb += bid_s[k]
-            ask_cum.append(ca)
-            bid_cum.append(cb)
-            out += [float(ca), float(cb)]
-        for k in range(L):
-            tot = ask_cum[k] + bid_cum[k]
-            out.append((bid_cum[k] - ask_cum[k]) / tot if tot > 0 else NAN)
+        ask_cum = list(accumulate(ask_s))
+        bid_cum = list(accumulate(bid_s))
+        for ca, cb in zip(ask_cum, bid_cum, strict=True):
+            out += (ca, cb)
+        out += [
+            (cb - ca) / (ca + cb) if ca + cb > 0 else NAN
+            for ca, cb in zip(ask_cum, bid_cum, strict=True)
+        ]
         # order-flow imbalance
         if n == 0:
             e = [0] * L
         else:
             pa, pqa, pb, pqb = self.prev_ask_p, self.prev_ask_s, self.prev_bid_p, self.prev_bid_s
             e = [
-                (bid_s[k] if bid_p[k] >= pb[k] else 0)
-                - (pqb[k] if bid_p[k] <= pb[k] else 0)
-                - (ask_s[k] if ask_p[k] <= pa[k] else 0)
-                + (pqa[k] if ask_p[k] >= pa[k] else 0)
-                for k in range(L)
+                (qb_ if b >= b0 else 0)
+                - (qb0 if b <= b0 else 0)
+                - (qa_ if a <= a0 else 0)
+                + (qa0 if a >= a0 else 0)
+                for a, qa_, b, qb_, a0, qa0, b0, qb0 in zip(
+                    ask_p, ask_s, bid_p, bid_s, pa, pqa, pb, pqb, strict=True
+                )
             ]
         ring = self.ofi_ring
         size_ring = len(ring)
         for w in self.ofi_windows:
             sums = self.ofi_sums[w]
-            old = ring[(n - w) % size_ring] if n >= w else None
-            for k in range(L):
-                sums[k] += e[k] - (old[k] if old is not None else 0)
-            if n + 1 >= w:
-                out += [float(v) for v in sums]
+            if n >= w:
+                sums = [
+                    v + x - o for v, x, o in zip(sums, e, ring[(n - w) % size_ring], strict=True)
+                ]
             else:
-                out += [NAN] * L
+                sums = [v + x for v, x in zip(sums, e, strict=True)]
+            self.ofi_sums[w] = sums
+            out += sums if n + 1 >= w else [NAN] * L
         ring[n % size_ring] = e
         # executions
         traded = 1 if kind in (4, 5) else 0
