@@ -54,21 +54,20 @@ class FileLobSource(ConfigurableResource):
         return self.path or "(no data.lob)"
 
     def files(self) -> list[str]:
+        """The files under ``path`` (every file of a folder, a glob's matches, or one file),
+        each with its partner: the same name with ``message`` and ``orderbook`` swapped."""
         if not self.path:
             return []
         pattern = str(Path(self.path).expanduser())
         if Path(pattern).is_dir():
-            pattern = str(Path(pattern) / "*")
-        matches = glob(pattern) if any(c in pattern for c in "*?[") else [pattern]
-        folders = {str(Path(m).parent) for m in matches}
-        # a file given alone brings its partner from the same folder
-        partners = [p for f in folders for p in glob(str(Path(f) / "*_orderbook_*.csv*"))]
-        partners += [p for f in folders for p in glob(str(Path(f) / "*_message_*.csv*"))]
-        if not any(c in pattern for c in "*?[") and not Path(pattern).is_dir():
-            stem = Path(pattern).name
-            prefix = stem.split("_message_")[0].split("_orderbook_")[0]
-            partners = [p for p in partners if Path(p).name.startswith(prefix)]
-        return sorted({m for m in [*matches, *partners] if Path(m).is_file()})
+            matches = glob(str(Path(pattern) / "*"))
+        elif any(c in pattern for c in "*?["):
+            matches = glob(pattern)
+        else:
+            matches = [pattern]
+        found = [m for m in matches if Path(m).is_file()]
+        partners = [p for m in found for p in _partners(Path(m)) if p.is_file()]
+        return sorted({*found, *map(str, partners)})
 
     def pairs(self) -> dict[str, LobPair]:
         """Partition key (``TICKER_YYYY-MM-DD``) -> the pair it ingests."""
@@ -136,6 +135,18 @@ class FileLobSource(ConfigurableResource):
             if c in checked.clean.columns
         ]
         return checked.clean.select(keep).sort("date")
+
+
+def _partners(path: Path) -> list[Path]:
+    name = path.name
+    if "_message_" in name:
+        other = name.replace("_message_", "_orderbook_")
+    elif "_orderbook_" in name:
+        other = name.replace("_orderbook_", "_message_")
+    else:
+        return []
+    stem = other.removesuffix(".gz").removesuffix(".csv")
+    return [path.with_name(stem + ".csv.gz"), path.with_name(stem + ".csv")]
 
 
 def read_lob_file(

@@ -348,9 +348,13 @@ class DeepLOBClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         torch.manual_seed(self.random_state)
         Y = np.asarray(Y, dtype=float)
-        if len(rows) > self.max_train_windows:  # evenly spread over the training period
+        if len(rows) > self.max_train_windows:  # spread over the training period
             keep = np.sort(rng.choice(len(rows), self.max_train_windows, replace=False))
             rows, Y = rows[keep], Y[keep]
+        cap = max(1, self.max_train_windows // 4)  # the validation pass each epoch, bounded
+        if valid_rows is not None and len(valid_rows) > cap:
+            keep = np.sort(rng.choice(len(valid_rows), cap, replace=False))
+            valid_rows, Y_valid = valid_rows[keep], np.asarray(Y_valid)[keep]
         sample = inputs[rows]
         self.mean_ = sample.mean(axis=0).astype(np.float32)
         self.std_ = (sample.std(axis=0) + 1e-6).astype(np.float32)

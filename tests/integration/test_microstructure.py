@@ -146,3 +146,40 @@ def test_the_run_report_shows_the_microstructure_pictures(lob_materialized, mate
     page = html_report("r", "s", [section])
     assert "Microstructure" in page and "Depth heat-map GOOG_2012-06-21" in page
     assert "Impact curve" in page and page.count("data:image/png") >= 5
+
+
+def test_the_sensor_adds_a_partition_per_new_pair_and_runs_it(tmp_path):
+    from dagster import DagsterInstance, build_sensor_context
+
+    from pipelines.definitions import definitions_from_env
+
+    messages, book = synthetic_lob(300, 2, seed=8)
+    write_lobster(tmp_path / "in", "TEST", messages, book, 2)
+    env = {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE__DATA__LOB": str(tmp_path / "in")}
+    defs = definitions_from_env(env)
+    sensor = defs.get_sensor_def("new_lob_files_sensor")
+    repo = defs.get_repository_def()
+    # an instance with a ref, as the daemon's: the run requests may name the partitions the
+    # same tick adds
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
+    ref = instance.get_ref()
+    result = sensor.evaluate_tick(
+        build_sensor_context(instance=instance, instance_ref=ref, repository_def=repo)
+    )
+    assert [r.partition_key for r in result.run_requests] == ["TEST_2012-06-21"]
+    assert sensor.job_name == "microstructure_job"
+    (added,) = result.dynamic_partitions_requests
+    assert added.partitions_def_name == "lob_ticker_days"
+    assert list(added.partition_keys) == ["TEST_2012-06-21"]
+    again = sensor.evaluate_tick(
+        build_sensor_context(
+            instance=instance, instance_ref=ref, cursor=result.cursor, repository_def=repo
+        )
+    )
+    assert not again.run_requests and "no new or changed LOBSTER pair" in again.skip_message
+    idle = definitions_from_env({"ALPHAFORGE_HOME": str(tmp_path / "home")})
+    tick = idle.get_sensor_def("new_lob_files_sensor").evaluate_tick(
+        build_sensor_context(instance=instance, repository_def=idle.get_repository_def())
+    )
+    assert "data.lob is not set" in tick.skip_message
