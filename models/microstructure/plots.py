@@ -15,72 +15,78 @@ def depth_heatmap(
     book: pl.DataFrame,
     title: str,
     bins: int = 600,
-    max_trades: int = 4000,
+    zoom_minutes: int = 20,
+    max_trades: int = 3000,
 ) -> Figure:
     """Resting size by price (one row per cent) and time (``bins`` columns, each the book
     after the last event in it): asks in reds, bids in blues, the mid as a line, executions
-    as dots (green buyer-initiated, red seller-initiated; at most ``max_trades`` of them,
-    evenly thinned)."""
+    as dots (green buyer-initiated, red seller-initiated; at most ``max_trades``, evenly
+    thinned). The whole day above, ``zoom_minutes`` from the middle of the session below."""
     a = BookArrays.from_frames(events, book)
+    price = events["price"].to_numpy()
     t = a.t_ns
-    edges = np.linspace(t[0], t[-1], bins + 1)
+    middle = (t[0] + t[-1]) // 2
+    zoom = (middle, min(int(t[-1]), middle + zoom_minutes * 60 * 1_000_000_000))
+    fig = Figure(figsize=(11, 8.5), layout="constrained")
+    axes = fig.subplots(2, 1, height_ratios=(1, 1.2))
+    for ax, (lo, hi), label, trades in (
+        (axes[0], (int(t[0]), int(t[-1])), "the session", max_trades // 5),
+        (axes[1], zoom, f"{zoom_minutes} minutes from mid-session", max_trades),
+    ):
+        image = _heat(ax, a, price, lo, hi, bins, trades)
+        ax.set(title=f"{title}: {label}", xlabel="exchange time", ylabel="price ($)")
+        ax.xaxis.set_major_formatter(lambda h, _: f"{int(h):02d}:{int(round(h % 1 * 60)) % 60:02d}")
+    axes[1].legend(loc="upper right", fontsize=7, markerscale=3)
+    fig.colorbar(image, ax=axes, label="resting shares (asks red, bids blue)", shrink=0.6)
+    return fig
+
+
+def _heat(ax, a: BookArrays, price: np.ndarray, lo: int, hi: int, bins: int, max_trades: int):
+    t = a.t_ns
+    edges = np.linspace(lo, hi, bins + 1)
     last = np.clip(np.searchsorted(t, edges[1:], side="right") - 1, 0, len(t) - 1)
     cent = PRICE_SCALE // 100
     prices = np.concatenate([a.ask_p[last], a.bid_p[last]], axis=1)
     occupied = np.abs(prices) != DUMMY
-    lo = int(prices[occupied].min() // cent)
-    hi = int(prices[occupied].max() // cent)
-    grid_ask = np.full((hi - lo + 1, bins), np.nan)
-    grid_bid = np.full((hi - lo + 1, bins), np.nan)
-    for grid, p, q in (
-        (grid_ask, a.ask_p[last], a.ask_s[last]),
-        (grid_bid, a.bid_p[last], a.bid_s[last]),
-    ):
+    bottom, top = int(prices[occupied].min() // cent), int(prices[occupied].max() // cent)
+    grids = []
+    for p, q in ((a.ask_p[last], a.ask_s[last]), (a.bid_p[last], a.bid_s[last])):
+        grid = np.full((top - bottom + 1, bins), np.nan)
         on = np.abs(p) != DUMMY
         col = np.broadcast_to(np.arange(bins)[:, None], p.shape)
-        grid[(p[on] // cent - lo).astype(int), col[on]] = q[on]
-    hours = (edges - edges[0]) / 3.6e12
-    start_h = edges[0] / 3.6e12
-    extent = (start_h, start_h + hours[-1], lo / 100, (hi + 1) / 100)
-    fig = Figure(figsize=(11, 5.5))
-    ax = fig.subplots()
-    top = np.nanmax([np.nanmax(grid_ask), np.nanmax(grid_bid)])
-    norm = LogNorm(vmin=1, vmax=max(top, 2))
-    im_a = ax.imshow(
-        grid_ask,
-        origin="lower",
-        aspect="auto",
-        extent=extent,
-        cmap="Reds",
-        norm=norm,
-        interpolation="nearest",
-    )
-    ax.imshow(
-        grid_bid,
-        origin="lower",
-        aspect="auto",
-        extent=extent,
-        cmap="Blues",
-        norm=norm,
-        interpolation="nearest",
-    )
+        grid[(p[on] // cent - bottom).astype(int), col[on]] = q[on]
+        grids.append(grid)
+    extent = (lo / 3.6e12, hi / 3.6e12, bottom / 100, (top + 1) / 100)
+    peak = max(np.nanmax(g) if np.isfinite(g).any() else 1 for g in grids)
+    norm = LogNorm(vmin=1, vmax=max(peak, 2))
+    image = None
+    for grid, cmap in zip(grids, ("Reds", "Blues"), strict=True):
+        shown = ax.imshow(
+            grid, origin="lower", aspect="auto", extent=extent, cmap=cmap, norm=norm,
+            interpolation="nearest",
+        )  # fmt: skip
+        image = image or shown
+    inside = (t >= lo) & (t <= hi)
     both = (a.ask_p[:, 0] != DUMMY) & (a.bid_p[:, 0] != -DUMMY)
     mid = np.where(both, (a.ask_p[:, 0] + a.bid_p[:, 0]) / 2 / PRICE_SCALE, np.nan)
-    ax.plot(t[last] / 3.6e12, mid[last], color="black", lw=0.8, label="mid")
-    trades = np.flatnonzero(np.isin(a.kind, (4, 5)))
+    ax.plot(t[inside] / 3.6e12, mid[inside], color="black", lw=0.6, label="mid")
+    trades = np.flatnonzero(np.isin(a.kind, (4, 5)) & inside)
     trades = trades[:: max(1, len(trades) // max_trades)]
-    px = events["price"].to_numpy()[trades]
     for sign, colour, label in (
         (1, "tab:green", "buyer-initiated"),
-        (-1, "tab:red", "seller-initiated"),
+        (-1, "tab:orange", "seller-initiated"),
     ):
         pick = a.sign[trades] == sign
-        ax.scatter(t[trades][pick] / 3.6e12, px[pick], s=3, color=colour, label=label, zorder=3)
-    ax.set(title=title, xlabel="hour (exchange time)", ylabel="price ($)")
-    ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    fig.colorbar(im_a, ax=ax, label="resting shares (ask reds, bid blues)")
-    fig.tight_layout()
-    return fig
+        ax.scatter(
+            t[trades][pick] / 3.6e12,
+            price[trades][pick],
+            s=1.5,
+            color=colour,
+            label=label,
+            zorder=3,
+        )
+    ax.set_xlim(extent[0], extent[1])
+    return image
 
 
 def ofi_vs_mid(intervals: pl.DataFrame, title: str) -> Figure:
