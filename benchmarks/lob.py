@@ -91,7 +91,7 @@ def bench_replay(quick: bool) -> dict:
     pair = next(p for p in source.all_pairs() if p.ticker == "GOOG" and p.levels == 10)
     events, book = load_day(source, pair, 100)
     if quick:
-        events, book = events.head(20_000), book.head(20_000)
+        events, book = events.head(10_000), book.head(10_000)
     params = FeatureParams()
     t_features, feats = _timed(lambda: features_frame(events, book, params))
     key = pl.lit("GOOG").alias("lob_partition")

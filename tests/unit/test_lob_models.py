@@ -141,3 +141,30 @@ def test_event_features_feed_the_models_in_name_order(day):
     names = model_features(PARAMS)
     first = int(np.argmax(np.isfinite(data.X).all(axis=1)))
     np.testing.assert_allclose(data.X[first], [values[n][first] for n in names])
+
+
+def test_the_replay_paces_events_at_the_asked_speed(day):
+    from models.microstructure.replay import replay
+
+    events, book, _ = day
+    arrays = BookArrays.from_frames(events, book, 3)
+    now = [0]
+    slept = []
+
+    def clock() -> int:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += int(seconds * 1e9)
+
+    n = 0
+    for scored in replay(
+        arrays, PARAMS, [0, 1], lambda v: np.array(v), speed=10.0, clock=clock, sleep=sleep
+    ):
+        n += 1
+        # never ahead of the paced schedule
+        assert now[0] >= (scored.t_ns - arrays.t_ns[0]) / 10.0 - 1
+    assert n == len(arrays)
+    span = (arrays.t_ns[-1] - arrays.t_ns[0]) / 1e9
+    assert sum(slept) == pytest.approx(span / 10.0, rel=1e-6)
