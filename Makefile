@@ -31,6 +31,7 @@ ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 bench: install
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
+	$(BIN)/python -m benchmarks.nights
 
 chaos: install  ## SIGKILL the fast run at random moments, rerun, compare (about 20 min)
 	$(BIN)/python -m benchmarks.chaos --trials 10

@@ -4,12 +4,9 @@ backtest; the genetic search's candidates join the variants that the strategy ta
 trials."""
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import mlflow
 import polars as pl
-import torch
 from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
@@ -19,23 +16,13 @@ from assets.ports import ReportStore, Tracker
 from models.backtest import performance
 from models.genetic import Candidate, blended_scores, genetic_search
 from models.momentum import lstm_momentum_scores
+from models.nets import one_torch_thread
 from models.pairs import transformer_pairs_weights
 from models.plots import selection_vs_holdout
 from models.portfolio import rebalance_dates, risk_parity_weights, top_k_weights
 from models.rl import ACTIONS, dqn_decisions, mix_books
 
 SEED_STRATEGIES = ("lstm_momentum", "transformer_pairs", "rl_portfolio", "genetic")
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one thread for the block, then as it was (the setting is process-wide)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class SeedConfig(BacktestConfig):

@@ -52,7 +52,8 @@ case "$cmd" in
     done
     mlflow=${MLFLOW:-$(command -v mlflow)}
     mkdir -p "$dir/mlartifacts"
-    nohup "$mlflow" server \
+    # no GenAI job runner (seven huey workers, each importing MLflow): nothing here uses it
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$mlflow" server \
       --backend-store-uri "postgresql+psycopg2://$user@127.0.0.1:$pg_port/alphaforge_mlflow" \
       --artifacts-destination "$dir/mlartifacts" \
       --host 127.0.0.1 --port "$mlflow_port" --workers 1 \

@@ -26,6 +26,8 @@ from arch import arch_model
 from scipy.optimize import minimize
 from torch import nn
 
+from models.nets import one_torch_thread
+
 METHODS = ("rolling", "ewma", "dcc", "lstm")
 
 
@@ -132,6 +134,11 @@ def lstm_correlation(
     """Forecasts for the days in ``starts`` from a net that reads standardised returns ``z``
     and was trained on windows before ``split`` to predict the realised correlation of the
     returns ``r`` (targets too end by ``split``)."""
+    with one_torch_thread():
+        return _lstm_correlation(z, r, split, starts, lookback, horizon, epochs, seed)
+
+
+def _lstm_correlation(z, r, split, starts, lookback, horizon, epochs, seed) -> np.ndarray:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n = z.shape[1]

@@ -11,6 +11,8 @@ import torch
 from scipy import stats
 from torch import nn
 
+from models.nets import one_torch_thread
+
 LAGS = 5
 VOL_WINDOWS = (5, 20, 60)
 WARMUP = max(VOL_WINDOWS)
@@ -82,6 +84,11 @@ def fit_predict(
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Fit one net for every level on the days in ``train`` (the sum of their FZ0 losses)
     and forecast ``{level: (VaR, ES)}`` as positive losses for the days in ``predict``."""
+    with one_torch_thread():
+        return _fit_predict(r, train, predict, levels, hidden, epochs, seed)
+
+
+def _fit_predict(r, train, predict, levels, hidden, epochs, seed):
     torch.manual_seed(seed)
     levels = tuple(levels)
     x = _features(r)

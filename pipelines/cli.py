@@ -509,6 +509,11 @@ class _Progress:
             print(f"{stamp}   {'✓' if check.passed else '✗'} check {check.check_name}")
 
 
+# MLflow 3's server starts a job runner and seven huey worker processes for its GenAI jobs
+# (judges, trace roll-ups), each importing MLflow: nothing AlphaForge uses, so they stay off.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui_commands(settings: Settings, dagster_port: int, mlflow_port: int) -> list[list[str]]:
     """``dagster dev`` and ``mlflow server`` on 127.0.0.1 for the home in ``settings``."""
     root = Path(__file__).resolve().parent.parent
@@ -543,10 +548,11 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
     """Start ``dagster dev`` and ``mlflow server`` on 127.0.0.1, each in its own process group,
     and stop both (SIGTERM, then SIGKILL) when either exits or on Ctrl-C."""
     root = Path(__file__).resolve().parent.parent
-    env = os.environ | {
-        "DAGSTER_HOME": str(settings.dagster_home),
-        "ALPHAFORGE_HOME": str(settings.home),
-    }
+    env = (
+        os.environ
+        | UI_ENV
+        | {"DAGSTER_HOME": str(settings.dagster_home), "ALPHAFORGE_HOME": str(settings.home)}
+    )
     commands = ui_commands(settings, dagster_port, mlflow_port)
     mlflow_ui = f"http://127.0.0.1:{mlflow_port}"
     if settings.prod:  # the tracking server is a service of its own (deploy/stack.sh, compose)

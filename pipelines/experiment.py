@@ -379,8 +379,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "fast": {
         "data": {"start_date": "2007-01-01"},
-        "models": {"n_trials": 10},
-        "cv": {"inner_splits": 3, "outer_splits": 4},
+        # a first run a newcomer waits a minute for: four trials per model, three outer folds
+        "models": {"n_trials": 4},
+        "cv": {"inner_splits": 3, "outer_splits": 3},
         "explain": {"n_rows": 500},
         # a monthly optimiser rebalance: 70 instead of 300 convex problems per book
         # the seed strategies' nets and DQN refitted every two years, with fewer steps
@@ -394,8 +395,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "ga_generations": 2,
         },
         # scenarios from the bootstrap only (the full profile and the weekly rebuild train the
-        # GAN), and VaR refits every 120 days instead of 20
-        "risk": {"gan": False, "var_refit_every": 120},
+        # GAN), VaR refits every 250 days instead of 20, correlation forecasts scored on the
+        # last 500 days instead of 750
+        "risk": {"gan": False, "var_refit_every": 250, "correlation_test_days": 500},
     },
 }
 

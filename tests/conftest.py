@@ -138,6 +138,38 @@ def materialized(tmp_path_factory) -> Materialized:
 
 
 @pytest.fixture
+def alphaforge_cli(capsys):
+    """``alphaforge ARGS`` in this process, for the commands that return without running the
+    graph (score, stream, validate, config, a refused run): ``main`` is what the console script
+    calls, and a subprocess would add only its ~10 s of imports. The environment, with
+    ``ALPHAFORGE_HOME=home``, the fast profile and ``extra`` (a None value unsets), and MLflow's
+    tracking URI are put back afterwards."""
+    import subprocess
+
+    import mlflow
+
+    from pipelines.cli import main
+
+    def run(*args: str, home: Path, extra: dict[str, str] | None = None):
+        saved, tracking = dict(os.environ), mlflow.get_tracking_uri()
+        for key in [k for k in os.environ if k.startswith(("ALPHAFORGE", "MLFLOW_", "DAGSTER_"))]:
+            del os.environ[key]
+        env = {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"} | (extra or {})
+        os.environ.update({k: v for k, v in env.items() if v is not None})  # None: unset
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            mlflow.set_tracking_uri(tracking)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
+
+
+@pytest.fixture
 def clean_mlflow_env(monkeypatch):
     """Keep a developer's MLflow variables out of the tests."""
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:

@@ -1,7 +1,5 @@
 """The experiment file: validation catalogue, precedence, origins, env references, compilation."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -100,16 +98,10 @@ def test_missing_file_is_named(tmp_path):
         resolve(tmp_path / "nope.yaml", environ={})
 
 
-def test_a_broken_config_starts_no_run(tmp_path):
+def test_a_broken_config_starts_no_run(tmp_path, alphaforge_cli):
     home = tmp_path / "home"
     bad = write(tmp_path, "models: {n_trials: many}\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"ALPHAFORGE_HOME": str(home), "PATH": "/usr/bin:/bin"},
-    )
+    out = alphaforge_cli("run", "--config", str(bad), home=home, extra={"ALPHAFORGE_PROFILE": None})
     assert out.returncode == 2
     assert "models.n_trials" in out.stderr and "nothing was run" in out.stderr
     assert not home.exists()

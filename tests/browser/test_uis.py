@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.cli import stop_groups, ui_commands
+from pipelines.cli import UI_ENV, stop_groups, ui_commands
 from pipelines.settings import load_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
@@ -58,7 +58,7 @@ def servers(materialized, tmp_path_factory):
         for k, v in os.environ.items()
         if not k.startswith(("ALPHAFORGE", "DAGSTER_", "MLFLOW_"))
     }
-    env |= {
+    env |= UI_ENV | {
         "ALPHAFORGE_HOME": str(home),
         "ALPHAFORGE_PROFILE": "fast",
         "DAGSTER_HOME": str(home / "dagster"),

@@ -12,9 +12,11 @@ import yaml
 from conftest import HAVE_PG
 from polars.testing import assert_frame_equal
 
-from pipelines.experiment import resolve
+from pipelines.experiment import PROFILES, resolve
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
 from pipelines.settings import PG_DATABASES, postgres_url
+
+FAST_TRIALS = PROFILES["fast"]["models"]["n_trials"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +100,9 @@ def test_resolved_experiment_is_logged_to_mlflow_and_dagster(materialized, tmp_p
             client.download_artifacts(parent.info.run_id, "experiment.yaml", str(tmp_path))
         ).read_text()
     )
-    assert logged["profile"] == "fast" and logged["models"]["n_trials"] == 10
+    assert logged["profile"] == "fast" and logged["models"]["n_trials"] == FAST_TRIALS
     assert (
-        parent.data.params["models.n_trials"] == "10"
+        parent.data.params["models.n_trials"] == str(FAST_TRIALS)
         and parent.data.params["data.start_date"] == "2007-01-01"
     )
     run = materialized.instance.get_run_by_id(parent.data.tags[DAGSTER_RUN_TAG])
@@ -125,7 +127,7 @@ def rerun(materialized, tmp_path_factory, request):
 def test_rerun_from_the_logged_config_reproduces_the_results(materialized, rerun):
     home, out, prod = rerun
     assert "✓ 25 assets materialized" in out.stdout
-    assert "lightgbm trial 10/10" in out.stdout  # progress shown
+    assert f"lightgbm trial {FAST_TRIALS}/{FAST_TRIALS}" in out.stdout  # progress shown
     for name in ("backtest", "oof_predictions", "signals"):
         assert_frame_equal(
             pl.read_parquet(home / "lake" / f"{name}.parquet"),
@@ -159,7 +161,7 @@ def test_the_whole_fast_graph_ran_on_the_postgres_backed_deployment(rerun):
     assert {n.split("-")[0] for n in studies} >= {"lightgbm", "xgboost"}
     for name in studies:
         study = optuna.load_study(study_name=name, storage=optuna_url)
-        assert len(study.trials) == 10  # the budget exactly: no trial lost or added
+        assert len(study.trials) == FAST_TRIALS  # the budget exactly: none lost or added
 
 
 INSPECT_INSTANCE = """

@@ -11,6 +11,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType
 
 from pipelines.definitions import JOB, definitions_from_env
+from pipelines.experiment import PROFILES
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
 from pipelines.settings import load_settings
 
@@ -43,6 +44,8 @@ ALL_ASSETS = {
     "daily_prices",
     "daily_quarantine",
 }
+
+FAST_OUTER_FOLDS = PROFILES["fast"]["cv"]["outer_splits"]
 
 
 def _client(m):
@@ -85,7 +88,7 @@ def test_no_leak_found_on_the_bundled_data(materialized):
     leakage = checks["check_no_leakage"]
     assert leakage.passed, leakage.description
     assert leakage.metadata["max_abs_feature_rank_ic"].value < 0.3
-    assert leakage.metadata["folds_checked"].value == 4
+    assert leakage.metadata["folds_checked"].value == FAST_OUTER_FOLDS
 
 
 def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
@@ -166,8 +169,9 @@ def test_correlation_forecasts_score_every_method_out_of_sample(materialized):
     scores = pl.read_parquet(materialized.home / "lake" / "correlation_forecasts.parquet")
     assert set(scores["method"]) == {"rolling", "ewma", "dcc", "lstm"}
     assert scores["mse"].is_finite().all() and (scores["mse"] > 0).all()
-    # 750 test days in 20-day blocks
-    assert (scores["blocks"] == 37).all()
+    # the fast profile's test days in 20-day blocks
+    test_days = PROFILES["fast"]["risk"]["correlation_test_days"]
+    assert (scores["blocks"] == test_days // 20).all()
     rolling = scores.filter(method="rolling")
     assert rolling["vs_rolling"][0] == pytest.approx(1.0)
 
@@ -199,7 +203,7 @@ def test_oof_predictions_lie_after_each_fold_training_window(materialized):
     # and after the tuning window too: hyper-parameters never saw an OOF date
     base = materialized.defs.load_asset_value("base_models", instance=materialized.instance)
     assert oof["date"].min() > base.tune_end
-    assert oof["fold"].n_unique() == 4
+    assert oof["fold"].n_unique() == FAST_OUTER_FOLDS
     # each fold's rows have labels ending after every training label
     per_fold = oof.group_by("fold").agg(
         pl.col("date").min().alias("start"), pl.col("train_end").first()
@@ -236,7 +240,7 @@ def test_mlflow_parent_run_with_nested_trials(materialized):
         "run_report",
     }
     trials = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE '%-trial-%'")
-    assert len(trials) == 2 * 10  # two models, ten trials each in the fast profile
+    assert len(trials) == 2 * PROFILES["fast"]["models"]["n_trials"]  # two models
     assert all("fold_rank_ic" in t.data.metrics for t in trials)
     # each model's run holds its study's figures (drawn on a background thread), and so does
     # the step's metadata
@@ -331,8 +335,9 @@ def test_strategy_table_reports_before_and_after_costs_and_honesty(materialized)
     assert (table["annual_return_gross"] >= table["annual_return"]).all()
     assert table["dsr"].is_between(0, 1).all() and table["pbo"].is_between(0, 1).all()
     # 8 books + 4 seed strategies + 9 variants + the genetic candidates backtested, plus
-    # 2 models x 10 Optuna trials
-    assert (table["n_trials"] == 12 + 9 + _genetic_candidates(materialized) + 20).all()
+    # 2 models x the fast profile's Optuna trials
+    optuna_trials = 2 * PROFILES["fast"]["models"]["n_trials"]
+    assert (table["n_trials"] == 12 + 9 + _genetic_candidates(materialized) + optuna_trials).all()
     (check,) = [
         c
         for c in materialized.result.get_asset_check_evaluations()

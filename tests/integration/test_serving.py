@@ -1,9 +1,6 @@
 """``alphaforge score``: the champion scores the newest day; nothing but our registry's URIs
 loads (a path, a run URI or a URL is refused before MLflow is touched)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -12,20 +9,6 @@ import pytest
 from pipelines.serving import ModelRefused, check_model_uri
 
 pytestmark = [pytest.mark.integration]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def alphaforge(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAFORGE", "MLFLOW_"))}
-    env |= {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize(
@@ -51,9 +34,9 @@ def test_our_registry_uris_pass():
         assert check_model_uri(uri) == uri
 
 
-def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path):
+def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path, alphaforge_cli):
     out = tmp_path / "scores.parquet"
-    done = alphaforge("score", "--out", str(out), home=materialized.home)
+    done = alphaforge_cli("score", "--out", str(out), home=materialized.home)
     assert done.returncode == 0, done.stderr
     scores = pl.read_parquet(out)
     features = pl.read_parquet(materialized.home / "lake" / "feature_matrix.parquet")
@@ -64,8 +47,10 @@ def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path):
     assert "scored" in done.stdout and "ms)" in done.stdout
 
 
-def test_score_refuses_a_hostile_model_argument_without_loading_anything(materialized):
-    done = alphaforge("score", "--model", "file:///tmp/evil/model", home=materialized.home)
+def test_score_refuses_a_hostile_model_argument_without_loading_anything(
+    materialized, alphaforge_cli
+):
+    done = alphaforge_cli("score", "--model", "file:///tmp/evil/model", home=materialized.home)
     assert done.returncode == 2
     assert "refusing to load 'file:///tmp/evil/model'" in done.stderr
 
@@ -107,12 +92,12 @@ def test_incremental_features_equal_the_batch_feature_matrix(materialized, tmp_p
     assert features.history["date"].n_unique() == 130
 
 
-def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path):
+def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path, alphaforge_cli):
     _bars(materialized.home, 5, tmp_path / "bars.csv")
-    done = alphaforge("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
+    done = alphaforge_cli("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
     assert done.returncode == 0, done.stderr
     assert "5 days scored" in done.stdout and "p50" in done.stdout and "p99" in done.stdout
-    alphaforge("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
+    alphaforge_cli("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
     best = pl.read_parquet(tmp_path / "batch.parquet")["symbol"][0]  # the batch's rank 1
     last_line = [line for line in done.stdout.splitlines() if "top:" in line][-1]
     assert last_line.split("top: ")[1].startswith(best)
