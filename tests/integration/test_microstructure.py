@@ -48,32 +48,22 @@ def test_every_line_is_ingested_and_the_champion_registered(lob_materialized, ma
 
 
 def test_the_tick_scorer_replays_the_champion_as_the_batch_scores_it(
-    lob_materialized, materialized, monkeypatch, capsys, tmp_path
+    lob_materialized, materialized, alphaforge_cli, tmp_path
 ):
     import mlflow
     import numpy as np
 
-    from pipelines.cli import main
     from pipelines.settings import load_settings
 
-    for key, value in materialized.env.items():
-        monkeypatch.setenv(key, value)
     message = next(lob_materialized.folder.glob("GOOG_*_message_10.csv.gz"))
     out = tmp_path / "scores.parquet"
-    code = main(
-        [
-            "stream",
-            "--lob",
-            str(message),
-            "--config",
-            str(lob_materialized.folder / "lob.yaml"),
-            "--out",
-            str(out),
-        ]
-    )
-    printed = capsys.readouterr().out
-    assert code == 0, printed
-    assert "6,000 events scored in" in printed and "p99" in printed and "events/s" in printed
+    ran = alphaforge_cli(
+        "stream", "--lob", str(message), "--config", str(lob_materialized.folder / "lob.yaml"),
+        "--out", str(out), home=materialized.home,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "6,000 events scored in" in ran.stdout and "p99" in ran.stdout
+    assert "events/s" in ran.stdout
     streamed = pl.read_parquet(out)
     mlflow.set_tracking_uri(load_settings(materialized.env).mlflow_uri)
     model = mlflow.sklearn.load_model("models:/alphaforge-lob@champion")
@@ -122,17 +112,13 @@ def test_a_bad_pair_fails_its_run_and_writes_nothing(tmp_path):
     assert not (tmp_path / "lake").exists()  # nothing of the pair was written
 
 
-def test_without_lob_data_the_group_is_skipped_with_the_reason(tmp_path, monkeypatch, capsys):
-    from pipelines.cli import main
+def test_without_lob_data_the_group_is_skipped_with_the_reason(tmp_path, alphaforge_cli):
     from pipelines.definitions import FULL_JOB, definitions_from_env, job_assets
 
-    monkeypatch.setenv("ALPHAFORGE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))  # main() sets it
-    monkeypatch.delenv("ALPHAFORGE_CONFIG", raising=False)
-    assert main(["run", "--group", "microstructure"]) == 2
-    out = capsys.readouterr()
-    assert "microstructure: skipped, data.lob is not set" in out.out
-    assert "nothing to run for the microstructure group" in out.err
+    ran = alphaforge_cli("run", "--group", "microstructure", home=tmp_path / "home")
+    assert ran.returncode == 2
+    assert "microstructure: skipped, data.lob is not set" in ran.stdout
+    assert "nothing to run for the microstructure group" in ran.stderr
     defs = definitions_from_env({"ALPHAFORGE_HOME": str(tmp_path / "home")})
     assert not {a for a in job_assets(defs.resolve_job_def(FULL_JOB)) if a.startswith("lob_")}
 
