@@ -273,6 +273,16 @@ def _days(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     ]
 
 
+def _books(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each day's book with its own depth: days of shallower files, read together with deeper
+    ones, come back with the deeper files' levels as all-null columns, which are dropped."""
+    out = {}
+    for key, part in _days(frame):
+        empty = {c for c in part.columns if c != PARTITION and part[c].null_count() == len(part)}
+        out[key] = part.drop(sorted(empty))
+    return out
+
+
 @asset(
     group_name=GROUP,
     partitions_def=LOB_PARTITIONS,
@@ -289,7 +299,7 @@ def lob_features(
     """Event-time order-book features (``models/microstructure/features.py``: quotes, depth
     and its imbalance per level, multi-level order-flow imbalance, trade-sign imbalance,
     arrival rates, realized volatility, Kyle's lambda), each from events up to its own."""
-    books = dict(_days(lob_book))
+    books = _books(lob_book)
     parts = []
     for key, ev in _days(lob_events):
         part = features_frame(ev.drop(PARTITION), books[key].drop(PARTITION), config.params())
@@ -320,7 +330,7 @@ def lob_clock_features(
     """The day on each clock: every interval's flow (messages, signed volume, OFI per level)
     and mid return, and the event-time features as of its end. With the order-flow imbalance
     against the mid's move per 10 s (Cont, Kukanov & Stoikov's picture)."""
-    books, feats = dict(_days(lob_book)), dict(_days(lob_features))
+    books, feats = _books(lob_book), dict(_days(lob_features))
     parts, pictures = [], {}
     for key, ev in _days(lob_events):
         part = clock_features(
@@ -357,7 +367,7 @@ def lob_labels(
     """Per event and horizon: the smoothed (k events) or plain (T seconds) mid return ahead,
     the time of the last event it reads (purging), and the last ended label's return."""
     horizons = parse_horizons(config.horizons, {})
-    books = dict(_days(lob_book))
+    books = _books(lob_book)
     parts = [
         labels_frame(ev.drop(PARTITION), books[key].drop(PARTITION), horizons).select(
             pl.lit(key).alias(PARTITION), pl.all()
@@ -660,7 +670,7 @@ def lob_impact(
             f"lob_clock_features has no {clock} clock (microstructure.clocks_s)",
             allow_retries=False,
         )
-    books = dict(_days(lob_book))
+    books = _books(lob_book)
     rows, curves = [], {}
     for (symbol,), ev in lob_events.partition_by(
         "symbol", as_dict=True, maintain_order=True
