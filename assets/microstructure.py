@@ -142,7 +142,7 @@ class LobModelsConfig(LobFeaturesConfig):
     n_jobs: int = Field(default=2, description="LightGBM threads.")
     deeplob_epochs: int = Field(default=3, description="DeepLOB training epochs (early-stopped).")
     deeplob_windows: int = Field(
-        default=20_000, description="DeepLOB training windows, spread evenly over the period."
+        default=30_000, description="DeepLOB training windows, spread evenly over the period."
     )
     deeplob_threads: int = Field(default=2, description="Torch threads for the net.")
 

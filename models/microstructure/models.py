@@ -261,7 +261,7 @@ class _DeepLOBNet(nn.Module):
     """Conv blocks that pair price with size, then levels, then the whole book; an inception
     module over time; an LSTM; one 3-class head per horizon."""
 
-    def __init__(self, levels: int, horizons: int, channels: int = 8, hidden: int = 32):
+    def __init__(self, levels: int, horizons: int, channels: int = 16, hidden: int = 32):
         super().__init__()
         c = channels
         act = nn.LeakyReLU(0.01)
@@ -312,12 +312,12 @@ class DeepLOBClassifier(ClassifierMixin, BaseEstimator):
         self,
         levels: int = 10,
         window: int = 100,
-        channels: int = 8,
+        channels: int = 16,
         hidden: int = 32,
         epochs: int = 3,
         batch_size: int = 64,
         lr: float = 1e-3,
-        max_train_windows: int = 20_000,
+        max_train_windows: int = 30_000,
         threads: int = 2,
         random_state: int = 0,
     ):
