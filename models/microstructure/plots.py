@@ -90,22 +90,34 @@ def _heat(ax, a: BookArrays, price: np.ndarray, lo: int, hi: int, bins: int, max
 
 
 def ofi_vs_mid(intervals: pl.DataFrame, title: str) -> Figure:
-    """Each interval's level-1 order-flow imbalance against its mid change (bp), with the
-    least-squares line and its R^2 (Cont, Kukanov & Stoikov's figure)."""
-    frame = intervals.drop_nulls(["ofi_1", "return_bp"])
-    x, y = frame["ofi_1"].to_numpy().astype(float), frame["return_bp"].to_numpy()
-    fig = Figure(figsize=(6.5, 4.5))
-    ax = fig.subplots()
-    ax.scatter(x, y, s=3, alpha=0.35)
-    if len(x) > 2 and np.std(x) > 0:
-        slope, intercept = np.polyfit(x, y, 1)
-        r2 = np.corrcoef(x, y)[0, 1] ** 2
-        xs = np.linspace(x.min(), x.max(), 50)
-        ax.plot(xs, intercept + slope * xs, color="black", lw=1, label=f"OLS, R² {r2:.2f}")
-        ax.legend()
-    ax.set(title=title, xlabel="order-flow imbalance, level 1 (shares)", ylabel="mid change (bp)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    """Each interval's order-flow imbalance against its mid change (bp), with the
+    least-squares line and its R^2: at the best level (Cont, Kukanov & Stoikov's figure) and
+    summed over every level of the book (the multi-level form)."""
+    levels = sum(1 for c in intervals.columns if c.startswith("ofi_") and c[4:].isdigit())
+    frame = intervals.drop_nulls(["ofi_1", "return_bp"]).filter(pl.col("return_bp").is_finite())
+    y = frame["return_bp"].to_numpy()
+    sums = {
+        "best level": frame["ofi_1"].to_numpy().astype(float),
+        f"levels 1-{levels}": frame.select(
+            pl.sum_horizontal(f"ofi_{k}" for k in range(1, levels + 1))
+        ).to_series().to_numpy().astype(float),
+    }  # fmt: skip
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2 if levels > 1 else 1, squeeze=False)[0]
+    for ax, (label, x) in zip(axes, sums.items(), strict=False):
+        ax.scatter(x, y, s=3, alpha=0.35)
+        if len(x) > 2 and np.std(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+            r2 = np.corrcoef(x, y)[0, 1] ** 2
+            xs = np.linspace(x.min(), x.max(), 50)
+            ax.plot(xs, intercept + slope * xs, color="black", lw=1, label=f"OLS, R² {r2:.2f}")
+            ax.legend()
+        ax.set(
+            title=f"{title}: {label}",
+            xlabel=f"order-flow imbalance, {label} (shares)",
+            ylabel="mid change (bp)",
+        )
+        ax.grid(alpha=0.3)
     return fig
 
 
