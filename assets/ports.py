@@ -15,6 +15,8 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from data_contracts import RawPrices
+from data_contracts.lob import RawLob
+from models.microstructure.reader import LobPair
 from models.tuning import Workers
 
 
@@ -28,6 +30,20 @@ class PriceSource(Protocol):
 
     def load_sectors(self) -> pl.DataFrame:
         """``[symbol, sector]`` (possibly empty): the sector map for sector-neutral features."""
+
+
+class LobSource(Protocol):
+    def pairs(self) -> dict[str, LobPair]:
+        """Ticker-day partition key -> the LOBSTER message/order-book pair it ingests."""
+
+    def load(self, pair: LobPair) -> RawLob:
+        """Both files of ``pair`` as raw frames, with what could not be read."""
+
+    def load_daily_bars(self, symbol: str, start: date, end: date) -> pl.DataFrame | None:
+        """``[date, open, high, low, close, volume]`` of ``symbol``, or None without them."""
+
+    def describe(self) -> str:
+        """Where the order books come from."""
 
 
 class AltDataSource(Protocol):

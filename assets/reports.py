@@ -128,6 +128,7 @@ def run_report(
             ),
         ),
     ]
+    sections += _microstructure(reports)
     subtitle = f"Dagster run {context.run_id}"
     page = html_report("AlphaForge run report", subtitle, sections)
     data = report_json(sections)
@@ -152,6 +153,53 @@ def run_report(
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
+
+
+def _microstructure(reports: ReportStore) -> list[Section]:
+    """The order-book results the microstructure group left in the report store (its latest
+    run's), or nothing when it never ran (no ``data.lob``)."""
+    import io
+
+    models, costs = reports.read("lob_models.json"), reports.read("lob_impact.json")
+    if models is None and costs is None:
+        return []
+    blocks: list = [
+        "Order books (LOBSTER), ingested under the lob_book contract. Models: trained on the "
+        "first part of the trading time, tested on the rest, purged by each label's horizon."
+    ]
+    if models is not None:
+        scores = pl.read_json(io.BytesIO(models))
+        blocks.append(scores.select("symbol", "model", "horizon", "accuracy", "macro_f1", "n_test"))
+    if costs is not None:
+        blocks += [
+            "Trading costs measured on the trades, next to the Corwin-Schultz estimate from "
+            "daily bars (half-spreads in bp; Kyle's lambda in bp per $1M of signed flow; Y the "
+            "square-root coefficient; R² out of sample).",
+            pl.read_json(io.BytesIO(costs)).select(
+                "symbol",
+                "quoted_half_spread_bp",
+                "effective_half_spread_bp",
+                "cs_half_spread_bp",
+                "kyle_lambda_bp_per_musd",
+                "kyle_r2_oos",
+                "sqrt_coef",
+                "sqrt_r2_oos",
+            ),  # fmt: skip
+        ]
+    pictures = sorted(
+        p.name for p in reports.paths() if p.name.startswith("lob_") and p.suffix == ".png"
+    )
+    captions = {
+        name: (
+            f"Depth heat-map {name[18:-4]}: resting size by price and time, mid and trades"
+            if name.startswith("lob_depth_heatmap_")
+            else f"Order-flow imbalance against the mid's change, {name[8:-4]}"
+            if name.startswith("lob_ofi_")
+            else "Impact curve: mean mid return against signed flow, with the fits"
+        )
+        for name in pictures
+    }
+    return [Section("Microstructure", (*blocks, *_figures(reports, captions)))]
 
 
 def _figures(reports: ReportStore, captions: dict[str, str]) -> list[Figure]:

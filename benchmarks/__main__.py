@@ -21,6 +21,10 @@ and a synthetic 5,000-asset OHLCV panel. Targets are judged here, not in timed t
   objective, risk parity) on every name, weekly over the whole history: at least 10x the
   per-date skfolio code they replaced (``benchmarks/reference_portfolio.py``, timed on every
   twentieth date of the same run), with weights equal to 1e-6 (``--optimisers`` runs this alone).
+- order books (``benchmarks/lob.py``, its own process, with the shared LOBSTER files): every
+  pair ingested with every line kept, against a bare ``polars.read_csv``; the tick scorer on
+  the GOOG 10-level day, every event scored, in at most 10 s with p99 at most 1 ms per event
+  (feature update + tree score), equal to the batch scores.
 """
 
 import argparse
@@ -422,6 +426,36 @@ def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> float:
     return gap
 
 
+def bench_lob(quick: bool) -> dict:
+    """In a child process, so its timings are its own."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.lob", *(["--quick"] if quick else [])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if "skipped" in r:
+        print(f"order books: skipped, {r['skipped']}")
+        return r
+    for row in r["ingest"]:
+        print(
+            f"LOB ingest {row['pair']}: {row['rows_in']:,} lines in, {row['events']:,} events "
+            f"ingested, {row['ingest_s']:.2f} s ({row['events_per_s']:,.0f} events/s through "
+            f"read, contract and typing; bare polars read_csv {row['bare_read_s']:.2f} s, "
+            f"{row['bare_rows_per_s']:,.0f} rows/s)"
+        )
+    p = r["replay"]
+    print(
+        f"LOB tick scorer, GOOG 10 levels: {p['events']:,} events, every one scored, in "
+        f"{p['wall_s']:.2f} s ({p['events_per_s']:,.0f} events/s); per event (feature update + "
+        f"LightGBM score, {p['trees']} trees): p50 {p['p50_us']:.1f} us, p90 {p['p90_us']:.1f} us, "
+        f"p99 {p['p99_us']:.1f} us, max {p['max_us'] / 1000:.1f} ms; batch features "
+        f"{p['features_batch_s']:.2f} s; largest gap to the batch scores {p['max_gap_to_batch']:.1e}"
+    )
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small data, targets not judged")
@@ -448,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     shap_times = bench_treeshap(2_000 if args.quick else 100_000)
     stream = bench_streaming(10 if args.quick else 120)
     opt = bench_optimisers(prices, 40 if args.quick else 20)
+    lob = bench_lob(args.quick)
     if args.quick:
         return 0
     checks = {
@@ -469,6 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "optimiser weights equal to 1e-6": all(v["gap"] <= 1e-6 for v in opt.values()),
     }
+    if "replay" in lob:
+        replay = lob["replay"]
+        checks |= {
+            "LOB ingest keeps every line": all(
+                r["events"] == r["rows_in"] == r["book_rows"] for r in lob["ingest"]
+            ),
+            "LOB tick scorer: the day in <= 10 s": replay["wall_s"] <= 10,
+            "LOB tick scorer: p99 <= 1 ms per event": replay["p99_us"] <= 1000,
+            "LOB tick scorer equals the batch scores (1e-9)": replay["max_gap_to_batch"] <= 1e-9,
+        }
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'MISS'} {name}")
     return 0 if all(checks.values()) else 1

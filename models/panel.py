@@ -96,6 +96,8 @@ def partition_keys(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
         (c for c in PARTITION_COLUMNS if frame.schema.get(c) in (pl.Date, pl.Datetime)), None
     )
     ordered = sorted(keys)
+    if "lob_partition" in frame.columns and ordered:  # the order books' ticker-day keys
+        return frame["lob_partition"].cast(pl.String).fill_null(ordered[0]).alias("_key")
     if column is None or not ordered:
         return pl.Series("_key", [ordered[0] if ordered else None] * len(frame), pl.String)
     starts = pl.Series(ordered).str.to_date()

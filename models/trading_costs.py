@@ -38,7 +38,9 @@ _K = 3 - 2 * np.sqrt(2)
 COST_FEATURES = ("spread", "spread_5", "amihud_20", "range_20", "logdv_20")
 
 
-def _corwin_schultz(prices: pl.DataFrame, window: int) -> pl.DataFrame:
+def corwin_schultz_daily(prices: pl.DataFrame) -> pl.DataFrame:
+    """``[symbol, date, _cs]``: each day's Corwin-Schultz spread, from its bar and the day
+    before's (floored at zero), before any window mean."""
     hl = (pl.col("high") / pl.col("low")).log() ** 2
     beta = hl + hl.shift(1)
     gamma = (
@@ -47,7 +49,11 @@ def _corwin_schultz(prices: pl.DataFrame, window: int) -> pl.DataFrame:
     ).log() ** 2
     alpha = ((2 * beta).sqrt() - beta.sqrt()) / _K - (gamma / _K).sqrt()
     daily = (2 * (alpha.exp() - 1) / (1 + alpha.exp())).clip(lower_bound=0.0)
-    return prices.with_columns(daily.over(SYMBOL).alias("_cs")).select(
+    return prices.sort(SYMBOL, DATE).select(SYMBOL, DATE, daily.over(SYMBOL).alias("_cs"))
+
+
+def _corwin_schultz(prices: pl.DataFrame, window: int) -> pl.DataFrame:
+    return corwin_schultz_daily(prices).select(
         SYMBOL,
         DATE,
         pl.col("_cs").rolling_mean(window, min_samples=window // 2).over(SYMBOL).alias("spread"),

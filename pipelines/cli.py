@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)"
     )
+    run.add_argument(
+        "--group",
+        choices=["microstructure"],
+        help="run only this group (the order books of data.lob, every ticker-day partition)",
+    )
     run.add_argument("--date", help="ingest one trading day as a daily_prices partition")
     run.add_argument("--from", dest="start", help="first day of a backfill of daily partitions")
     run.add_argument("--to", dest="end", help="last day of a backfill (default: --from)")
@@ -64,13 +69,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     score.add_argument("--day", help="feature date to score (default: the newest)")
     score.add_argument("--out", help="also write the scores here (.csv or .parquet)")
-    stream = sub.add_parser("stream", help="score daily bars as they arrive (file or socket)")
+    stream = sub.add_parser(
+        "stream",
+        help="score daily bars as they arrive (file or socket), or replay LOBSTER order books "
+        "tick by tick (--lob)",
+    )
     _experiment_args(stream)
     feed = stream.add_mutually_exclusive_group(required=True)
     feed.add_argument("--bars", help="CSV of bars: symbol,date,open,high,low,close,volume")
     feed.add_argument("--socket", help="a local TCP feed of the same lines, host:port")
-    stream.add_argument("--model", default=DEFAULT_MODEL, help="registry URI (as for score)")
+    feed.add_argument(
+        "--lob",
+        nargs="+",
+        metavar="FILES",
+        help="LOBSTER message files (their order-book partners beside them; a folder or glob "
+        "works too): every event replayed and scored with alphaforge-lob@champion",
+    )
+    stream.add_argument(
+        "--model",
+        default=None,
+        help=f"registry URI (default {DEFAULT_MODEL}; with --lob models:/alphaforge-lob@champion)",
+    )
     stream.add_argument("--top", type=int, default=5, help="signals printed per day")
+    stream.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="--lob: pace the replay at this multiple of real time (default: as fast as possible)",
+    )
+    stream.add_argument(
+        "--out", help="--lob: write every event's probabilities here (.parquet or .csv)"
+    )
     worker = sub.add_parser(
         "tune-worker",
         help="run queued trials of a shared Optuna study (storage and MLflow from the env)",
@@ -125,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "score":
         return _score(settings, resolved, args)
+    if args.command == "stream" and args.lob:
+        return _stream_lob(settings, resolved, args)
     if args.command == "stream":
+        args.model = args.model or DEFAULT_MODEL
         return _stream(settings, resolved, args)
     prepare_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
@@ -137,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     start = args.date or args.start
     window = (start, args.end or start) if start else None
-    return _run(settings, resolved, args.select, window)
+    return _run(settings, resolved, args.select, window, args.group)
 
 
 def data_problems(resolved: Resolved) -> list[str]:
@@ -223,21 +255,25 @@ def _run(
     resolved: Resolved,
     select: list[str] | None,
     window: tuple[str, str] | None = None,
+    group: str | None = None,
 ) -> int:
+    """Materialize what was asked: the daily pipeline, and the microstructure group's job
+    (its own partitions: ticker-days) when ``data.lob`` is set, first, so the run report
+    shows its pictures. Without ``data.lob`` the group is skipped and says why."""
     from dagster import AssetSelection, DagsterInstance
-    from dagster._core.utils import make_new_run_id
 
     from pipelines.definitions import (
         DAILY_JOB,
         FULL_JOB,
         JOB,
+        LOB_JOB,
         build_definitions,
-        experiment_tags,
         freeze_heap,
         full_run_window,
-        job_assets,
+        lob_source,
         partition_range_tags,
     )
+    from pipelines.lob import LOB_PARTITIONS, register_partitions
 
     try:  # refuse at once, before the run is even created, if the lake is busy; the run
         # takes the lock over (local: its IO manager; prod: its executor), so the probe keeps
@@ -252,35 +288,101 @@ def _run(
     except HomeBusy as err:
         print(f"✗ {err}", file=sys.stderr)
         return 3
-    defs = build_definitions(settings, resolved)
-    freeze_heap()
-    if window:  # a nightly day or a backfill: the daily partitions, then downstream
-        job_name = DAILY_JOB
-    else:  # everything; the daily partitions up to the data's last day, when there are any
-        window = full_run_window(resolved)
-        job_name = FULL_JOB if window else JOB
+    try:
+        defs = build_definitions(settings, resolved)
+        freeze_heap()
+        with exclusive(settings.home / ".init.lock"):  # a fresh home's schema is created once
+            instance = DagsterInstance.get()
+        graph = defs.resolve_asset_graph()
+        micro = {
+            k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "microstructure"
+        }
+        # an asset computed together with others (market_prices + price_quarantine) runs with them
+        chosen = (
+            set(AssetSelection.assets(*select).required_multi_asset_neighbors().resolve(graph))
+            if select
+            else None
+        )
+        runs = []
+        asked = group == "microstructure" or bool(chosen and chosen & micro)
+        if group == "microstructure" or (chosen and chosen & micro) or (not chosen and not window):
+            data = resolved.experiment.data
+            source = lob_source(resolved)
+            keys = register_partitions(instance, source) if data.lob else []
+            if not data.lob or not keys:
+                reason = (
+                    "data.lob is not set (order-book files: see examples/lobster.yaml)"
+                    if not data.lob
+                    else f"no LOBSTER message/order-book pair under {data.lob}"
+                )
+                print(f"microstructure: skipped, {reason}")
+                if asked:
+                    print("✗ nothing to run for the microstructure group", file=sys.stderr)
+                    return 2
+            else:
+                every = instance.get_dynamic_partitions(LOB_PARTITIONS.name)
+                runs.append(
+                    (
+                        LOB_JOB,
+                        sorted(chosen & micro) if chosen else None,
+                        partition_range_tags(every[0], every[-1]),
+                        f", order-book partitions {', '.join(keys)}",
+                    )
+                )
+        if group is None and (not chosen or chosen - micro):
+            if window:  # a nightly day or a backfill: the daily partitions, then downstream
+                job_name = DAILY_JOB
+            else:  # everything; the daily partitions up to the data's last day, when any
+                window = full_run_window(resolved)
+                job_name = FULL_JOB if window else JOB
+            days = f", daily partitions {window[0]}..{window[1]}" if window else ""
+            runs.append(
+                (
+                    job_name,
+                    sorted(chosen - micro) if chosen else None,
+                    partition_range_tags(*window) if window else {},
+                    days,
+                )
+            )
+        for job_name, selection, partition_tags, what in runs:
+            code = _run_job(
+                settings, resolved, defs, instance, job_name, selection, partition_tags, what
+            )
+            if code:
+                return code
+        return 0
+    finally:
+        probe.release()
+
+
+def _run_job(
+    settings: Settings,
+    resolved: Resolved,
+    defs,
+    instance,
+    job_name: str,
+    selection: list | None,
+    partition_tags: dict[str, str],
+    what: str,
+) -> int:
+    """One Dagster run of ``job_name`` (all its assets, or ``selection``) with the progress
+    display; 0 when it succeeded."""
+    from dagster._core.utils import make_new_run_id
+
+    from pipelines.definitions import experiment_tags, job_assets
+
     job = defs.resolve_job_def(job_name)
-    partition_tags = partition_range_tags(*window) if window else {}
-    with exclusive(settings.home / ".init.lock"):  # a fresh home's schema is created once
-        instance = DagsterInstance.get()
+    graph = defs.resolve_asset_graph()
     run_id = make_new_run_id()
     config = resolved.run_config(job_assets(job)) | {
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
     }
-    graph = defs.resolve_asset_graph()
-    # an asset computed together with others (market_prices + price_quarantine) runs with them
-    selection = (
-        sorted(AssetSelection.assets(*select).required_multi_asset_neighbors().resolve(graph))
-        if select
-        else None
-    )
     keys = selection or job.asset_layer.selected_asset_keys
     steps = len({id(graph.get(k).assets_def) for k in keys})  # a multi-asset is one step
     profile = resolved.experiment.profile
-    days = f", daily partitions {window[0]}..{window[1]}" if window else ""
     where = "PostgreSQL-backed instance" if settings.prod else f"home {settings.home}"
     named = "" if settings.prod else f", Dagster run {run_id}"  # prod: named when it starts
-    print(f"AlphaForge: profile '{profile}'{days}, {where}{named}")
+    print(f"AlphaForge: profile '{profile}'{what}, {where}{named}")
 
     outcome: dict[str, object] = {}
     tags = experiment_tags(resolved) | {"alphaforge/source": "cli"} | partition_tags
@@ -649,6 +751,100 @@ def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) ->
         f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms"
     )
     return 0
+
+
+LOB_MODEL = "models:/alphaforge-lob@champion"
+
+
+def _stream_lob(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> int:
+    """Replay each LOBSTER pair in event order (paced by ``--speed``, else as fast as possible),
+    update the features incrementally, score every event with the registered model, and print
+    throughput and the per-event latency percentiles (feature update + score)."""
+    import mlflow
+    import numpy as np
+    import polars as pl
+
+    from data_contracts import ContractViolation
+    from models.microstructure.reader import TICK
+    from pipelines.lob import FileLobSource, latency_summary, load_day, replay_day
+    from pipelines.serving import check_model_uri
+
+    uri = args.model or LOB_MODEL
+    try:
+        check_model_uri(uri)
+    except ModelRefused as err:
+        print(f"✗ {err}", file=sys.stderr)
+        return 2
+    if args.speed is not None and args.speed <= 0:
+        print("✗ --speed must be positive (1 = real time)", file=sys.stderr)
+        return 2
+    pairs = []
+    for path in args.lob:
+        pairs += [p for p in FileLobSource(path=path).all_pairs() if _named(p, path)]
+    pairs = list({(p.message, p.book): p for p in pairs}.values())
+    if not pairs:
+        print(f"✗ no LOBSTER message/order-book pair in {' '.join(args.lob)}", file=sys.stderr)
+        return 2
+    mlflow.set_tracking_uri(mlflow_uri(resolved, settings.mlflow_uri))
+    try:
+        model = mlflow.sklearn.load_model(uri)
+    except Exception as err:  # noqa: BLE001 (MLflow raises several kinds for a missing model)
+        print(f"✗ cannot load {uri}: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{uri}: {model.kind} on {model.symbol} ({model.levels} levels), horizon {model.horizon}, "
+        f"{len(model.features)} features"
+    )
+    tick = round(resolved.experiment.microstructure.tick * 10_000) or TICK
+    outputs = []
+    for pair in pairs:
+        if pair.levels < model.levels:
+            print(
+                f"✗ {pair.message}: {pair.levels} levels, but the model reads {model.levels}",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            events, book = load_day(FileLobSource(), pair, tick)
+        except ContractViolation as err:
+            print(f"✗ {err}", file=sys.stderr)
+            return 2
+        pace = f"{args.speed:g}x real time" if args.speed else "as fast as possible"
+        print(f"{pair.ticker} {pair.day}: replaying {len(events):,} events, {pace}")
+        out = replay_day(events, book, model, args.speed)
+        summary = latency_summary(out["latency_ns"], out["wall_s"])
+        p = out["probabilities"]
+        print(
+            f"  {summary['events']:,} events scored in {summary['wall_s']:.2f} s "
+            f"({summary['events_per_s']:,.0f} events/s); per event (feature update + score): "
+            f"p50 {summary['p50_us']:.1f} us, p90 {summary['p90_us']:.1f} us, "
+            f"p99 {summary['p99_us']:.1f} us, max {summary['max_us'] / 1000:.1f} ms"
+        )
+        calls = np.bincount(np.argmax(p, axis=1), minlength=3)
+        print(
+            f"  calls ({model.horizon}): down {calls[0]:,}, stationary {calls[1]:,}, up {calls[2]:,}"
+        )
+        outputs.append(
+            events.select("seq", "ts").with_columns(
+                symbol=pl.lit(pair.ticker), p_down=p[:, 0], p_stationary=p[:, 1], p_up=p[:, 2]
+            )
+        )
+    if args.out:
+        frame = pl.concat(outputs)
+        path = Path(args.out)
+        if path.suffix == ".parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+        print(f"written to {path}")
+    return 0
+
+
+def _named(pair, path: str) -> bool:
+    """A pair the user named: any pair of a folder or glob, else the named file's own."""
+    if Path(path).is_dir() or any(c in path for c in "*?["):
+        return True
+    return str(Path(path)) in (pair.message, pair.book)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,17 @@ from dagster import (
     schedule,
 )
 
-from assets import explain, features, ingest, portfolio, reports, risk, strategies, training
+from assets import (
+    explain,
+    features,
+    ingest,
+    microstructure,
+    portfolio,
+    reports,
+    risk,
+    strategies,
+    training,
+)
 from assets.ingest import daily_prices_asset
 from pipelines.experiment import (
     BUNDLED_LAST_DATE,
@@ -44,6 +54,7 @@ from pipelines.experiment import (
     resolve,
 )
 from pipelines.io_managers import LakeIOManager
+from pipelines.lob import FileLobSource, new_lob_files_sensor
 from pipelines.resources import DaskResource, MLflowResource, ReportsResource
 from pipelines.sensors import AlertResource, alert_on_run_failure, new_files_sensor
 from pipelines.settings import (
@@ -61,10 +72,21 @@ from pipelines.sources import (
 )
 from pipelines.tuning import TuningResource
 
-ASSET_MODULES = [ingest, features, training, portfolio, strategies, explain, risk, reports]
+ASSET_MODULES = [
+    ingest,
+    features,
+    training,
+    portfolio,
+    strategies,
+    explain,
+    risk,
+    reports,
+    microstructure,
+]
 JOB = "all_assets_job"
 DAILY_JOB = "daily_job"
 FULL_JOB = "full_job"
+LOB_JOB = "microstructure_job"
 WEEKLY_CRON = "0 6 * * 6"
 
 
@@ -155,12 +177,27 @@ def build_resources(
             dashboard=exp.models.dask_dashboard,
         ),
         "reports": ReportsResource(base_dir=str(settings.reports)),
+        "lob_source": lob_source(resolved),
         "alerts": AlertResource(
             alert_dir=str(settings.alerts),
             webhook_url=webhook,
             redact=sorted({*SECRET_VARIABLES, *referenced}),
         ),
     }
+
+
+def lob_source(resolved: Resolved) -> FileLobSource:
+    """The order-book files of ``data.lob`` (none: the microstructure group has nothing to
+    run on and is skipped)."""
+    data = resolved.experiment.data
+    return FileLobSource(
+        path=data.lob,
+        depth=data.lob_depth,
+        max_file_mb=data.max_file_mb,
+        daily_bars=data.lob_daily_bars,
+        daily_columns=dict(data.lob_daily_columns),
+        daily_symbols=dict(data.lob_daily_symbols),
+    )
 
 
 # Who answers for each group, shown on every asset in the Dagster UI.
@@ -172,6 +209,7 @@ OWNERS = {
     "portfolio": "team:portfolio",
     "risk": "team:risk",
     "reports": "team:risk",
+    "microstructure": "team:research",
 }
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,7 +265,9 @@ def build_definitions(
         [*load_assets_from_modules(ASSET_MODULES), daily_prices_asset(data.daily_from)]
     )
     daily = AssetSelection.assets("daily_prices", "daily_quarantine")
-    full = AssetSelection.all() - daily
+    # the order books have partitions of their own (ticker-days): a job of their own
+    micro = AssetSelection.groups(microstructure.GROUP)
+    full = AssetSelection.all() - daily - micro
     # the new day's prices and the news that came with it, then everything they feed but
     # the GAN scenarios, which the weekly rebuild retrains (the nightly risk report reads the
     # latest ones)
@@ -261,13 +301,19 @@ def build_definitions(
     )
     full_job = job(
         FULL_JOB,
-        AssetSelection.all(),
+        AssetSelection.all() - micro,
         "Everything, the daily partitions included: `alphaforge run` and the "
         "weekly rebuild run it with the partition range up to the data's last day.",
     )
+    lob_job = job(
+        LOB_JOB,
+        micro,
+        "The order books of data.lob: ingest and contract per ticker-day partition, "
+        "features, labels, models, impact and calibrated costs.",
+    )
     return Definitions(
         assets=assets,
-        jobs=[all_assets_job, daily_job, full_job],
+        jobs=[all_assets_job, daily_job, full_job, lob_job],
         schedules=[
             nightly_schedule(daily_job, schedule.cron, schedule.timezone, data.daily_from),
             weekly_schedule(full_job, all_assets_job, resolved, schedule.timezone),
@@ -275,6 +321,7 @@ def build_definitions(
         sensors=[
             alert_on_run_failure,
             new_files_sensor(JOB, data.path if data.source == "files" else None),
+            new_lob_files_sensor(LOB_JOB, lob_source(resolved)),
         ],
         resources=build_resources(settings, resolved, environ),
         executor=executor(settings),

@@ -31,6 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig, UniverseConfig
+from assets.microstructure import (
+    LobFeaturesConfig,
+    LobImpactConfig,
+    LobIngestConfig,
+    LobLabelsConfig,
+    LobModelsConfig,
+)
 from assets.portfolio import (
     SPREAD_SOURCES,
     STRATEGIES,
@@ -63,7 +70,8 @@ MAX_SHOWN = 200
 # query parameters that carry a credential (libpq and SQLAlchemy take ?password=)
 SECRET_PARAMS = {"password", "passwd", "pwd", "pass", "secret", "token", "access_token",
                  "api_key", "apikey", "key", "sig", "signature"}  # fmt: skip
-WHOLE = ("columns", "stress_episodes")  # mappings that are values, not sections
+# mappings that are values, not sections
+WHOLE = ("columns", "stress_episodes", "lob_daily_columns", "lob_daily_symbols", "dead_zones_bp")
 ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n_trials
 BUNDLED_LAST_DATE = date(2022, 12, 28)
 
@@ -134,6 +142,64 @@ class DataSection(Section):
     max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
     stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)
     max_age_days: int | None = _inherit(PanelConfig, "max_age_days", ge=0)
+    lob: str | None = Field(
+        None,
+        description="Folder or glob of LOBSTER message/order-book files (.csv or .csv.gz, any "
+        "depth; ticker, day and depth from the names): the microstructure group runs on them, "
+        "one partition per ticker-day. None: the group is skipped.",
+    )
+    lob_depth: int | None = Field(
+        None, ge=1, description="With several depths of one ticker-day, ingest this one "
+        "(none: the deepest).",
+    )  # fmt: skip
+    lob_daily_bars: str | None = Field(
+        None,
+        description="Daily OHLCV files of the LOB tickers, a path with {symbol} (e.g. "
+        ".../sp500-alphavantage/{symbol}.csv.gz): the Corwin-Schultz comparison and the daily "
+        "volatility and volume of the square-root impact law.",
+    )
+    lob_daily_columns: dict[
+        Literal["symbol", "date", "open", "high", "low", "close", "volume"], str
+    ] = Field(default_factory=dict, description="Our column name -> the daily files' name.")
+    lob_daily_symbols: dict[str, str] = Field(
+        default_factory=dict,
+        description="LOB ticker -> the daily files' symbol where a name changed (LOBSTER's "
+        "2012 GOOG is today's GOOGL).",
+    )
+
+
+class MicrostructureSection(Section):
+    tick: float = _inherit(LobIngestConfig, "tick", gt=0)
+    levels: int = _inherit(LobFeaturesConfig, "levels", ge=1)
+    ofi_windows: list[int] = _inherit(LobFeaturesConfig, "ofi_windows", min_length=1)
+    trade_windows: list[int] = _inherit(LobFeaturesConfig, "trade_windows", min_length=1)
+    rate_windows_s: list[int] = _inherit(LobFeaturesConfig, "rate_windows_s", min_length=1)
+    vol_windows_s: list[int] = _inherit(LobFeaturesConfig, "vol_windows_s", min_length=1)
+    kyle_trades: int = _inherit(LobFeaturesConfig, "kyle_trades", ge=2)
+    clocks_s: list[int] = _inherit(LobFeaturesConfig, "clocks_s", min_length=1)
+    horizons: list[str] = _inherit(LobLabelsConfig, "horizons", min_length=1)
+    ticker: str | None = _inherit(LobModelsConfig, "ticker")
+    models: list[Literal["majority", "persistence", "cks_ofi", "lightgbm", "deeplob"]] = _inherit(
+        LobModelsConfig, "models", min_length=1
+    )
+    train_fraction: float = _inherit(LobModelsConfig, "train_fraction", gt=0, lt=1)
+    valid_fraction: float = _inherit(LobModelsConfig, "valid_fraction", gt=0, lt=1)
+    stationary_share: float = _inherit(LobModelsConfig, "stationary_share", gt=0, lt=1)
+    dead_zones_bp: dict[str, float] = _inherit(LobModelsConfig, "dead_zones_bp")
+    serve_horizon: str = _inherit(LobModelsConfig, "serve_horizon")
+    deeplob_epochs: int = _inherit(LobModelsConfig, "deeplob_epochs", ge=1)
+    deeplob_windows: int = _inherit(LobModelsConfig, "deeplob_windows", ge=100)
+    deeplob_threads: int = _inherit(LobModelsConfig, "deeplob_threads", ge=1)
+    impact_interval_s: int = _inherit(LobImpactConfig, "interval_s", ge=1)
+    impact_train_fraction: float = _inherit(LobImpactConfig, "train_fraction", gt=0, lt=1)
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, value: list[str]) -> list[str]:
+        bad = [h for h in value if not re.fullmatch(r"[ks][1-9][0-9]*", h)]
+        if bad:
+            raise ValueError(f"horizons {bad}: each is k<events> or s<seconds>, e.g. k50, s10")
+        return value
 
 
 class UniverseSection(Section):
@@ -377,6 +443,7 @@ class Experiment(Section):
     portfolio: PortfolioSection = PortfolioSection()
     risk: RiskSection = RiskSection()
     explain: ExplainSection = ExplainSection()
+    microstructure: MicrostructureSection = MicrostructureSection()
     schedule: ScheduleSection = ScheduleSection()
     tracking: TrackingSection = TrackingSection()
 
@@ -516,6 +583,27 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
     ("explain", "model"): ("shap_explanations", "model"),
     ("explain", "n_rows"): ("shap_explanations", "n_rows"),
+    ("microstructure", "tick"): ("lob_events", "tick"),
+    ("microstructure", "levels"): ("lob_features", "levels"),
+    ("microstructure", "ofi_windows"): ("lob_features", "ofi_windows"),
+    ("microstructure", "trade_windows"): ("lob_features", "trade_windows"),
+    ("microstructure", "rate_windows_s"): ("lob_features", "rate_windows_s"),
+    ("microstructure", "vol_windows_s"): ("lob_features", "vol_windows_s"),
+    ("microstructure", "kyle_trades"): ("lob_features", "kyle_trades"),
+    ("microstructure", "clocks_s"): ("lob_features", "clocks_s"),
+    ("microstructure", "horizons"): ("lob_labels", "horizons"),
+    ("microstructure", "ticker"): ("lob_models", "ticker"),
+    ("microstructure", "models"): ("lob_models", "models"),
+    ("microstructure", "train_fraction"): ("lob_models", "train_fraction"),
+    ("microstructure", "valid_fraction"): ("lob_models", "valid_fraction"),
+    ("microstructure", "stationary_share"): ("lob_models", "stationary_share"),
+    ("microstructure", "dead_zones_bp"): ("lob_models", "dead_zones_bp"),
+    ("microstructure", "serve_horizon"): ("lob_models", "serve_horizon"),
+    ("microstructure", "deeplob_epochs"): ("lob_models", "deeplob_epochs"),
+    ("microstructure", "deeplob_windows"): ("lob_models", "deeplob_windows"),
+    ("microstructure", "deeplob_threads"): ("lob_models", "deeplob_threads"),
+    ("microstructure", "impact_interval_s"): ("lob_impact", "interval_s"),
+    ("microstructure", "impact_train_fraction"): ("lob_impact", "train_fraction"),
 }
 
 
@@ -563,6 +651,14 @@ class Resolved:
         ops["base_models"]["config"] |= {
             "book_top_k": dumped["portfolio"]["top_k"],
             "book_every": dumped["portfolio"]["rebalance_every"],
+        }
+        # the order-book models and clock read the features' settings (the registered model
+        # records how its inputs were built), and take the models' seed and threads
+        lob = ops["lob_features"]["config"]
+        ops["lob_clock_features"] = {"config": dict(lob)}
+        ops["lob_models"]["config"] |= lob | {
+            "seed": dumped["models"]["seed"],
+            "n_jobs": dumped["models"]["n_jobs"],
         }
         # and the correlation study the holdings of that strategy
         ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
@@ -990,6 +1086,25 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         problems.append(
             f"risk.strategy: {exp.risk.strategy!r} is not among portfolio.strategies "
             f"{exp.portfolio.strategies}"
+        )
+    if data.lob and check_files:
+        from glob import glob
+
+        pattern = str(Path(data.lob).expanduser())
+        if Path(pattern).is_dir():
+            pattern = str(Path(pattern) / "*")
+        if not [p for p in glob(pattern) if "_message_" in Path(p).name]:
+            problems.append(f"data.lob: no LOBSTER message file matches {data.lob!r}")
+    micro = exp.microstructure
+    if micro.serve_horizon not in micro.horizons:
+        problems.append(
+            f"microstructure.serve_horizon: {micro.serve_horizon!r} is not among "
+            f"microstructure.horizons {micro.horizons}"
+        )
+    if micro.impact_interval_s not in micro.clocks_s:
+        problems.append(
+            f"microstructure.impact_interval_s: {micro.impact_interval_s} s is not among "
+            f"microstructure.clocks_s {micro.clocks_s}"
         )
     for key in ("mlflow_uri", "optuna_storage"):
         value = getattr(exp.tracking, key)

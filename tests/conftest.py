@@ -2,6 +2,7 @@
 of the whole graph on a real Dagster instance with real MLflow, shared by integration tests."""
 
 import glob
+import gzip
 import os
 import shutil
 import signal
@@ -214,3 +215,202 @@ def pg_stack(tmp_path_factory):
         yield {"folder": folder, "env": client_env}
     finally:
         subprocess.run([str(STACK), "stop", str(folder)], env=env, timeout=60)
+
+
+# --- order books ---------------------------------------------------------------------------
+
+SHARED_LOBSTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster-2012-06-21"
+LOB_DUMMY = 9_999_999_999
+
+
+def synthetic_lob(
+    n: int = 3000,
+    levels: int = 5,
+    seed: int = 0,
+    halt_at: int | None = None,
+    empty_at: int | None = None,
+    quantum: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded LOBSTER-format day (``(messages, book)`` integer/float arrays, the book after
+    each message): limit orders, partial cancels, deletes, visible executions at the best,
+    hidden executions inside the spread (on the half tick), ties in time, thin sides that
+    empty now and then (dummy levels), and optionally a halt / quoting / resume sequence
+    starting at ``halt_at``, and every bid deleted level by level from ``empty_at`` (an empty
+    side: dummies at every level). With ``quantum`` every time is a multiple of it (events
+    exactly a window apart). A plain event loop: test data, not product code."""
+    rng = np.random.default_rng(seed)
+    tick = 100
+    bids = {1_000_000 - tick * (k + 1): int(rng.integers(1, 300)) for k in range(3)}
+    asks = {1_000_000 + tick * (k + 1): int(rng.integers(1, 300)) for k in range(2)}
+    t, oid = 34_200.0 + 0.001, 10
+    messages, books = [], []
+
+    def snapshot():
+        a = sorted(asks)[:levels]
+        b = sorted(bids, reverse=True)[:levels]
+        row = []
+        for k in range(levels):
+            row += [a[k], asks[a[k]]] if k < len(a) else [LOB_DUMMY, 0]
+            row += [b[k], bids[b[k]]] if k < len(b) else [-LOB_DUMMY, 0]
+        return row
+
+    halts = {halt_at: -1, halt_at + 5: 0, halt_at + 10: 1} if halt_at is not None else {}
+    for i in range(n):
+        t += 0.0 if rng.random() < 0.1 else float(rng.exponential(0.08))
+        t = round(t, 9) if quantum is None else 34_200 + quantum * round((t - 34_200) / quantum)
+        if i in halts:
+            messages.append((t, 7, 0, 0, halts[i], -1))
+            books.append(snapshot())
+            continue
+        best_bid = max(bids) if bids else None
+        best_ask = min(asks) if asks else None
+        if empty_at is not None and empty_at <= i and bids and not messages[-1][1:2] == (1,):
+            if i < empty_at + 50:  # delete the bids, best first, until none is left
+                price = max(bids)
+                messages.append((t, 3, int(rng.integers(1, oid + 1)), bids.pop(price), price, 1))
+                books.append(snapshot())
+                continue
+        r = rng.random()
+        side = 1 if rng.random() < 0.5 else -1
+        book = bids if side == 1 else asks
+        if r < 0.45 or not book:  # new limit order
+            if side == 1:
+                top = best_bid if best_bid is not None else (best_ask or 1_000_100) - 2 * tick
+                price = top + tick * int(rng.integers(-3, 2))
+                if best_ask is not None:
+                    price = min(price, best_ask - tick)
+            else:
+                top = best_ask if best_ask is not None else (best_bid or 999_900) + 2 * tick
+                price = top + tick * int(rng.integers(-1, 4))
+                if best_bid is not None:
+                    price = max(price, best_bid + tick)
+            size = int(rng.integers(1, 400))
+            book[price] = book.get(price, 0) + size
+            oid += 1
+            messages.append((t, 1, oid, size, price, side))
+        elif r < 0.85:  # cancel, delete or visible execution
+            kind = 2 if r < 0.55 else 3 if r < 0.72 else 4
+            price = (
+                (max if side == 1 else min)(book)
+                if kind == 4
+                else list(book)[int(rng.integers(len(book)))]
+            )
+            have = book[price]
+            size = int(rng.integers(1, have + 1)) if kind != 2 or have > 1 else 1
+            if kind == 2 and size == have:
+                kind = 3
+            book[price] = have - size
+            if book[price] == 0:
+                del book[price]
+            messages.append((t, kind, int(rng.integers(1, oid + 1)), size, price, side))
+        else:  # hidden execution inside the spread, on the half tick
+            if best_bid is None or best_ask is None:
+                messages.append((t, 1, oid, 1, (best_bid or best_ask), 1 if best_bid else -1))
+                (bids if best_bid else asks)[best_bid or best_ask] += 1
+            else:
+                halves = (best_ask - best_bid) // (tick // 2)
+                price = best_bid + (tick // 2) * int(rng.integers(0, halves + 1))
+                messages.append((t, 5, 0, int(rng.integers(1, 200)), price, side))
+        books.append(snapshot())
+    return np.array(messages, dtype=object), np.array(books, dtype=np.int64)
+
+
+def write_lobster(
+    folder: Path, ticker: str, messages, book, levels: int, gz: bool = False, day="2012-06-21"
+) -> tuple[Path, Path]:
+    """Write a pair under LOBSTER's file names (``.csv`` or ``.csv.gz``, no header)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{ticker}_{day}_34200000_57600000"
+    suffix = ".csv.gz" if gz else ".csv"
+    paths = (
+        folder / f"{stem}_message_{levels}{suffix}",
+        folder / f"{stem}_orderbook_{levels}{suffix}",
+    )
+    msg = "\n".join(
+        f"{m[0]:.9f},{m[1]},{m[2]},{m[3]},{m[4]},{m[5]}" if not isinstance(m, str) else m
+        for m in messages
+    )
+    bk = "\n".join(
+        ",".join(str(v) for v in row) if not isinstance(row, str) else row for row in book
+    )
+    for path, text in zip(paths, (msg, bk), strict=True):
+        data = (text + "\n").encode()
+        path.write_bytes(gzip.compress(data) if gz else data)
+    return paths
+
+
+def shared_slice(kind: str, levels: int, ticker: str = "GOOG", lines: int = 4000) -> list[str]:
+    """The first ``lines`` lines of a shared LOBSTER file (skip when ../shared is absent)."""
+    path = SHARED_LOBSTER / f"{ticker}_2012-06-21_34200000_57600000_{kind}_{levels}.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"the shared LOBSTER files are absent ({SHARED_LOBSTER})")
+    with gzip.open(path, "rt") as handle:
+        return [next(handle).rstrip("\n") for _ in range(lines)]
+
+
+@dataclass
+class LobMaterialized:
+    folder: Path
+    result: object
+    keys: list[str]
+    defs: object
+    resolved: object
+    env: dict[str, str]
+
+
+LOB_TEST_EXPERIMENT = """
+profile: fast
+data:
+  lob: {folder}
+microstructure:
+  clocks_s: [1, 10]
+  impact_interval_s: 1
+  ticker: GOOG
+  deeplob_epochs: 1
+  deeplob_windows: 400
+"""
+
+
+@pytest.fixture(scope="session")
+def lob_materialized(materialized, tmp_path_factory) -> LobMaterialized:
+    """The microstructure job, as ``alphaforge run`` runs it, on small LOBSTER pairs in the
+    materialized home (its Dagster instance and MLflow store): the shared files' first lines
+    (GOOG 10 levels, AAPL 1 level) when ../shared is there, else synthetic days."""
+    from pipelines.definitions import (
+        LOB_JOB,
+        build_definitions,
+        job_assets,
+        lob_source,
+        partition_range_tags,
+    )
+    from pipelines.experiment import resolve
+    from pipelines.lob import LOB_PARTITIONS, register_partitions
+    from pipelines.settings import load_settings
+
+    folder = tmp_path_factory.mktemp("lobster")
+    for ticker, levels, lines, seed in (("GOOG", 10, 6000, 1), ("AAPL", 1, 3000, 2)):
+        stem = f"{ticker}_2012-06-21_34200000_57600000"
+        if (SHARED_LOBSTER / f"{stem}_message_{levels}.csv.gz").is_file():
+            for kind in ("message", "orderbook"):
+                with gzip.open(SHARED_LOBSTER / f"{stem}_{kind}_{levels}.csv.gz", "rt") as src:
+                    text = "".join(next(src) for _ in range(lines))
+                (folder / f"{stem}_{kind}_{levels}.csv.gz").write_bytes(
+                    gzip.compress(text.encode())
+                )
+        else:
+            write_lobster(folder, ticker, *synthetic_lob(lines, levels, seed), levels, gz=True)
+    experiment = folder / "lob.yaml"
+    experiment.write_text(LOB_TEST_EXPERIMENT.format(folder=folder))
+    env = dict(materialized.env)
+    resolved = resolve(experiment, environ=env)
+    defs = build_definitions(load_settings(env), resolved, env)
+    keys = register_partitions(materialized.instance, lob_source(resolved))
+    every = materialized.instance.get_dynamic_partitions(LOB_PARTITIONS.name)
+    job = defs.resolve_job_def(LOB_JOB)
+    result = job.execute_in_process(
+        run_config=resolved.run_config(job_assets(job)),
+        instance=materialized.instance,
+        raise_on_error=False,
+        tags=partition_range_tags(every[0], every[-1]),
+    )
+    return LobMaterialized(folder, result, keys, defs, resolved, env)

@@ -21,3 +21,4 @@ def test_quick_benchmark_runs_and_matches_references():
     assert out.returncode == 0, out.stderr
     assert "alpha158 on" in out.stdout and "rows^" in out.stdout and "backtest (" in out.stdout
     assert "ingest on" in out.stdout and "from a daily delivery file" in out.stdout
+    assert "LOB tick scorer" in out.stdout or "order books: skipped" in out.stdout

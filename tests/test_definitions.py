@@ -53,6 +53,8 @@ def test_asset_checks_and_which_block():
         ("daily_prices", "check_prices_contract", True),
         ("ensemble_model", "champion_age", False),
         ("ensemble_model", "champion_gate", False),
+        ("lob_book", "check_lob_contract", True),
+        ("lob_events", "check_lob_contract", True),
         ("market_prices", "check_market_prices_quality", False),
         ("oof_predictions", "check_no_leakage", True),
         ("price_history", "check_prices_contract", True),

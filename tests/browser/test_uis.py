@@ -183,6 +183,30 @@ def test_asset_metadata_shows_its_plot(servers, browser, shots):
     assert images and images[0].size["width"] > 200
 
 
+def test_dagster_shows_the_order_book_depth_heatmap(servers, browser, shots, lob_materialized):
+    """The microstructure group's heat-map (price x time, colour = resting size, with the mid
+    and the trades) in the ingest asset's metadata, in the same UI, on the same instance."""
+    from selenium.webdriver.common.by import By
+
+    dagster, _ = servers
+    entry = "depth_heatmap_GOOG_2012-06-21"
+    browser.get(f"{dagster}/assets/lob_events?view=events")
+    body = _text_appears(browser, (entry, "pairs"))
+    assert entry in body, body[:2000]
+    _show_markdown(browser, entry)
+    deadline = time.monotonic() + 30
+    images = []
+    while not images and time.monotonic() < deadline:
+        images = [
+            i
+            for i in browser.find_elements(By.TAG_NAME, "img")
+            if (i.get_attribute("src") or "").startswith("data:image/png")
+        ]
+        time.sleep(0.5)
+    browser.save_screenshot(str(shots / "dagster_depth_heatmap.png"))
+    assert images and images[0].size["width"] > 200
+
+
 def test_mlflow_lists_the_parent_run_and_nested_trials(servers, browser, shots, materialized):
     _, ui = servers
     client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
