@@ -112,7 +112,7 @@ def var_backtest(
         forecasts,
         metadata={
             **frame_metadata(forecasts),
-            "coverage": table(shown, ".3f"),
+            "coverage": table(shown),
             "red_zone": int((coverage["zone"] == "red").sum()),
             **{
                 f"var_backtest_{int(lv * 100)}": image(p, f"returns vs rolling {lv:.0%} VaR")
@@ -192,7 +192,7 @@ def stress_scenarios(
             "reason": out.reason,
             "assets": len(full),
             "scenarios": config.n_scenarios,
-            **({"realism_checks": table(out.checks, ".4f")} if out.checks.height else {}),
+            **({"realism_checks": table(out.checks)} if out.checks.height else {}),
             "realism": image(png, "real vs generated windows"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
@@ -247,7 +247,7 @@ def correlation_forecasts(
     return Output(
         out.scores,
         metadata={
-            "scores": table(out.scores, ".5f"),
+            "scores": table(out.scores),
             "assets": ", ".join(symbols),
             "test_from": str(wide["date"][split]),
             "dcc_a_b": f"{a:.4f}, {b:.4f}",
