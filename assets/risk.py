@@ -97,6 +97,15 @@ def var_backtest(
             )
         for path in paths:
             mlflow.log_artifact(str(path), "var_backtest")
+        headline = {"var_red_zone_methods": float((coverage["zone"] == "red").sum())}
+        for (level,), part in coverage.group_by("level"):
+            pct = round(level * 100)
+            headline |= {
+                f"var{pct}_exceptions_expected": part["expected"].mean(),
+                f"var{pct}_exceptions_min": part["exceptions"].min(),
+                f"var{pct}_exceptions_max": part["exceptions"].max(),
+            }
+        tracker.log_headline(context, headline)
     shown = coverage.select(
         "method",
         "level",

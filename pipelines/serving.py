@@ -22,6 +22,50 @@ class ModelRefused(ValueError):
     """A model URI that is not one of our registry's."""
 
 
+class NoSuchAlias(ValueError):
+    """The registry has no version under the alias asked for (no @champion yet)."""
+
+
+def load_model(uri: str):
+    """The registered model at ``uri`` (checked first); a missing alias is reported with the
+    reason the registry gives: the latest version's promotion decision."""
+    check_model_uri(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except MlflowException as err:
+        if not alias or "alias" not in str(err).lower():
+            raise
+        raise NoSuchAlias(_missing_alias(mlflow.MlflowClient(), name, alias)) from None
+
+
+def _missing_alias(client, name: str, alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'", max_results=1000)
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"no model {name} in the registry: run `alphaforge run` first"
+    latest = client.get_model_version(name, str(max(int(v.version) for v in versions)))
+    why = latest.tags.get("promotion_reason") or "no reason recorded"
+    aliases = ", ".join(f"@{a}" for a in latest.aliases) or "no alias"
+    head = (
+        f"no @champion version of {name}: the champion_gate has promoted none"
+        if alias == "champion"
+        else f"no version of {name} carries @{alias}"
+    )
+    return (
+        f"{head}. The latest, version {latest.version} ({aliases}), was "
+        f"{latest.tags.get('promotion', 'not judged')}: {why}. To score with it anyway: "
+        f"--model models:/{name}@challenger (or models:/{name}/{latest.version})"
+    )
+
+
 def check_model_uri(uri: str) -> str:
     if not MODEL_URI.match(uri):
         raise ModelRefused(
@@ -56,7 +100,7 @@ def score_day(tracking_uri: str, lake: Path, uri: str = DEFAULT_MODEL, day: date
         raise ValueError(f"no features dated {day} in {path}")
     mlflow.set_tracking_uri(tracking_uri)
     start = time.perf_counter()
-    model = mlflow.pyfunc.load_model(uri)
+    model = load_model(uri)
     loaded = time.perf_counter()
     scores = model.predict(rows.drop("symbol", "date").to_pandas())
     scored = time.perf_counter()

@@ -14,6 +14,7 @@ from dagster import DagsterInstance
 from pipelines.definitions import (
     FULL_JOB,
     build_definitions,
+    experiment_digest,
     full_run_window,
     job_assets,
     partition_range_tags,
@@ -93,6 +94,9 @@ def test_a_planted_vendor_key_leaks_nowhere(tmp_path, vendor):
             if SECRET.encode() in path.read_bytes():
                 leaks.append(str(path.relative_to(home)))
     assert searched > 50 and leaks == []
-    # the reference, not the value, is what the run records
+    # the reference, not the value, is what the run records (the parent MLflow run's
+    # experiment.yaml, the experiment the Dagster run's digest tag names)
+    logged = [p.read_text() for p in (home / "mlartifacts").rglob("experiment.yaml")]
+    assert len(logged) == 1 and "${env:VENDOR_KEY}" in logged[0]
     run = instance.get_run_by_id(result.run_id)
-    assert "${env:VENDOR_KEY}" in run.tags["alphaforge/experiment"]
+    assert run.tags["alphaforge/experiment_sha256"] == experiment_digest(logged[0])
