@@ -28,7 +28,8 @@ test-fast: install  ## unit and asset tests only
 ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 	$(BIN)/alphaforge ui
 
-bench: install
+bench: install  ## a fresh-home first run timed first (idle machine), then the others
+	$(BIN)/python -m benchmarks.first_run
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.nights

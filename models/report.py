@@ -19,7 +19,7 @@ from models.columns import Column, cell, display, once_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
-max-width:1100px;color:#1d2330;line-height:1.45;padding:0 1rem}
+max-width:1400px;color:#1d2330;line-height:1.45;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;
 border-bottom:1px solid #dde;padding-bottom:.2rem}p.meta{color:#667}
 table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0;display:block;overflow-x:auto}

@@ -18,6 +18,8 @@ TABLE_COLUMNS = (
     "cost_drag",
     "sharpe_gross",
     "sharpe",
+    "psr",  # the honesty figures beside the Sharpe ratio they judge, on the first screen
+    "dsr",
     "sortino",
     "calmar",
     "annual_volatility",
@@ -25,8 +27,6 @@ TABLE_COLUMNS = (
     "max_drawdown_days",
     "annual_turnover",
     "hit_rate",
-    "psr",
-    "dsr",
     "pbo",
     "n_trials",
 )
