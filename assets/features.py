@@ -59,6 +59,11 @@ class LabelsConfig(Config):
         default="forward", description="forward, excess (over the S&P 500) or triple_barrier."
     )
     horizon: int = Field(default=5, description="Forward-return horizon in trading days.")
+    skip: int = Field(
+        default=0,
+        description="forward: trading days between the feature date and the label's start "
+        "(1: the next close to the close after, as a book trading at the next close earns).",
+    )
     barrier_k: float = Field(
         default=2.0, description="Triple barrier: width in trailing volatilities."
     )
@@ -124,7 +129,9 @@ def labels(
     """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends."""
     prices = market_prices.lazy()
     if config.kind == "forward":
-        frame = forward_returns(prices, config.horizon)
+        frame = forward_returns(prices, config.horizon, config.skip)
+    elif config.skip:
+        raise ValueError(f"labels.skip applies to forward labels, not {config.kind!r}")
     elif config.kind == "excess":
         market = (
             alt_data.lazy()

@@ -1,7 +1,9 @@
 """Portfolio group: ensemble signals, strategy weights, a cost-aware backtest and the strategy
 table with its honesty figures."""
 
+import time
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 import mlflow
@@ -19,6 +21,7 @@ from dagster import (
     asset,
 )
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
@@ -32,24 +35,32 @@ from models.portfolio import (
     cluster_exposure,
     clusters_before,
     equal_weights,
+    hold_buffer_weights,
     hrp_weights,
     mean_variance_weights,
     ml_expected_returns,
     rebalance_dates,
     risk_parity_weights,
+    smooth_scores,
     top_k_weights,
+    topk_dropout_weights,
 )
 from models.stacking import StackedEnsemble, walk_forward_meta
 from models.strategies import strategy_table as build_strategy_table
 from models.strategies import top_k_variants
-from models.trading_costs import forecast_spreads, spread_estimates
+from models.trading_costs import SPREAD_ESTIMATORS, forecast_spreads, spread_estimates
 from models.training import BaseModels
 
+SPREAD_SOURCES = (*SPREAD_ESTIMATORS, "none")
 STRATEGIES = (
     "ml_top_k",
     "ml_long_short",
+    "topk_dropout",
+    "ml_hold_buffer",
     "mean_variance",
     "mean_variance_long_short",
+    "mean_variance_tc",
+    "mean_variance_long_short_tc",
     "risk_parity",
     "hrp",
     "equal_weight",
@@ -57,7 +68,32 @@ STRATEGIES = (
 )
 
 
-class PortfolioConfig(Config):
+class CostConfig(Config):
+    """What a unit traded costs: the backtest charges it, the cost-aware books optimise it."""
+
+    cost_bps: float = Field(
+        default=10.0, description="Transaction cost per unit of turnover, in basis points."
+    )
+    sell_cost_bps: float | None = Field(
+        default=None,
+        description="Cost per unit sold, in basis points, when it differs from cost_bps "
+        "(which then applies to buys): e.g. Qlib's 5 bp buy / 15 bp sell.",
+    )
+    costs: Literal[SPREAD_SOURCES] = Field(
+        default="edge",
+        description="Spread source: half its forecast spread is charged per unit traded "
+        "(needs open/high/low/close): edge (Ardia-Guidotti-Kroencke 2024, the bidask "
+        "package), corwin_schultz, abdi_ranaldo, or none.",
+    )
+    spread_floor_bps: float = Field(
+        default=1.0, description="Least half-spread charged per unit traded, in basis points."
+    )
+    spread_cap_bps: float = Field(
+        default=50.0, description="Largest half-spread charged per unit traded, in basis points."
+    )
+
+
+class PortfolioConfig(CostConfig):
     top_k: int = Field(default=5, description="Names held by the ML top-k book (each side).")
     rebalance_every: int = Field(default=5, description="Trading days between rebalances.")
     optimise_every: int | None = Field(
@@ -102,12 +138,38 @@ class PortfolioConfig(Config):
     variant_every: list[int] = Field(
         default=[5, 10, 21], description="Rebalance intervals of the ML book's variants."
     )
-
-
-class BacktestConfig(Config):
-    cost_bps: float = Field(
-        default=10.0, description="Transaction cost per unit of turnover, in basis points."
+    turnover_k: int | None = Field(
+        default=None,
+        description="Names held by the turnover-aware books (topk_dropout, ml_hold_buffer); "
+        "default top_k.",
     )
+    dropout_n: int = Field(
+        default=1,
+        description="topk_dropout (Qlib's TopkDropout): names replaced at most per rebalance.",
+    )
+    hold_buffer: int = Field(
+        default=5,
+        description="ml_hold_buffer: buy at rank <= k, sell only past rank k + hold_buffer.",
+    )
+    smooth_halflife: float = Field(
+        default=0.0,
+        description="Half-life in trading days of the exponential average of each name's "
+        "score (its cross-sectional percentile, point in time) that the turnover-aware and "
+        "cost-aware books read; 0 = the raw scores.",
+    )
+    cost_aversion: float = Field(
+        default=1.0,
+        description="mean_variance_tc books: multiple of the expected trading cost (commission "
+        "plus the forecast half-spread, spread over the rebalance interval) in the objective.",
+    )
+    start_date: str | None = Field(
+        default=None,
+        description="First date (ISO) the books trade (the out-of-sample signals before it are "
+        "not traded); default the first out-of-sample date.",
+    )
+
+
+class BacktestConfig(CostConfig):
     lag: int = Field(default=1, description="Trading days between a signal's close and its trade.")
     fill: Literal["close", "open"] = Field(
         default="close",
@@ -125,12 +187,9 @@ class BacktestConfig(Config):
     borrow_bps: float = Field(
         default=50.0, description="Annual fee on short positions, in basis points."
     )
-    spread_cost: bool = Field(
-        default=True,
-        description="Charge half the forecast Corwin-Schultz spread per unit traded (where "
-        "high, low and volume exist). From daily bars it reads far wider spreads than large "
-        "caps quote (about 60 bp for S&P 500 names, 2016-2021): switch it off to charge "
-        "cost_bps and impact only.",
+    no_trade_band: float = Field(
+        default=0.0,
+        description="Skip every trade smaller than this share of the book (all books).",
     )
 
 
@@ -205,12 +264,18 @@ def portfolio_weights(
     out-of-sample period (``oos``), the ML book's grid of variants (``variant``, trials for the
     strategy table) and today's ML book (``live``). Optimisers are skfolio's."""
     oos = signals.filter(pl.col("kind") == "oos")
+    if config.start_date is not None:
+        oos = oos.filter(pl.col("date") >= date.fromisoformat(config.start_date))
     live = signals.filter(pl.col("kind") == "live")
     dates = rebalance_dates(oos["date"], config.rebalance_every)
-    slow = rebalance_dates(oos["date"], config.optimise_every or config.rebalance_every)
+    every = config.optimise_every or config.rebalance_every
+    slow = rebalance_dates(oos["date"], every)
     universe = market_prices.filter(pl.col("symbol").is_in(oos["symbol"].unique().implode()))
     returns = daily_returns(universe)
     lookback = config.hrp_lookback
+    smoothed = smooth_scores(oos, config.smooth_halflife)
+    seconds: dict[str, float] = {}
+    k_turnover = config.turnover_k or config.top_k
 
     def progress(book: str):
         """Logs a book's optimisations at every tenth of the way (hundreds of convex problems
@@ -222,8 +287,14 @@ def portfolio_weights(
 
         return report
 
-    def mean_variance(long_short: bool) -> pl.DataFrame:
-        mu = ml_expected_returns(oos, returns, config.ic)
+    def mean_variance(long_short: bool, with_costs: bool = False) -> pl.DataFrame:
+        mu = ml_expected_returns(smoothed if with_costs else oos, returns, config.ic)
+        rates = None
+        if with_costs:
+            # per unit traded, spread over the days a book is held: mu is a daily return
+            rates = cost_rates(config, universe, slow).with_columns(
+                pl.col("cost") * config.cost_aversion / every
+            )
         return mean_variance_weights(
             returns,
             slow,
@@ -233,16 +304,23 @@ def portfolio_weights(
             max_weight=config.max_weight,
             long_short=long_short,
             max_turnover=config.max_turnover,
-            max_cluster_weight=config.max_cluster_weight,
+            max_cluster_weight=None if with_costs else config.max_cluster_weight,
             n_clusters=config.n_clusters,
-            progress=progress("mean_variance" + "_long_short" * long_short),
+            transaction_costs=rates,
+            progress=progress("mean_variance" + "_long_short" * long_short + "_tc" * with_costs),
         )
 
     build = {
         "ml_top_k": lambda: top_k_weights(oos, dates, config.top_k),
         "ml_long_short": lambda: top_k_weights(oos, dates, config.top_k, long_short=True),
+        "topk_dropout": lambda: topk_dropout_weights(smoothed, dates, k_turnover, config.dropout_n),
+        "ml_hold_buffer": lambda: hold_buffer_weights(
+            smoothed, dates, k_turnover, config.hold_buffer
+        ),
         "mean_variance": lambda: mean_variance(False),
         "mean_variance_long_short": lambda: mean_variance(True),
+        "mean_variance_tc": lambda: mean_variance(False, with_costs=True),
+        "mean_variance_long_short_tc": lambda: mean_variance(True, with_costs=True),
         "risk_parity": lambda: risk_parity_weights(
             returns, slow, lookback, progress("risk_parity")
         ),
@@ -250,7 +328,14 @@ def portfolio_weights(
         "equal_weight": lambda: equal_weights(universe, dates),
         "buy_and_hold": lambda: buy_and_hold(universe, dates),
     }
-    books = [(name, build[name](), "oos") for name in config.strategies]
+    books = []
+    for name in config.strategies:
+        began = time.perf_counter()
+        # one BLAS thread: the optimisers' 500 x 500 solves gain nothing from two, and two
+        # threads that spin beside other work took 30x as long (0.22 s instead of 7 ms)
+        with threadpool_limits(1, user_api="blas"):
+            books.append((name, build[name](), "oos"))
+        seconds[name] = round(time.perf_counter() - began, 2)
     books += [
         (name, w, "variant")
         for name, w in top_k_variants(oos, config.variant_top_k, config.variant_every)
@@ -278,6 +363,9 @@ def portfolio_weights(
             "cluster_exposure_table": table(exposure),
             "rebalances": len(dates),
             "strategies": ", ".join(config.strategies),
+            "seconds_per_book": table(
+                pl.DataFrame({"book": list(seconds), "seconds": list(seconds.values())})
+            ),
             "variants": len(books) - len(config.strategies) - 1,
             "live_book": table(today),
         },
@@ -303,28 +391,87 @@ class CostModel:
             costs=self.costs,
             liquid=self.liquid,
             spreads=self.spreads,
+            band=config.no_trade_band,
         )
 
 
-def cost_model(config: "BacktestConfig", market_prices: pl.DataFrame) -> CostModel:
-    """Returns, proportional costs, square-root impact (where volume exists) and the forecast
-    spread (where high, low and volume exist) for ``config``."""
-    returns = (session_returns if config.fill == "open" else daily_returns)(market_prices)
-    has = {
+def has_ohlcv(market_prices: pl.DataFrame) -> dict[str, bool]:
+    """Which of the optional price columns carry data."""
+    return {
         c: c in market_prices.columns and market_prices[c].is_not_null().any()
-        for c in ("high", "low", "volume")
+        for c in ("open", "high", "low", "volume")
     }
+
+
+def spread_forecasts(config: CostConfig, market_prices: pl.DataFrame) -> pl.DataFrame | None:
+    """``[symbol, date, spread_forecast, ...]`` from the configured spread source
+    (``config.costs``), or None when it is ``none`` or the prices lack its columns."""
+    has = has_ohlcv(market_prices)
+    needs = ("high", "low", "volume") + (("open",) if config.costs == "edge" else ())
+    if config.costs == "none" or not all(has[c] for c in needs):
+        return None
+    usable = market_prices.drop_nulls([c for c in needs if c != "volume"])
+    return forecast_spreads(spread_estimates(usable, estimator=config.costs))
+
+
+def cost_rates(config: CostConfig, market_prices: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
+    """``[date, symbol, cost]``: the expected cost per unit traded on each of ``dates`` (the mean
+    of the buy and sell commissions plus the floored and capped forecast half-spread), as the
+    backtest will charge it, for the cost-aware books."""
+    sell = config.cost_bps if config.sell_cost_bps is None else config.sell_cost_bps
+    commission = (config.cost_bps + sell) / 2 / 1e4
+    spreads = spread_forecasts(config, market_prices)
+    names = market_prices.select("symbol").unique()
+    grid = names.join(pl.DataFrame({"date": dates}), how="cross")
+    if spreads is None:
+        return grid.with_columns(cost=pl.lit(commission)).select("date", "symbol", "cost")
+    half = (0.5 * pl.col("spread_forecast")).clip(
+        config.spread_floor_bps / 1e4, config.spread_cap_bps / 1e4
+    )
+    return (
+        grid.join(
+            spreads.select("symbol", "date", half.alias("half")), on=["symbol", "date"], how="left"
+        )
+        .with_columns(cost=commission + pl.col("half").fill_null(config.spread_floor_bps / 1e4))
+        .select("date", "symbol", "cost")
+    )
+
+
+def row_costs(config: CostConfig, market_prices: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
+    """The cost per unit traded of each ``[symbol, date]`` row of ``keys``: the mean commission
+    plus the floored and capped half of the spread estimate known at that date (the estimate
+    the backtest's forecast tracks), for the net-return tuning objective."""
+    sell = config.cost_bps if config.sell_cost_bps is None else config.sell_cost_bps
+    commission = (config.cost_bps + sell) / 2 / 1e4
+    floor, cap = config.spread_floor_bps / 1e4, config.spread_cap_bps / 1e4
+    has = has_ohlcv(market_prices)
+    needs = ("high", "low", "volume") + (("open",) if config.costs == "edge" else ())
+    if config.costs == "none" or not all(has[c] for c in needs):
+        return np.full(len(keys), commission + floor * (config.costs != "none"))
+    usable = market_prices.drop_nulls([c for c in needs if c != "volume"])
+    half = spread_estimates(usable, estimator=config.costs).select(
+        "symbol", "date", (0.5 * pl.col("spread")).clip(floor, cap).alias("half")
+    )
+    joined = keys.join(half, on=["symbol", "date"], how="left", maintain_order="left")
+    return (commission + joined["half"].fill_null(floor)).to_numpy()
+
+
+def cost_model(config: "BacktestConfig", market_prices: pl.DataFrame) -> CostModel:
+    """Returns, proportional (buy and sell) costs, square-root impact (where volume exists) and
+    the forecast spread of the configured source (where its columns exist) for ``config``."""
+    returns = (session_returns if config.fill == "open" else daily_returns)(market_prices)
+    has = has_ohlcv(market_prices)
     costs = Costs(
         config.cost_bps,
         config.impact_coef if has["volume"] else 0.0,
         config.capital,
         config.borrow_bps,
+        sell_bps=config.sell_cost_bps,
+        spread_floor_bps=config.spread_floor_bps,
+        spread_cap_bps=config.spread_cap_bps,
     )
     liquid = liquidity(market_prices) if has["volume"] else None
-    spreads = None
-    if config.spread_cost and all(has.values()):  # Corwin-Schultz: high, low; Amihud: volume
-        spreads = forecast_spreads(spread_estimates(market_prices.drop_nulls(["high", "low"])))
-    return CostModel(returns, costs, liquid, spreads, has)
+    return CostModel(returns, costs, liquid, spread_forecasts(config, market_prices), has)
 
 
 @asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
@@ -393,11 +540,12 @@ def backtest(
             "market_impact": "square-root law on volume"
             if has["volume"]
             else "not charged: the prices carry no volume",
-            "spread_cost": "half the LightGBM forecast of the Corwin-Schultz spread"
+            "spread_cost": f"half the LightGBM forecast of the {config.costs} spread, within "
+            f"[{config.spread_floor_bps}, {config.spread_cap_bps}] bp"
             if spreads is not None
-            else "not charged: the prices carry no high/low/volume"
-            if config.spread_cost
-            else "not charged (portfolio.spread_cost: false)",
+            else "not charged (portfolio.costs: none)"
+            if config.costs == "none"
+            else f"not charged: the prices lack the columns {config.costs} needs",
             **spread_quality,
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
@@ -411,6 +559,18 @@ def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:
     scored = spreads.drop_nulls("spread_realised")
     err = lambda c: float((scored[c] - scored["spread_realised"]).abs().mean())  # noqa: E731
     return {"spread_mae_lightgbm": err("spread_forecast"), "spread_mae_naive": err("spread_naive")}
+
+
+class StrategyTableConfig(Config):
+    prior_trials: int = Field(
+        default=0,
+        description="Book configurations tried on these data before this run (by hand, in "
+        "earlier runs): counted as trials by the deflated Sharpe ratio.",
+    )
+    benchmark: str = Field(
+        default="equal_weight",
+        description="The book every excess return and information ratio is measured over.",
+    )
 
 
 @asset(
@@ -428,6 +588,7 @@ def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:
 )
 def strategy_table(
     context: AssetExecutionContext,
+    config: StrategyTableConfig,
     backtest: pl.DataFrame,
     base_models: BaseModels,
     tracker: ResourceParam[Tracker],
@@ -440,7 +601,12 @@ def strategy_table(
     main = backtest.filter(pl.col("role") == "strategy")
     variants = backtest.filter(pl.col("role") == "variant")
     optuna_trials = sum(base_models.n_trials.values())
-    frame, pbo = build_strategy_table(main, variants, extra_trials=optuna_trials)
+    frame, pbo = build_strategy_table(
+        main,
+        variants,
+        extra_trials=optuna_trials + config.prior_trials,
+        benchmark=config.benchmark,
+    )
     leaks = strategy_leaks(frame)
     png = png_bytes(logit_histogram(pbo.logits, pbo.pbo))
     path = reports.write("pbo_logits.png", png)

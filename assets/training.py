@@ -33,6 +33,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 import models
 from assets._meta import frame_metadata, image, png_bytes, table
+from assets.portfolio import CostConfig, row_costs
 from assets.ports import Tracker, Tuning
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
@@ -44,6 +45,7 @@ from models.metrics import (
     mean_rank_ic,
     rank_ic_tstat,
 )
+from models.objectives import OBJECTIVES, BookScorer
 from models.plots import (
     cumulative_long_short,
     ic_over_time,
@@ -75,8 +77,16 @@ MODEL_DESCRIPTION = (
 )
 
 
-class TrainingConfig(Config):
+class TrainingConfig(CostConfig):
     models: list[str] = Field(default=["lightgbm", "xgboost"], description="Base models to tune.")
+    objective: str = Field(
+        default="rank_ic",
+        description="What a tuning fold is scored by: 'rank_ic' (mean per-date Rank IC) or "
+        "'net_return' (the annualised net return of the top-k book its forecasts build, after "
+        "the commission and the half-spread the backtest charges).",
+    )
+    book_top_k: int = Field(default=5, description="net_return: names in the scored book.")
+    book_every: int = Field(default=5, description="net_return: dates between its rebalances.")
     n_trials: int = Field(default=30, description="Optuna trials per model (TPE, median pruning).")
     inner_splits: int = Field(
         default=4,
@@ -192,8 +202,10 @@ class TrialLogger:
         client: mlflow.MlflowClient,
         worker: str = "pipeline",
         every_s: float = 0.0,
+        score_name: str = "rank_ic",
     ):
         self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
+        self.score_name = score_name  # what a fold is scored by: the objective's name
         self.parent, self.client = client.get_run(parent_run_id), client
         self.pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="mlflow-trials", initializer=_yield_to_fits
@@ -210,12 +222,12 @@ class TrialLogger:
         # reached); each fold is a metric of its own, so no column shows the last fold's
         # score as if it were the trial's
         metrics = [
-            Metric(f"fold_{fold}_rank_ic", score, now, 0)
+            Metric(f"fold_{fold}_{self.score_name}", score, now, 0)
             for fold, score in enumerate(folds, start=1)
         ]
         mean = trial.value if trial.value is not None else (np.mean(folds) if folds else None)
         if mean is not None:
-            metrics.append(Metric("mean_rank_ic", float(mean), now, 0))
+            metrics.append(Metric(f"mean_{self.score_name}", float(mean), now, 0))
         metrics.append(Metric("folds_scored", float(len(folds)), now, 0))
         if trial.duration is not None:
             metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
@@ -239,7 +251,8 @@ class TrialLogger:
         best = f", best {self.best:+.4f}" if np.isfinite(self.best) else ""
         self.log(
             f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
-            f"rank IC {value}{best} ({self.worker})"
+            f"{self.score_name.replace('_', ' ').replace('rank ic', 'rank IC')} {value}{best} "
+            f"({self.worker})"
         )
 
     def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
@@ -299,6 +312,7 @@ def base_models(
     config: TrainingConfig,
     feature_matrix: pl.DataFrame,
     labels: pl.DataFrame,
+    market_prices: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     tuning: ResourceParam[Tuning],
 ) -> Output[BaseModels]:
@@ -314,6 +328,17 @@ def base_models(
     test_start = test_period_start(ds, config.test_days, tune_end)
     splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme)
     fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
+    scorer = None
+    if config.objective == "net_return":
+        keys = ds.frame.select("symbol", "date")
+        scorer = BookScorer(
+            keys["symbol"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
+            row_costs(config, market_prices, keys),
+            config.book_top_k,
+            config.book_every,
+        )
+    elif config.objective != "rank_ic":
+        raise ValueError(f"unknown objective {config.objective!r}; known: {OBJECTIVES}")
     result = BaseModels(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
@@ -349,6 +374,7 @@ def base_models(
                     parent,
                     client,
                     every_s=PROGRESS_EVERY_S,
+                    score_name=config.objective,
                 )
 
                 def tuned(study, name=name, client=client, parent=parent) -> None:
@@ -372,6 +398,7 @@ def base_models(
                         # the workers started here share this machine's cores
                         trial_jobs=max(1, config.n_jobs // config.workers),
                         on_tuned=tuned,
+                        scorer=scorer,
                     )
                     refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:

@@ -18,19 +18,30 @@ TRADING_DAYS = 252
 class Costs:
     """What trading costs, per unit of portfolio value traded or held.
 
-    ``cost_bps`` is charged on every unit traded (commission and half the spread). Market
+    ``cost_bps`` is charged on every unit bought, and on every unit sold unless ``sell_bps`` is
+    given (asymmetric costs: a stamp duty or fee on sales, as in Qlib's 5 bp buy / 15 bp sell
+    protocol). Market
     impact follows the square-root law: trading a fraction ``q`` of the book in an asset with
     daily volatility ``sigma`` and average daily dollar volume ``adv`` costs
     ``impact_coef * sigma * sqrt(q * capital / adv)`` per unit traded (Almgren et al. 2005;
     Tóth et al. 2011 find ``impact_coef`` near 1), so it grows with the square root of the
     participation ``q * capital / adv``. ``borrow_bps`` is the annual fee on short exposure,
-    charged daily on the drifted short weights.
+    charged daily on the drifted short weights. The half-spread charged per unit traded (when
+    the backtest is given spreads) is held within ``[spread_floor_bps, spread_cap_bps]``; a
+    name without a spread figure pays the floor.
     """
 
     cost_bps: float = 10.0
     impact_coef: float = 0.0
     capital: float = 1e7
     borrow_bps: float = 0.0
+    sell_bps: float | None = None
+    spread_floor_bps: float = 0.0
+    spread_cap_bps: float = np.inf
+
+    @property
+    def sell_rate(self) -> float:
+        return self.cost_bps if self.sell_bps is None else self.sell_bps
 
 
 def liquidity(prices: pl.DataFrame, window: int = 20) -> pl.DataFrame:
@@ -64,6 +75,7 @@ def run_backtest(
     liquid: pl.DataFrame | None = None,
     spreads: pl.DataFrame | None = None,
     fill: Literal["close", "open"] = "close",
+    band: float = 0.0,
 ) -> pl.DataFrame:
     """Daily gross and net returns of a strategy given its rebalance-date target weights.
 
@@ -73,9 +85,16 @@ def run_backtest(
     the weights drift with prices. Costs (``costs``, or just ``cost_bps`` per unit of turnover)
     are charged on the trading day; borrowing daily.
 
+    A null target weight means *keep the holding as it has drifted* (no trade in that name), and
+    ``band`` skips every trade smaller than ``band`` (a no-trade band, in units of portfolio
+    value). In a long-only book the names that do trade are then scaled so that the book stays
+    as invested as its targets say (the value the kept names hold is taken from, or given to,
+    the traded ones), the way Qlib's TopkDropout spends the proceeds of its sales on its buys.
+
     Parameters
     ----------
-    weights : ``[date, symbol, weight]`` targets on rebalance dates (negative for shorts)
+    weights : ``[date, symbol, weight]`` targets on rebalance dates (negative for shorts; null:
+        keep the drifted holding)
     returns : ``[date, symbol, ret]`` simple daily close-to-close returns; fills at the open
         need ``overnight`` and ``intraday`` too (``models.panel.session_returns``)
     costs : the cost model; market impact needs ``liquid``
@@ -108,7 +127,11 @@ def run_backtest(
     half_spread = (
         None
         if spreads is None
-        else 0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at)
+        else np.clip(
+            0.5 * _at_trades(spreads, "spread_forecast", dates, symbols, trade_at),
+            costs.spread_floor_bps / 1e4,
+            costs.spread_cap_bps / 1e4,
+        )
     )
     n = len(dates)
     if fill == "open":
@@ -118,18 +141,18 @@ def run_backtest(
         halves = np.empty((2 * n, len(symbols)))
         halves[0::2] = to_dense(returns, "overnight")[2]
         halves[1::2] = to_dense(returns, "intraday")[2]
-        out = _simulate(np.nan_to_num(halves), 2 * trade_at, W, impact_per_unit, half_spread)
+        out = _simulate(np.nan_to_num(halves), 2 * trade_at, W, impact_per_unit, half_spread, band)
         gross = (1 + out["gross"][0::2]) * (1 + out["gross"][1::2]) - 1
         short = out["short"][0::2]  # borrowed overnight: the exposure at the day's start
-        turnover, spread, impact = (
-            out[k][0::2] + out[k][1::2] for k in ("turnover", "spread", "impact")
+        turnover, spread, impact, sold = (
+            out[k][0::2] + out[k][1::2] for k in ("turnover", "spread", "impact", "sold")
         )
     else:
-        out = _simulate(np.nan_to_num(R), trade_at, W, impact_per_unit, half_spread)
-        gross, short, turnover, spread, impact = (
-            out[k] for k in ("gross", "short", "turnover", "spread", "impact")
+        out = _simulate(np.nan_to_num(R), trade_at, W, impact_per_unit, half_spread, band)
+        gross, short, turnover, spread, impact, sold = (
+            out[k] for k in ("gross", "short", "turnover", "spread", "impact", "sold")
         )
-    commission = turnover * costs.cost_bps / 1e4
+    commission = ((turnover - sold) * costs.cost_bps + sold * costs.sell_rate) / 1e4
     borrow = short * costs.borrow_bps / 1e4 / TRADING_DAYS
     frame = pl.DataFrame(
         {
@@ -157,19 +180,24 @@ def _simulate(
     W: np.ndarray,
     impact_per_unit: np.ndarray | None,
     half_spread: np.ndarray | None,
+    band: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """Per-period gross return, turnover, spread and impact charges and short exposure of the
-    books ``W`` bought after the periods ``trade_at`` of the return matrix ``R``."""
+    """Per-period gross return, turnover (and its sold part), spread and impact charges and
+    short exposure of the books ``W`` bought after the periods ``trade_at`` of the return matrix
+    ``R`` (NaN in ``W``: keep the drifted holding; trades under ``band`` skipped)."""
     n = len(R)
-    gross, turnover, impact, short, spread = (np.zeros(n) for _ in range(5))
+    gross, turnover, impact, short, spread, sold = (np.zeros(n) for _ in range(6))
     held = np.zeros(R.shape[1])
     bounds = np.append(trade_at, n)
+    W = W.copy()
     # One iteration per rebalance (not per row): inside a holding period everything is numpy.
     # Book i is bought at the end of period trade_at[i] and earns every period up to and
     # including the next trade's (at whose end it is sold).
     for i, start in enumerate(trade_at):
+        W[i] = _executed(W[i], held, band)
         traded = np.abs(W[i] - held)
         turnover[start] = traded.sum()
+        sold[start] = np.maximum(held - W[i], 0.0).sum()
         if half_spread is not None:
             spread[start] = float(traded @ half_spread[i])
         if impact_per_unit is not None:
@@ -191,7 +219,29 @@ def _simulate(
         "impact": impact,
         "short": short,
         "spread": spread,
+        "sold": sold,
     }
+
+
+def _executed(target: np.ndarray, held: np.ndarray, band: float) -> np.ndarray:
+    """The book actually traded to from ``held`` for ``target`` (NaN: keep), with trades
+    smaller than ``band`` skipped; a long-only book's traded names absorb what the kept ones
+    hold beyond (or short of) their targets, so it stays as invested as the targets."""
+    keep = np.isnan(target)
+    if band > 0:
+        keep |= np.abs(np.nan_to_num(target, nan=0.0) - held) < band
+    if not keep.any():
+        return target
+    wanted = np.where(np.isnan(target), 0.0, target)
+    out = np.where(keep, held, wanted)
+    if (wanted >= 0).all():
+        # a book of only keeps (NaN) and buys is fully invested; else it is what its targets sum to
+        budget = 1.0 if np.isnan(target).any() else wanted.sum()
+        traded = ~keep & (wanted > 0)
+        free = budget - out[keep].sum()
+        if traded.any() and free > 0:
+            out[traded] = wanted[traded] * free / wanted[traded].sum()
+    return out
 
 
 def _impact_rates(
@@ -225,13 +275,14 @@ def _at_trades(
 
 
 def _targets(weights: pl.DataFrame, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rebalance dates and a ``(dates, symbols)`` weight matrix, zero where not held."""
+    """Rebalance dates and a ``(dates, symbols)`` weight matrix, zero where not held, NaN where
+    the holding is kept."""
     dates = weights["date"].unique().sort().to_numpy()
     W = np.zeros((len(dates), len(symbols)))
     W[
         np.searchsorted(dates, weights["date"].to_numpy()),
         np.searchsorted(symbols, weights["symbol"].to_numpy()),
-    ] = weights["weight"].to_numpy()
+    ] = weights["weight"].to_numpy().astype(float)  # null (keep the holding) becomes NaN
     return dates, W
 
 

@@ -105,9 +105,20 @@ _STRATEGY = {
     ),
     "n_trials": ("int", "Trials the deflated Sharpe ratio counts (strategies, variants, Optuna)."),
     "n_days": ("days", "Trading days in the out-of-sample period."),
-    "excess_return": ("percent", "Annual net return above the benchmark."),
+    "excess_return": (
+        "percent",
+        "Annualised mean daily net return above the benchmark book's net return.",
+    ),
+    "excess_return_gross": (
+        "percent",
+        "Annualised mean daily return above the benchmark book's, both before costs.",
+    ),
     "tracking_error": ("percent", "Annualised volatility of the return above the benchmark."),
-    "information_ratio": ("ratio", "Annual excess return over the tracking error."),
+    "information_ratio": ("ratio", "Net excess return over its tracking error, annualised."),
+    "information_ratio_gross": (
+        "ratio",
+        "Excess return before costs over its tracking error, annualised.",
+    ),
 }
 
 _SIGNAL = {

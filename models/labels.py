@@ -22,21 +22,25 @@ def _check(horizon: int) -> None:
         raise ValueError(f"horizon must be >= 1 trading day, got {horizon}")
 
 
-def forward_returns(prices: pl.LazyFrame, horizon: int = 5) -> pl.LazyFrame:
-    """``label`` = close[t + horizon] / close[t] - 1 per symbol, ``label_end`` = date[t + horizon].
+def forward_returns(prices: pl.LazyFrame, horizon: int = 5, skip: int = 0) -> pl.LazyFrame:
+    """``label`` = close[t + skip + horizon] / close[t + skip] - 1 per symbol, ``label_end`` =
+    date[t + skip + horizon]. ``skip = 1`` is the return a book earns when it trades at the next
+    close (Qlib's ``Ref($close, -2) / Ref($close, -1) - 1``).
 
-    The last ``horizon`` rows of each symbol have no label and are dropped: they are not
+    The last ``skip + horizon`` rows of each symbol have no label and are dropped: they are not
     training data, and the live prediction uses features alone.
     """
     _check(horizon)
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0 trading days, got {skip}")
     close = pl.col(CLOSE)
     return (
         prices.sort(KEYS)
         .select(
             SYMBOL,
             DATE,
-            (close.shift(-horizon) / close - 1).over(SYMBOL).alias("label"),
-            pl.col(DATE).shift(-horizon).over(SYMBOL).alias("label_end"),
+            (close.shift(-horizon - skip) / close.shift(-skip) - 1).over(SYMBOL).alias("label"),
+            pl.col(DATE).shift(-horizon - skip).over(SYMBOL).alias("label_end"),
         )
         .drop_nulls("label")
     )

@@ -5,6 +5,7 @@ the grid of strategy variants whose trials those numbers count."""
 from collections.abc import Iterator, Sequence
 from itertools import product
 
+import numpy as np
 import polars as pl
 
 from models.backtest import TRADING_DAYS, performance
@@ -26,6 +27,10 @@ TABLE_COLUMNS = (
     "max_drawdown",
     "max_drawdown_days",
     "annual_turnover",
+    "excess_return_gross",
+    "excess_return",
+    "information_ratio_gross",
+    "information_ratio",
     "hit_rate",
     "pbo",
     "n_trials",
@@ -43,13 +48,29 @@ def top_k_variants(
         )
 
 
+def excess_over(series: np.ndarray, benchmark: np.ndarray) -> tuple[float, float]:
+    """Annualised excess return (the mean daily difference times 252, as Qlib reports it) and
+    information ratio (its mean over its standard deviation, times sqrt 252) of ``series``
+    over ``benchmark`` on the same days."""
+    diff = np.asarray(series, float) - np.asarray(benchmark, float)
+    if len(diff) < 2:
+        return np.nan, np.nan
+    sd = diff.std(ddof=1)
+    mean = float(diff.mean() * TRADING_DAYS)
+    return mean, float(mean / (sd * np.sqrt(TRADING_DAYS))) if sd > 0 else np.nan
+
+
 def strategy_table(
     daily: pl.DataFrame,
     trials: pl.DataFrame,
     extra_trials: int = 0,
     n_blocks: int = 16,
+    benchmark: str | None = "equal_weight",
 ) -> tuple[pl.DataFrame, PBO]:
     """One row per strategy of ``daily`` (``[strategy, date, gross, net, turnover]``).
+
+    Excess return and information ratio are over the ``benchmark`` strategy of ``daily``
+    (gross over its gross, net over its net, on the days both have); NaN without one.
 
     The trials are every return series the search produced: the strategies of ``daily`` and the
     variants in ``trials`` (``[strategy, date, net]``), on their common dates. Their per-period
@@ -73,9 +94,19 @@ def strategy_table(
     blocks = int(min(n_blocks, max(2, (len(matrix) // 20) // 2 * 2)))
     pbo = probability_of_backtest_overfitting(matrix, n_blocks=blocks)
     trial_sharpes = sharpe(matrix)
+    bench = (
+        daily.filter(pl.col("strategy") == benchmark).select(
+            "date", pl.col("gross").alias("_bg"), pl.col("net").alias("_bn")
+        )
+        if benchmark is not None
+        else pl.DataFrame(schema={"date": pl.Date, "_bg": pl.Float64, "_bn": pl.Float64})
+    )
     rows = []
     for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
         net, gross = part["net"].to_numpy(), part["gross"].to_numpy()
+        both = part.join(bench, on="date")
+        excess_gross, ir_gross = excess_over(both["gross"].to_numpy(), both["_bg"].to_numpy())
+        excess, ir = excess_over(both["net"].to_numpy(), both["_bn"].to_numpy())
         after, before = performance(net, part["turnover"].to_numpy()), performance(gross)
         honesty = deflated_sharpe(net, trial_sharpes, n_trials)
         rows.append(
@@ -85,6 +116,10 @@ def strategy_table(
                 "annual_return_gross": before["annual_return"],
                 "sharpe_gross": before["sharpe"],
                 "cost_drag": float((gross - net).mean() * TRADING_DAYS),
+                "excess_return_gross": excess_gross,
+                "excess_return": excess,
+                "information_ratio_gross": ir_gross,
+                "information_ratio": ir,
                 "psr": honesty["psr"],
                 "dsr": honesty["dsr"],
                 "pbo": pbo.pbo,

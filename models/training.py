@@ -21,6 +21,7 @@ from sklearn.base import RegressorMixin
 from models.cv import purged_combinatorial, purged_walk_forward
 from models.dataset import Dataset, assemble, feature_inputs, window_columns
 from models.estimators import Params, get_spec
+from models.objectives import BookScorer
 from models.stacking import out_of_fold_predictions
 from models.tuning import (
     HEARTBEAT_S,
@@ -175,6 +176,7 @@ def tune_and_fit(
     workers: Workers | None = None,
     trial_jobs: int | None = None,
     on_tuned: Callable[[optuna.Study], None] | None = None,
+    scorer: BookScorer | None = None,
 ) -> tuple[Params, float, RegressorMixin | None, optuna.Study]:
     """Tune one model on ``splits``; refit the best parameters on ``fit_rows`` (no refit, and
     ``None`` for the model, when ``fit_rows`` is None).
@@ -183,7 +185,8 @@ def tune_and_fit(
     stable for the same data, splits, target and seed, so a killed run resumes it. ``shared``,
     ``heartbeat_s`` and ``workers`` as for :func:`models.tuning.tune` (several workers on one study);
     ``trial_jobs`` threads per trial fit in each worker (default ``n_jobs``; the refit uses
-    ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit."""
+    ``n_jobs``); ``on_tuned(study)`` is called between the tuning and the refit; ``scorer``
+    scores the folds instead of their Rank IC (``models.tuning.TuningProblem``)."""
     spec = get_spec(model)
     X, y = model_inputs(ds, model), ds.y
     name = study_name(
@@ -194,8 +197,12 @@ def tune_and_fit(
         target=ds.target,
         y=float(np.nansum(y)),
         seed=seed,
+        # a study scored otherwise is another study (Rank IC studies keep their names)
+        **({"scorer": scorer.identity()} if scorer is not None else {}),
     )
-    problem = TuningProblem(model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs)
+    problem = TuningProblem(
+        model, X, y, ds.dates, ds.label, splits, seed, trial_jobs or n_jobs, scorer
+    )
     study = tune(
         problem,
         n_trials=n_trials,

@@ -321,10 +321,14 @@ class TuningProblem:
     splits: Sequence[Split]
     seed: int
     n_jobs: int = 1
+    # a fold's score from (dates, predictions, labels, row positions): None is the mean
+    # per-date Rank IC; models.objectives.BookScorer the net return of the book it builds
+    scorer: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float] | None = None
 
 
 def objective_for(problem: TuningProblem) -> Callable[[optuna.Trial], float]:
-    """The mean per-date Rank IC of the problem's model over the test blocks of its splits.
+    """The mean fold score (per-date Rank IC, or the problem's ``scorer``) of the problem's
+    model over the test blocks of its splits.
 
     Each fold's score is reported to Optuna as the running mean, so the median pruner can stop
     a poor trial after its first folds. Fold scores and pure fit-and-predict seconds are kept as
@@ -341,7 +345,10 @@ def objective_for(problem: TuningProblem) -> Callable[[optuna.Trial], float]:
             model = spec.build(params, seed, problem.n_jobs).fit(X[train], y[train])
             pred = model.predict(X[test])
             fit_seconds += time.perf_counter() - started
-            scores.append(mean_rank_ic(dates[test], pred, label[test]))
+            if problem.scorer is None:
+                scores.append(mean_rank_ic(dates[test], pred, label[test]))
+            else:
+                scores.append(problem.scorer(dates[test], pred, label[test], test))
             trial.report(float(np.mean(scores)), fold)
             if trial.should_prune():
                 _keep(trial, scores, fit_seconds)

@@ -29,7 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig
-from assets.portfolio import STRATEGIES, BacktestConfig, PortfolioConfig
+from assets.portfolio import (
+    SPREAD_SOURCES,
+    STRATEGIES,
+    BacktestConfig,
+    PortfolioConfig,
+    StrategyTableConfig,
+)
 from assets.risk import (
     AnomalyConfig,
     CorrelationConfig,
@@ -42,6 +48,7 @@ from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
 from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
 from models.labels import LABEL_KINDS
+from models.objectives import OBJECTIVES
 from models.risk import STRESS_EPISODES
 from models.var import METHODS
 
@@ -142,6 +149,12 @@ class LabelsSection(Section):
     barrier_k: float = _inherit(LabelsConfig, "barrier_k", gt=0)
     vol_window: int = _inherit(LabelsConfig, "vol_window", ge=2)
     horizon: int = _inherit(LabelsConfig, "horizon", ge=1)
+    skip: int = _inherit(LabelsConfig, "skip", ge=0)
+    match_rebalance: bool = Field(
+        False,
+        description="Set the label horizon to portfolio.rebalance_every (the books then hold "
+        "each forecast for the horizon it was trained on).",
+    )
     target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
 
 
@@ -159,6 +172,7 @@ class ModelsSection(Section):
     seed: int = _inherit(TrainingConfig, "seed")
     n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
     workers: int = _inherit(TrainingConfig, "workers", ge=1)
+    objective: Literal[OBJECTIVES] = _inherit(TrainingConfig, "objective")
 
 
 class EnsembleSection(Section):
@@ -206,7 +220,25 @@ class PortfolioSection(Section):
     impact_coef: float = _inherit(BacktestConfig, "impact_coef", ge=0)
     capital: float = _inherit(BacktestConfig, "capital", gt=0)
     borrow_bps: float = _inherit(BacktestConfig, "borrow_bps", ge=0)
-    spread_cost: bool = _inherit(BacktestConfig, "spread_cost")
+    sell_cost_bps: float | None = Field(
+        None, ge=0, description=BacktestConfig.model_fields["sell_cost_bps"].description
+    )
+    costs: Literal[SPREAD_SOURCES] = _inherit(BacktestConfig, "costs")
+    spread_floor_bps: float = _inherit(BacktestConfig, "spread_floor_bps", ge=0)
+    spread_cap_bps: float = _inherit(BacktestConfig, "spread_cap_bps", gt=0)
+    no_trade_band: float = _inherit(BacktestConfig, "no_trade_band", ge=0, lt=1)
+    turnover_k: int | None = Field(
+        None, ge=1, description=PortfolioConfig.model_fields["turnover_k"].description
+    )
+    dropout_n: int = _inherit(PortfolioConfig, "dropout_n", ge=0)
+    hold_buffer: int = _inherit(PortfolioConfig, "hold_buffer", ge=0)
+    smooth_halflife: float = _inherit(PortfolioConfig, "smooth_halflife", ge=0)
+    cost_aversion: float = _inherit(PortfolioConfig, "cost_aversion", ge=0)
+    start_date: date | None = Field(
+        None, description=PortfolioConfig.model_fields["start_date"].description
+    )
+    prior_trials: int = _inherit(StrategyTableConfig, "prior_trials", ge=0)
+    benchmark: Literal[STRATEGIES] = _inherit(StrategyTableConfig, "benchmark")
 
 
 class RiskSection(Section):
@@ -358,6 +390,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("labels", "barrier_k"): ("labels", "barrier_k"),
     ("labels", "vol_window"): ("labels", "vol_window"),
     ("labels", "horizon"): ("labels", "horizon"),
+    ("labels", "skip"): ("labels", "skip"),
     ("labels", "target"): ("base_models", "target"),
     ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
     ("cv", "inner_splits"): ("base_models", "inner_splits"),
@@ -369,6 +402,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "seed"): ("base_models", "seed"),
     ("models", "n_jobs"): ("base_models", "n_jobs"),
     ("models", "workers"): ("base_models", "workers"),
+    ("models", "objective"): ("base_models", "objective"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
     ("ensemble", "min_test_rank_ic"): ("ensemble_model", "min_test_rank_ic"),
@@ -402,7 +436,19 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "impact_coef"): ("backtest", "impact_coef"),
     ("portfolio", "capital"): ("backtest", "capital"),
     ("portfolio", "borrow_bps"): ("backtest", "borrow_bps"),
-    ("portfolio", "spread_cost"): ("backtest", "spread_cost"),
+    ("portfolio", "sell_cost_bps"): ("backtest", "sell_cost_bps"),
+    ("portfolio", "costs"): ("backtest", "costs"),
+    ("portfolio", "spread_floor_bps"): ("backtest", "spread_floor_bps"),
+    ("portfolio", "spread_cap_bps"): ("backtest", "spread_cap_bps"),
+    ("portfolio", "no_trade_band"): ("backtest", "no_trade_band"),
+    ("portfolio", "turnover_k"): ("portfolio_weights", "turnover_k"),
+    ("portfolio", "dropout_n"): ("portfolio_weights", "dropout_n"),
+    ("portfolio", "hold_buffer"): ("portfolio_weights", "hold_buffer"),
+    ("portfolio", "smooth_halflife"): ("portfolio_weights", "smooth_halflife"),
+    ("portfolio", "cost_aversion"): ("portfolio_weights", "cost_aversion"),
+    ("portfolio", "start_date"): ("portfolio_weights", "start_date"),
+    ("portfolio", "prior_trials"): ("strategy_table", "prior_trials"),
+    ("portfolio", "benchmark"): ("strategy_table", "benchmark"),
     ("risk", "levels"): ("risk_report", "levels"),
     ("risk", "horizons"): ("risk_report", "horizons"),
     ("risk", "strategy"): ("risk_report", "strategy"),
@@ -459,6 +505,15 @@ class Resolved:
             "rebalance_every": dumped["portfolio"]["rebalance_every"],
             "seed": dumped["models"]["seed"],
         }
+        # the cost-aware books and the net-return objective see the costs the backtest charges
+        cost_keys = ("cost_bps", "sell_cost_bps", "costs", "spread_floor_bps", "spread_cap_bps")
+        for asset in ("portfolio_weights", "base_models"):
+            ops[asset]["config"] |= {k: ops["backtest"]["config"][k] for k in cost_keys}
+        # the net-return objective scores the book the pipeline trades
+        ops["base_models"]["config"] |= {
+            "book_top_k": dumped["portfolio"]["top_k"],
+            "book_every": dumped["portfolio"]["rebalance_every"],
+        }
         # and the correlation study the holdings of that strategy
         ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
             "strategy"
@@ -466,7 +521,9 @@ class Resolved:
         # statistical forecasts span the label's horizon, and the models that read them turn
         # them on
         features = ops["feature_matrix"]["config"]
-        features["horizon"] = dumped["labels"]["horizon"]
+        if dumped["labels"]["match_rebalance"]:
+            ops["labels"]["config"]["horizon"] = dumped["portfolio"]["rebalance_every"]
+        features["horizon"] = ops["labels"]["config"]["horizon"]
         if set(dumped["models"]["names"]) & set(STATISTICAL_MODELS):
             features["statistical"] = True
         return {"ops": {a: c for a, c in ops.items() if assets is None or a in assets}}
@@ -773,6 +830,13 @@ def _cross_checks(exp: Experiment, check_files: bool) -> list[str]:
         problems.append(
             "portfolio.fill: 'open' needs open prices; the bundled data has closes only"
         )
+    if exp.portfolio.benchmark not in exp.portfolio.strategies:
+        problems.append(
+            f"portfolio.benchmark: {exp.portfolio.benchmark!r} is not among portfolio.strategies "
+            f"{exp.portfolio.strategies}"
+        )
+    if exp.labels.skip and exp.labels.kind != "forward":
+        problems.append(f"labels.skip: applies to forward labels, not {exp.labels.kind!r}")
     if exp.risk.strategy not in exp.portfolio.strategies:
         problems.append(
             f"risk.strategy: {exp.risk.strategy!r} is not among portfolio.strategies "

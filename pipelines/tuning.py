@@ -24,6 +24,7 @@ import numpy as np
 import optuna
 from dagster import ConfigurableResource
 
+from models.objectives import BookScorer
 from models.tuning import (
     HEARTBEAT_S,
     TuningProblem,
@@ -53,6 +54,11 @@ def save_problem(path: Path, problem: TuningProblem, **meta: object) -> Path:
         "test_sizes": np.array([len(t) for t in test]),
         "meta": np.array(json.dumps(header)),
     }
+    if problem.scorer is not None:  # a BookScorer: its arrays and settings travel too
+        scorer = problem.scorer
+        arrays |= {"scorer_symbols": scorer.symbols, "scorer_costs": scorer.costs}
+        header |= {"scorer": {"top_k": scorer.top_k, "every": scorer.every}}
+        arrays["meta"] = np.array(json.dumps(header))
     return write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
@@ -70,6 +76,9 @@ def load_problem(path: Path) -> tuple[TuningProblem, dict]:
             list(zip(train, test, strict=True)),
             meta["seed"],
             meta["n_jobs"],
+            BookScorer(data["scorer_symbols"], data["scorer_costs"], **meta["scorer"])
+            if "scorer" in meta
+            else None,
         )
     return problem, meta
 
@@ -181,6 +190,7 @@ def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = N
         meta["parent_run_id"],
         client,
         worker=worker,
+        score_name="rank_ic" if problem.scorer is None else "net_return",
     )
     try:
         return work(

@@ -58,7 +58,9 @@ def problems(tmp_path, text: str, environ=None) -> list[str]:
         ("risk: {levels: [0.95, 1.5]}", "risk.levels: levels must lie strictly between 0.5 and 1"),
         (
             "risk: {strategy: momentum}",
-            "risk.strategy: Input should be 'ml_top_k', 'ml_long_short', 'mean_variance', 'mean_variance_long_short', 'risk_parity', 'hrp', 'equal_weight' or 'buy_and_hold'",
+            "risk.strategy: Input should be 'ml_top_k', 'ml_long_short', 'topk_dropout', "
+            "'ml_hold_buffer', 'mean_variance', 'mean_variance_long_short', 'mean_variance_tc', "
+            "'mean_variance_long_short_tc', 'risk_parity', 'hrp', 'equal_weight' or 'buy_and_hold'",
         ),
         ("schedule: {cron: every night}", "schedule.cron: not a valid cron expression"),
         ("schedule: {timezone: Mars/Olympus}", "schedule.timezone: not a known IANA timezone"),
@@ -172,7 +174,11 @@ def test_schema_defaults_are_the_asset_config_defaults():
         "impact_coef": 1.0,
         "capital": 1e7,
         "borrow_bps": 50.0,
-        "spread_cost": True,
+        "sell_cost_bps": None,
+        "costs": "edge",
+        "spread_floor_bps": 1.0,
+        "spread_cap_bps": 50.0,
+        "no_trade_band": 0.0,
     }
 
 

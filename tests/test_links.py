@@ -22,7 +22,9 @@ def test_alphaforge_ui_serves_mlflow_where_the_links_point(tmp_path):
     assert mlflow_ui_port(load_settings(env), None) == 5000
     moved = load_settings(env | {"ALPHAFORGE_MLFLOW_UI": "http://127.0.0.1:5123"})
     assert mlflow_ui_port(moved, None) == 5123 and mlflow_ui_port(moved, 5123) == 5123
-    with pytest.raises(ValueError, match=r"--mlflow-port 5001: the links .* http://127.0.0.1:5123 "):
+    with pytest.raises(
+        ValueError, match=r"--mlflow-port 5001: the links .* http://127.0.0.1:5123 "
+    ):
         mlflow_ui_port(moved, 5001)
     remote = load_settings(env | {"ALPHAFORGE_MLFLOW_UI": "https://mlflow.example.com"})
     assert mlflow_ui_port(remote, None) == 5000 and mlflow_ui_port(remote, 5001) == 5001

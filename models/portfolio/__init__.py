@@ -18,6 +18,7 @@ from models.portfolio.clusters import (
     clusters_before,
     correlation_clusters,
 )
+from models.portfolio.turnover import hold_buffer_weights, smooth_scores, topk_dropout_weights
 
 __all__ = [
     "cluster_constraints",
@@ -27,11 +28,14 @@ __all__ = [
     "ForecastMu",
     "buy_and_hold",
     "equal_weights",
+    "hold_buffer_weights",
     "hrp_weights",
     "mean_variance_weights",
     "ml_expected_returns",
     "optimised_weights",
     "rebalance_dates",
     "risk_parity_weights",
+    "smooth_scores",
     "top_k_weights",
+    "topk_dropout_weights",
 ]

@@ -5,7 +5,7 @@ only feeds them point-in-time windows of returns and, for mean-variance, the ML 
 expected returns.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -15,12 +15,12 @@ from skfolio.optimization import (
     HierarchicalRiskParity,
     MeanRisk,
     ObjectiveFunction,
-    RiskBudgeting,
 )
 from skfolio.prior import EmpiricalPrior
 
 from models.panel import to_dense
 from models.portfolio.clusters import cluster_constraints, correlation_clusters
+from models.portfolio.solvers import mean_variance, risk_parity, shrunk_covariance
 from models.types import DATE, SYMBOL
 
 WEIGHT_SCHEMA = {"date": pl.Date, "symbol": pl.String, "weight": pl.Float64}
@@ -115,22 +115,17 @@ def ml_expected_returns(
     )
 
 
-def optimised_weights(
+def _rebalance_windows(
     returns: pl.DataFrame,
     dates: pl.Series,
-    build: Callable[..., object],
-    lookback: int = 252,
+    lookback: int,
     mu: pl.DataFrame | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> pl.DataFrame:
-    """Fit ``build(mu=..., previous=...)`` (a skfolio optimiser) on the trailing ``lookback``
-    days of returns before each rebalance date and collect its ``weights_``; ``progress(done,
-    total)`` is called after each date.
-
-    Only symbols with a full return history in the window (and, when ``mu`` is given, a forecast
-    on the date) take part. ``previous`` is the last date's weights on those symbols (zero for
-    new ones), for turnover limits. One optimisation per rebalance date, by nature sequential.
-    """
+) -> Iterator[tuple[object, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(day, symbols, keep, window, expected)`` for every rebalance date with a usable
+    window: the trailing ``lookback`` days of returns up to the date, the symbols with a full
+    history there (and, when ``mu`` is given, a forecast on the date) as the mask ``keep`` over
+    ``symbols``, and their forecasts."""
     all_dates, symbols, matrix = to_dense(returns, "ret")
     forecasts = None
     if mu is not None:
@@ -139,7 +134,6 @@ def optimised_weights(
             day: dict(zip(part[SYMBOL].to_list(), part["mu"].to_numpy(), strict=True))
             for (day,), part in mu.partition_by(DATE, as_dict=True).items()
         }
-    parts, previous = [], np.zeros(len(symbols))
     for done, (day, stamp) in enumerate(zip(dates.to_list(), dates.to_numpy(), strict=True)):
         if progress is not None:
             progress(done, len(dates))
@@ -155,18 +149,56 @@ def optimised_weights(
             expected = np.array([today[s] for s in symbols[keep]])
         if keep.sum() < 2:
             continue
-        model = build(mu=expected, previous=previous[keep], window=window[:, keep])
-        model.fit(window[:, keep])
-        previous = np.zeros(len(symbols))
-        previous[keep] = model.weights_
-        parts.append(
-            pl.DataFrame(
-                {"date": [day] * int(keep.sum()), "symbol": symbols[keep], "weight": model.weights_}
-            )
-        )
+        yield day, symbols, keep, window[:, keep], expected
+
+
+def _frame(parts: list[tuple[object, np.ndarray, np.ndarray]]) -> pl.DataFrame:
+    """``[date, symbol, weight]`` from ``(day, symbols, weights)`` parts."""
     if not parts:
         return pl.DataFrame(schema=WEIGHT_SCHEMA)
-    return pl.concat(parts).cast(WEIGHT_SCHEMA).sort("date", "symbol")
+    return (
+        pl.DataFrame(
+            {
+                "date": [day for day, names, _ in parts for _ in range(len(names))],
+                "symbol": np.concatenate([names for _, names, _ in parts]),
+                "weight": np.concatenate([w for _, _, w in parts]),
+            }
+        )
+        .cast(WEIGHT_SCHEMA)
+        .sort("date", "symbol")
+    )
+
+
+def optimised_weights(
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    build: Callable[..., object],
+    lookback: int = 252,
+    mu: pl.DataFrame | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pl.DataFrame:
+    """Fit ``build(mu=, previous=, window=, day=, names=)`` (a skfolio optimiser) on the trailing
+    ``lookback`` days of returns before each rebalance date and collect its ``weights_``;
+    ``progress(done, total)`` is called before each date.
+
+    Only symbols with a full return history in the window (and, when ``mu`` is given, a forecast
+    on the date) take part. ``previous`` is the last date's weights on those symbols (zero for
+    new ones), for turnover limits. One optimisation per rebalance date, by nature sequential.
+    """
+    parts, previous = [], None
+    for day, symbols, keep, window, expected in _rebalance_windows(
+        returns, dates, lookback, mu, progress
+    ):
+        if previous is None:
+            previous = np.zeros(len(symbols))
+        model = build(
+            mu=expected, previous=previous[keep], window=window, day=day, names=symbols[keep]
+        )
+        model.fit(window)
+        previous = np.zeros(len(symbols))
+        previous[keep] = model.weights_
+        parts.append((day, symbols[keep], np.asarray(model.weights_)))
+    return _frame(parts)
 
 
 def hrp_weights(
@@ -187,17 +219,19 @@ def risk_parity_weights(
     lookback: int = 252,
     progress: Callable[[int, int], None] | None = None,
 ) -> pl.DataFrame:
-    """Equal risk contributions (skfolio ``RiskBudgeting``) on a Ledoit-Wolf covariance."""
-    return optimised_weights(
-        returns,
-        dates,
-        lambda **_: RiskBudgeting(
-            risk_measure=RiskMeasure.VARIANCE,
-            prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
-        ),
-        lookback,
-        progress=progress,
-    )
+    """Equal risk contributions on a Ledoit-Wolf covariance (skfolio ``RiskBudgeting``'s
+    problem, solved by :func:`models.portfolio.solvers.risk_parity`, warm-started from the
+    previous date's book)."""
+    parts, last = [], {}
+    for day, symbols, keep, window, _ in _rebalance_windows(
+        returns, dates, lookback, progress=progress
+    ):
+        names = symbols[keep]
+        start = np.array([last.get(s, np.nan) for s in names])
+        w = risk_parity(shrunk_covariance(window), start if np.isfinite(start).all() else None)
+        last = dict(zip(names, w, strict=True))
+        parts.append((day, names, w))
+    return _frame(parts)
 
 
 def mean_variance_weights(
@@ -212,19 +246,104 @@ def mean_variance_weights(
     max_turnover: float | None = None,
     max_cluster_weight: float | None = None,
     n_clusters: int = 4,
+    transaction_costs: pl.DataFrame | float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pl.DataFrame:
-    """Mean-variance (skfolio ``MeanRisk``, maximum utility ``mu'w - risk_aversion * w'Sw``)
+    """Mean-variance (skfolio ``MeanRisk``'s maximum utility ``mu'w - risk_aversion * w'Sw``)
     with the ML expected returns ``mu`` and a Ledoit-Wolf shrunk covariance.
 
     Long-only: fully invested, each weight in ``[0, max_weight]``. Long-short: dollar neutral,
     each weight in ``[-max_weight, max_weight]``, at most 1 long and 1 short. ``max_turnover``
     caps each asset's weight change against the previous rebalance's targets (skfolio's
-    turnover bound is per asset). ``max_cluster_weight`` caps each cluster's net weight (the
-    ``n_clusters`` clusters of the window's return correlations, re-formed at every rebalance).
-    """
+    turnover bound is per asset; a date where it cannot be met keeps the previous book).
+    ``transaction_costs`` (a rate, or ``[date, symbol, cost]`` per unit traded, in the units of
+    ``mu``) puts costs in the objective, ``- cost'|w - previous|``, so the book trades a name
+    only where the forecast gain beats the cost. ``max_cluster_weight`` caps each cluster's net
+    weight (the ``n_clusters`` clusters of the window's return correlations, re-formed at every
+    rebalance; solved by skfolio on every name).
 
-    def build(mu: np.ndarray, previous: np.ndarray, window: np.ndarray) -> MeanRisk:
+    Solved exactly on a working set (:func:`models.portfolio.solvers.mean_variance`), except
+    with a cluster cap.
+    """
+    if max_cluster_weight is not None:
+        if transaction_costs is not None:
+            raise ValueError("a cluster-capped mean-variance book takes no transaction costs")
+        return _mean_variance_skfolio(
+            returns,
+            dates,
+            mu,
+            lookback=lookback,
+            risk_aversion=risk_aversion,
+            max_weight=max_weight,
+            long_short=long_short,
+            max_turnover=max_turnover,
+            max_cluster_weight=max_cluster_weight,
+            n_clusters=n_clusters,
+            progress=progress,
+        )
+    per_day = _costs_by_day(transaction_costs)
+    parts, held = [], {}
+    for day, symbols, keep, window, expected in _rebalance_windows(
+        returns, dates, lookback, mu, progress
+    ):
+        names = symbols[keep]
+        previous = np.array([held.get(s, 0.0) for s in names])
+        w = mean_variance(
+            expected,
+            shrunk_covariance(window),
+            risk_aversion=risk_aversion,
+            max_weight=max_weight,
+            long_short=long_short,
+            previous=previous,
+            costs=None if per_day is None else per_day(day, names),
+            max_turnover=max_turnover if previous.any() else None,
+        )
+        if w is None:  # the turnover bound cannot be met: keep the previous book
+            w = previous
+        held = dict(zip(names, w, strict=True))
+        parts.append((day, names, w))
+    return _frame(parts)
+
+
+def _costs_by_day(
+    costs: pl.DataFrame | float | None,
+) -> Callable[[object, np.ndarray], np.ndarray] | None:
+    """``rates(day, names)``: each name's cost rate on the day (a constant rate for all; a
+    name without a figure that day pays the day's median)."""
+    if costs is None:
+        return None
+    if isinstance(costs, int | float):
+        return lambda day, names: np.full(len(names), float(costs))
+    table = {
+        day: dict(zip(part[SYMBOL].to_list(), part["cost"].to_numpy(), strict=True))
+        for (day,), part in costs.partition_by(DATE, as_dict=True).items()
+    }
+
+    def rates(day: object, names: np.ndarray) -> np.ndarray:
+        today = table.get(day, {})
+        out = np.array([today.get(s, np.nan) for s in names], dtype=float)
+        return np.where(np.isnan(out), np.nanmedian(out) if np.isfinite(out).any() else 0.0, out)
+
+    return rates
+
+
+def _mean_variance_skfolio(
+    returns: pl.DataFrame,
+    dates: pl.Series,
+    mu: pl.DataFrame,
+    *,
+    lookback: int,
+    risk_aversion: float,
+    max_weight: float,
+    long_short: bool,
+    max_turnover: float | None,
+    max_cluster_weight: float | None,
+    n_clusters: int,
+    progress: Callable[[int, int], None] | None,
+) -> pl.DataFrame:
+    """skfolio's ``MeanRisk`` per rebalance date (the cluster-capped book)."""
+
+    def build(mu: np.ndarray, previous: np.ndarray, window: np.ndarray, **_) -> MeanRisk:
         bounds = {
             "min_weights": -max_weight if long_short else 0.0,
             "max_weights": max_weight,

@@ -106,8 +106,11 @@ def test_registered_ensemble_has_challenger_alias_and_predicts(materialized):
 def test_report_holds_finite_var_with_var99_at_least_var95(materialized):
     report = json.loads((materialized.home / "reports" / "risk_report.json").read_text())
     var = pl.DataFrame(report["var"])
-    # (8 books + 4 seed strategies) x horizons x methods x levels
-    assert var.height == 12 * 2 * 7 * 2
+    from assets.portfolio import STRATEGIES
+    from assets.strategies import SEED_STRATEGIES
+
+    # (every book + the seed strategies) x horizons x methods x levels
+    assert var.height == (len(STRATEGIES) + len(SEED_STRATEGIES)) * 2 * 7 * 2
     assert var.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
     wide = var.pivot(on="level", index=["strategy", "horizon_days", "method"], values="var")
     assert (wide["0.99"] >= wide["0.95"]).all()
@@ -333,16 +336,26 @@ def test_seed_strategies_trade_only_out_of_sample_from_earlier_information(mater
 
 
 def test_strategy_table_reports_before_and_after_costs_and_honesty(materialized):
+    from assets.portfolio import STRATEGIES
+    from assets.strategies import SEED_STRATEGIES
     from models.strategies import TABLE_COLUMNS
 
+    books = len(STRATEGIES) + len(SEED_STRATEGIES)
     table = pl.read_parquet(materialized.home / "lake" / "strategy_table.parquet")
-    assert table.columns == list(TABLE_COLUMNS) and len(table) == 12
+    assert table.columns == list(TABLE_COLUMNS) and len(table) == books
     assert (table["annual_return_gross"] >= table["annual_return"]).all()
     assert table["dsr"].is_between(0, 1).all() and table["pbo"].is_between(0, 1).all()
-    # 8 books + 4 seed strategies + 9 variants + the genetic candidates backtested, plus
+    # every book over equal weight: its own excess is nil, every other one is measured
+    bench = table.filter(pl.col("strategy") == "equal_weight")
+    assert bench["excess_return"][0] == 0.0
+    others = table.filter(pl.col("strategy") != "equal_weight")
+    assert others["information_ratio"].is_finite().all()
+    # the books + the seed strategies + 9 variants + the genetic candidates backtested, plus
     # 2 models x the fast profile's Optuna trials
     optuna_trials = 2 * PROFILES["fast"]["models"]["n_trials"]
-    assert (table["n_trials"] == 12 + 9 + _genetic_candidates(materialized) + optuna_trials).all()
+    assert (
+        table["n_trials"] == books + 9 + _genetic_candidates(materialized) + optuna_trials
+    ).all()
     (check,) = [
         c
         for c in materialized.result.get_asset_check_evaluations()

@@ -237,3 +237,21 @@ def test_fills_at_the_open_need_open_prices():
     prices, _ = _panel(n_days=10, n_assets=2)
     with pytest.raises(ValueError, match="open prices"):
         session_returns(prices)
+
+
+def test_no_trade_band_skips_small_trades_and_keeps_the_book_invested():
+    R = np.array([[0.0, 0.0], [0.0, 0.0], [0.02, 0.0], [0.0, 0.0], [0.0, 0.0], [0.01, 0.01]])
+    weights = pl.DataFrame(
+        {
+            "date": [date(2020, 1, 1)] * 2 + [date(2020, 1, 4)] * 2,
+            "symbol": ["A", "B"] * 2,
+            "weight": [0.5, 0.5, 0.5, 0.5],
+        }
+    )
+    free = run_backtest(weights, _returns(R), cost_bps=0)
+    banded = run_backtest(weights, _returns(R), cost_bps=0, band=0.01)
+    day = date(2020, 1, 5)
+    # A drifted to 0.505: back to 0.5 is a 0.005 trade per leg, under the band
+    assert free.filter(pl.col("date") == day)["turnover"][0] == pytest.approx(0.0099, abs=1e-4)
+    assert banded.filter(pl.col("date") == day)["turnover"][0] == 0.0
+    assert banded["gross"][-1] == pytest.approx(0.01)  # still fully invested

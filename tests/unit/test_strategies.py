@@ -64,3 +64,29 @@ def test_gross_and_net_columns(returns):
     assert row["annual_return_gross"] > row["annual_return"]
     assert_allclose(row["cost_drag"], daily["cost"].mean() * 252)
     assert row["sharpe_gross"] > row["sharpe"]
+
+
+def test_excess_return_and_information_ratio_over_equal_weight(returns):
+    from models.portfolio import equal_weights
+
+    rng = np.random.default_rng(2)
+    signals = returns.select("date", "symbol").with_columns(score=rng.normal(size=len(returns)))
+    dates = rebalance_dates(signals["date"], 5)
+    daily = pl.concat(
+        [
+            run_backtest(top_k_weights(signals, dates, 5), returns, cost_bps=10).with_columns(
+                strategy=pl.lit("book")
+            ),
+            run_backtest(equal_weights(returns, dates), returns, cost_bps=10).with_columns(
+                strategy=pl.lit("equal_weight")
+            ),
+        ]
+    )
+    table, _ = strategy_table(daily, daily)
+    row = table.filter(pl.col("strategy") == "book").row(0, named=True)
+    wide = daily.pivot(on="strategy", index="date", values="net").drop_nulls()
+    diff = (wide["book"] - wide["equal_weight"]).to_numpy()
+    assert_allclose(row["excess_return"], diff.mean() * 252)
+    assert_allclose(row["information_ratio"], diff.mean() / diff.std(ddof=1) * np.sqrt(252))
+    assert table.filter(pl.col("strategy") == "equal_weight")["excess_return"][0] == 0.0
+    assert row["excess_return_gross"] > row["excess_return"]  # the book trades more
