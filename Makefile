@@ -31,7 +31,8 @@ ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 # the peer's protocol on every fifth ticker (about 20 min on 2 cores); PROTOCOL= for all 504
 PROTOCOL ?= --every 5
 
-bench: install
+bench: install  ## a fresh-home first run timed first (idle machine), then the others
+	$(BIN)/python -m benchmarks.first_run
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.scaleout
 	$(BIN)/python -m benchmarks.scale

@@ -10,8 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import (
+    MetadataValue,
+    TableColumn,
+    TableConstraints,
+    TableRecord,
+    TableSchema,
+)
 from matplotlib.figure import Figure
+
+from models.columns import KINDS, Column, describe, display, once_text
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -25,9 +33,42 @@ def image(png: bytes, alt: str) -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def table(frame: pl.DataFrame, floatfmt: str = ".4f") -> MetadataValue:
-    """A small frame as a markdown table."""
-    return MetadataValue.md(to_markdown(frame, floatfmt))
+def table(frame: pl.DataFrame) -> MetadataValue:
+    """A small frame as a Dagster table: each column typed and described from the column
+    registry (``models/columns.py``), its values as a person reads them (fractions in percent,
+    integers as integers; the unit in the heading and the description), and the figures that are
+    one per table (PBO) said once, in the schema's constraints, instead of on every row."""
+    shown = display(frame)
+    columns = [
+        TableColumn(
+            heading,
+            _TYPES.get(column.kind, "float"),
+            description=_describe(column),
+        )
+        for _, heading, column in shown.columns
+    ]
+    once = [f"{once_text([figure])}: {figure[1].description}" for figure in shown.once]
+    schema = TableSchema(columns=columns, constraints=TableConstraints(other=once))
+    headings = [heading for _, heading, _ in shown.columns]
+    records = [TableRecord(dict(zip(headings, row, strict=True))) for row in shown.shown.rows()]
+    return MetadataValue.table(records, schema)
+
+
+_TYPES = {"text": "string", "int": "int", "days": "int"}
+
+
+def _describe(column: Column) -> str:
+    unit = KINDS[column.kind].unit
+    extra = {
+        "percent": "in percent",
+        "prob": "a probability, in percent",
+        "bp": "in basis points",
+        "days": "in trading days",
+        "seconds": "in seconds",
+        "multiple": "times the book",
+    }.get(column.kind)
+    text = column.description or "Not described yet (models/columns.py)."
+    return f"{text.rstrip('.')}, {extra}." if extra and unit else text
 
 
 def to_markdown(frame: pl.DataFrame, floatfmt: str = ".4f") -> str:
@@ -46,15 +87,28 @@ def to_markdown(frame: pl.DataFrame, floatfmt: str = ".4f") -> str:
         return str(frame)
 
 
-def schema(frame: pl.DataFrame) -> TableSchema:
+def schema(frame: pl.DataFrame, descriptions: dict[str, str] | None = None) -> TableSchema:
+    """The frame's columns with their dtypes, described from ``descriptions`` (e.g. the feature
+    registry's) or the column registry."""
+    descriptions = descriptions or {}
     return TableSchema(
-        columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        columns=[
+            TableColumn(
+                name,
+                str(dtype),
+                description=descriptions.get(name) or describe(name, dtype).description or None,
+            )
+            for name, dtype in frame.schema.items()
+        ]
     )
 
 
-def frame_metadata(frame: pl.DataFrame) -> dict:
-    """Row count and column schema, as Dagster's standard keys."""
-    return {"dagster/row_count": len(frame), "dagster/column_schema": schema(frame)}
+def frame_metadata(frame: pl.DataFrame, descriptions: dict[str, str] | None = None) -> dict:
+    """Row count and column schema (described), as Dagster's standard keys."""
+    return {
+        "dagster/row_count": len(frame),
+        "dagster/column_schema": schema(frame, descriptions),
+    }
 
 
 # Linux keeps a process's peak resident set (VmHWM) and lets the process reset it (writing 5 to

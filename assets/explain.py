@@ -117,7 +117,7 @@ def shap_explanations(
             "top_features": table(importance.head(10)),
             "shap_summary": image(summary, "SHAP summary"),
             "shap_dependence": image(dependence, "SHAP dependence"),
-            f"why_{newest}": table(why.head(10), ".5f"),
+            f"why_{newest}": table(why.head(10)),
             "surrogate_fidelity_r2": fidelity,
             **ensemble_part,
             "surrogate_rules": MetadataValue.md(f"```\n{rules}```"),
@@ -146,7 +146,7 @@ def _ensemble_attribution(
         ).max()
     )
     return {
-        "ensemble_top_features": table(mean_abs_shap(explanation).head(10), ".6f"),
+        "ensemble_top_features": table(mean_abs_shap(explanation).head(10)),
         "ensemble_shap_additivity_error": error,
         "ensemble_shap_summary": image(
             png_bytes(shap_summary(explanation)), "ensemble SHAP summary"

@@ -152,17 +152,16 @@ def feature_matrix(
     requested = feature_names(config.feature_set, config.windows, config.names)
     skipped = plan(requested, market_prices.columns, MARKET_RET in frame.columns).skipped
     null_share = frame.select(pl.col(columns).null_count() / max(len(frame), 1)).row(0)
+    described = pl.concat(
+        [describe(columns), describe_statistical(columns), describe_sentiment(columns)]
+    )
     return Output(
         frame,
         metadata={
-            **frame_metadata(frame),
+            **frame_metadata(frame, dict(described.select("feature", "description").iter_rows())),
             "n_features": len(columns),
             "feature_set": config.feature_set,
-            "features": table(
-                pl.concat(
-                    [describe(columns), describe_statistical(columns), describe_sentiment(columns)]
-                )
-            ),
+            "features": table(described),
             "skipped_for_missing_inputs": MetadataValue.json(
                 {k: list(v) for k, v in skipped.items()}
             ),

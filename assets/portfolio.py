@@ -609,7 +609,14 @@ class StrategyTableConfig(Config):
     group_name="portfolio",
     kinds={"polars", "mlflow"},
     io_manager_key="lake",
-    check_specs=[AssetCheckSpec("check_strategy_table_plausible", asset="strategy_table")],
+    check_specs=[
+        AssetCheckSpec(
+            "check_strategy_table_plausible",
+            asset="strategy_table",
+            description="No strategy's net Sharpe ratio is too good to be true (above "
+            f"{MAX_STRATEGY_SHARPE}): a sign of look-ahead in the signals or the backtest.",
+        )
+    ],
 )
 def strategy_table(
     context: AssetExecutionContext,
@@ -641,6 +648,11 @@ def strategy_table(
             {"pbo": pbo.pbo, "prob_oos_loss": pbo.prob_oos_loss, "n_trials": frame["n_trials"][0]}
         )
         mlflow.log_artifact(str(path))
+        best = frame.sort("sharpe", descending=True, nulls_last=True).row(0, named=True)
+        tracker.log_headline(
+            context,
+            {"best_net_sharpe": best["sharpe"], "best_net_sharpe_dsr": best["dsr"], "pbo": pbo.pbo},
+        )
         for row in frame.to_dicts():  # one MLflow run per strategy, comparable side by side
             with mlflow.start_run(run_name=f"strategy {row['strategy']}", nested=True):
                 mlflow.set_tag("strategy", row["strategy"])
@@ -652,7 +664,7 @@ def strategy_table(
         metadata={
             **frame_metadata(frame),
             "strategy_table": table(frame),
-            "pbo": pbo.pbo,
+            "pbo": MetadataValue.float(round(pbo.pbo, 4)),
             "pbo_splits": pbo.n_splits,
             "n_trials": int(frame["n_trials"][0]),
             "pbo_logits": image(png, "PBO logit distribution"),

@@ -62,7 +62,16 @@ class Tracker(Protocol):
         """An MLflow run for this asset, nested under the pipeline run's parent run."""
 
     def run_url(self, run_id: str) -> str:
-        """Link to a run in the MLflow UI."""
+        """Link to a run in the MLflow UI (its model-training view)."""
+
+    def model_url(self, name: str, version: str) -> str:
+        """Link to a registered model version's page in the MLflow UI."""
+
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """Link to one of a run's artefacts in the MLflow UI."""
+
+    def log_headline(self, context: AssetExecutionContext, metrics: dict[str, float]) -> None:
+        """Put the night's headline figures on the Dagster run's parent MLflow run."""
 
 
 class Tuning(Protocol):

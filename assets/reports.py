@@ -2,7 +2,14 @@
 
 import mlflow
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
+from dagster import (
+    AssetExecutionContext,
+    DagsterEventType,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
 
 from assets._meta import png_bytes
 from assets.ports import ReportStore, Tracker
@@ -140,6 +147,7 @@ def run_report(
     with tracker.asset_run(context) as run:
         for path in written[:2]:
             mlflow.log_artifact(str(path), "report")
+        tracker.log_headline(context, _ingest_counts(context))
     return Output(
         {
             "html": str(written[0]),
@@ -147,9 +155,14 @@ def run_report(
             "sections": [s.title for s in sections],
         },
         metadata={
-            "report": MetadataValue.path(str(written[0])),
-            "latest": MetadataValue.path(str(written[2])),
-            "report_url": MetadataValue.url(written[2].resolve().as_uri()),
+            # where the home keeps it (a home moved elsewhere keeps the same relative path)
+            "report": MetadataValue.path(f"reports/{context.run_id}/report.html"),
+            "latest": MetadataValue.path("reports/latest/report.html"),
+            # served by the MLflow UI, which shows the page (a file:// link is blocked from an
+            # http page)
+            "report_url": MetadataValue.url(
+                tracker.artifact_url(run.info.run_id, "report/report.html")
+            ),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
     )
@@ -200,6 +213,29 @@ def _microstructure(reports: ReportStore) -> list[Section]:
         for name in pictures
     }
     return [Section("Microstructure", (*blocks, *_figures(reports, captions)))]
+
+
+def _ingest_counts(context: AssetExecutionContext) -> dict[str, float]:
+    """Rows this Dagster run read from the price source and rows it quarantined (history and
+    daily partitions together), from the run's own materializations; nothing when the run did
+    not ingest."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    rows_in = quarantined = 0
+    ingested, seen = False, set()
+    for record in records:
+        materialization = record.asset_materialization
+        key, metadata = materialization.asset_key.to_user_string(), materialization.metadata
+        if key in seen:  # a range of daily partitions: one output, its metadata on each
+            continue
+        seen.add(key)
+        if key in ("price_history", "daily_prices") and "rows_read" in metadata:
+            rows_in += int(metadata["rows_read"].value)
+            ingested = True
+        elif key in ("price_quarantine", "daily_quarantine") and "dagster/row_count" in metadata:
+            quarantined += int(metadata["dagster/row_count"].value)
+    return {"rows_in": rows_in, "rows_quarantined": quarantined} if ingested else {}
 
 
 def _figures(reports: ReportStore, captions: dict[str, str]) -> list[Figure]:

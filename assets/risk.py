@@ -97,6 +97,15 @@ def var_backtest(
             )
         for path in paths:
             mlflow.log_artifact(str(path), "var_backtest")
+        headline = {"var_red_zone_methods": float((coverage["zone"] == "red").sum())}
+        for (level,), part in coverage.group_by("level"):
+            pct = round(level * 100)
+            headline |= {
+                f"var{pct}_exceptions_expected": part["expected"].mean(),
+                f"var{pct}_exceptions_min": part["exceptions"].min(),
+                f"var{pct}_exceptions_max": part["exceptions"].max(),
+            }
+        tracker.log_headline(context, headline)
     shown = coverage.select(
         "method",
         "level",
@@ -112,7 +121,7 @@ def var_backtest(
         forecasts,
         metadata={
             **frame_metadata(forecasts),
-            "coverage": table(shown, ".3f"),
+            "coverage": table(shown),
             "red_zone": int((coverage["zone"] == "red").sum()),
             **{
                 f"var_backtest_{int(lv * 100)}": image(p, f"returns vs rolling {lv:.0%} VaR")
@@ -192,7 +201,7 @@ def stress_scenarios(
             "reason": out.reason,
             "assets": len(full),
             "scenarios": config.n_scenarios,
-            **({"realism_checks": table(out.checks, ".4f")} if out.checks.height else {}),
+            **({"realism_checks": table(out.checks)} if out.checks.height else {}),
             "realism": image(png, "real vs generated windows"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
         },
@@ -247,7 +256,7 @@ def correlation_forecasts(
     return Output(
         out.scores,
         metadata={
-            "scores": table(out.scores, ".5f"),
+            "scores": table(out.scores),
             "assets": ", ".join(symbols),
             "test_from": str(wide["date"][split]),
             "dcc_a_b": f"{a:.4f}, {b:.4f}",

@@ -44,7 +44,14 @@ from assets.registry import (
 )
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
-from models.metrics import daily_ic, ic_summary, long_short, mean_rank_ic
+from models.metrics import (
+    daily_ic,
+    ic_summary,
+    label_horizon,
+    long_short,
+    mean_rank_ic,
+    rank_ic_tstat,
+)
 from models.objectives import OBJECTIVES, BookScorer
 from models.plots import (
     cumulative_long_short,
@@ -64,6 +71,14 @@ from models.training import (
 )
 
 PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "torch"]
+MODEL_DESCRIPTION = (
+    "AlphaForge's stacked ensemble: a meta-learner over the base models' out-of-fold "
+    "predictions, scoring each symbol's next-horizon return rank per day. @challenger is the "
+    "latest run's version; @champion the one the champion_gate promoted (test Rank IC "
+    "significantly above zero and beating the previous champion on the same test period); "
+    "each version's description says what it was trained on and how it tested. Score with "
+    "`alphaforge score` (default @champion)."
+)
 
 
 class TrainingConfig(CostConfig):
@@ -135,6 +150,17 @@ class EnsembleConfig(Config):
         description="Rank IC on the final test period by which the challenger must beat the "
         "champion to be promoted.",
     )
+    min_test_rank_ic: float = Field(
+        default=0.0,
+        description="Floor on the challenger's mean daily Rank IC on the final test period: at "
+        "or below it, no promotion, champion or not.",
+    )
+    min_test_rank_ic_t: float = Field(
+        default=2.0,
+        description="t-statistic (Newey-West over the label horizon) of the challenger's mean "
+        "daily test Rank IC that it must exceed to be promoted, champion or not: significantly "
+        "above zero.",
+    )
 
 
 def _small_lightgbm():
@@ -196,8 +222,10 @@ class TrialLogger:
         client: mlflow.MlflowClient,
         worker: str = "pipeline",
         every_s: float = 0.0,
+        score_name: str = "rank_ic",
     ):
         self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
+        self.score_name = score_name  # what a fold is scored by: the objective's name
         self.parent, self.client = client.get_run(parent_run_id), client
         self.pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="mlflow-trials", initializer=_yield_to_fits
@@ -209,12 +237,18 @@ class TrialLogger:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         now = int(time.time() * 1000)
+        folds = trial.user_attrs.get("fold_scores", [])
+        # the headline is the mean over the folds scored (a pruned trial's, over those it
+        # reached); each fold is a metric of its own, so no column shows the last fold's
+        # score as if it were the trial's
         metrics = [
-            Metric("fold_rank_ic", score, now, fold)
-            for fold, score in enumerate(trial.user_attrs.get("fold_scores", []))
+            Metric(f"fold_{fold}_{self.score_name}", score, now, 0)
+            for fold, score in enumerate(folds, start=1)
         ]
-        if trial.value is not None:
-            metrics.append(Metric("mean_rank_ic", trial.value, now, 0))
+        mean = trial.value if trial.value is not None else (np.mean(folds) if folds else None)
+        if mean is not None:
+            metrics.append(Metric(f"mean_{self.score_name}", float(mean), now, 0))
+        metrics.append(Metric("folds_scored", float(len(folds)), now, 0))
         if trial.duration is not None:
             metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
         metrics.append(Metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0), now, 0))
@@ -237,7 +271,8 @@ class TrialLogger:
         best = f", best {self.best:+.4f}" if np.isfinite(self.best) else ""
         self.log(
             f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
-            f"rank IC {value}{best} ({self.worker})"
+            f"{self.score_name.replace('_', ' ').replace('rank ic', 'rank IC')} {value}{best} "
+            f"({self.worker})"
         )
 
     def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
@@ -382,6 +417,7 @@ def base_models(
                     parent,
                     client,
                     every_s=PROGRESS_EVERY_S,
+                    score_name=config.objective,
                 )
 
                 def tuned(study, name=name, client=client, parent=parent) -> None:
@@ -589,14 +625,16 @@ def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None
         AssetCheckSpec(
             GATE,
             asset="ensemble_model",
-            description="Promote the new version to @champion only if it beats the champion's "
-            "Rank IC on the same final test period by the configured margin.",
+            description="Promote the new version to @champion only if its Rank IC on the final "
+            "test period is significantly above zero (t-statistic and floor) and beats the "
+            "champion's on the same period by the configured margin.",
         ),
         AssetCheckSpec(
             CHAMPION_AGE,
             asset="ensemble_model",
             description="The model in production (@champion) was trained within "
-            "max_champion_age_days: warns when no newer challenger has beaten it for that long.",
+            "max_champion_age_days: warns when no newer challenger has beaten it for that long "
+            "(passes with nothing in production: nothing has aged).",
         ),
     ],
 )
@@ -633,6 +671,8 @@ def ensemble_model(
     X_test = base.dataset_inputs(ds, np.flatnonzero(test)).astype(np.float64)
     test_pred = ensemble.predict(X_test)
     test_metrics = ic_summary(ds.dates[test], test_pred, ds.label[test])
+    horizon = label_horizon(ds.dates, ds.label_end)
+    test_metrics["rank_ic_t"] = rank_ic_tstat(ds.dates[test], test_pred, ds.label[test], horizon)
     train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
     example = pl.DataFrame(X_test[-5:], schema=base.input_names, orient="row").to_pandas()
     with tracker.asset_run(context) as run:
@@ -652,11 +692,28 @@ def ensemble_model(
         location = client.get_model_version_download_uri(REGISTERED_MODEL, version)
         record_digest(client, version, location, client.tracking_uri)
         client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
+        client.update_registered_model(REGISTERED_MODEL, description=MODEL_DESCRIPTION)
+        symbols = feature_matrix["symbol"].n_unique()
+        client.update_model_version(
+            REGISTERED_MODEL,
+            version,
+            description=(
+                f"{config.meta_learner} meta-learner over {', '.join(base.params)} "
+                f"({len(base.feature_names)} features of {symbols} symbols, "
+                f"{ds.frame['date'].min()} to {ds.frame['date'].max()}). Base models fitted on "
+                f"labels ending by {train_label_end}, the meta-learner on their out-of-fold "
+                f"predictions before {test_start}. Final test period {test_start} to "
+                f"{ds.frame['date'].max()}: Rank IC {test_metrics['rank_ic']:+.4f} "
+                f"(t {test_metrics['rank_ic_t']:.2f}, {int(test_metrics['n_dates'])} days). "
+                f"Dagster run {context.run_id}."
+            ),
+        )
         for key, value in {
             "dagster_run_id": context.run_id,
             "test_start": str(test_start),
             "train_label_end": train_label_end,
             "test_rank_ic": f"{test_metrics['rank_ic']:.6f}",
+            "test_rank_ic_t": f"{test_metrics['rank_ic_t']:.4f}",
             "base_models": ",".join(base.params),
         }.items():
             client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
@@ -665,14 +722,22 @@ def ensemble_model(
             Path(tracker.artifact_root) if tracker.artifact_root else None,
             version,
             mean_rank_ic(ds.dates[test], test_pred, ds.label[test]),
-            config.promotion_margin,
+            test_metrics["rank_ic_t"],
+            config,
             feature_matrix,
             ds,
             test_start,
         )
         mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
-        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    age_days = (time.time() * 1000 - champion.creation_timestamp) / 86_400_000
+        champion = _champion(client)
+        tracker.log_headline(
+            context,
+            {
+                "ensemble_test_rank_ic": test_metrics["rank_ic"],
+                "ensemble_test_rank_ic_t": test_metrics["rank_ic_t"],
+                "ensemble_promoted": float(decision["decision"] == "promoted"),
+            },
+        )
     context.log.info(
         f"registered {REGISTERED_MODEL} version {version} as @challenger; gate: "
         f"{decision['decision']} ({decision['reason']})"
@@ -682,6 +747,8 @@ def ensemble_model(
         metadata={
             "meta_weights": MetadataValue.json(weights),
             "registered_model": f"{REGISTERED_MODEL}@challenger (version {version})",
+            "promotion": f"{decision['decision']}: {decision['reason']}",
+            "model_version": MetadataValue.url(tracker.model_url(REGISTERED_MODEL, version)),
             "oos_metrics_same_dates": table(same_dates),
             "test_period": f"{test_start} to {ds.frame['date'].max()}",
             "test_metrics": table(pl.DataFrame([{"model": "ensemble", **test_metrics}])),
@@ -693,8 +760,22 @@ def ensemble_model(
         passed=decision["decision"] in ("promoted", "already champion"),
         severity=AssetCheckSeverity.WARN,
         description=f"{decision['decision']}: {decision['reason']}",
-        metadata={k: MetadataValue.text(str(v)) for k, v in decision.items()},
+        metadata={
+            k: MetadataValue.float(round(v, 4))
+            if isinstance(v, float)
+            else MetadataValue.text(str(v))
+            for k, v in decision.items()
+        },
     )
+    if champion is None:
+        yield AssetCheckResult(
+            check_name=CHAMPION_AGE,
+            passed=True,
+            description="no @champion: no version has passed the gate, nothing in production "
+            "has aged",
+        )
+        return
+    age_days = (time.time() * 1000 - champion.creation_timestamp) / 86_400_000
     yield AssetCheckResult(
         check_name=CHAMPION_AGE,
         passed=age_days <= config.max_champion_age_days,
@@ -708,33 +789,64 @@ def ensemble_model(
     )
 
 
+def _champion(client):
+    """The @champion version, or None when no version has been promoted."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    except MlflowException:
+        return None
+
+
+def weak_evidence(rank_ic: float, t: float, floor: float, min_t: float) -> str | None:
+    """Why a challenger's test Rank IC does not earn promotion, or None when it is above the
+    ``floor`` with a t-statistic above ``min_t``."""
+    if not (np.isfinite(rank_ic) and rank_ic > floor):
+        return f"test Rank IC {rank_ic:+.4f} is not above the floor {floor:+.4f}"
+    if not (np.isfinite(t) and t > min_t):
+        return (
+            f"test Rank IC {rank_ic:+.4f} is not significantly above zero "
+            f"(t {t:.2f}, needs more than {min_t:.2f})"
+        )
+    return None
+
+
 def _champion_gate(
     client,
     artifact_root,
     version: str,
     challenger_ic: float,
-    margin: float,
+    t: float,
+    config,
     features,
     ds,
     test_start,
 ) -> dict:
-    """Compare the challenger with the champion on the same final test period; promote it when
-    it wins by ``margin`` (or when there is no champion). The evidence is tagged on the
-    challenger version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    except MlflowException:
-        champion = None
+    """Decide on the challenger: refused when its test Rank IC is not significantly above zero
+    (champion or not); else compared with the champion on the same final test period and
+    promoted when it wins by the margin (or when there is no champion). The evidence is tagged
+    on the challenger version."""
+    margin = config.promotion_margin
+    champion = _champion(client)
     evidence = {
         "challenger_version": version,
         "challenger_test_rank_ic": challenger_ic,
+        "challenger_test_rank_ic_t": t,
+        "min_test_rank_ic": config.min_test_rank_ic,
+        "min_test_rank_ic_t": config.min_test_rank_ic_t,
         "test_start": str(test_start),
         "margin": margin,
     }
-    if champion is None:
-        decision, reason = "promoted", "no champion yet"
+    weak = weak_evidence(challenger_ic, t, config.min_test_rank_ic, config.min_test_rank_ic_t)
+    if weak:
+        decision = "refused"
+        reason = weak + (
+            f"; @champion stays version {champion.version}" if champion else "; no @champion"
+        )
+    elif champion is None:
+        decision = "promoted"
+        reason = "no champion yet, and the test Rank IC clears the floor and the t-statistic bar"
     elif champion.version == str(version):
         decision, reason = "already champion", f"version {version}"
     elif champion.tags.get("train_label_end", "9999") >= str(test_start):
@@ -767,6 +879,7 @@ def _champion_gate(
         client.set_registered_model_alias(REGISTERED_MODEL, "champion", version)
     evidence.update(decision=decision, reason=reason)
     client.set_model_version_tag(REGISTERED_MODEL, version, "promotion", decision)
+    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion_reason", reason)
     client.set_model_version_tag(
         REGISTERED_MODEL, version, "promotion_evidence", json.dumps(evidence, default=str)
     )

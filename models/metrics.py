@@ -66,3 +66,23 @@ def ic_summary(dates: np.ndarray, pred: np.ndarray, label: np.ndarray) -> dict[s
         "long_short": float(np.mean(ls)) if len(ls) else np.nan,
         "n_dates": float(len(rank_ic)),
     }
+
+
+def rank_ic_tstat(dates: np.ndarray, pred: np.ndarray, label: np.ndarray, lags: int) -> float:
+    """t-statistic of the mean daily Rank IC, with a Newey-West (HAC) standard error over
+    ``lags`` days: labels that span several days overlap, so neighbouring days' ICs are
+    correlated and the plain mean / (std / sqrt(n)) would overstate the evidence. NaN with
+    fewer than three scored days."""
+    import statsmodels.api as sm
+
+    ic = daily_ic(dates, pred, label)["ic"].to_numpy()
+    if len(ic) < 3 or np.ptp(ic) == 0:
+        return float("nan")
+    fit = sm.OLS(ic, np.ones(len(ic))).fit(cov_type="HAC", cov_kwds={"maxlags": max(0, lags)})
+    return float(fit.tvalues[0])
+
+
+def label_horizon(dates: np.ndarray, label_end: np.ndarray) -> int:
+    """The labels' median span in trading (business) days, at least 1."""
+    days = np.busday_count(dates.astype("datetime64[D]"), label_end.astype("datetime64[D]"))
+    return max(1, int(np.median(days))) if len(days) else 1

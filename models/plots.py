@@ -5,37 +5,84 @@ import numpy as np
 import polars as pl
 import shap
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from models.scenarios import abs_autocorrelations, window_correlation
+
+
+def line_styles(names: list[str]) -> dict[str, dict]:
+    """A colour for each name that no other name in the plot shares: tab10's ten, then tab20's
+    lighter ten dashed (so a light and a dark blue also differ in style), then evenly spaced
+    colours of a continuous map beyond twenty."""
+    n = len(names)
+    if n <= 20:
+        tab20 = plt.get_cmap("tab20").colors
+        colours = [*tab20[0::2], *tab20[1::2]][:n]
+    else:
+        colours = [plt.get_cmap("turbo")(x) for x in np.linspace(0.05, 0.95, n)]
+    dashes = ["-", "--", "-.", ":"]
+    return {
+        name: {"color": colour, "linestyle": dashes[(i // 10) % len(dashes)]}
+        for i, (name, colour) in enumerate(zip(names, colours, strict=True))
+    }
+
+
+def _legend_outside(ax, n: int) -> None:
+    """The legend right of the axes, never over the data."""
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8 if n <= 16 else 7,
+        ncol=1 if n <= 22 else 2,
+        frameon=False,
+    )
+
+
+def _growth_axis(ax) -> None:
+    """A log axis for growth of 1 that reads 0.5, 0.7, 1, 1.5, 2, 3 (not 3 × 10⁰)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def equity_curves(
     daily: pl.DataFrame, title: str = "Out-of-sample equity (net of costs)"
 ) -> Figure:
-    """Cumulative net growth of each strategy in ``[date, strategy, net]``."""
-    fig = Figure(figsize=(9, 4.5))
+    """Cumulative net growth of each strategy in ``[date, strategy, net]``, one colour each,
+    on a log axis, the legend beside the plot."""
+    parts = list(daily.sort("date").group_by("strategy", maintain_order=True))
+    styles = line_styles([name for (name,), _ in parts])
+    fig = Figure(figsize=(11, 4.8))
     ax = fig.subplots()
-    for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
-        ax.plot(part["date"].to_numpy(), np.cumprod(1 + part["net"].to_numpy()), label=name)
-    ax.set(title=title, ylabel="growth of 1", yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    for (name,), part in parts:
+        wealth = np.cumprod(1 + part["net"].to_numpy())
+        ax.plot(part["date"].to_numpy(), wealth, label=name, lw=1.2, **styles[name])
+    ax.axhline(1.0, color="black", lw=0.6)
+    _growth_axis(ax)
+    ax.set(title=title, ylabel="growth of 1 (log scale)")
+    ax.grid(alpha=0.3, which="major")
+    _legend_outside(ax, len(parts))
     fig.tight_layout()
     return fig
 
 
 def drawdown_curves(daily: pl.DataFrame) -> Figure:
     """Each strategy's drawdown from its running peak (net of costs), from ``[date, strategy,
-    net]``."""
-    fig = Figure(figsize=(9, 3.5))
+    net]``, in the same colours as :func:`equity_curves`."""
+    parts = list(daily.sort("date").group_by("strategy", maintain_order=True))
+    styles = line_styles([name for (name,), _ in parts])
+    fig = Figure(figsize=(11, 3.8))
     ax = fig.subplots()
-    for (name,), part in daily.sort("date").group_by("strategy", maintain_order=True):
+    for (name,), part in parts:
         wealth = np.cumprod(1 + part["net"].to_numpy())
-        ax.plot(part["date"].to_numpy(), wealth / np.maximum.accumulate(wealth) - 1, label=name)
+        drawdown = wealth / np.maximum.accumulate(wealth) - 1
+        ax.plot(part["date"].to_numpy(), drawdown, label=name, lw=1.0, **styles[name])
     ax.set(title="Drawdown (net of costs)", ylabel="from peak")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _legend_outside(ax, len(parts))
     fig.tight_layout()
     return fig
 

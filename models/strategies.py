@@ -19,6 +19,8 @@ TABLE_COLUMNS = (
     "cost_drag",
     "sharpe_gross",
     "sharpe",
+    "psr",  # the honesty figures beside the Sharpe ratio they judge, on the first screen
+    "dsr",
     "sortino",
     "calmar",
     "annual_volatility",
@@ -30,8 +32,6 @@ TABLE_COLUMNS = (
     "information_ratio_gross",
     "information_ratio",
     "hit_rate",
-    "psr",
-    "dsr",
     "pbo",
     "n_trials",
 )

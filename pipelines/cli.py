@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines.experiment import ExperimentError, Resolved, mlflow_uri, resolve, show
 from pipelines.lock import HomeBusy, PgRunLock, RunLock, exclusive
+from pipelines.resources import ui_link
 from pipelines.sensors import innermost_error
 from pipelines.serving import DEFAULT_MODEL, ModelRefused, score_day, write_scores
 from pipelines.settings import (
@@ -108,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--name", help="worker name in MLflow tags (default host:pid)")
     ui = sub.add_parser("ui", help="start the Dagster UI and the MLflow UI on 127.0.0.1")
     ui.add_argument("--dagster-port", type=int, default=3000)
-    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.add_argument(
+        "--mlflow-port",
+        type=int,
+        help="default: the port of ALPHAFORGE_MLFLOW_UI (5000), which the links in Dagster "
+        "metadata point at; another one is refused unless that variable says it too",
+    )
     args = parser.parse_args(argv)
     # A parent (a CI runner, nohup) may have left SIGTERM ignored; children inherit that, and
     # Dagster then cannot stop its log-capture processes. Restore the default for us and them.
@@ -131,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker done: {ran} trials")
         return 0
     if args.command == "ui":
+        try:
+            port = mlflow_ui_port(settings, args.mlflow_port)
+        except ValueError as err:
+            print(f"✗ {err}", file=sys.stderr)
+            return 2
         prepare_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-        return _ui(settings, args.dagster_port, args.mlflow_port)
+        return _ui(settings, args.dagster_port, port)
     try:
         resolved = _resolve(args, settings)
     except ExperimentError as err:
@@ -450,7 +461,8 @@ def _run_job(
     print(f"  lake:       {settings.lake}")
     print("  Dagster UI: http://127.0.0.1:3000  (start both UIs with `make ui`)")
     print(
-        f"  MLflow UI:  {settings.mlflow_ui}  (experiment '{resolved.experiment.tracking.experiment}')"
+        f"  MLflow UI:  {ui_link(settings.mlflow_ui, 'experiments')}  "
+        f"(experiment '{resolved.experiment.tracking.experiment}')"
     )
     return 0
 
@@ -566,7 +578,29 @@ class _Progress:
 
 # MLflow 3's server starts a job runner and seven huey worker processes for its GenAI jobs
 # (judges, trace roll-ups), each importing MLflow: nothing AlphaForge uses, so they stay off.
-UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# Its UI would also ask (and try) to send usage data: a loopback UI sends nothing.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def mlflow_ui_port(settings: Settings, asked: int | None) -> int:
+    """The port ``alphaforge ui`` serves MLflow on: the one of ``ALPHAFORGE_MLFLOW_UI``, which
+    every ``mlflow_run`` link in Dagster's metadata names, so each link answers from the UI it
+    is shown beside. Another port would leave those links dead: refused, saying what to set."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.mlflow_ui)
+    configured = url.port or (443 if url.scheme == "https" else 80)
+    local = url.hostname in ("127.0.0.1", "localhost")
+    if asked is None or (local and asked == configured):
+        return configured if local else 5000
+    if not local:  # links point at a tracking server elsewhere: this UI is an extra one
+        return asked
+    raise ValueError(
+        f"--mlflow-port {asked}: the links in Dagster metadata point at {settings.mlflow_ui} "
+        f"(ALPHAFORGE_MLFLOW_UI); serve MLflow there (drop --mlflow-port), or set "
+        f"ALPHAFORGE_MLFLOW_UI=http://127.0.0.1:{asked} for this command and the runs whose "
+        "links should point at it (links of runs made before keep their port)"
+    )
 
 
 def ui_commands(settings: Settings, dagster_port: int, mlflow_port: int) -> list[list[str]]:
@@ -612,6 +646,8 @@ def _ui(settings: Settings, dagster_port: int, mlflow_port: int) -> int:
     mlflow_ui = f"http://127.0.0.1:{mlflow_port}"
     if settings.prod:  # the tracking server is a service of its own (deploy/stack.sh, compose)
         commands, mlflow_ui = commands[:1], settings.mlflow_ui
+    # the experiments list in the model-training view: the registry one click away
+    mlflow_ui = ui_link(mlflow_ui, "experiments")
     # SIGTERM (from a supervisor, or `kill`) stops the UIs the same way Ctrl-C does
     signal.signal(signal.SIGTERM, _interrupt)
     procs = [subprocess.Popen(c, cwd=root, env=env, start_new_session=True) for c in commands]

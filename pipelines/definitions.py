@@ -9,6 +9,7 @@ import gc
 import hashlib
 import inspect
 import os
+import re
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -239,7 +240,9 @@ def with_owners_and_code_versions(assets: list) -> list:
         out.extend(
             map_asset_specs(
                 lambda spec, m=module: spec.replace_attributes(
-                    owners=[OWNERS.get(spec.group_name, "team:research")], code_version=version(m)
+                    owners=[OWNERS.get(spec.group_name, "team:research")],
+                    code_version=version(m),
+                    description=catalog_text(spec.description),
                 ),
                 [a],
             )
@@ -247,14 +250,37 @@ def with_owners_and_code_versions(assets: list) -> list:
     return out
 
 
+_RST_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|obj):`~?([^`]+)`")
+
+
+def catalog_text(docstring: str | None) -> str | None:
+    """An asset's docstring as the Dagster catalog shows it (plain text in lists, markdown on
+    the asset's page): RST's double backticks and roles dropped, the source's hard line wraps
+    joined, paragraphs and "- " list items kept."""
+    if not docstring:
+        return docstring
+    text = _RST_ROLE.sub(r"\1", inspect.cleandoc(docstring)).replace("``", "")
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        items = re.split(r"\n(?=\s*- )", block)
+        paragraphs.append("\n".join(" ".join(i.split()) for i in items))
+    return "\n\n".join(paragraphs)
+
+
 def experiment_tags(resolved: Resolved) -> dict[str, str]:
-    """The resolved experiment on every Dagster run, so any result can be reproduced."""
+    """The profile and a digest of the resolved experiment on every Dagster run; the whole
+    experiment, enough to reproduce the run, is the parent MLflow run's ``experiment.yaml``
+    artefact and parameters (a tag of a few kilobytes filled the run page's tag list)."""
     text = resolved.to_yaml()
     return {
         "alphaforge/profile": resolved.experiment.profile,
-        "alphaforge/experiment_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
-        "alphaforge/experiment": text,
+        "alphaforge/experiment_sha256": experiment_digest(text),
     }
+
+
+def experiment_digest(text: str) -> str:
+    """The run tag ``alphaforge/experiment_sha256`` of a resolved experiment's YAML."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_definitions(
@@ -290,8 +316,11 @@ def build_definitions(
     all_assets_job = job(
         JOB,
         full,
-        "Full rebuild: the whole price history, validation, features, training, "
-        "portfolio, risk and explanations.",
+        "Every asset but the daily partitions (daily_prices, daily_quarantine): the whole "
+        "history from the price source, then validation, features, training, portfolio, risk, "
+        "explanations and the report. new_price_files_sensor runs it when your files change, "
+        "and the weekly rebuild when the data ends before data.daily_from (no daily partition "
+        "to cover). full_job is the same plus the daily partitions.",
     )
     daily_job = job(
         DAILY_JOB,
@@ -302,8 +331,11 @@ def build_definitions(
     full_job = job(
         FULL_JOB,
         AssetSelection.all() - micro,
-        "Everything, the daily partitions included: `alphaforge run` and the "
-        "weekly rebuild run it with the partition range up to the data's last day.",
+        "Every asset but the order books' (their own partitions: microstructure_job), the "
+        "daily partitions included, as one run over the partition range up to the data's last "
+        "day: what `alphaforge run` (and `make run`) and the weekly rebuild run. "
+        "all_assets_job is the same without the daily partitions; daily_job is one day and "
+        "what it feeds.",
     )
     lob_job = job(
         LOB_JOB,

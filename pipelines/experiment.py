@@ -287,6 +287,8 @@ class EnsembleSection(Section):
         EnsembleConfig, "meta_learner"
     )
     promotion_margin: float = _inherit(EnsembleConfig, "promotion_margin", ge=0)
+    min_test_rank_ic: float = _inherit(EnsembleConfig, "min_test_rank_ic", ge=-1, le=1)
+    min_test_rank_ic_t: float = _inherit(EnsembleConfig, "min_test_rank_ic_t")
     max_champion_age_days: float = _inherit(EnsembleConfig, "max_champion_age_days", gt=0)
 
 
@@ -522,6 +524,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "engine"): ("base_models", "engine"),
     ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
     ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
+    ("ensemble", "min_test_rank_ic"): ("ensemble_model", "min_test_rank_ic"),
+    ("ensemble", "min_test_rank_ic_t"): ("ensemble_model", "min_test_rank_ic_t"),
     ("ensemble", "max_champion_age_days"): ("ensemble_model", "max_champion_age_days"),
     ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
     ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,26 @@ from pipelines.experiment import flatten, resolve_env_refs
 
 PARENT_TAG = "alphaforge.parent"
 DAGSTER_RUN_TAG = "dagster.run_id"
+# MLflow 3's UI opens in its GenAI mode (traces, judges, prompts; no registry link) unless the
+# experiment says it holds model training, or the link asks for the training view. Both, then:
+# the kind tag on the experiment, the query inside the hash route on every link we print.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+TRAINING_VIEW = "workflowType=machine_learning"
+EXPERIMENT_NOTE = (
+    "AlphaForge: one parent run per Dagster run (its name is the job and the run id's first "
+    "eight characters), carrying the night's headline metrics: the ensemble's test Rank IC and "
+    "its t-statistic, the best net Sharpe ratio and its deflated Sharpe ratio, PBO, VaR "
+    "exceptions against the expected number, rows read and quarantined. Each asset's run is "
+    "nested under it; Optuna trials under their model's run; one run per strategy under "
+    "strategy_table, comparable side by side."
+)
+
+
+def ui_link(ui_url: str, route: str) -> str:
+    """A link into the MLflow UI's hash router that opens the model-training view: the query
+    goes inside the hash (``/#/experiments/1?workflowType=...``), where the router reads it."""
+    sep = "&" if "?" in route else "?"
+    return f"{ui_url.rstrip('/')}/#/{route.lstrip('/')}{sep}{TRAINING_VIEW}"
 
 
 class MLflowResource(ConfigurableResource):
@@ -39,17 +60,40 @@ class MLflowResource(ConfigurableResource):
     def _experiment_id(self, client) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
+            for key, value in EXPERIMENT_KIND.items():  # an experiment made by older code
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         from mlflow.exceptions import MlflowException
 
         location = Path(self.artifact_root).as_uri() if self.artifact_root else None
+        tags = EXPERIMENT_KIND | {"mlflow.note.content": EXPERIMENT_NOTE}
         try:
-            return client.create_experiment(self.experiment_name, artifact_location=location)
+            created = client.create_experiment(
+                self.experiment_name, artifact_location=location, tags=tags
+            )
         except MlflowException:  # another step process created it a moment ago
             found = client.get_experiment_by_name(self.experiment_name)
             if found is None:
                 raise
             return found.experiment_id
+        self._hide_empty_default(client)
+        return created
+
+    @staticmethod
+    def _hide_empty_default(client) -> None:
+        """Delete MLflow's "Default" experiment (id 0, created with every new store) while it
+        holds no run: a newcomer's first screen should list ours only. Deleted, not removed:
+        MLflow restores it with ``mlflow experiments restore`` (and the store never recreates
+        it, since it still exists)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            default = client.get_experiment("0")
+            if default.lifecycle_stage == "active" and not client.search_runs(["0"], max_results=1):
+                client.delete_experiment("0")
+        except MlflowException:  # no default experiment, or a server that refuses: leave it
+            pass
 
     def _parent(self, client, experiment_id: str, context: AssetExecutionContext) -> str:
         from mlflow.entities import Param
@@ -158,19 +202,66 @@ class MLflowResource(ConfigurableResource):
             DAGSTER_RUN_TAG: context.run_id,
             "dagster.asset_key": asset,
         }
+        # the run starts when the step did, so its duration is the step's compute even when the
+        # asset opens it after the work (most log their results at the end)
+        created = client.create_run(
+            experiment_id, start_time=_step_started_ms(context), tags=tags, run_name=asset
+        )
         try:
-            with mlflow.start_run(run_name=asset, experiment_id=experiment_id, tags=tags) as run:
+            with mlflow.start_run(run_id=created.info.run_id) as run:
                 yield run
         except BaseException:
             client.set_terminated(parent, "FAILED")
             raise
         client.set_terminated(parent, "FINISHED")
 
+    def log_headline(self, context: AssetExecutionContext, metrics: dict[str, float]) -> None:
+        """Log the night's headline ``metrics`` on this Dagster run's parent MLflow run (the
+        one compared from night to night), beside the asset's own run."""
+        import math
+
+        import mlflow
+
+        client = mlflow.MlflowClient(self.uri)
+        parent = self._parent(client, self._experiment_id(client), context)
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        if finite:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
+
     def run_url(self, run_id: str) -> str:
         import mlflow
 
         run = mlflow.MlflowClient(self.uri).get_run(run_id)
-        return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return ui_link(self.ui_url, f"experiments/{run.info.experiment_id}/runs/{run_id}")
+
+    def model_url(self, name: str, version: str) -> str:
+        return ui_link(self.ui_url, f"models/{name}/versions/{version}")
+
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """Link to an artefact of a run in the MLflow UI (an HTML one is shown there)."""
+        import mlflow
+
+        run = mlflow.MlflowClient(self.uri).get_run(run_id)
+        route = f"experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{path}"
+        return ui_link(self.ui_url, route)
+
+
+def _step_started_ms(context: AssetExecutionContext) -> int:
+    """When this step started (its STEP_START event), in ms; now if it cannot be found."""
+    from dagster import DagsterEventType
+
+    try:
+        step = context.get_step_execution_context().step.key
+        records = context.instance.get_records_for_run(
+            context.run_id, of_type=DagsterEventType.STEP_START
+        ).records
+        starts = [r.timestamp for r in records if r.event_log_entry.step_key == step]
+    except Exception:  # noqa: BLE001 (a context without an event log, e.g. a direct call)
+        starts = []
+    return int((starts[-1] if starts else time.time()) * 1000)
 
 
 class ReportsResource(ConfigurableResource):

@@ -120,7 +120,7 @@ def failure_alert(context: RunFailureSensorContext) -> dict:
         "job": run.job_name,
         "failed_steps": steps,
         "summary": summary,
-        "tags": {k: v for k, v in run.tags.items() if k != "alphaforge/experiment"},
+        "tags": dict(run.tags),
     }
 
 

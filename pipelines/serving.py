@@ -24,7 +24,42 @@ MODEL_URI = re.compile(
     r"^models:/(?P<name>alphaforge-[a-z0-9_-]{1,64})(@(?P<alias>[A-Za-z0-9_-]{1,64})|/(?P<version>[0-9]{1,9}))$"
 )
 
-__all__ = ["DEFAULT_MODEL", "ModelRefused", "check_model_uri", "load_model", "score_day"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelRefused",
+    "NoSuchAlias",
+    "check_model_uri",
+    "load_model",
+    "score_day",
+]
+
+
+class NoSuchAlias(ModelRefused):
+    """The registry has no version under the alias asked for (no @champion yet)."""
+
+
+def _missing_alias(client, name: str, alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'", max_results=1000)
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"no model {name} in the registry: run `alphaforge run` first"
+    latest = client.get_model_version(name, str(max(int(v.version) for v in versions)))
+    why = latest.tags.get("promotion_reason") or "no reason recorded"
+    aliases = ", ".join(f"@{a}" for a in latest.aliases) or "no alias"
+    head = (
+        f"no @champion version of {name}: the champion_gate has promoted none"
+        if alias == "champion"
+        else f"no version of {name} carries @{alias}"
+    )
+    return (
+        f"{head}. The latest, version {latest.version} ({aliases}), was "
+        f"{latest.tags.get('promotion', 'not judged')}: {why}. To score with it anyway: "
+        f"--model models:/{name}@challenger (or models:/{name}/{latest.version})"
+    )
 
 
 def check_model_uri(uri: str) -> str:
@@ -38,11 +73,18 @@ def check_model_uri(uri: str) -> str:
 
 
 def load_model(tracking_uri: str, uri: str, artifact_root: Path | None):
-    """The registered model at ``uri``, loaded as the module says (``ModelRefused`` else)."""
+    """The registered model at ``uri``, loaded as the module says (``ModelRefused`` else;
+    :class:`NoSuchAlias`, saying why, when no version carries the alias)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     match = MODEL_URI.match(check_model_uri(uri))
     client = mlflow.MlflowClient(tracking_uri)
+    if match["alias"]:  # a missing alias is reported with the registry's reason for it
+        try:
+            client.get_model_version_by_alias(match["name"], match["alias"])
+        except MlflowException:
+            raise NoSuchAlias(_missing_alias(client, match["name"], match["alias"])) from None
     model, _ = load_registered(
         client,
         match["name"],

@@ -34,7 +34,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "ALPHAFORGE_MLFLOW_UI": (
         "http://127.0.0.1:5000",
-        "MLflow UI address used in links from Dagster metadata.",
+        "MLflow UI address used in links from Dagster metadata; `alphaforge ui` serves MLflow "
+        "on its port.",
     ),
     "ALPHAFORGE_ALERT_WEBHOOK": (
         "(none)",

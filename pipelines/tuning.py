@@ -204,6 +204,7 @@ def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = N
         meta["parent_run_id"],
         client,
         worker=worker,
+        score_name="rank_ic" if problem.scorer is None else "net_return",
     )
     try:
         return work(

@@ -120,7 +120,13 @@ def materialized(tmp_path_factory) -> Materialized:
     from pipelines.settings import load_settings, prepare_home
 
     home = tmp_path_factory.mktemp("alphaforge_home")
-    env = {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"}
+    # the MLflow UI the links in metadata name: a free port, which the browser tests serve
+    # MLflow on (as `alphaforge ui` would), so those links are checked as they were written
+    env = {
+        "ALPHAFORGE_HOME": str(home),
+        "ALPHAFORGE_PROFILE": "fast",
+        "ALPHAFORGE_MLFLOW_UI": f"http://127.0.0.1:{free_port()}",
+    }
     settings = load_settings(env)
     prepare_home(settings)
     instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))

@@ -12,6 +12,7 @@ import yaml
 from conftest import HAVE_PG
 from polars.testing import assert_frame_equal
 
+from pipelines.definitions import experiment_digest
 from pipelines.experiment import PROFILES, resolve
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
 from pipelines.settings import PG_DATABASES, postgres_url
@@ -105,8 +106,11 @@ def test_resolved_experiment_is_logged_to_mlflow_and_dagster(materialized, tmp_p
         parent.data.params["models.n_trials"] == str(FAST_TRIALS)
         and parent.data.params["data.start_date"] == "2007-01-01"
     )
+    # the Dagster run names the experiment by profile and digest (the YAML lives in MLflow)
     run = materialized.instance.get_run_by_id(parent.data.tags[DAGSTER_RUN_TAG])
-    assert yaml.safe_load(run.tags["alphaforge/experiment"]) == logged
+    text = Path(tmp_path / "experiment.yaml").read_text()
+    assert run.tags["alphaforge/experiment_sha256"] == experiment_digest(text)
+    assert run.tags["alphaforge/profile"] == "fast" and "alphaforge/experiment" not in run.tags
 
 
 @pytest.fixture(scope="module")

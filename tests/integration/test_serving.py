@@ -1,5 +1,6 @@
-"""``alphaforge score``: the champion scores the newest day; nothing but our registry's URIs
-loads (a path, a run URI or a URL is refused before MLflow is touched)."""
+"""``alphaforge score``: a registered version scores the newest day (the bundled fast run's
+@challenger: the gate promotes no @champion on it, and the default then says why); nothing but
+our registry's URIs loads (a path, a run URI or a URL is refused before MLflow is touched)."""
 
 import os
 from pathlib import Path
@@ -36,9 +37,37 @@ def test_our_registry_uris_pass():
         assert check_model_uri(uri) == uri
 
 
-def test_score_ranks_the_newest_day_with_the_champion(materialized, tmp_path, alphaforge_cli):
+CHALLENGER = "models:/alphaforge-ensemble@challenger"
+
+
+def test_score_without_a_champion_says_why(materialized, alphaforge_cli):
+    """The default, @champion, when the gate promoted none (as on the bundled fast run; where it
+    did, the alias is lifted for the test): the command says so, with the gate's reason for
+    the latest version and how to score that one anyway."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{materialized.home / 'mlflow.db'}")
+    champion = client.get_registered_model("alphaforge-ensemble").aliases.get("champion")
+    if champion:
+        client.delete_registered_model_alias("alphaforge-ensemble", "champion")
+    try:
+        done = alphaforge_cli("score", home=materialized.home)
+    finally:
+        if champion:
+            client.set_registered_model_alias("alphaforge-ensemble", "champion", champion)
+    latest = client.get_model_version_by_alias("alphaforge-ensemble", "challenger")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "no @champion version of alphaforge-ensemble: the champion_gate has promoted none" in (
+        done.stderr
+    )
+    reason = f"was {latest.tags['promotion']}: {latest.tags['promotion_reason']}"
+    assert reason in " ".join(done.stderr.split()), done.stderr  # the gate's own words
+    assert f"--model {CHALLENGER}" in done.stderr
+
+
+def test_score_ranks_the_newest_day_with_a_registered_model(materialized, tmp_path, alphaforge_cli):
     out = tmp_path / "scores.parquet"
-    done = alphaforge_cli("score", "--out", str(out), home=materialized.home)
+    done = alphaforge_cli("score", "--model", CHALLENGER, "--out", str(out), home=materialized.home)
     assert done.returncode == 0, done.stderr
     scores = pl.read_parquet(out)
     features = pl.read_parquet(materialized.home / "lake" / "feature_matrix.parquet")
@@ -96,10 +125,18 @@ def test_incremental_features_equal_the_batch_feature_matrix(materialized, tmp_p
 
 def test_stream_scores_a_bar_file_with_latency_figures(materialized, tmp_path, alphaforge_cli):
     _bars(materialized.home, 5, tmp_path / "bars.csv")
-    done = alphaforge_cli("stream", "--bars", str(tmp_path / "bars.csv"), home=materialized.home)
+    bars = str(tmp_path / "bars.csv")
+    done = alphaforge_cli("stream", "--bars", bars, "--model", CHALLENGER, home=materialized.home)
     assert done.returncode == 0, done.stderr
     assert "5 days scored" in done.stdout and "p50" in done.stdout and "p99" in done.stdout
-    alphaforge_cli("score", "--out", str(tmp_path / "batch.parquet"), home=materialized.home)
+    alphaforge_cli(
+        "score",
+        "--model",
+        CHALLENGER,
+        "--out",
+        str(tmp_path / "batch.parquet"),
+        home=materialized.home,
+    )
     best = pl.read_parquet(tmp_path / "batch.parquet")["symbol"][0]  # the batch's rank 1
     last_line = [line for line in done.stdout.splitlines() if "top:" in line][-1]
     assert last_line.split("top: ")[1].startswith(best)
