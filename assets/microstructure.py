@@ -528,7 +528,7 @@ def lob_models(
         scores,
         metadata={
             **frame_metadata(scores),
-            "macro_f1": table(wide, ".3f"),
+            "macro_f1": table(wide),
             "scores": table(
                 scores.select(
                     "model",
@@ -539,8 +539,7 @@ def lob_models(
                     "n_test",
                     "dead_zone_bp",
                     "fit_seconds",
-                ),
-                ".3f",
+                )
             ),
             "ticker": ticker,
             "test_start": test_start,
@@ -759,8 +758,7 @@ def lob_impact(
                     "kyle_r2_oos",
                     "sqrt_coef",
                     "sqrt_r2_oos",
-                ),
-                ".3f",
+                )
             ),
             "impact_curve": image(png, "impact curve"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
@@ -792,8 +790,6 @@ def lob_costs(lob_impact: pl.DataFrame) -> Output[pl.DataFrame]:
         frame,
         metadata={
             **frame_metadata(frame),
-            "costs": table(
-                frame.select("symbol", "half_spread_bp", "impact_coef", "source"), ".3f"
-            ),
+            "costs": table(frame.select("symbol", "half_spread_bp", "impact_coef", "source")),
         },
     )

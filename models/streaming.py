@@ -33,6 +33,18 @@ class IncrementalFeatures:
             "symbol", "date"
         )
 
+    def _as_panel(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """``bars`` with the panel's columns: a bar's close is as traded, so the reconciled
+        panel's ``raw_close`` (and ``adj_close``) is its close and ``dollar_volume`` its close
+        times its volume; any other column the bars lack is null."""
+        derived = {"raw_close": pl.col("close"), "adj_close": pl.col("close")}
+        if "volume" in bars.columns:
+            derived["dollar_volume"] = pl.col("close") * pl.col("volume")
+        missing = [c for c in self.history.columns if c not in bars.columns]
+        return bars.with_columns(derived.get(c, pl.lit(None)).alias(c) for c in missing).select(
+            self.history.columns
+        )
+
     def update(self, bars: pl.DataFrame) -> pl.DataFrame:
         """Add one day's bars (one row per symbol) and return that day's feature rows."""
         day = bars["date"].max()
@@ -41,7 +53,7 @@ class IncrementalFeatures:
         if self.history.height and day <= self.history["date"].max():
             raise ValueError(f"bars for {day} arrive after {self.history['date'].max()}")
         self.history = self._trim(
-            pl.concat([self.history, bars.select(self.history.columns)], how="vertical_relaxed")
+            pl.concat([self.history, self._as_panel(bars)], how="vertical_relaxed")
         )
         self.days.append(day)
         return self.build(self.history.lazy()).filter(pl.col("date") == day).collect(engine=ENGINE)

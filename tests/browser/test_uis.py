@@ -227,9 +227,22 @@ def test_no_data_check_fails_on_the_bundled_run(servers, browser, shots, materia
 
 
 def test_no_daily_partition_is_missing_in_the_bundled_range(servers, browser, shots):
+    """The bundled range, typed into the partitions page's range box as a person would: the
+    weekday partitions run on to today, past the bundled data's last day (2022-12-28)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
     dagster, _ = servers
     browser.get(f"{dagster}/assets/daily_prices?view=partitions")
-    body = _text_appears(browser, ("Materialized (", "Missing ("))
+    _text_appears(browser, ("Materialized (", "Missing ("))
+    (box,) = [
+        i
+        for i in browser.find_elements(By.TAG_NAME, "input")
+        if (i.get_attribute("value") or "").startswith("[")
+    ]
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("[2022-12-01...2022-12-28]", Keys.ENTER)
+    body = _text_appears(browser, ("20 Partitions Selected", "Missing ("))
     browser.save_screenshot(str(shots / "dagster_daily_partitions.png"))
     counts = {k: int(v.replace(",", "")) for k, v in re.findall(r"(\w+) \(([\d,]+)\)", body)}
     assert counts["Missing"] == 0 and counts["Failed"] == 0, body[:2000]
@@ -343,10 +356,13 @@ def test_mlflow_sorts_the_strategies_by_a_metric(servers, browser, shots, materi
     search = quote("attributes.run_name LIKE 'strategy %'")
     query = f"searchFilter={search}&orderByKey={quote('metrics.`sharpe`')}&orderByAsc=false"
     browser.get(ui_link(ui, f"experiments/{experiment.experiment_id}/runs?{query}"))
-    body = _text_appears(browser, tuple(f"strategy {s}" for s in ranked))
+    body = _text_appears(browser, tuple(f"strategy {s}" for s in ranked[:5]))
     browser.save_screenshot(str(shots / "mlflow_strategies_by_sharpe.png"))
-    shown = sorted(ranked, key=lambda s: body.find(f"strategy {s}\n"))
-    assert shown == ranked, body[:3000]
+    # the rows on screen, in the order shown (a long name is cut with an ellipsis, and the
+    # last rows of a long table lie below the fold): the ranking's order
+    visible = [s for s in ranked if f"strategy {s}\n" in body]
+    assert len(visible) >= min(8, len(ranked)), body[:3000]
+    assert sorted(visible, key=lambda s: body.find(f"strategy {s}\n")) == visible, body[:3000]
 
 
 def test_mlflow_trial_headlines_its_mean_fold_score(servers, browser, shots, materialized):

@@ -11,7 +11,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_killed_run_reruns_to_the_undisturbed_result(materialized, tmp_path):
-    reference = lake_hashes(materialized.home)
+    # the daily graph's lake (the shared home also holds the order books' files, when the
+    # microstructure tests ran first: the fast run does not build them)
+    reference = {
+        k: v for k, v in lake_hashes(materialized.home).items() if not k.startswith("lob_")
+    }
     assert len(reference) > 40
     # eight seconds into tuning: Optuna studies half done, MLflow trial runs open
     result = trial(

@@ -33,7 +33,7 @@ def test_two_runs_at_once_on_one_home(tmp_path):
     command = [
         sys.executable, "-m", "pipelines.cli", "run",
         "--select", "price_history", "alt_data", "market_prices", "sector_map", "news_sentiment",
-        "feature_matrix",
+        "quality_findings", "universe", "feature_matrix",
         "--set", "data.daily_from=2023-01-02",
     ]  # fmt: skip
     runs = [

@@ -132,12 +132,11 @@ def test_base_models_on_dask_train_predict_and_log_like_the_local_engine(
     )
     assert "${env:TEST_DASK_SCHEDULER}" in resolved.to_yaml()  # the address itself is not
     defs = build_definitions(settings, resolved, env)
-    job = defs.resolve_job_def("all_assets_job").get_subset(
-        asset_selection={AssetKey("base_models"), AssetKey("oof_predictions")}
-    )
+    job = defs.resolve_job_def("all_assets_job")
     result = job.execute_in_process(
         run_config=resolved.run_config({"base_models", "oof_predictions"}),
         instance=DagsterInstance.ephemeral(),
+        asset_selection=[AssetKey("base_models"), AssetKey("oof_predictions")],
     )
     assert result.success
     meta = result.asset_materializations_for_node("base_models")[0].metadata

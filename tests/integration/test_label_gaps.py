@@ -4,7 +4,6 @@ of them missing a whole year in the middle; the fast profile tunes and predicts 
 The run once failed here with "622 dates cannot hold 3 test blocks after 311": a label spanning
 the hole was the longest horizon seen, and it set the purge of every fold."""
 
-import pickle
 from datetime import date
 
 import polars as pl
@@ -36,7 +35,9 @@ UPSTREAM = [
 ]
 
 
-def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, materialized):
+def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(
+    tmp_path, materialized, monkeypatch
+):
     prices = BundledPriceSource().load_prices().frame.filter(pl.col("date") >= date(2017, 12, 1))
     folder = tmp_path / "prices"
     folder.mkdir()
@@ -50,6 +51,8 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, ma
         # the session run's tracking store: a new SQLite store costs its migrations (~20 s)
         "ALPHAFORGE_MLFLOW_URI": load_settings(materialized.env).mlflow_uri,
     }
+    for name, value in env.items():  # as a shell would have them: secrets by reference
+        monkeypatch.setenv(name, value)
     settings = load_settings(env)
     prepare_home(settings)
     overrides = {
@@ -59,6 +62,7 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, ma
         "data.start_date": "2017-12-01",
         "models.names": "[lightgbm]",
         "explain.model": "lightgbm",
+        "tracking.experiment": "label-gaps",  # the shared store, not the shared experiment
     }
     resolved = resolve(None, environ=env, overrides=overrides)
     defs = build_definitions(settings, resolved, env)
@@ -81,8 +85,14 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(tmp_path, ma
     back = universe.filter(pl.col("date") > GAP[1]).sort("date")
     assert back["reason"][0].startswith("open finding: calendar gap")
     # the outer folds are those of the same panel without JPM
-    with (lake / "base_models.pkl").open("rb") as handle:
-        base = pickle.load(handle)
+    from dagster import build_input_context, build_output_context
+
+    from pipelines.io_managers import LakeIOManager
+
+    with build_input_context(  # through the lake, which reads only the pickles it signed
+        asset_key="base_models", upstream_output=build_output_context(asset_key="base_models")
+    ) as context:
+        base = LakeIOManager(base_dir=str(lake)).load_input(context)
     assert base.horizon == 5  # the configured horizon is the purge
     oof = pl.read_parquet(lake / "oof_predictions.parquet")
     folds = oof.group_by("fold").agg(first=pl.col("date").min(), last=pl.col("date").max())

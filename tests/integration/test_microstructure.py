@@ -15,7 +15,8 @@ def test_every_line_is_ingested_and_the_champion_registered(lob_materialized, ma
 
     from pipelines.settings import load_settings
 
-    assert lob_materialized.result.success
+    result = lob_materialized.result
+    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
     assert lob_materialized.keys == ["AAPL_2012-06-21", "GOOG_2012-06-21"]
     lake = materialized.home / "lake"
     for key, lines in (("AAPL_2012-06-21", 3000), ("GOOG_2012-06-21", 6000)):

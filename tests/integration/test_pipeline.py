@@ -62,7 +62,9 @@ def test_every_asset_is_materialized(materialized):
             key
         )
     lake = materialized.home / "lake"
-    assert {p.stem for p in lake.iterdir() if not p.name.startswith(".")} == ALL_ASSETS
+    # (the order books' assets, when the microstructure tests ran first, are their job's)
+    daily = {p.stem for p in lake.iterdir() if not p.name.startswith((".", "lob_"))}
+    assert daily == ALL_ASSETS
     # December 2022 as daily partitions: 20 weekdays, 26 Dec a market holiday (an empty day)
     days = sorted((lake / "daily_prices").iterdir())
     assert len(days) == 20

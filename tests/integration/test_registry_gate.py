@@ -93,7 +93,7 @@ def test_a_challenger_with_rank_ic_at_or_below_zero_is_not_promoted(materialized
             for champion in (None, version):
                 if champion:
                     client.set_registered_model_alias(REGISTERED_MODEL, "champion", champion)
-                decision = _champion_gate(client, version, ic, 8.0, config, None, None, "x")
+                decision = _champion_gate(client, None, version, ic, 8.0, config, None, None, "x")
                 assert decision["decision"] == "refused", decision
                 assert "not above the floor" in decision["reason"]
                 assert _aliases(client).get("champion") == champion

@@ -187,7 +187,23 @@ def _copy_registry(home: Path, to: Path) -> Path:
                 if kind.upper().startswith(("VARCHAR", "TEXT")):
                     sql = f'update "{table}" set "{name}" = replace("{name}", ?, ?)'
                     db.execute(sql, (str(home), str(to)))
+    _promote_challenger(to)
     return to
+
+
+def _promote_challenger(home: Path) -> None:
+    """In a copied home only: @champion on the @challenger version when the gate promoted
+    none (the bundled fast ensemble does not clear its evidence bar), so the loader's own
+    checks are what the tampering tests meet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    try:
+        client.get_model_version_by_alias("alphaforge-ensemble", "champion")
+    except MlflowException:
+        version = client.get_model_version_by_alias("alphaforge-ensemble", "challenger")
+        client.set_registered_model_alias("alphaforge-ensemble", "champion", version.version)
 
 
 def _champion_dir(home: Path) -> Path:
@@ -212,6 +228,7 @@ def _swap_coefficients(model_dir: Path) -> None:
 def _evil_loader(model_dir: Path) -> None:
     """MLmodel rewritten to load through a module of the artifact's own code folder."""
     marker = model_dir.parent / "pwned"
+    (model_dir / "code").mkdir(exist_ok=True)  # registered without code: planted here
     (model_dir / "code" / "evil_loader.py").write_text(
         f"open({str(marker)!r}, 'w').write('code from the artifact ran')\n"
         "def _load_pyfunc(path):\n    raise RuntimeError('evil')\n"
