@@ -24,6 +24,9 @@ class QualityRules:
     max_gap_days: int = 10  # business days between two rows of one symbol
     stale_run: int = 5  # identical closes in a row
     max_abs_return: float = 0.5  # one-day |simple return| not explained by a split
+    # ... that the close gives back (half of it or more) within this many days: a bad print
+    # reverses, a real move (AMD +52 % on its 2016-04-22 earnings) stays
+    reversal_days: int = 5
     split_tolerance: float = 0.04
     split_volume_spike: float = 2.0
     min_coverage: float = 0.8  # share of the listed universe present on a day
@@ -67,8 +70,25 @@ def quality_findings(
     ret = (pl.col("close") / pl.col("close").shift(1).over("symbol") - 1).alias("ret")
     same = pl.col("close") == pl.col("close").shift(1).over("symbol")
     run_id = (~same).fill_null(True).cum_sum().over("symbol")
-    frame = panel.with_columns(gap=gap, ret=ret, run=run_id).with_columns(
-        run_len=pl.len().over("symbol", "run")
+    prev = pl.col("close").shift(1).over("symbol")
+    # the move given back: some close of the next reversal_days within half the jump of the
+    # close before it (a last row, with no day after it to judge by, counts as reversed)
+    back = [
+        (pl.col("close").shift(-k).over("symbol") / prev - 1).abs() < pl.col("ret").abs() / 2
+        for k in range(1, rules.reversal_days + 1)
+    ]
+    last = pl.col("close").shift(-1).over("symbol").is_null()
+    frame = (
+        panel.with_columns(gap=gap, ret=ret, run=run_id)
+        .with_columns(run_len=pl.len().over("symbol", "run"))
+        .with_columns(reversed=pl.any_horizontal(*back).fill_null(False) | last)
+        .with_columns(spike=(pl.col("ret").abs() > rules.max_abs_return) & pl.col("reversed"))
+        # the day that undoes a spike is part of the bad print too
+        .with_columns(
+            outlier=pl.col("spike")
+            | (pl.col("ret").abs() > rules.max_abs_return)
+            & pl.col("spike").shift(1).over("symbol").fill_null(False)
+        )
     )
     splits = (
         find_unadjusted_splits(panel, rules.split_tolerance, rules.split_volume_spike)
@@ -92,12 +112,16 @@ def quality_findings(
             detail=pl.format("{} identical closes in a row from here ({})", "run_len", "close"),
         ),
         frame.join(splits.select("symbol", "date"), on=["symbol", "date"], how="anti")
-        .filter(pl.col("ret").abs() > rules.max_abs_return)
+        .filter(pl.col("outlier"))
         .select(
             rule=pl.lit("return outlier"),
             symbol="symbol",
             date="date",
-            detail=pl.format("one-day return {}", pl.col("ret").round(4)),
+            detail=pl.format(
+                "one-day return {}, a spike given back within {} days",
+                pl.col("ret").round(4),
+                pl.lit(rules.reversal_days),
+            ),
         ),
         splits.select(
             rule=pl.lit("unadjusted split"),

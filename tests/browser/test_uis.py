@@ -123,6 +123,22 @@ def shots() -> Path:
     return folder
 
 
+def _png_images(driver, timeout: float = 30) -> list:
+    """The inline PNG images on the page, once at least one has rendered (or none in time)."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    images = []
+    while not images and time.monotonic() < deadline:
+        images = [
+            i
+            for i in driver.find_elements(By.TAG_NAME, "img")
+            if (i.get_attribute("src") or "").startswith("data:image/png")
+        ]
+        time.sleep(0.5)
+    return images
+
+
 def _text_appears(driver, needles, timeout=90) -> str:
     from selenium.webdriver.common.by import By
 
@@ -171,15 +187,7 @@ def test_asset_metadata_shows_its_plot(servers, browser, shots):
     body = _text_appears(browser, ("equity_curve", "performance", "drawdowns"))
     assert "equity_curve" in body and "drawdowns" in body, body
     _show_markdown(browser, "equity_curve")  # opens the rendered plot in a dialog
-    deadline = time.monotonic() + 30
-    images = []
-    while not images and time.monotonic() < deadline:
-        images = [
-            i
-            for i in browser.find_elements(By.TAG_NAME, "img")
-            if (i.get_attribute("src") or "").startswith("data:image/png")
-        ]
-        time.sleep(0.5)
+    images = _png_images(browser)
     browser.save_screenshot(str(shots / "dagster_equity_curve.png"))
     assert images and images[0].size["width"] > 200
     browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape closes the dialog
@@ -188,7 +196,6 @@ def test_asset_metadata_shows_its_plot(servers, browser, shots):
 def test_dagster_shows_the_order_book_depth_heatmap(servers, browser, shots, lob_materialized):
     """The microstructure group's heat-map (price x time, colour = resting size, with the mid
     and the trades) in the ingest asset's metadata, in the same UI, on the same instance."""
-    from selenium.webdriver.common.by import By
 
     dagster, _ = servers
     entry = "depth_heatmap_GOOG_2012-06-21"
@@ -196,15 +203,7 @@ def test_dagster_shows_the_order_book_depth_heatmap(servers, browser, shots, lob
     body = _text_appears(browser, (entry, "pairs"))
     assert entry in body, body[:2000]
     _show_markdown(browser, entry)
-    deadline = time.monotonic() + 30
-    images = []
-    while not images and time.monotonic() < deadline:
-        images = [
-            i
-            for i in browser.find_elements(By.TAG_NAME, "img")
-            if (i.get_attribute("src") or "").startswith("data:image/png")
-        ]
-        time.sleep(0.5)
+    images = _png_images(browser)
     browser.save_screenshot(str(shots / "dagster_depth_heatmap.png"))
     assert images and images[0].size["width"] > 200
 
@@ -356,13 +355,26 @@ def test_mlflow_sorts_the_strategies_by_a_metric(servers, browser, shots, materi
     search = quote("attributes.run_name LIKE 'strategy %'")
     query = f"searchFilter={search}&orderByKey={quote('metrics.`sharpe`')}&orderByAsc=false"
     browser.get(ui_link(ui, f"experiments/{experiment.experiment_id}/runs?{query}"))
-    body = _text_appears(browser, tuple(f"strategy {s}" for s in ranked[:5]))
+    from selenium.webdriver.common.by import By
+
+    _text_appears(browser, tuple(f"strategy {s}" for s in ranked[:5]))
+
+    def shown() -> tuple[list[str], list[str], str]:
+        """The rows on screen, in the order shown, and the ranking's order of the same rows (a
+        long name is cut with an ellipsis, and the last rows of a long table lie below the
+        fold); the list is drawn before the sort is applied, so this is read until they agree."""
+        body = browser.find_element(By.TAG_NAME, "body").text
+        visible = [s for s in ranked if f"strategy {s}\n" in body]
+        return sorted(visible, key=lambda s: body.find(f"strategy {s}\n")), visible, body
+
+    deadline = time.monotonic() + 30
+    order, visible, body = shown()
+    while order != visible and time.monotonic() < deadline:
+        time.sleep(1)
+        order, visible, body = shown()
     browser.save_screenshot(str(shots / "mlflow_strategies_by_sharpe.png"))
-    # the rows on screen, in the order shown (a long name is cut with an ellipsis, and the
-    # last rows of a long table lie below the fold): the ranking's order
-    visible = [s for s in ranked if f"strategy {s}\n" in body]
     assert len(visible) >= min(8, len(ranked)), body[:3000]
-    assert sorted(visible, key=lambda s: body.find(f"strategy {s}\n")) == visible, body[:3000]
+    assert order == visible, body[:3000]
 
 
 def test_mlflow_trial_headlines_its_mean_fold_score(servers, browser, shots, materialized):

@@ -112,7 +112,7 @@ def test_base_models_on_dask_train_predict_and_log_like_the_local_engine(
 
     home = tmp_path / "home"
     (home / "lake").mkdir(parents=True)
-    for name in ("feature_matrix", "labels"):
+    for name in ("feature_matrix", "labels", "market_prices"):  # the costs base_models reads
         shutil.copy(materialized.home / "lake" / f"{name}.parquet", home / "lake")
     shutil.copy(materialized.home / "mlflow.db", home / "mlflow.db")  # migrated once already
     monkeypatch.setenv("TEST_DASK_SCHEDULER", engine.client.scheduler.address)
