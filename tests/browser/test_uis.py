@@ -347,6 +347,8 @@ def test_mlflow_sorts_the_strategies_by_a_metric(servers, browser, shots, materi
     """One MLflow run per strategy, listed in MLflow's own table sorted by net Sharpe."""
     from urllib.parse import quote
 
+    from selenium.webdriver.common.by import By
+
     _, ui = servers
     client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
     experiment = client.get_experiment_by_name("alphaforge")
@@ -355,26 +357,26 @@ def test_mlflow_sorts_the_strategies_by_a_metric(servers, browser, shots, materi
     search = quote("attributes.run_name LIKE 'strategy %'")
     query = f"searchFilter={search}&orderByKey={quote('metrics.`sharpe`')}&orderByAsc=false"
     browser.get(ui_link(ui, f"experiments/{experiment.experiment_id}/runs?{query}"))
-    from selenium.webdriver.common.by import By
-
     _text_appears(browser, tuple(f"strategy {s}" for s in ranked[:5]))
 
-    def shown() -> tuple[list[str], list[str], str]:
-        """The rows on screen, in the order shown, and the ranking's order of the same rows (a
-        long name is cut with an ellipsis, and the last rows of a long table lie below the
-        fold); the list is drawn before the sort is applied, so this is read until they agree."""
-        body = browser.find_element(By.TAG_NAME, "body").text
-        visible = [s for s in ranked if f"strategy {s}\n" in body]
-        return sorted(visible, key=lambda s: body.find(f"strategy {s}\n")), visible, body
+    def shown() -> tuple[list[str], list[str]]:
+        """The strategy rows in the order the table shows them, top to bottom, and the
+        ranking's order of the same rows. The grid positions its rows by style, so their order
+        in the page's text is not the order on screen: it is read from where each row is. The
+        list is drawn before the sort is applied, so this is read until they agree."""
+        links = browser.find_elements(By.XPATH, "//a[starts-with(normalize-space(.), 'strategy ')]")
+        rows = sorted((a.location["y"], a.text.strip().removeprefix("strategy ")) for a in links)
+        order = [name for _, name in rows if name in ranked]
+        return order, [s for s in ranked if s in order]
 
     deadline = time.monotonic() + 30
-    order, visible, body = shown()
+    order, visible = shown()
     while order != visible and time.monotonic() < deadline:
         time.sleep(1)
-        order, visible, body = shown()
+        order, visible = shown()
     browser.save_screenshot(str(shots / "mlflow_strategies_by_sharpe.png"))
-    assert len(visible) >= min(8, len(ranked)), body[:3000]
-    assert order == visible, body[:3000]
+    assert len(visible) >= min(8, len(ranked)), (order, ranked)
+    assert order == visible, (order, ranked)
 
 
 def test_mlflow_trial_headlines_its_mean_fold_score(servers, browser, shots, materialized):

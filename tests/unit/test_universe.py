@@ -84,7 +84,9 @@ def test_each_junk_series_is_excluded_with_its_reason(screened):
     window = jump.filter(pl.col("day").is_between(JUMP_AT, JUMP_AT + 1 + RULES.finding_days - 1))
     assert not window["eligible"].any()
     assert window["reason"].str.contains("open finding: return outlier").all()
-    assert re.search(r"one-day return 2\.[3-6]\d*, a spike given back", window["reason"][0])  # +250 %
+    assert re.search(
+        r"one-day return 2\.[3-6]\d*, a spike given back", window["reason"][0]
+    )  # +250 %
     after = jump.filter(pl.col("day") >= JUMP_AT + 1 + RULES.finding_days)
     assert after.filter(pl.col("day") != STALE_DAY)["eligible"].all()
 
