@@ -67,10 +67,11 @@ def quality_findings(
     """Every finding of every rule, ``[rule, symbol, date, detail]``."""
     days = pl.col("date").cast(pl.Date)
     gap = pl.business_day_count(days.shift(1).over("symbol"), days)
-    ret = (pl.col("close") / pl.col("close").shift(1).over("symbol") - 1).alias("ret")
-    same = pl.col("close") == pl.col("close").shift(1).over("symbol")
-    run_id = (~same).fill_null(True).cum_sum().over("symbol")
     prev = pl.col("close").shift(1).over("symbol")
+    ret = (pl.col("close") / prev - 1).alias("ret")
+    same = pl.col("close") == prev
+    run_id = (~same).fill_null(True).cum_sum().over("symbol")
+    big = pl.col("ret").abs() > rules.max_abs_return
     # the move given back: some close of the next reversal_days within half the jump of the
     # close before it (a last row, with no day after it to judge by, counts as reversed)
     back = [
@@ -82,12 +83,10 @@ def quality_findings(
         panel.with_columns(gap=gap, ret=ret, run=run_id)
         .with_columns(run_len=pl.len().over("symbol", "run"))
         .with_columns(reversed=pl.any_horizontal(*back).fill_null(False) | last)
-        .with_columns(spike=(pl.col("ret").abs() > rules.max_abs_return) & pl.col("reversed"))
+        .with_columns(spike=big & pl.col("reversed"))
         # the day that undoes a spike is part of the bad print too
         .with_columns(
-            outlier=pl.col("spike")
-            | (pl.col("ret").abs() > rules.max_abs_return)
-            & pl.col("spike").shift(1).over("symbol").fill_null(False)
+            outlier=pl.col("spike") | big & pl.col("spike").shift(1).over("symbol").fill_null(False)
         )
     )
     splits = (
