@@ -657,7 +657,11 @@ def strategy_table(
             with mlflow.start_run(run_name=f"strategy {row['strategy']}", nested=True):
                 mlflow.set_tag("strategy", row["strategy"])
                 mlflow.log_metrics(
-                    {k: float(v) for k, v in row.items() if k != "strategy" and np.isfinite(v)}
+                    {
+                        k: float(v)
+                        for k, v in row.items()
+                        if k != "strategy" and v is not None and np.isfinite(v)
+                    }
                 )
     yield Output(
         frame,

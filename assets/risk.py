@@ -72,17 +72,27 @@ def var_backtest(
     book = backtest.filter(
         (pl.col("strategy") == config.strategy) & (pl.col("role") == "strategy")
     ).sort("date")
-    if book.height <= config.window + 50:
-        raise ValueError(
-            f"var_backtest: {book.height} days of {config.strategy!r} returns leave fewer than "
-            f"50 forecast days after a window of {config.window}; lower risk.var_window"
+    window = config.window
+    if book.height <= window + 50:
+        # a short out-of-sample history (a five-year download): half of it behind each
+        # forecast, half forecast, rather than no VaR backtest at all; said in the log and
+        # the metadata
+        window = max(60, book.height // 2)
+        if book.height <= window + 50:
+            raise ValueError(
+                f"var_backtest: {book.height} days of {config.strategy!r} returns leave fewer "
+                f"than 50 forecast days after the shortest window (60 days)"
+            )
+        context.log.warning(
+            f"var_backtest: {book.height} days of {config.strategy!r} returns cannot hold a "
+            f"window of {config.window} and 50 forecast days; using a window of {window}"
         )
     forecasts = backtest_var(
         book["date"].to_numpy(),
         book["net"].to_numpy(),
         config.methods,
         config.levels,
-        config.window,
+        window,
         config.refit_every,
     )
     coverage = coverage_table(forecasts)
@@ -123,6 +133,7 @@ def var_backtest(
             **frame_metadata(forecasts),
             "coverage": table(shown),
             "red_zone": int((coverage["zone"] == "red").sum()),
+            "window_days": window,
             **{
                 f"var_backtest_{int(lv * 100)}": image(p, f"returns vs rolling {lv:.0%} VaR")
                 for lv, p in pngs.items()

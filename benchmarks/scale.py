@@ -37,20 +37,7 @@ from benchmarks.__main__ import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "sp500_alpha158.yaml"
-UP_TO_SIGNALS = [
-    "alt_data",
-    "daily_prices",
-    "news_sentiment",
-    "price_history",
-    "market_prices",
-    "sector_map",
-    "labels",
-    "feature_matrix",
-    "base_models",
-    "oof_predictions",
-    "ensemble_model",
-    "signals",
-]
+UP_TO_SIGNALS = ["+signals"]  # signals and everything upstream of it
 PEAK_TARGET_MIB = 8 * 1024
 FIT_TARGET = 0.10
 KILL_MIB = 20 * 1024  # a shared 24 GiB machine: stop a run before it takes the others down
@@ -109,11 +96,10 @@ def step_table(home: Path) -> list[dict]:
         target = starts if event.event_type == DagsterEventType.STEP_START else ends
         target[event.step_key] = record.timestamp
     rows = []
-    for name in UP_TO_SIGNALS:
+    for name in sorted(starts, key=starts.get):  # every step of the run, in the order it ran
         event = instance.get_latest_materialization_event(AssetKey(name))
         meta = event.asset_materialization.metadata if event else {}
-        step = next((k for k in starts if k == name or k.startswith(f"{name}")), None)
-        seconds = ends.get(step, np.nan) - starts.get(step, np.nan) if step else np.nan
+        seconds = ends.get(name, np.nan) - starts[name]
         peaks = {k: v.value for k, v in meta.items() if k.startswith("peak_rss_mib")}
         rows.append({"step": name, "seconds": seconds, **peaks})
     return rows

@@ -70,7 +70,8 @@ def strategy_table(
     """One row per strategy of ``daily`` (``[strategy, date, gross, net, turnover]``).
 
     Excess return and information ratio are over the ``benchmark`` strategy of ``daily``
-    (gross over its gross, net over its net, on the days both have); NaN without one.
+    (gross over its gross, net over its net, on the days both have); null without one, and a
+    figure undefined on its series (the benchmark's own information ratio) is null.
 
     The trials are every return series the search produced: the strategies of ``daily`` and the
     variants in ``trials`` (``[strategy, date, net]``), on their common dates. Their per-period
@@ -126,4 +127,6 @@ def strategy_table(
                 "n_trials": n_trials,
             }
         )
-    return pl.DataFrame(rows).select(TABLE_COLUMNS), pbo
+    # a figure that is undefined (the benchmark's information ratio over itself, a Sharpe
+    # ratio of a flat series) is null, not NaN: a table's readers sort and average it
+    return pl.DataFrame(rows).select(TABLE_COLUMNS).fill_nan(None), pbo

@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="materialize assets on the embedded Dagster instance")
     _experiment_args(run)
     run.add_argument(
-        "--select", nargs="+", metavar="ASSET", help="materialize only these assets (default: all)"
+        "--select",
+        nargs="+",
+        metavar="ASSET",
+        help="materialize only these assets (default: all); +ASSET: it and everything upstream",
     )
     run.add_argument(
         "--group",
@@ -309,11 +312,13 @@ def _run(
             k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "microstructure"
         }
         # an asset computed together with others (market_prices + price_quarantine) runs with them
-        chosen = (
-            set(AssetSelection.assets(*select).required_multi_asset_neighbors().resolve(graph))
-            if select
-            else None
-        )
+        chosen = None
+        if select:
+            plain = AssetSelection.assets(*(s for s in select if not s.startswith("+")))
+            upstream = AssetSelection.assets(*(s[1:] for s in select if s.startswith("+")))
+            chosen = set(
+                (plain | upstream.upstream()).required_multi_asset_neighbors().resolve(graph)
+            )
         runs = []
         asked = group == "microstructure" or bool(chosen and chosen & micro)
         if group == "microstructure" or (chosen and chosen & micro) or (not chosen and not window):
