@@ -33,6 +33,7 @@ from sklearn.covariance import ledoit_wolf
 # Clarabel's defaults (gaps of 1e-8) leave a 0.2 weight uncertain in the sixth decimal; these
 # pin it to about 1e-8 (the working problems are small, so the extra steps cost little)
 TOLERANCES = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "max_iter": 500}
+DUST = 1e-10  # a weight below this is the solver's rounding of zero
 
 
 def shrunk_covariance(window: np.ndarray) -> np.ndarray:
@@ -99,14 +100,23 @@ def mean_variance(
         grad = (2 * risk_aversion * (cov[np.ix_(out, idx)] @ w_set) - mu[out]) * scale
         grad = grad + budget_price
         tol = 1e-7
-        up = grad + costs[out] * scale + long_price < -tol  # buying it would pay
-        down = long_short & (grad - costs[out] * scale - short_price > tol)  # shorting it
-        violators = out[up | down]
+        gain_up = -(grad + costs[out] * scale + long_price)  # buying it would pay
+        gain_down = grad - costs[out] * scale - short_price if long_short else -np.inf
+        gain = np.maximum(gain_up, gain_down)
+        violators = np.flatnonzero(gain > tol)
         if not len(violators):
             break
-        chosen[violators] = True
+        # the most violated first, at most doubling the set a round: a set solved with too few
+        # names prices its budget high and makes hundreds look attractive at once, most of
+        # which the next solve leaves at zero
+        grow = max(need, len(idx))
+        if len(violators) > grow:
+            violators = violators[np.argpartition(-gain[violators], grow)[:grow]]
+        chosen[out[violators]] = True
     weights = np.zeros(n)
-    weights[idx] = w_set
+    # an interior-point solve leaves ~1e-15 on the names the optimum holds at zero: they are
+    # no position (and would hold every name in the next date's working set)
+    weights[idx] = np.where(np.abs(w_set) < DUST, 0.0, w_set)
     return weights
 
 
