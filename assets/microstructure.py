@@ -32,6 +32,7 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table
 from assets.ports import LobSource, ReportStore, Tracker
+from assets.registry import record_digest, trusted_types
 from data_contracts import ContractViolation
 from data_contracts.lob import check_lob
 from models.microstructure import impact as impact_model
@@ -56,7 +57,6 @@ CHECK = "check_lob_contract"
 REGISTERED_MODEL = "alphaforge-lob"
 PARTITION = "lob_partition"
 ALL = {"partition_mapping": AllPartitionMapping()}
-TRUSTED_PREFIXES = ("models.", "sklearn.", "lightgbm.", "numpy.", "collections.", "builtins.")
 
 
 class LobIngestConfig(Config):
@@ -572,7 +572,6 @@ def _register(
     beats the champion on the same test rows (or the champion was tested elsewhere)."""
     from dataclasses import asdict
 
-    import skops.io
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
@@ -591,25 +590,20 @@ def _register(
         levels,
     )
     example = pl.DataFrame(np.zeros((3, len(columns))), schema=columns, orient="row").to_pandas()
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if foreign:
-        raise TypeError(f"the LOB model holds types from unexpected packages: {foreign}")
-    from pathlib import Path
-
-    import models as library
-
     info = mlflow.sklearn.log_model(
         model,
         name="lob_model",
         registered_model_name=REGISTERED_MODEL,
         signature=infer_signature(example, model.predict_proba(example.to_numpy())),
         pip_requirements=["scikit-learn", "lightgbm", "numpy", "polars", "torch"],
-        code_paths=[str(Path(library.__file__).parent)],
-        skops_trusted_types=untrusted,
+        # no code_paths: a loader would put them on sys.path; the tick scorer imports ours
+        # and loads the file through assets/registry.py (its types, its recorded digest)
+        skops_trusted_types=trusted_types(model),
     )
     version = info.registered_model_version
     client = mlflow.MlflowClient()
+    location = client.get_model_version_download_uri(REGISTERED_MODEL, version)
+    record_digest(client, version, location, client.tracking_uri, name=REGISTERED_MODEL)
     client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
     data_id = f"{ticker}:{','.join(keys)}:{test_start}:{h}"
     tags = {"model": kind, "horizon": h, "ticker": ticker, "levels": str(levels), "data": data_id,

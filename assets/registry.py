@@ -25,17 +25,21 @@ from skops.io.exceptions import UntrustedTypesFoundException
 REGISTERED_MODEL = "alphaforge-ensemble"
 MODEL_FILE = "model.skops"
 DIGEST_TAG = "model_sha256"
-# Every type our registered ensembles are made of beyond skops' own trusted set (numpy arrays,
+# Every type our registered models are made of beyond skops' own trusted set (numpy arrays,
 # scikit-learn's linear models, pipelines, scalers, imputers...): the ensemble, the zoo's
-# models and their boosters. A new model type is added here after review; registering a model
+# models and their boosters; the order-book model (``alphaforge-lob``: the LightGBM or the
+# order-flow regression classifier in its wrapper). A new model type is added here after review; registering a model
 # with any other type fails (``trusted_types``), so what registers always loads.
 TRUSTED_TYPES = frozenset(
     {
         "collections.OrderedDict",
         "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
         "lightgbm.sklearn.LGBMRegressor",
         "models.double_ensemble.DoubleEnsembleRegressor",
         "models.estimators.ColumnSignal",
+        "models.microstructure.models.LobModel",
+        "models.microstructure.models.OFIRegressionClassifier",
         "models.nets.TorchRegressor",
         "models.stacking.StackedEnsemble",
         "numpy.dtype",
@@ -66,10 +70,17 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def record_digest(client, version: str, model_uri: str, tracking_uri: str | None = None) -> str:
-    """Tag the registered ``version`` with the SHA-256 of its ``model.skops``, as stored."""
+def record_digest(
+    client,
+    version: str,
+    model_uri: str,
+    tracking_uri: str | None = None,
+    name: str = REGISTERED_MODEL,
+) -> str:
+    """Tag the registered ``version`` of ``name`` with the SHA-256 of its ``model.skops``, as
+    stored."""
     digest = file_digest(_fetch(f"{model_uri.rstrip('/')}/{MODEL_FILE}", tracking_uri))
-    client.set_model_version_tag(REGISTERED_MODEL, version, DIGEST_TAG, digest)
+    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     return digest
 
 

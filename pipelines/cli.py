@@ -801,14 +801,13 @@ def _stream_lob(settings: Settings, resolved: Resolved, args: argparse.Namespace
     """Replay each LOBSTER pair in event order (paced by ``--speed``, else as fast as possible),
     update the features incrementally, score every event with the registered model, and print
     throughput and the per-event latency percentiles (feature update + score)."""
-    import mlflow
     import numpy as np
     import polars as pl
 
     from data_contracts import ContractViolation
     from models.microstructure.reader import TICK
     from pipelines.lob import FileLobSource, latency_summary, load_day, replay_day
-    from pipelines.serving import check_model_uri
+    from pipelines.serving import check_model_uri, load_model
 
     uri = args.model or LOB_MODEL
     try:
@@ -826,10 +825,9 @@ def _stream_lob(settings: Settings, resolved: Resolved, args: argparse.Namespace
     if not pairs:
         print(f"✗ no LOBSTER message/order-book pair in {' '.join(args.lob)}", file=sys.stderr)
         return 2
-    mlflow.set_tracking_uri(mlflow_uri(resolved, settings.mlflow_uri))
-    try:
-        model = mlflow.sklearn.load_model(uri)
-    except Exception as err:  # noqa: BLE001 (MLflow raises several kinds for a missing model)
+    try:  # through the registry's checks (digest, trusted types), not MLflow's own loader
+        model = load_model(mlflow_uri(resolved, settings.mlflow_uri), uri, _artifact_root(settings))
+    except ModelRefused as err:
         print(f"✗ cannot load {uri}: {err}", file=sys.stderr)
         return 2
     print(
