@@ -109,8 +109,6 @@ def bare_fits(home: Path, settings_env: dict[str, str]) -> list[dict]:
     """The first and last trial of each study, refitted by the bare library on the folds it
     ran (a Dataset / QuantileDMatrix built from the fold's rows each time, as a bare script
     would), against the trial's own ``fit_seconds``."""
-    import pickle
-
     import lightgbm as lgb
     import optuna
     import polars as pl
@@ -123,7 +121,9 @@ def bare_fits(home: Path, settings_env: dict[str, str]) -> list[dict]:
     from models.tuning import open_storage
 
     lake = home / "lake"
-    base = pickle.loads((lake / "base_models.pkl").read_bytes())
+    from pipelines.io_managers import LakeIOManager
+
+    base = LakeIOManager(base_dir=str(lake)).read_pickle(lake / "base_models.pkl")
     from pipelines.experiment import resolve
 
     cfg = resolve(CONFIG, environ=settings_env).run_config({"base_models"})["ops"]

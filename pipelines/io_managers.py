@@ -83,6 +83,7 @@ class LakeIOManager(ConfigurableIOManager):
             step = context.asset_key.to_user_string()
         self._peaks[step] = max(peak_rss_mib(), self._peaks.get(step, 0.0))
         context.add_output_metadata({"peak_rss_mib": round(self._peaks[step], 1)})
+        _drop_captured(context)
         release_memory()  # what the step freed goes back to the OS before the next one starts
         start_peak_window()
 
@@ -135,8 +136,12 @@ class LakeIOManager(ConfigurableIOManager):
             if _wants_lazy(context):  # the step reads the columns it needs when it needs them
                 return pl.scan_parquet(parquet)
             return pl.read_parquet(parquet)
-        path = stem.with_suffix(".pkl")
-        data = path.read_bytes()
+        return self.read_pickle(stem.with_suffix(".pkl"))
+
+    def read_pickle(self, path: Path) -> object:
+        """A pickled artefact of this lake, once its signature is checked (benchmarks and
+        tests read finished runs' lakes with it)."""
+        data = Path(path).read_bytes()
         head, payload = data[: len(SIGNED) + 64], data[len(SIGNED) + 64 :]
         key = self._key(create=False)
         if not key or not hmac.compare_digest(head, _signature(key, payload)):
@@ -162,6 +167,26 @@ class LakeIOManager(ConfigurableIOManager):
             finally:
                 tmp.unlink()
         return path.read_bytes() if path.exists() else b""
+
+
+def _drop_captured(context: OutputContext) -> None:
+    """Forget the in-memory copy of an output once the lake holds it, in runs of the CLI.
+
+    ``alphaforge run`` executes in process (``execute_in_process``), which keeps every step's
+    output value in a dict for the run's result, so every frame of the run stays resident to
+    its end: on Alpha158 over the shared set that was the 1.7 GB feature matrix and the price
+    frames, 3.5 GB under the training steps. The CLI reads only the run's events; other in-
+    process callers (tests reading ``output_for_node``) keep their values."""
+    try:
+        step = context.step_context
+        if step.dagster_run.tags.get("alphaforge/source") != "cli":
+            return
+        captured = step.output_capture
+    except (DagsterInvariantViolationError, AttributeError):  # a context built outside a run
+        return
+    for handle in [h for h in captured or () if h.step_key == context.step_key]:
+        if handle.output_name == context.name and handle.mapping_key == context.mapping_key:
+            del captured[handle]
 
 
 def mark_killed_runs(instance, run_ids: list[str], current: str, log) -> list[str]:
