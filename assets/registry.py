@@ -28,8 +28,9 @@ DIGEST_TAG = "model_sha256"
 # Every type our registered models are made of beyond skops' own trusted set (numpy arrays,
 # scikit-learn's linear models, pipelines, scalers, imputers...): the ensemble, the zoo's
 # models and their boosters; the order-book model (``alphaforge-lob``: the LightGBM or the
-# order-flow regression classifier in its wrapper). A new model type is added here after review; registering a model
-# with any other type fails (``trusted_types``), so what registers always loads.
+# order-flow regression classifier in its wrapper). A new model type is added here after
+# review; registering a model with any other type fails (``trusted_types``), so what registers
+# always loads.
 TRUSTED_TYPES = frozenset(
     {
         "collections.OrderedDict",

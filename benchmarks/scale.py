@@ -119,12 +119,11 @@ def bare_fits(home: Path, settings_env: dict[str, str]) -> list[dict]:
     from models.folds import lightgbm_params, xgboost_params
     from models.training import inner_splits, model_inputs, tuning_window
     from models.tuning import open_storage
-
-    lake = home / "lake"
+    from pipelines.experiment import resolve
     from pipelines.io_managers import LakeIOManager
 
+    lake = home / "lake"
     base = LakeIOManager(base_dir=str(lake)).read_pickle(lake / "base_models.pkl")
-    from pipelines.experiment import resolve
 
     cfg = resolve(CONFIG, environ=settings_env).run_config({"base_models"})["ops"]
     cfg = cfg["base_models"]["config"]

@@ -184,9 +184,9 @@ def _drop_captured(context: OutputContext) -> None:
         captured = step.output_capture
     except (DagsterInvariantViolationError, AttributeError):  # a context built outside a run
         return
-    for handle in [h for h in captured or () if h.step_key == context.step_key]:
-        if handle.output_name == context.name and handle.mapping_key == context.mapping_key:
-            del captured[handle]
+    this = (context.step_key, context.name, context.mapping_key)
+    for handle in [h for h in captured or () if (h.step_key, h.output_name, h.mapping_key) == this]:
+        del captured[handle]
 
 
 def mark_killed_runs(instance, run_ids: list[str], current: str, log) -> list[str]:
