@@ -21,7 +21,22 @@ import pytest
 # and Dagster's log-capture `tail` processes then cannot be stopped: restore the default.
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): OpenMP's
+# threads (LightGBM, XGBoost, torch) then sleep instead of spinning while they wait for a core
+# the other worker holds; results do not depend on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 SHARED_SP500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"
+
+# fixtures one worker builds once and its tests share: the tests that use them run on that
+# worker, every other test module goes whole to whichever worker is free
+SHARED_HOMES = {"materialized", "lob_materialized"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        group = "home" if SHARED_HOMES & set(item.fixturenames) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def random_walk_panel(n_symbols: int = 6, n_days: int = 400, seed: int = 0) -> pl.DataFrame:
