@@ -33,6 +33,7 @@ SHARED_SP500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-
 SHARED_HOMES = {"materialized", "lob_materialized"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items):
     for item in items:
         group = "home" if SHARED_HOMES & set(item.fixturenames) else item.module.__name__

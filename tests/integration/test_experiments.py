@@ -16,6 +16,7 @@ from pipelines.definitions import experiment_digest
 from pipelines.experiment import PROFILES, resolve
 from pipelines.resources import DAGSTER_RUN_TAG, PARENT_TAG
 from pipelines.settings import PG_DATABASES, postgres_url
+from pipelines.sources import BundledPriceSource
 
 FAST_TRIALS = PROFILES["fast"]["models"]["n_trials"]
 
@@ -199,10 +200,13 @@ print("step_pids=" + str(len({r.event_log_entry.dagster_event.pid for r in start
 """
 
 
-def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path, materialized):
+def test_user_universe_example_on_per_ticker_alphavantage_files(tmp_path):
     """The AlphaVantage example on files the test writes from real (bundled) prices."""
-    prices = pl.read_parquet(materialized.home / "lake" / "market_prices.parquet").filter(
-        pl.col("date") >= pl.date(2011, 1, 1)
+    prices = (
+        BundledPriceSource()
+        .load_prices()
+        .frame.select("symbol", "date", "close")
+        .filter(pl.col("date") >= pl.date(2011, 1, 1))
     )
     folder = tmp_path / "prices"
     folder.mkdir()
