@@ -20,7 +20,7 @@ run: install  ## materialize every asset on the bundled data (PROFILE=fast|full)
 	$(BIN)/alphaforge run --profile $(PROFILE)
 
 test: install  ## the whole suite
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 test-fast: install  ## unit and asset tests only
 	$(BIN)/python -m pytest -m "not integration and not slow"

@@ -3,12 +3,14 @@ of the whole graph on a real Dagster instance with real MLflow, shared by integr
 
 import glob
 import gzip
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,23 +23,54 @@ import pytest
 # and Dagster's log-capture `tail` processes then cannot be stopped: restore the default.
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): OpenMP's
-# threads (LightGBM, XGBoost, torch) then sleep instead of spinning while they wait for a core
-# the other worker holds; results do not depend on it.
+# `make test` runs the suite on two pytest-xdist workers: OpenMP's threads (LightGBM, XGBoost,
+# torch) then sleep instead of spinning while they wait for a core the other worker holds;
+# results do not depend on it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED_SP500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"
 
-# fixtures one worker builds once and its tests share: the tests that use them run on that
-# worker, every other test module goes whole to whichever worker is free
+# The tests that use the fixtures one worker builds once (a whole fast run each) go to that one
+# worker; every other module goes whole to whichever worker is free. xdist's own `loadgroup`
+# cannot say this under pytest 9 (it renames node ids through an attribute pytest 9 no longer
+# reads), so each worker writes the groups it collected and the controller's scheduler reads them.
 SHARED_HOMES = {"materialized", "lob_materialized"}
+GROUPS = "ALPHAFORGE_TEST_GROUPS"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(items):
-    for item in items:
-        group = "home" if SHARED_HOMES & set(item.fixturenames) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no":
+        os.environ[GROUPS] = str(Path(tempfile.mkdtemp(prefix="xdist-groups-")) / "groups.json")
+
+
+def pytest_collection_modifyitems(config, items):
+    path = os.environ.get(GROUPS)
+    if not (path and hasattr(config, "workerinput")):
+        return
+    groups = {
+        item.nodeid: "shared-home"
+        if SHARED_HOMES & set(item.fixturenames)
+        else item.nodeid.split("::")[0]
+        for item in items
+    }
+    part = Path(f"{path}.{config.workerinput['workerid']}")
+    part.write_text(json.dumps(groups))
+    part.replace(path)  # both workers write the same collection
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedHomeScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # read once the workers have collected
+                self.groups = json.loads(Path(os.environ[GROUPS]).read_text())
+            return self.groups.get(nodeid, nodeid.split("::")[0])
+
+    return SharedHomeScheduling(config, log) if os.environ.get(GROUPS) else None
 
 
 def random_walk_panel(n_symbols: int = 6, n_days: int = 400, seed: int = 0) -> pl.DataFrame:
