@@ -173,10 +173,16 @@ def test_dagster_asset_graph_shows_every_group(servers, browser, shots):
 def _show_markdown(browser, key: str) -> None:
     """Click a metadata entry's "[Show Markdown]" link (long markdown opens in a dialog)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.find_element(
-        By.XPATH, f"//td[normalize-space()='{key}']/following-sibling::td//a"
-    ).click()
+    # a dialog an earlier test opened may still be closing over the page: wait until it is gone
+    backdrop = (By.CSS_SELECTOR, ".bp5-overlay-backdrop")
+    if browser.find_elements(*backdrop):
+        browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
+        WebDriverWait(browser, 15).until(EC.invisibility_of_element_located(backdrop))
+    link = (By.XPATH, f"//td[normalize-space()='{key}']/following-sibling::td//a")
+    WebDriverWait(browser, 15).until(EC.element_to_be_clickable(link)).click()
 
 
 def test_asset_metadata_shows_its_plot(servers, browser, shots):
