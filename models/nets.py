@@ -184,7 +184,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             return _Transformer(n_features, self.hidden, self.layers, self.dropout, self.window)
         raise ValueError(f"unknown architecture {self.arch!r}; known: {ARCHITECTURES}")
 
-    def fit(self, X, y) -> "TorchRegressor":
+    def fit(self, X, y, sample_weight=None) -> "TorchRegressor":
+        """Minimise the (sample-weighted, when weights are given) mean squared error."""
         X = np.asarray(X, dtype=np.float32)
         if X.shape[1] % self.window:
             raise ValueError(f"X has {X.shape[1]} columns, not a multiple of window={self.window}")
@@ -200,6 +201,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         # the whole training set moves to the device once; batches are gathered there
         inputs = self._tensor(X).to(device)
         target = torch.as_tensor(np.asarray(y, dtype=np.float32)).to(device)
+        weight = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (len(X),) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+                raise ValueError(
+                    "sample_weight must be finite, non-negative, one per row, not all 0"
+                )
+            # scaled to mean 1, so the learning rate means the same with and without weights
+            weight = torch.as_tensor((w / w.mean()).astype(np.float32)).to(device)
         net = self._network(inputs.shape[2]).to(device)
         optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         n_batches = math.ceil(len(inputs) / self.batch_size)
@@ -211,7 +221,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             for b in range(n_batches):
                 idx = order[b * self.batch_size : (b + 1) * self.batch_size]
                 optimiser.zero_grad()
-                loss = nn.functional.mse_loss(net(inputs[idx]), target[idx])
+                if weight is None:
+                    loss = nn.functional.mse_loss(net(inputs[idx]), target[idx])
+                else:
+                    loss = (weight[idx] * (net(inputs[idx]) - target[idx]) ** 2).mean()
                 loss.backward()
                 optimiser.step()
                 total += loss.detach() * len(idx)

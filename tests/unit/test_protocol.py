@@ -140,3 +140,25 @@ def test_replaying_the_chosen_members_refits_them_as_chosen():
         np.testing.assert_allclose(second.test_pred, first.test_pred)
     assert again.ensemble.weights == result.ensemble.weights
     assert again.n_trials == result.n_trials + len(result.members)
+
+
+def test_every_family_fits_under_sample_weights():
+    """The data settings chosen on the base (recency weights, say) reach every family: the net
+    too (a quick protocol run on the shared set once failed at its fit)."""
+    from models.nets import TorchRegressor
+    from models.protocol import run_variant
+
+    dates, X, label, end, sectors, liquidity = _panel(3)
+    data = _data(dates, X, label, end, sectors, liquidity)
+    net = {"hidden": 8, "layers": 1, "dropout": 0.0, "epochs": 30, "lr": 1e-2, "batch_size": 256}
+    trial = run_variant(data, Variant("mlp", "mlp", net, weights="recency"), PERIODS, 1)
+    assert np.isfinite(trial.test_pred).all() and trial.valid_score["rank_ic"] > 0.1
+    # weights of 0 leave a row out of the fit: a target reversed on those rows changes nothing
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 1)).astype(np.float32)
+    y = np.where(np.arange(4000) < 2000, x[:, 0], -x[:, 0])
+    w = (np.arange(4000) < 2000).astype(float)
+    fitted = TorchRegressor(hidden=8, layers=1, epochs=30, random_state=0).fit(x, y, w)
+    assert np.corrcoef(fitted.predict(x), x[:, 0])[0, 1] > 0.95
+    with pytest.raises(ValueError, match="sample_weight"):
+        TorchRegressor().fit(x, y, -w)
