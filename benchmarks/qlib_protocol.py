@@ -18,6 +18,7 @@ in minutes; without it all 504 names.
 
 import argparse
 import json
+import re
 import resource
 import sys
 import time
@@ -197,7 +198,8 @@ def alpha360(prices: pl.DataFrame, days: int = 60) -> pl.DataFrame:
     to find their own patterns in."""
     close, volume = pl.col("close"), pl.col("volume")
     columns = [
-        (pl.col(c).shift(k) / (volume if c == "volume" else close))
+        # a day without volume has no volume ratio (null, not an infinity)
+        (pl.col(c).shift(k) / (pl.when(volume > 0).then(volume) if c == "volume" else close))
         .over("symbol")
         .cast(pl.Float32)
         .alias(f"{A360}{c}_{k}")
@@ -314,7 +316,13 @@ def log_mlflow(
         chosen = result.data_variant.describe()
         mlflow.log_params({f"chosen_{k}": v for k, v in chosen.items()})
         mlflow.log_params({"meta_learner": result.ensemble.meta, "n_trials": result.n_trials})
-        mlflow.log_params({f"weight_{k}": round(v, 4) for k, v in result.ensemble.weights.items()})
+        # a variant's name ("lightgbm+weights=recency") holds characters MLflow's keys refuse
+        mlflow.log_params(
+            {
+                "weight_" + re.sub(r"[^\w\-. :/]", "_", k): round(v, 4)
+                for k, v in result.ensemble.weights.items()
+            }
+        )
         mlflow.log_metrics({k: v for k, v in summary.items() if np.isfinite(v)})
         mlflow.log_text(text, "model_card.md")
         mlflow.log_text(decay.write_csv(), "ic_decay.csv")

@@ -168,7 +168,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.device = device
 
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
-        """Standardise with the training rows' statistics; a missing value becomes the mean."""
+        """Standardise with the training rows' statistics; a missing (or infinite) value becomes
+        the mean."""
         z = (np.asarray(X, dtype=np.float32) - self.mean_) / self.scale_
         z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
         return torch.from_numpy(z.reshape(len(z), self.window, -1))
@@ -195,8 +196,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.device_ = device.type
         self.n_features_in_ = X.shape[1]
         with np.errstate(invalid="ignore"):
-            self.mean_ = np.nan_to_num(np.nanmean(X, axis=0)).astype(np.float32)
-            std = np.nan_to_num(np.nanstd(X, axis=0)).astype(np.float32)
+            if np.isinf(X).any():  # a ratio over a zero (volume, say): missing, like NaN
+                X = np.where(np.isinf(X), np.float32(np.nan), X)
+            self.mean_ = np.nan_to_num(np.nanmean(X, axis=0, dtype=np.float64)).astype(np.float32)
+            std = np.nan_to_num(np.nanstd(X, axis=0, dtype=np.float64)).astype(np.float32)
         self.scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
         # the whole training set moves to the device once; batches are gathered there
         inputs = self._tensor(X).to(device)

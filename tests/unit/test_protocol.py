@@ -162,3 +162,18 @@ def test_every_family_fits_under_sample_weights():
     assert np.corrcoef(fitted.predict(x), x[:, 0])[0, 1] > 0.95
     with pytest.raises(ValueError, match="sample_weight"):
         TorchRegressor().fit(x, y, -w)
+
+
+def test_the_net_reads_an_infinite_input_as_missing():
+    """A volume ratio over a zero-volume day is an infinity; the net standardises around it
+    (it once turned a whole column into -3.4e38 and every prediction into NaN)."""
+    from models.nets import TorchRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 3)).astype(np.float32)
+    y = X[:, 0] + 0.1 * rng.normal(size=3000)
+    X[::50, 1] = np.inf
+    fitted = TorchRegressor(hidden=8, layers=1, epochs=20, random_state=0).fit(X, y)
+    pred = fitted.predict(X)
+    assert np.isfinite(fitted.mean_).all() and np.isfinite(pred).all()
+    assert np.corrcoef(pred, X[:, 0])[0, 1] > 0.8
