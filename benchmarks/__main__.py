@@ -416,7 +416,7 @@ def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> float:
         joined = ours.join(tight, on=["date", "symbol"], how="full", coalesce=True).fill_null(0.0)
         return float((joined["weight"] - joined["weight_right"]).abs().max())
     from models.portfolio.allocators import _rebalance_windows
-    from models.portfolio.solvers import mean_variance, shrunk_covariance
+    from models.portfolio.solvers import shrunk_covariance
 
     ref = {
         (d, s): w
@@ -426,19 +426,28 @@ def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> float:
     for day, names, keep, window, expected in _rebalance_windows(returns, dates, 252, mu):
         kept = names[keep]
         prev = np.array([previous.get(s, 0.0) for s in kept])
-        w = mean_variance(
-            expected,
-            shrunk_covariance(window),
-            risk_aversion=5.0,
-            max_weight=0.2,
-            long_short=name.startswith("mean_variance_long_short"),
-            previous=prev,
-            costs=cost,
-        )
+        w = _tc_book(name, expected, shrunk_covariance(window), prev, cost)
         theirs = np.array([ref.get((day, s), 0.0) for s in kept])
         gap = max(gap, float(np.abs(w - theirs).max()))
         previous = dict(zip(kept, theirs, strict=True))
     return gap
+
+
+def _tc_book(name, expected, cov, previous, cost, **solver) -> np.ndarray:
+    """One date's book with costs in the objective, as ``mean_variance_weights`` sets it up
+    (risk aversion 5, cap 0.2), long-short when ``name`` says so."""
+    from models.portfolio.solvers import mean_variance
+
+    return mean_variance(
+        expected,
+        cov,
+        risk_aversion=5.0,
+        max_weight=0.2,
+        long_short=name.startswith("mean_variance_long_short"),
+        previous=previous,
+        costs=cost,
+        **solver,
+    )
 
 
 def _working_set_gap(name, returns, dates, mu, cost) -> float:
@@ -446,21 +455,15 @@ def _working_set_gap(name, returns, dates, mu, cost) -> float:
     (``start`` past the universe puts every name in the set), each date from the previous
     working-set book."""
     from models.portfolio.allocators import _rebalance_windows
-    from models.portfolio.solvers import mean_variance, shrunk_covariance
+    from models.portfolio.solvers import shrunk_covariance
 
     gap, previous = 0.0, {}
     for _day, names, keep, window, expected in _rebalance_windows(returns, dates, 252, mu):
         kept = names[keep]
-        kw = {
-            "risk_aversion": 5.0,
-            "max_weight": 0.2,
-            "long_short": name.startswith("mean_variance_long_short"),
-            "previous": np.array([previous.get(s, 0.0) for s in kept]),
-            "costs": cost,
-        }
+        prev = np.array([previous.get(s, 0.0) for s in kept])
         cov = shrunk_covariance(window)
-        w = mean_variance(expected, cov, **kw)
-        every = mean_variance(expected, cov, start=len(kept), **kw)
+        w = _tc_book(name, expected, cov, prev, cost)
+        every = _tc_book(name, expected, cov, prev, cost, start=len(kept))
         gap = max(gap, float(np.abs(w - every).max()))
         previous = dict(zip(kept, w, strict=True))
     return gap
