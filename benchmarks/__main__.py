@@ -385,7 +385,9 @@ def bench_optimisers(prices: pl.DataFrame, sample_every: int = 10, exact: bool =
             t_all, _ = timed(lambda f=fast: f(weekly))
             t_fast, ours = timed(lambda f=fast: f(sampled))
             t_ref, _ = timed(lambda r=ref: r(sampled))
-            gap = _weight_gap(name, ours, ref(sampled, TIGHT), returns, sampled, mu, cost)
+            gap, polished, unpolished = _weight_gap(
+                name, ours, ref(sampled, TIGHT), returns, sampled, mu, cost
+            )
             per_fast, per_ref = t_fast / len(sampled), t_ref / len(sampled)
             exact_gap = (
                 _working_set_gap(name, returns, sampled, mu, cost)
@@ -398,23 +400,57 @@ def bench_optimisers(prices: pl.DataFrame, sample_every: int = 10, exact: bool =
                 f"them {per_fast * 1e3:.0f} ms a date vs the per-date skfolio code "
                 f"{per_ref * 1e3:.0f} ms -> {per_ref / per_fast:.1f}x; largest weight gap {gap:.1e}"
                 + (
+                    f", {polished:.1e} to the reference polished on its active set"
+                    f" ({unpolished} of {len(sampled)} dates left unpolished)"
+                    if name.endswith("_tc")
+                    else ""
+                )
+                + (
                     f" (to the same problem on every name: {exact_gap:.1e})"
                     if exact_gap is not None
                     else ""
                 )
             )
-            out[name] = {"speedup": per_ref / per_fast, "gap": gap, "all_s": t_all}
+            out[name] = {
+                "speedup": per_ref / per_fast,
+                "gap": gap,
+                "polished_gap": polished,
+                "unpolished": unpolished,
+                "all_s": t_all,
+            }
             if exact_gap is not None:
                 out[name]["exact_gap"] = exact_gap
     return out
 
 
-def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> float:
-    """Largest weight difference to the tightly solved reference; for the books with costs in
-    the objective, per date from the reference's own previous book."""
+def _optimiser_checks(opt: dict) -> dict[str, bool]:
+    """The optimiser targets: ≥ 10x, and the same weights to 1e-6 as the reference (the books
+    with costs: as the reference polished on its own active set and certified optimal, since
+    its interior-point answer stops ~1e-6 short along the cost kinks: each book's line shows
+    that raw gap too)."""
+    return {
+        "optimiser books >= 10x the per-date skfolio code": all(
+            v["speedup"] >= 10 for v in opt.values()
+        ),
+        "optimiser weights equal to the reference to 1e-6 (with costs: polished)": all(
+            v["polished_gap"] <= 1e-6 for v in opt.values()
+        ),
+        "working sets equal to every-name solves to 1e-6": all(
+            v.get("exact_gap", 0.0) <= 1e-6 for v in opt.values()
+        ),
+    }
+
+
+def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> tuple[float, float, int]:
+    """Largest weight difference to the tightly solved reference, and to that reference polished
+    on its own active set (``polish_on_active_set``), with the number of dates the polish could
+    not improve; for the books with costs in the objective, per date from the reference's own
+    previous book (the books without costs are not polished: their gaps are below 1e-6)."""
     if not name.endswith("_tc"):
         joined = ours.join(tight, on=["date", "symbol"], how="full", coalesce=True).fill_null(0.0)
-        return float((joined["weight"] - joined["weight_right"]).abs().max())
+        gap = float((joined["weight"] - joined["weight_right"]).abs().max())
+        return gap, gap, 0
+    from benchmarks.reference_portfolio import polish_on_active_set
     from models.portfolio.allocators import _rebalance_windows
     from models.portfolio.solvers import shrunk_covariance
 
@@ -422,15 +458,22 @@ def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> float:
         (d, s): w
         for d, s, w in tight.select("date", "symbol", "weight").iter_rows()  # a few dates only
     }
-    gap, previous = 0.0, {}
+    gap, polished_gap, unpolished, previous = 0.0, 0.0, 0, {}
     for day, names, keep, window, expected in _rebalance_windows(returns, dates, 252, mu):
         kept = names[keep]
         prev = np.array([previous.get(s, 0.0) for s in kept])
-        w = _tc_book(name, expected, shrunk_covariance(window), prev, cost)
+        cov = shrunk_covariance(window)
+        w = _tc_book(name, expected, cov, prev, cost)
         theirs = np.array([ref.get((day, s), 0.0) for s in kept])
         gap = max(gap, float(np.abs(w - theirs).max()))
+        polished = polish_on_active_set(
+            expected, cov, prev, cost, theirs, long_short="long_short" in name
+        )
+        unpolished += polished is None
+        polished = theirs if polished is None else polished
+        polished_gap = max(polished_gap, float(np.abs(w - polished).max()))
         previous = dict(zip(kept, theirs, strict=True))
-    return gap
+    return gap, polished_gap, unpolished
 
 
 def _tc_book(name, expected, cov, previous, cost, **solver) -> np.ndarray:
@@ -508,11 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     prices, label = load_universe(args.quick)
     if args.optimisers:
         opt = bench_optimisers(prices, 40 if args.quick else 20, exact=True)
-        ok = all(v["speedup"] >= 10 and v["gap"] <= 1e-6 for v in opt.values())
-        print(f"  {'ok  ' if ok else 'MISS'} optimiser books >= 10x, weights equal to 1e-6")
-        exact = all(v.get("exact_gap", 0.0) <= 1e-6 for v in opt.values())
-        print(f"  {'ok  ' if exact else 'MISS'} working sets equal to every-name solves to 1e-6")
-        return 0 if ok or args.quick else 1
+        checks = _optimiser_checks(opt)
+        for name, ok in checks.items():
+            print(f"  {'ok  ' if ok else 'MISS'} {name}")
+        return 0 if all(checks.values()) or args.quick else 1
     features = bench_alpha158(prices, label, subset=10 if args.quick else 50)
     scaling = bench_scaling(300 if args.quick else 5000, (100, 200) if args.quick else (250, 500))
     bt = bench_backtest(
@@ -548,13 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         "nightly day <= 10% of full run": ingest["day_from_delivery_s"] <= 0.1 * ingest["full_s"],
         "TreeSHAP additivity <= 1e-6": all(v["additivity"] <= 1e-6 for v in shap_times.values()),
         "streaming p99 <= 1 s per day": stream["p99_ms"] <= 1000,
-        "optimiser books >= 10x the per-date skfolio code": all(
-            v["speedup"] >= 10 for v in opt.values()
-        ),
-        "optimiser weights equal to 1e-6": all(v["gap"] <= 1e-6 for v in opt.values()),
-        "working sets equal to every-name solves to 1e-6": all(
-            v.get("exact_gap", 0.0) <= 1e-6 for v in opt.values()
-        ),
+        **_optimiser_checks(opt),
     }
     if "replay" in lob:
         replay = lob["replay"]
