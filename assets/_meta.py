@@ -2,9 +2,11 @@
 
 import base64
 import io
+import os
 import re
 import resource
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,3 +162,14 @@ def measure_peak(into: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         into[key] = round(_hwm_mib(), 1)
+
+
+def yield_to_fits() -> None:
+    """Run this (background) thread at the lowest CPU priority: on a machine whose cores the
+    fits' OpenMP threads fill, a tracking thread at normal priority stalls one of them, and the
+    others wait at the next barrier. Linux gives threads their own nice value; elsewhere this
+    does nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass

@@ -1,6 +1,5 @@
 """Explain group: SHAP explanations of a tree base model on the most recent rows."""
 
-import mlflow
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
@@ -106,10 +105,10 @@ def shap_explanations(
         ),
     ]
     with tracker.asset_run(context) as run:
-        mlflow.log_metric("surrogate_fidelity_r2", fidelity)
+        run.log_metric("surrogate_fidelity_r2", fidelity)
         for path in written:
-            mlflow.log_artifact(str(path), "explain")
-        mlflow.log_table(importance.to_pandas(), "explain/mean_abs_shap.json")
+            run.log_artifact(str(path), "explain")
+        run.log_table(importance, "explain/mean_abs_shap.json")
     return Output(
         importance,
         metadata={
@@ -121,7 +120,7 @@ def shap_explanations(
             "surrogate_fidelity_r2": fidelity,
             **ensemble_part,
             "surrogate_rules": MetadataValue.md(f"```\n{rules}```"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 

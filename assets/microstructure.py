@@ -7,7 +7,6 @@ Without ``data.lob`` nothing here runs: ``alphaforge run`` says so and skips the
 
 import warnings
 
-import mlflow
 import numpy as np
 import polars as pl
 from dagster import (
@@ -31,8 +30,7 @@ from dagster import (
 from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table
-from assets.ports import LobSource, ReportStore, Tracker
-from assets.registry import record_digest, trusted_types
+from assets.ports import LobSource, ModelRegistry, ReportStore, Tracker
 from data_contracts import ContractViolation
 from data_contracts.lob import check_lob
 from models.microstructure import impact as impact_model
@@ -502,13 +500,13 @@ def lob_models(
     reports.write("lob_models.json", scores.write_json())
     registered = {}
     with tracker.asset_run(context) as run:
-        mlflow.log_params(
+        run.log_params(
             {"ticker": ticker, "partitions": ",".join(keys), "levels": levels, "test_start": test_start,
              **config.model_dump(exclude={"dead_zones_bp"}),
              **{f"dead_zone_bp_{h}": round(v, 4) for h, v in results.dead_zones.items()}}
         )  # fmt: skip
         for row in results.table:
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     f"{row['model']}_{row['horizon']}_{m}": row[m]
                     for m in ("accuracy", "macro_f1")
@@ -518,11 +516,21 @@ def lob_models(
         for key in keys:
             for name in (f"lob_depth_heatmap_{key}.png", f"lob_ofi_{key}.png"):
                 if png := reports.read(name):
-                    _log_png(png, name)
+                    run.log_png(png, name)
         if not serve.is_empty():
             best = serve.sort("macro_f1", descending=True).row(0, named=True)
             registered = _register(
-                context, best, results, names, params, levels, ticker, keys, test_start, config
+                tracker.registry(),
+                context,
+                best,
+                results,
+                names,
+                params,
+                levels,
+                ticker,
+                keys,
+                test_start,
+                config,
             )
     return Output(
         scores,
@@ -544,7 +552,7 @@ def lob_models(
             "ticker": ticker,
             "test_start": test_start,
             **{k: MetadataValue.text(str(v)) for k, v in registered.items()},
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -554,26 +562,22 @@ def config_horizons(lob_labels: pl.DataFrame) -> list[str]:
     return [c[4:] for c in lob_labels.columns if c.startswith("ret_")]
 
 
-def _log_png(png: bytes, name: str) -> None:
-    """An already rendered figure into the active MLflow run."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        path.write_bytes(png)
-        mlflow.log_artifact(str(path))
-
-
 def _register(
-    context, best, results, names, params, levels, ticker, keys, test_start, config
+    registry: ModelRegistry,
+    context,
+    best,
+    results,
+    names,
+    params,
+    levels,
+    ticker,
+    keys,
+    test_start,
+    config,
 ) -> dict:
     """Log the serving model to the registry as @challenger, and move @champion to it when it
     beats the champion on the same test rows (or the champion was tested elsewhere)."""
     from dataclasses import asdict
-
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
 
     from models.microstructure.models import OFI_PREFIX, LobModel
 
@@ -590,30 +594,19 @@ def _register(
         levels,
     )
     example = pl.DataFrame(np.zeros((3, len(columns))), schema=columns, orient="row").to_pandas()
-    info = mlflow.sklearn.log_model(
+    version = registry.register(
         model,
-        name="lob_model",
-        registered_model_name=REGISTERED_MODEL,
-        signature=infer_signature(example, model.predict_proba(example.to_numpy())),
+        name=REGISTERED_MODEL,
+        artifact="lob_model",
+        example=example,
+        output=model.predict_proba(example.to_numpy()),
         pip_requirements=["scikit-learn", "lightgbm", "numpy", "polars", "torch"],
-        # no code_paths: a loader would put them on sys.path; the tick scorer imports ours
-        # and loads the file through assets/registry.py (its types, its recorded digest)
-        skops_trusted_types=trusted_types(model),
     )
-    version = info.registered_model_version
-    client = mlflow.MlflowClient()
-    location = client.get_model_version_download_uri(REGISTERED_MODEL, version)
-    record_digest(client, version, location, client.tracking_uri, name=REGISTERED_MODEL)
-    client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
     data_id = f"{ticker}:{','.join(keys)}:{test_start}:{h}"
     tags = {"model": kind, "horizon": h, "ticker": ticker, "levels": str(levels), "data": data_id,
             "test_macro_f1": f"{best['macro_f1']:.6f}", "dagster_run_id": context.run_id}  # fmt: skip
-    for k, v in tags.items():
-        client.set_model_version_tag(REGISTERED_MODEL, version, k, v)
-    try:
-        champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    except MlflowException:
-        champion = None
+    registry.tag_version(REGISTERED_MODEL, version, tags)
+    champion = registry.version(REGISTERED_MODEL, "champion")
     if champion is None:
         decision = "promoted: no champion yet"
     elif champion.tags.get("data") != data_id:
@@ -623,8 +616,8 @@ def _register(
     else:
         decision = f"kept champion v{champion.version}: its macro-F1 {champion.tags.get('test_macro_f1')} > {best['macro_f1']:.4f} on the same test rows"
     if decision.startswith("promoted"):
-        client.set_registered_model_alias(REGISTERED_MODEL, "champion", version)
-    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion", decision)
+        registry.set_alias(REGISTERED_MODEL, "champion", version)
+    registry.tag_version(REGISTERED_MODEL, version, {"promotion": decision})
     context.log.info(
         f"registered {REGISTERED_MODEL} v{version} ({kind}, {h}) as @challenger; {decision}"
     )
@@ -722,9 +715,9 @@ def lob_impact(
     reports.write("lob_impact_curve.png", png)
     reports.write("lob_impact.json", frame.write_json())
     with tracker.asset_run(context) as run:
-        _log_png(png, "lob_impact_curve.png")
+        run.log_png(png, "lob_impact_curve.png")
         for r in rows:
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     f"{r['symbol']}_{k}": float(r[k])
                     for k in (
@@ -755,7 +748,7 @@ def lob_impact(
                 )
             ),
             "impact_curve": image(png, "impact curve"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 

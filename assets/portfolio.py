@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-import mlflow
 import numpy as np
 import polars as pl
 from dagster import (
@@ -234,7 +233,7 @@ def signals(
     )
     with tracker.asset_run(context) as run:
         for row in summary.to_dicts():
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     f"{row['model']}_{k}": v
                     for k, v in row.items()
@@ -249,7 +248,7 @@ def signals(
             "oos_metrics_same_dates": table(summary),
             "ensemble_rank_ic_mean": float(ic["ic"].mean()),
             "live_date": str(live["date"].max()),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -530,9 +529,9 @@ def backtest(
     equity, drawdown = png_bytes(equity_curves(main)), png_bytes(drawdown_curves(main))
     paths = [reports.write("equity_curve.png", equity), reports.write("drawdowns.png", drawdown)]
     with tracker.asset_run(context) as run:
-        mlflow.log_params(config.model_dump())
+        run.log_params(config.model_dump())
         for row in summary.to_dicts():
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     f"{row['strategy']}_{k}": v
                     for k, v in row.items()
@@ -540,7 +539,7 @@ def backtest(
                 }
             )
         for path in paths:
-            mlflow.log_artifact(str(path))
+            run.log_artifact(str(path))
     return Output(
         daily,
         metadata={
@@ -559,7 +558,7 @@ def backtest(
             "targets_screened_out": len(targets) - len(books),
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -644,19 +643,18 @@ def strategy_table(
     path = reports.write("pbo_logits.png", png)
     reports.write("strategy_table.md", to_markdown(frame, ".3f"))
     with tracker.asset_run(context) as parent:
-        mlflow.log_metrics(
+        parent.log_metrics(
             {"pbo": pbo.pbo, "prob_oos_loss": pbo.prob_oos_loss, "n_trials": frame["n_trials"][0]}
         )
-        mlflow.log_artifact(str(path))
+        parent.log_artifact(str(path))
         best = frame.sort("sharpe", descending=True, nulls_last=True).row(0, named=True)
         tracker.log_headline(
             context,
             {"best_net_sharpe": best["sharpe"], "best_net_sharpe_dsr": best["dsr"], "pbo": pbo.pbo},
         )
         for row in frame.to_dicts():  # one MLflow run per strategy, comparable side by side
-            with mlflow.start_run(run_name=f"strategy {row['strategy']}", nested=True):
-                mlflow.set_tag("strategy", row["strategy"])
-                mlflow.log_metrics(
+            with parent.nested(f"strategy {row['strategy']}", {"strategy": row["strategy"]}) as run:
+                run.log_metrics(
                     {
                         k: float(v)
                         for k, v in row.items()
@@ -672,7 +670,7 @@ def strategy_table(
             "pbo_splits": pbo.n_splits,
             "n_trials": int(frame["n_trials"][0]),
             "pbo_logits": image(png, "PBO logit distribution"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(parent.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(parent.run_id)),
         },
     )
     yield AssetCheckResult(

@@ -54,12 +54,103 @@ class AltDataSource(Protocol):
         """Dated text ``[date, ticker, text]`` (possibly empty) for sentiment scores."""
 
 
+REGISTERED_MODEL = "alphaforge-ensemble"
+
+
+class ModelRefused(ValueError):
+    """A model that is not one of our registry's, or whose artifact cannot be trusted."""
+
+
+class ModelRegistry(Protocol):
+    """Registered model versions: what the champion gates read and move."""
+
+    def register(
+        self,
+        model: object,
+        *,
+        name: str,
+        artifact: str,
+        example,
+        output,
+        pip_requirements: list[str],
+    ) -> str:
+        """Log ``model`` into the asset's active run, register it as a new version of ``name``
+        and point ``@challenger`` at it; returns the version (``TypeError`` for a model with
+        types the loader does not trust)."""
+
+    def version(self, name: str, alias: str):
+        """The version holding ``alias`` (``.version``, ``.tags``, ``.creation_timestamp``),
+        or None."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+
+    def describe(self, name: str, description: str, version: str | None = None) -> None:
+        """The registered model's description, or one version's."""
+
+    def load(self, name: str, alias: str):
+        """The model ``name@alias``, its artifact checked (else ``ModelRefused``)."""
+
+
+class TrackedRun(Protocol):
+    """One asset's tracked run: what it logs, where the UI shows it."""
+
+    run_id: str
+
+    def log_params(self, params: dict) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float]) -> None: ...
+
+    def log_metric(self, key: str, value: float) -> None: ...
+
+    def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
+        """A file, under ``folder`` of the run's artefacts."""
+
+    def log_table(self, frame, name: str) -> None:
+        """A table artefact from a polars or pandas frame."""
+
+    def log_png(self, png: bytes, name: str) -> None:
+        """An already rendered figure, as the artefact ``name`` (safe from another thread)."""
+
+    def log_figure(self, figure, name: str) -> None:
+        """A matplotlib figure, rendered as the artefact ``name``."""
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def nested(self, name: str, tags: dict[str, str] | None = None) -> AbstractContextManager:
+        """A run nested under this one (yields a ``TrackedRun``)."""
+
+
+class TrialCallback(Protocol):
+    def __call__(self, study, trial) -> None: ...
+
+    def close(self) -> None:
+        """Wait for the trials still being written."""
+
+
 class Tracker(Protocol):
     experiment_name: str
     artifact_root: str  # the local artifact store ("" when the tracking server keeps them)
 
     def asset_run(self, context: AssetExecutionContext) -> AbstractContextManager:
-        """An MLflow run for this asset, nested under the pipeline run's parent run."""
+        """A run for this asset (yields a ``TrackedRun``), nested under the pipeline run's
+        parent run."""
+
+    def registry(self) -> ModelRegistry:
+        """The registered models of this tracking store."""
+
+    def trial_logger(
+        self,
+        log,
+        model: str,
+        n_trials: int,
+        parent_run_id: str,
+        every_s: float = 0.0,
+        score_name: str = "rank_ic",
+    ) -> "TrialCallback":
+        """An Optuna callback logging each finished trial as a run under ``parent_run_id``
+        (and a progress line through ``log``, at most one per ``every_s`` seconds)."""
 
     def run_url(self, run_id: str) -> str:
         """Link to a run in the MLflow UI (its model-training view)."""

@@ -1,6 +1,5 @@
 """Reports group: one self-contained HTML report per run, with the JSON behind its tables."""
 
-import mlflow
 import polars as pl
 from dagster import (
     AssetExecutionContext,
@@ -146,7 +145,7 @@ def run_report(
     ]
     with tracker.asset_run(context) as run:
         for path in written[:2]:
-            mlflow.log_artifact(str(path), "report")
+            run.log_artifact(str(path), "report")
         tracker.log_headline(context, _ingest_counts(context))
     return Output(
         {
@@ -160,10 +159,8 @@ def run_report(
             "latest": MetadataValue.path("reports/latest/report.html"),
             # served by the MLflow UI, which shows the page (a file:// link is blocked from an
             # http page)
-            "report_url": MetadataValue.url(
-                tracker.artifact_url(run.info.run_id, "report/report.html")
-            ),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "report_url": MetadataValue.url(tracker.artifact_url(run.run_id, "report/report.html")),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 

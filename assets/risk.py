@@ -4,7 +4,6 @@ tests of today's book."""
 import json
 from datetime import date
 
-import mlflow
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
@@ -102,11 +101,11 @@ def var_backtest(
     with tracker.asset_run(context) as run:
         for row in coverage.to_dicts():
             key = f"{row['method']}_{int(row['level'] * 100)}"
-            mlflow.log_metrics(
+            run.log_metrics(
                 {f"exceptions_{key}": row["exceptions"], f"kupiec_p_{key}": row["kupiec_p"]}
             )
         for path in paths:
-            mlflow.log_artifact(str(path), "var_backtest")
+            run.log_artifact(str(path), "var_backtest")
         headline = {"var_red_zone_methods": float((coverage["zone"] == "red").sum())}
         for (level,), part in coverage.group_by("level"):
             pct = round(level * 100)
@@ -138,7 +137,7 @@ def var_backtest(
                 f"var_backtest_{int(lv * 100)}": image(p, f"returns vs rolling {lv:.0%} VaR")
                 for lv, p in pngs.items()
             },
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -193,12 +192,12 @@ def stress_scenarios(
     png = png_bytes(scenario_realism(real, out.windows, out.source))
     path = reports.write("scenario_realism.png", png)
     with tracker.asset_run(context) as run:
-        mlflow.log_params({"source": out.source, "assets": len(full), "length": config.length})
+        run.log_params({"source": out.source, "assets": len(full), "length": config.length})
         for row in out.checks.to_dicts():
-            mlflow.log_metric(
+            run.log_metric(
                 f"gan_{row['name'].replace('|', '').replace(' ', '_')}", row["generated"]
             )
-        mlflow.log_artifact(str(path), "scenarios")
+        run.log_artifact(str(path), "scenarios")
     return Output(
         {
             "symbols": full,
@@ -214,7 +213,7 @@ def stress_scenarios(
             "scenarios": config.n_scenarios,
             **({"realism_checks": table(out.checks)} if out.checks.height else {}),
             "realism": image(png, "real vs generated windows"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -256,14 +255,14 @@ def correlation_forecasts(
     path = reports.write("correlation_forecast.png", png)
     a, b = out.dcc_params
     with tracker.asset_run(context) as run:
-        mlflow.log_params({"dcc_a": a, "dcc_b": b, "assets": len(symbols)})
-        mlflow.log_metrics(
+        run.log_params({"dcc_a": a, "dcc_b": b, "assets": len(symbols)})
+        run.log_metrics(
             {
                 f"corr_mse_{m}": v
                 for m, v in zip(out.scores["method"], out.scores["mse"], strict=True)
             }
         )
-        mlflow.log_artifact(str(path), "correlation")
+        run.log_artifact(str(path), "correlation")
     return Output(
         out.scores,
         metadata={
@@ -272,7 +271,7 @@ def correlation_forecasts(
             "test_from": str(wide["date"][split]),
             "dcc_a_b": f"{a:.4f}, {b:.4f}",
             "correlation": image(png, "DCC correlation forecast and its change"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -371,9 +370,9 @@ def risk_report(
     with tracker.asset_run(context) as run:
         for row in var.filter(pl.col("strategy") == config.strategy).to_dicts():
             key = f"{row['method']}_{int(row['level'] * 100)}_{row['horizon_days']}d"
-            mlflow.log_metrics({f"var_{key}": row["var"], f"es_{key}": row["es"]})
+            run.log_metrics({f"var_{key}": row["var"], f"es_{key}": row["es"]})
         for path in written:
-            mlflow.log_artifact(str(path), "report")
+            run.log_artifact(str(path), "report")
     return Output(
         {
             "var": var,
@@ -389,7 +388,7 @@ def risk_report(
             "stress": table(stress),
             "report": MetadataValue.path(str(written[0])),
             "var_backtest": image(png, "returns vs VaR"),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 

@@ -5,7 +5,6 @@ trials."""
 
 import time
 
-import mlflow
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
@@ -161,10 +160,10 @@ def seed_strategies(
         )
     )
     with tracker.asset_run(context) as run:
-        mlflow.log_params(config.model_dump())
-        mlflow.log_metrics(metrics)  # timings stay in the metadata: metrics must reproduce
+        run.log_params(config.model_dump())
+        run.log_metrics(metrics)  # timings stay in the metadata: metrics must reproduce
         for path in artefacts:
-            mlflow.log_artifact(str(path))
+            run.log_artifact(str(path))
     return Output(
         frame,
         metadata={
@@ -173,7 +172,7 @@ def seed_strategies(
             "seconds": table(
                 pl.DataFrame({"strategy": list(clock), "seconds": list(clock.values())})
             ),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 

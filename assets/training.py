@@ -3,14 +3,9 @@ the leakage check and the champion/challenger gate."""
 
 import gc
 import json
-import os
-import tempfile
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import optuna
 import polars as pl
@@ -26,21 +21,20 @@ from dagster import (
     ResourceParam,
     asset,
 )
-from mlflow.entities import Metric, Param
-from mlflow.models import infer_signature
 from optuna.trial import TrialState
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
-from assets._meta import frame_metadata, image, measure_peak, png_bytes, table
+from assets._meta import frame_metadata, image, measure_peak, png_bytes, table, yield_to_fits
 from assets.portfolio import CostConfig, row_costs
-from assets.ports import Compute, Tracker, Tuning
-from assets.registry import (
+from assets.ports import (
     REGISTERED_MODEL,
+    Compute,
     ModelRefused,
-    load_registered,
-    record_digest,
-    trusted_types,
+    ModelRegistry,
+    TrackedRun,
+    Tracker,
+    Tuning,
 )
 from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
@@ -190,108 +184,13 @@ class OOFConfig(Config):
     )
 
 
-def _yield_to_fits() -> None:
-    """Run this (background) thread at the lowest CPU priority: on a machine whose cores the
-    fits' OpenMP threads fill, a tracking thread at normal priority stalls one of them, and the
-    others wait at the next barrier. Linux gives threads their own nice value; elsewhere this
-    does nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 PROGRESS_EVERY_S = 5.0  # the Dagster log's trial lines, at most one per this many seconds
 
 
-class TrialLogger:
-    """Log each finished trial as a nested MLflow run under ``parent_run_id`` (and a progress
-    line through ``log``, at most one per ``every_s`` seconds). Workers in other processes log
-    theirs the same way, tagged with their ``worker`` name, so all of a study's trials sit under
-    one parent.
-
-    The run is written by a background thread (create, one batch, terminate), so tracking
-    overlaps the next trial's fitting instead of adding to it; ``close`` waits for the last."""
-
-    def __init__(
-        self,
-        log,
-        model: str,
-        n_trials: int,
-        parent_run_id: str,
-        client: mlflow.MlflowClient,
-        worker: str = "pipeline",
-        every_s: float = 0.0,
-        score_name: str = "rank_ic",
-    ):
-        self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
-        self.score_name = score_name  # what a fold is scored by: the objective's name
-        self.parent, self.client = client.get_run(parent_run_id), client
-        self.pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="mlflow-trials", initializer=_yield_to_fits
-        )
-        self.pending: list[Future] = []
-        # at most one progress line per ``every_s`` seconds (and always the budget's last
-        # trial): a Dagster log line is an event-log write, ~10 ms, a tenth of a fast trial
-        self.every_s, self.last_line, self.best = every_s, -np.inf, -np.inf
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        now = int(time.time() * 1000)
-        folds = trial.user_attrs.get("fold_scores", [])
-        # the headline is the mean over the folds scored (a pruned trial's, over those it
-        # reached); each fold is a metric of its own, so no column shows the last fold's
-        # score as if it were the trial's
-        metrics = [
-            Metric(f"fold_{fold}_{self.score_name}", score, now, 0)
-            for fold, score in enumerate(folds, start=1)
-        ]
-        mean = trial.value if trial.value is not None else (np.mean(folds) if folds else None)
-        if mean is not None:
-            metrics.append(Metric(f"mean_{self.score_name}", float(mean), now, 0))
-        metrics.append(Metric("folds_scored", float(len(folds)), now, 0))
-        if trial.duration is not None:
-            metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
-        metrics.append(Metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0), now, 0))
-        tags = {
-            "mlflow.parentRunId": self.parent.info.run_id,
-            "optuna.study": study.study_name,
-            "optuna.state": trial.state.name,
-            "alphaforge.worker": self.worker,
-        }
-        params = [Param(k, str(v)) for k, v in trial.params.items()]
-        name = f"{self.model}-trial-{trial.number}"
-        self.pending.append(self.pool.submit(self._write, name, tags, metrics, params))
-        if trial.value is not None:
-            self.best = max(self.best, trial.value)
-        now_s = time.monotonic()
-        if now_s - self.last_line < self.every_s and trial.number + 1 < self.n_trials:
-            return
-        self.last_line = now_s
-        value = f"{trial.value:+.4f}" if trial.value is not None else "—"
-        best = f", best {self.best:+.4f}" if np.isfinite(self.best) else ""
-        self.log(
-            f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
-            f"{self.score_name.replace('_', ' ').replace('rank ic', 'rank IC')} {value}{best} "
-            f"({self.worker})"
-        )
-
-    def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
-        run = self.client.create_run(self.parent.info.experiment_id, run_name=name, tags=tags)
-        self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        self.client.set_terminated(run.info.run_id)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        for future in self.pending:
-            future.result()  # a failed write fails the asset, as a synchronous one would
-
-
-def _study_figures(
-    study: optuna.Study, model: str, client: mlflow.MlflowClient, run_id: str
-) -> dict[str, bytes]:
+def _study_figures(study: optuna.Study, model: str, run: TrackedRun) -> dict[str, bytes]:
     """Optimisation history and (with two or more scored trials) parameter importance, logged
-    to the model's run ``run_id``: by the client, not the fluent API, so it can run on a
-    background thread (see ``base_models``)."""
+    to the model's ``run`` (which names its run on every call, so this can run on a background
+    thread: see ``base_models``)."""
     figures = {
         "optimisation_history": optimisation_history(
             [t.value for t in study.trials], f"{model}: Optuna optimisation history"
@@ -309,17 +208,8 @@ def _study_figures(
             )
     pngs = {name: png_bytes(fig) for name, fig in figures.items()}
     for name, png in pngs.items():
-        _log_png(png, f"{model}_{name}.png", client, run_id)
+        run.log_png(png, f"{model}_{name}.png")
     return pngs
-
-
-def _log_png(png: bytes, name: str, client: mlflow.MlflowClient, run_id: str) -> None:
-    """Log an already rendered figure to ``run_id`` (``mlflow.log_figure`` would render it
-    again)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        path.write_bytes(png)
-        client.log_artifact(run_id, str(path))
 
 
 @asset(
@@ -386,7 +276,7 @@ def base_models(
     # each study's figures render on a thread of their own while the next model fits: the
     # fits leave a core idle now and then (dataset construction is single-threaded)
     figures = ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="study-figures", initializer=_yield_to_fits
+        max_workers=1, thread_name_prefix="study-figures", initializer=yield_to_fits
     )
     drawn: dict[str, Future] = {}
     tuned_at: list[float] = []
@@ -395,7 +285,7 @@ def base_models(
         figures,
         compute.engine(config.engine, context.log.info) as engine,
     ):
-        mlflow.log_params(
+        run.log_params(
             {
                 "tune_end": tune_end,
                 "test_start": test_start,
@@ -407,22 +297,20 @@ def base_models(
         )
         for i, name in enumerate(config.models, start=1):
             context.log.info(f"model {i}/{len(config.models)}: tuning {name}")
-            with mlflow.start_run(run_name=name, nested=True):
-                parent = mlflow.active_run().info.run_id
-                client = mlflow.MlflowClient()
-                logger = TrialLogger(
+            with run.nested(name) as model_run:
+                parent = model_run.run_id
+                logger = tracker.trial_logger(
                     context.log.info,
                     name,
                     config.n_trials,
                     parent,
-                    client,
                     every_s=PROGRESS_EVERY_S,
                     score_name=config.objective,
                 )
 
-                def tuned(study, name=name, client=client, parent=parent) -> None:
+                def tuned(study, name=name, model_run=model_run) -> None:
                     tuned_at.append(time.perf_counter())
-                    drawn[name] = figures.submit(_study_figures, study, name, client, parent)
+                    drawn[name] = figures.submit(_study_figures, study, name, model_run)
 
                 try:
                     with measure_peak(peaks, f"peak_rss_mib_{name}"):
@@ -448,9 +336,9 @@ def base_models(
                     refit_seconds += time.perf_counter() - tuned_at[-1]
                 finally:
                     logger.close()
-                mlflow.log_params(params)
-                mlflow.log_metric("cv_rank_ic", score)
-                mlflow.set_tag("optuna.study", study.study_name)
+                model_run.log_params(params)
+                model_run.log_metric("cv_rank_ic", score)
+                model_run.set_tags({"optuna.study": study.study_name})
             fit_seconds += sum(t.user_attrs.get("fit_seconds", 0.0) for t in study.trials)
             result.params[name], result.cv_scores[name], result.fitted[name] = params, score, fitted
             result.studies[name] = study.study_name
@@ -483,7 +371,7 @@ def base_models(
             "matrix_mib": round(ds.matrix.nbytes / 2**20, 1),
             **peaks,
             **pictures,
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
 
@@ -555,7 +443,7 @@ def oof_predictions(
     }
     with tracker.asset_run(context) as run:
         for row in summary.to_dicts():
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     f"{row['model']}_{k}": v
                     for k, v in row.items()
@@ -563,7 +451,7 @@ def oof_predictions(
                 }
             )
         for name, fig in figures.items():
-            mlflow.log_figure(fig, f"{name}.png")
+            run.log_figure(fig, f"{name}.png")
     yield Output(
         oof,
         metadata={
@@ -574,7 +462,7 @@ def oof_predictions(
             "first_oof_date": str(oof["date"].min()),
             "fit_seconds": round(time.perf_counter() - started, 2),
             **peaks,
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
     feature_ic = feature_label_ic(feature_matrix, labels, base_models.feature_names)
@@ -599,11 +487,6 @@ def oof_predictions(
 
 GATE = "champion_gate"
 CHAMPION_AGE = "champion_age"
-
-
-def _trusted_types(model: StackedEnsemble) -> list[str]:
-    """The types skops must trust to load ``model``: all in ``assets/registry.py``'s list."""
-    return trusted_types(model)
 
 
 def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None:
@@ -675,51 +558,46 @@ def ensemble_model(
     test_metrics["rank_ic_t"] = rank_ic_tstat(ds.dates[test], test_pred, ds.label[test], horizon)
     train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
     example = pl.DataFrame(X_test[-5:], schema=base.input_names, orient="row").to_pandas()
+    registry = tracker.registry()
     with tracker.asset_run(context) as run:
-        mlflow.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
-        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
-        info = mlflow.sklearn.log_model(
+        run.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
+        run.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
+        version = registry.register(
             ensemble,
-            name="ensemble",
-            registered_model_name=REGISTERED_MODEL,
-            signature=infer_signature(example, ensemble.predict(example.to_numpy())),
+            name=REGISTERED_MODEL,
+            artifact="ensemble",
+            example=example,
+            output=ensemble.predict(example.to_numpy()),
             pip_requirements=PIP_REQUIREMENTS,
-            # no code_paths: a loader would put them on sys.path; the scorer imports ours
-            skops_trusted_types=_trusted_types(ensemble),
         )
-        version = info.registered_model_version
-        client = mlflow.MlflowClient()
-        location = client.get_model_version_download_uri(REGISTERED_MODEL, version)
-        record_digest(client, version, location, client.tracking_uri)
-        client.set_registered_model_alias(REGISTERED_MODEL, "challenger", version)
-        client.update_registered_model(REGISTERED_MODEL, description=MODEL_DESCRIPTION)
+        registry.describe(REGISTERED_MODEL, MODEL_DESCRIPTION)
         symbols = feature_matrix["symbol"].n_unique()
-        client.update_model_version(
+        registry.describe(
+            REGISTERED_MODEL,
+            f"{config.meta_learner} meta-learner over {', '.join(base.params)} "
+            f"({len(base.feature_names)} features of {symbols} symbols, "
+            f"{ds.frame['date'].min()} to {ds.frame['date'].max()}). Base models fitted on "
+            f"labels ending by {train_label_end}, the meta-learner on their out-of-fold "
+            f"predictions before {test_start}. Final test period {test_start} to "
+            f"{ds.frame['date'].max()}: Rank IC {test_metrics['rank_ic']:+.4f} "
+            f"(t {test_metrics['rank_ic_t']:.2f}, {int(test_metrics['n_dates'])} days). "
+            f"Dagster run {context.run_id}.",
+            version=version,
+        )
+        registry.tag_version(
             REGISTERED_MODEL,
             version,
-            description=(
-                f"{config.meta_learner} meta-learner over {', '.join(base.params)} "
-                f"({len(base.feature_names)} features of {symbols} symbols, "
-                f"{ds.frame['date'].min()} to {ds.frame['date'].max()}). Base models fitted on "
-                f"labels ending by {train_label_end}, the meta-learner on their out-of-fold "
-                f"predictions before {test_start}. Final test period {test_start} to "
-                f"{ds.frame['date'].max()}: Rank IC {test_metrics['rank_ic']:+.4f} "
-                f"(t {test_metrics['rank_ic_t']:.2f}, {int(test_metrics['n_dates'])} days). "
-                f"Dagster run {context.run_id}."
-            ),
+            {
+                "dagster_run_id": context.run_id,
+                "test_start": str(test_start),
+                "train_label_end": train_label_end,
+                "test_rank_ic": f"{test_metrics['rank_ic']:.6f}",
+                "test_rank_ic_t": f"{test_metrics['rank_ic_t']:.4f}",
+                "base_models": ",".join(base.params),
+            },
         )
-        for key, value in {
-            "dagster_run_id": context.run_id,
-            "test_start": str(test_start),
-            "train_label_end": train_label_end,
-            "test_rank_ic": f"{test_metrics['rank_ic']:.6f}",
-            "test_rank_ic_t": f"{test_metrics['rank_ic_t']:.4f}",
-            "base_models": ",".join(base.params),
-        }.items():
-            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
         decision = _champion_gate(
-            client,
-            Path(tracker.artifact_root) if tracker.artifact_root else None,
+            registry,
             version,
             mean_rank_ic(ds.dates[test], test_pred, ds.label[test]),
             test_metrics["rank_ic_t"],
@@ -728,8 +606,8 @@ def ensemble_model(
             ds,
             test_start,
         )
-        mlflow.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
-        champion = _champion(client)
+        run.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
+        champion = registry.version(REGISTERED_MODEL, "champion")
         tracker.log_headline(
             context,
             {
@@ -752,7 +630,7 @@ def ensemble_model(
             "oos_metrics_same_dates": table(same_dates),
             "test_period": f"{test_start} to {ds.frame['date'].max()}",
             "test_metrics": table(pl.DataFrame([{"model": "ensemble", **test_metrics}])),
-            "mlflow_run": MetadataValue.url(tracker.run_url(run.info.run_id)),
+            "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
     yield AssetCheckResult(
@@ -789,16 +667,6 @@ def ensemble_model(
     )
 
 
-def _champion(client):
-    """The @champion version, or None when no version has been promoted."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    except MlflowException:
-        return None
-
-
 def weak_evidence(rank_ic: float, t: float, floor: float, min_t: float) -> str | None:
     """Why a challenger's test Rank IC does not earn promotion, or None when it is above the
     ``floor`` with a t-statistic above ``min_t``."""
@@ -813,8 +681,7 @@ def weak_evidence(rank_ic: float, t: float, floor: float, min_t: float) -> str |
 
 
 def _champion_gate(
-    client,
-    artifact_root,
+    registry: ModelRegistry,
     version: str,
     challenger_ic: float,
     t: float,
@@ -828,7 +695,7 @@ def _champion_gate(
     promoted when it wins by the margin (or when there is no champion). The evidence is tagged
     on the challenger version."""
     margin = config.promotion_margin
-    champion = _champion(client)
+    champion = registry.version(REGISTERED_MODEL, "champion")
     evidence = {
         "challenger_version": version,
         "challenger_test_rank_ic": challenger_ic,
@@ -858,9 +725,7 @@ def _champion_gate(
         )
     else:
         try:  # the champion as the scorer loads it: registry, digest, trusted types
-            model, _ = load_registered(
-                client, REGISTERED_MODEL, alias="champion", artifact_root=artifact_root
-            )
+            model = registry.load(REGISTERED_MODEL, "champion")
         except ModelRefused as err:
             model, refused = None, str(err)
         champion_ic = _test_rank_ic(model, features, ds, test_start) if model else None
@@ -876,11 +741,15 @@ def _champion_gate(
             decision = "kept champion"
             reason = f"Rank IC {challenger_ic:+.4f} < champion's {champion_ic:+.4f} + {margin}"
     if decision == "promoted":
-        client.set_registered_model_alias(REGISTERED_MODEL, "champion", version)
+        registry.set_alias(REGISTERED_MODEL, "champion", version)
     evidence.update(decision=decision, reason=reason)
-    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion", decision)
-    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion_reason", reason)
-    client.set_model_version_tag(
-        REGISTERED_MODEL, version, "promotion_evidence", json.dumps(evidence, default=str)
+    registry.tag_version(
+        REGISTERED_MODEL,
+        version,
+        {
+            "promotion": decision,
+            "promotion_reason": reason,
+            "promotion_evidence": json.dumps(evidence, default=str),
+        },
     )
     return evidence

@@ -1,15 +1,19 @@
-"""Resources: MLflow tracking and the report store (data sources live in ``sources.py``)."""
+"""Resources: MLflow tracking (runs, trials, the model registry through ``registry.py``) and the
+report store (data sources live in ``sources.py``)."""
 
 import json
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import yaml
 from dagster import AssetExecutionContext, ConfigurableResource, DagsterRunStatus
 
+from assets._meta import yield_to_fits
 from pipelines.atomic import write_atomic
 from pipelines.experiment import flatten, resolve_env_refs
 
@@ -35,6 +39,158 @@ def ui_link(ui_url: str, route: str) -> str:
     goes inside the hash (``/#/experiments/1?workflowType=...``), where the router reads it."""
     sep = "&" if "?" in route else "?"
     return f"{ui_url.rstrip('/')}/#/{route.lstrip('/')}{sep}{TRAINING_VIEW}"
+
+
+class TrialLogger:
+    """Log each finished trial as a nested MLflow run under ``parent_run_id`` (and a progress
+    line through ``log``, at most one per ``every_s`` seconds). Workers in other processes log
+    theirs the same way, tagged with their ``worker`` name, so all of a study's trials sit under
+    one parent.
+
+    The run is written by a background thread (create, one batch, terminate), so tracking
+    overlaps the next trial's fitting instead of adding to it; ``close`` waits for the last."""
+
+    def __init__(
+        self,
+        log,
+        model: str,
+        n_trials: int,
+        parent_run_id: str,
+        client,
+        worker: str = "pipeline",
+        every_s: float = 0.0,
+        score_name: str = "rank_ic",
+    ):
+        self.log, self.model, self.n_trials, self.worker = log, model, n_trials, worker
+        self.score_name = score_name  # what a fold is scored by: the objective's name
+        self.parent, self.client = client.get_run(parent_run_id), client
+        self.pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="mlflow-trials", initializer=yield_to_fits
+        )
+        self.pending: list[Future] = []
+        # at most one progress line per ``every_s`` seconds (and always the budget's last
+        # trial): a Dagster log line is an event-log write, ~10 ms, a tenth of a fast trial
+        self.every_s, self.last_line, self.best = every_s, -np.inf, -np.inf
+
+    def __call__(self, study, trial) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        folds = trial.user_attrs.get("fold_scores", [])
+        # the headline is the mean over the folds scored (a pruned trial's, over those it
+        # reached); each fold is a metric of its own, so no column shows the last fold's
+        # score as if it were the trial's
+        metrics = [
+            Metric(f"fold_{fold}_{self.score_name}", score, now, 0)
+            for fold, score in enumerate(folds, start=1)
+        ]
+        mean = trial.value if trial.value is not None else (np.mean(folds) if folds else None)
+        if mean is not None:
+            metrics.append(Metric(f"mean_{self.score_name}", float(mean), now, 0))
+        metrics.append(Metric("folds_scored", float(len(folds)), now, 0))
+        if trial.duration is not None:
+            metrics.append(Metric("duration_s", trial.duration.total_seconds(), now, 0))
+        metrics.append(Metric("fit_seconds", trial.user_attrs.get("fit_seconds", 0.0), now, 0))
+        tags = {
+            "mlflow.parentRunId": self.parent.info.run_id,
+            "optuna.study": study.study_name,
+            "optuna.state": trial.state.name,
+            "alphaforge.worker": self.worker,
+        }
+        params = [Param(k, str(v)) for k, v in trial.params.items()]
+        name = f"{self.model}-trial-{trial.number}"
+        self.pending.append(self.pool.submit(self._write, name, tags, metrics, params))
+        if trial.value is not None:
+            self.best = max(self.best, trial.value)
+        now_s = time.monotonic()
+        if now_s - self.last_line < self.every_s and trial.number + 1 < self.n_trials:
+            return
+        self.last_line = now_s
+        value = f"{trial.value:+.4f}" if trial.value is not None else "—"
+        best = f", best {self.best:+.4f}" if np.isfinite(self.best) else ""
+        self.log(
+            f"{self.model} trial {trial.number + 1}/{self.n_trials} {trial.state.name.lower()}: "
+            f"{self.score_name.replace('_', ' ').replace('rank ic', 'rank IC')} {value}{best} "
+            f"({self.worker})"
+        )
+
+    def _write(self, name: str, tags: dict, metrics: list, params: list) -> None:
+        run = self.client.create_run(self.parent.info.experiment_id, run_name=name, tags=tags)
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        self.client.set_terminated(run.info.run_id)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for future in self.pending:
+            future.result()  # a failed write fails the asset, as a synchronous one would
+
+
+class TrackedRun:
+    """One asset's MLflow run as the assets see it (``assets/ports.py``'s ``TrackedRun``): they
+    log through it and never import MLflow. Every call names its run, so a parent's handle
+    logs to the parent even while one of its nested runs is active."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def log_params(self, params: dict) -> None:
+        import mlflow
+
+        mlflow.log_params(params, run_id=self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics, run_id=self.run_id)
+
+    def log_metric(self, key: str, value: float) -> None:
+        self.log_metrics({key: value})
+
+    def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), folder, run_id=self.run_id)
+
+    def log_table(self, frame, name: str) -> None:
+        """A table artefact (MLflow's JSON table view) from a polars or pandas frame."""
+        import mlflow
+
+        data = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+        mlflow.log_table(data, name, run_id=self.run_id)
+
+    def log_png(self, png: bytes, name: str) -> None:
+        """An already rendered figure (``log_figure`` would render it again)."""
+        import tempfile
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(png)
+            mlflow.MlflowClient().log_artifact(self.run_id, str(path))
+
+    def log_figure(self, figure, name: str) -> None:
+        import mlflow
+
+        mlflow.MlflowClient().log_figure(self.run_id, figure, name)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_tag(self.run_id, key, value)
+
+    @contextmanager
+    def nested(self, name: str, tags: dict[str, str] | None = None) -> Iterator["TrackedRun"]:
+        """A run nested under this one, active (for MLflow's autologging) while open."""
+        import mlflow
+
+        with mlflow.start_run(run_name=name, nested=True, parent_run_id=self.run_id) as run:
+            child = TrackedRun(run.info.run_id)
+            if tags:
+                child.set_tags(tags)
+            yield child
 
 
 class MLflowResource(ConfigurableResource):
@@ -208,8 +364,8 @@ class MLflowResource(ConfigurableResource):
             experiment_id, start_time=_step_started_ms(context), tags=tags, run_name=asset
         )
         try:
-            with mlflow.start_run(run_id=created.info.run_id) as run:
-                yield run
+            with mlflow.start_run(run_id=created.info.run_id):
+                yield TrackedRun(created.info.run_id)
         except BaseException:
             client.set_terminated(parent, "FAILED")
             raise
@@ -230,6 +386,34 @@ class MLflowResource(ConfigurableResource):
 
             now = int(time.time() * 1000)
             client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
+
+    def registry(self):
+        """The model registry of this tracking store (``registry.py``)."""
+        from pipelines.registry import MLflowRegistry
+
+        return MLflowRegistry(self.uri, Path(self.artifact_root) if self.artifact_root else None)
+
+    def trial_logger(
+        self,
+        log,
+        model: str,
+        n_trials: int,
+        parent_run_id: str,
+        every_s: float = 0.0,
+        score_name: str = "rank_ic",
+    ) -> TrialLogger:
+        """A study callback logging each finished trial under ``parent_run_id``."""
+        import mlflow
+
+        return TrialLogger(
+            log,
+            model,
+            n_trials,
+            parent_run_id,
+            mlflow.MlflowClient(self.uri),
+            every_s=every_s,
+            score_name=score_name,
+        )
 
     def run_url(self, run_id: str) -> str:
         import mlflow

@@ -2,7 +2,7 @@
 
 Models load only by ``models:/alphaforge-<name>@<alias>`` or ``models:/alphaforge-<name>/<n>``
 URIs of the configured registry (a path, a run URI or a remote URL is refused before MLflow is
-touched), and then only through ``assets.registry.load_registered``: the version's files must
+touched), and then only through ``pipelines.registry.load_registered``: the version's files must
 lie in the registry's artifact store, its ``model.skops`` must have the digest recorded at
 registration, and skops builds only the types listed in code. Nothing the artifact says about
 how to load it (loader module, ``code_paths``, its own trusted-type list) is followed.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from assets.registry import ModelRefused, load_registered
+from pipelines.registry import ModelRefused, load_registered
 
 DEFAULT_MODEL = "models:/alphaforge-ensemble@champion"
 MODEL_URI = re.compile(

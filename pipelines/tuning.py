@@ -189,7 +189,7 @@ def run_worker(path: Path, storage: str, tracking_uri: str, name: str | None = N
     this worker ran. Used by ``alphaforge tune-worker``."""
     import mlflow
 
-    from assets.training import TrialLogger
+    from pipelines.resources import TrialLogger
 
     problem, meta = load_problem(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

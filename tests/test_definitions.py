@@ -143,6 +143,12 @@ def test_assets_do_not_import_pipelines():
     assert "pipelines" not in _imported_modules("assets")
 
 
+def test_assets_track_through_the_port_and_never_import_mlflow():
+    """Runs, trials, figures and the registry go through ``assets/ports.py``'s ``Tracker``
+    (``pipelines/resources.py`` and ``pipelines/registry.py`` hold the MLflow code)."""
+    assert "mlflow" not in _imported_modules("assets")
+
+
 def test_no_installed_package_shadows_our_top_level_modules():
     import importlib.util
 

@@ -23,6 +23,7 @@ from assets.training import (
     weak_evidence,
 )
 from pipelines.definitions import FULL_JOB
+from pipelines.registry import MLflowRegistry
 from pipelines.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,7 +83,8 @@ def test_first_run_decision_follows_its_evidence_and_the_model_is_described(mate
 def test_a_challenger_with_rank_ic_at_or_below_zero_is_not_promoted(materialized):
     """On the real registry, with no champion and with one: a challenger whose test Rank IC is
     zero or negative is refused whatever its t-statistic, and the aliases do not move."""
-    client = mlflow.MlflowClient(load_settings(materialized.env).mlflow_uri)
+    uri = load_settings(materialized.env).mlflow_uri
+    client, registry = mlflow.MlflowClient(uri), MLflowRegistry(uri)
     before = _aliases(client)
     version = before["challenger"]
     tags = client.get_model_version(REGISTERED_MODEL, version).tags
@@ -93,7 +95,7 @@ def test_a_challenger_with_rank_ic_at_or_below_zero_is_not_promoted(materialized
             for champion in (None, version):
                 if champion:
                     client.set_registered_model_alias(REGISTERED_MODEL, "champion", champion)
-                decision = _champion_gate(client, None, version, ic, 8.0, config, None, None, "x")
+                decision = _champion_gate(registry, version, ic, 8.0, config, None, None, "x")
                 assert decision["decision"] == "refused", decision
                 assert "not above the floor" in decision["reason"]
                 assert _aliases(client).get("champion") == champion

@@ -10,8 +10,6 @@ from conftest import random_walk_panel
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from assets.registry import TRUSTED_TYPES
-from assets.training import _trusted_types
 from models.dataset import assemble
 from models.estimators import MODEL_SPECS, get_spec
 from models.features import build_feature_matrix
@@ -20,6 +18,7 @@ from models.features.statistical import statistical_features
 from models.labels import forward_returns
 from models.stacking import StackedEnsemble
 from models.training import BaseModels, model_inputs
+from pipelines.registry import TRUSTED_TYPES, trusted_types
 
 TREES = {"lightgbm", "xgboost", "random_forest", "hybrid"}
 
@@ -55,7 +54,7 @@ def test_model_fits_predicts_and_repeats_under_a_seed(dataset, name):
     assert first.shape == (len(test),) and np.isfinite(first).all()
     # trees: identical to 1e-9; nets on the CPU with the same seed and threads: identical too
     np.testing.assert_allclose(first, again, rtol=0, atol=1e-9)
-    # every type it is made of is one the scorer's loader trusts (assets/registry.py)
+    # every type it is made of is one the scorer's loader trusts (pipelines/registry.py)
     assert set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))) <= TRUSTED_TYPES
     if spec.tunable:
         assert params, f"{name} declares no search space"
@@ -82,7 +81,7 @@ def test_ensemble_of_trees_and_nets_round_trips_through_skops(dataset):
     ensemble.fit(oof, dataset.y)
     # the ensemble routes each model its own columns: same predictions as the models alone
     np.testing.assert_allclose(ensemble.base_predictions(X), oof, atol=1e-6)
-    trusted = _trusted_types(ensemble)
+    trusted = trusted_types(ensemble)
     assert "models.nets.TorchRegressor" in trusted
     assert not [t for t in trusted if t.startswith("torch")]
     loaded = skops.io.loads(skops.io.dumps(ensemble), trusted=trusted)

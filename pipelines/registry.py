@@ -1,4 +1,5 @@
-"""Loading a registered model without trusting its artifact.
+"""The model registry behind the assets' ``ModelRegistry`` port: registering a model with its
+digest, and loading a registered model without trusting its artifact.
 
 MLflow's own loaders follow the artifact: its ``MLmodel`` names the loader module, puts the
 artifact's ``code_paths`` on ``sys.path`` and carries the skops trusted-type list used to load
@@ -11,7 +12,8 @@ read. A model loads only if
 - skops finds in it no type outside :data:`TRUSTED_TYPES`, a list kept in this code (skops
   builds only those and its own safe built-ins: no pickle, no import of other code).
 
-Anything else raises :class:`ModelRefused`, which says which rule failed.
+Anything else raises :class:`ModelRefused` (``assets/ports.py``), which says which rule
+failed.
 """
 
 import hashlib
@@ -22,7 +24,9 @@ from urllib.parse import unquote, urlsplit
 import skops.io
 from skops.io.exceptions import UntrustedTypesFoundException
 
-REGISTERED_MODEL = "alphaforge-ensemble"
+from assets.ports import REGISTERED_MODEL, ModelRefused
+
+__all__ = ["REGISTERED_MODEL", "ModelRefused", "MLflowRegistry", "load_registered"]
 MODEL_FILE = "model.skops"
 DIGEST_TAG = "model_sha256"
 # Every type our registered models are made of beyond skops' own trusted set (numpy arrays,
@@ -51,10 +55,6 @@ TRUSTED_TYPES = frozenset(
 )
 
 
-class ModelRefused(ValueError):
-    """A model that is not one of our registry's, or whose artifact cannot be trusted."""
-
-
 def trusted_types(model: object) -> list[str]:
     """The types skops must be told to trust to load ``model``; all must be in
     :data:`TRUSTED_TYPES`, else ``TypeError`` (before anything is registered)."""
@@ -62,7 +62,7 @@ def trusted_types(model: object) -> list[str]:
     foreign = sorted(set(untrusted) - TRUSTED_TYPES)
     if foreign:
         raise TypeError(
-            f"the model holds types outside assets/registry.py's TRUSTED_TYPES: {foreign}"
+            f"the model holds types outside pipelines/registry.py's TRUSTED_TYPES: {foreign}"
         )
     return untrusted
 
@@ -166,3 +166,76 @@ def _fetch(uri: str, tracking_uri: str | None, where: str = "") -> bytes:
                 f"refusing {where or uri}: its {MODEL_FILE} cannot be fetched ({err})"
             ) from None
         return Path(local).read_bytes()
+
+
+class MLflowRegistry:
+    """The assets' ``ModelRegistry`` port on MLflow's model registry (``tracking_uri``; a
+    local ``artifact_root`` that registered files must lie in, None with a tracking server)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None):
+        import mlflow
+
+        self.client = mlflow.MlflowClient(tracking_uri)
+        self.artifact_root = artifact_root
+
+    def register(
+        self,
+        model: object,
+        *,
+        name: str,
+        artifact: str,
+        example,
+        output,
+        pip_requirements: list[str],
+    ) -> str:
+        """Log ``model`` into the active run as ``artifact`` (skops, its types checked against
+        :data:`TRUSTED_TYPES` first), register it as a new version of ``name`` with the digest
+        of its file, and point ``@challenger`` at it; returns the version. ``example`` and
+        ``output``: an input frame and the model's output on it, for the signature."""
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        info = mlflow.sklearn.log_model(
+            model,
+            name=artifact,
+            registered_model_name=name,
+            signature=infer_signature(example, output),
+            pip_requirements=pip_requirements,
+            # no code_paths: a loader would put them on sys.path; our scorers import our code
+            # and load the file through load_registered (its types, its recorded digest)
+            skops_trusted_types=trusted_types(model),
+        )
+        version = info.registered_model_version
+        location = self.client.get_model_version_download_uri(name, version)
+        record_digest(self.client, version, location, self.client.tracking_uri, name=name)
+        self.client.set_registered_model_alias(name, "challenger", version)
+        return version
+
+    def version(self, name: str, alias: str):
+        """The version ``name@alias`` (``.version``, ``.tags``, ``.creation_timestamp``), or
+        None when no version holds the alias."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+
+    def describe(self, name: str, description: str, version: str | None = None) -> None:
+        """The registered model's description, or one version's."""
+        if version is None:
+            self.client.update_registered_model(name, description=description)
+        else:
+            self.client.update_model_version(name, version, description=description)
+
+    def load(self, name: str, alias: str):
+        """The model ``name@alias``, checked as the module says (else :class:`ModelRefused`)."""
+        model, _ = load_registered(self.client, name, alias=alias, artifact_root=self.artifact_root)
+        return model
