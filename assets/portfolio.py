@@ -2,9 +2,7 @@
 table with its honesty figures."""
 
 import time
-from dataclasses import dataclass
 from datetime import date
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -22,12 +20,13 @@ from dagster import (
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from assets._config import BacktestConfig, CostConfig, cost_model
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.backtest import Costs, liquidity, performance, run_backtest
+from models.backtest import performance
 from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
 from models.metrics import daily_ic, ic_summary
-from models.panel import daily_returns, session_returns
+from models.panel import daily_returns
 from models.plots import cluster_exposure_map, drawdown_curves, equity_curves, logit_histogram
 from models.portfolio import (
     buy_and_hold,
@@ -47,11 +46,10 @@ from models.portfolio import (
 from models.stacking import StackedEnsemble, walk_forward_meta
 from models.strategies import strategy_table as build_strategy_table
 from models.strategies import top_k_variants
-from models.trading_costs import SPREAD_ESTIMATORS, forecast_spreads, spread_estimates
+from models.trading_costs import cost_rates
 from models.training import BaseModels
 from models.universe import investable, screen_weights, without_stale_days
 
-SPREAD_SOURCES = (*SPREAD_ESTIMATORS, "none")
 STRATEGIES = (
     "ml_top_k",
     "ml_long_short",
@@ -66,31 +64,6 @@ STRATEGIES = (
     "equal_weight",
     "buy_and_hold",
 )
-
-
-class CostConfig(Config):
-    """What a unit traded costs: the backtest charges it, the cost-aware books optimise it."""
-
-    cost_bps: float = Field(
-        default=10.0, description="Transaction cost per unit of turnover, in basis points."
-    )
-    sell_cost_bps: float | None = Field(
-        default=None,
-        description="Cost per unit sold, in basis points, when it differs from cost_bps "
-        "(which then applies to buys): e.g. Qlib's 5 bp buy / 15 bp sell.",
-    )
-    costs: Literal[SPREAD_SOURCES] = Field(
-        default="edge",
-        description="Spread source: half its forecast spread is charged per unit traded "
-        "(needs open/high/low/close): edge (Ardia-Guidotti-Kroencke 2024, the bidask "
-        "package), corwin_schultz, abdi_ranaldo, or none.",
-    )
-    spread_floor_bps: float = Field(
-        default=1.0, description="Least half-spread charged per unit traded, in basis points."
-    )
-    spread_cap_bps: float = Field(
-        default=50.0, description="Largest half-spread charged per unit traded, in basis points."
-    )
 
 
 class PortfolioConfig(CostConfig):
@@ -166,30 +139,6 @@ class PortfolioConfig(CostConfig):
         default=None,
         description="First date (ISO) the books trade (the out-of-sample signals before it are "
         "not traded); default the first out-of-sample date.",
-    )
-
-
-class BacktestConfig(CostConfig):
-    lag: int = Field(default=1, description="Trading days between a signal's close and its trade.")
-    fill: Literal["close", "open"] = Field(
-        default="close",
-        description="Trade at the close or at the open of the trading day (open needs open "
-        "prices: the old book earns the night, the new one the day).",
-    )
-    impact_coef: float = Field(
-        default=1.0,
-        description="Square-root market impact: cost per unit traded = coef * daily volatility "
-        "* sqrt(traded value / average daily dollar volume); needs volume data.",
-    )
-    capital: float = Field(
-        default=1e7, description="Book size in currency, which sets the share of volume traded."
-    )
-    borrow_bps: float = Field(
-        default=50.0, description="Annual fee on short positions, in basis points."
-    )
-    no_trade_band: float = Field(
-        default=0.0,
-        description="Skip every trade smaller than this share of the book (all books).",
     )
 
 
@@ -296,7 +245,7 @@ def portfolio_weights(
         rates = None
         if with_costs:
             # per unit traded, spread over the days a book is held: mu is a daily return
-            rates = cost_rates(config, universe, slow).with_columns(
+            rates = cost_rates(universe, slow, config.spec()).with_columns(
                 pl.col("cost") * config.cost_aversion / every
             )
         return mean_variance_weights(
@@ -376,108 +325,6 @@ def portfolio_weights(
     )
 
 
-@dataclass(frozen=True)
-class CostModel:
-    """What the backtest charges, set up once from the prices (see :func:`cost_model`)."""
-
-    returns: pl.DataFrame  # [symbol, date, ret] (+ overnight, intraday for fills at the open)
-    costs: Costs
-    liquid: pl.DataFrame | None  # sigma and ADV for the impact, when volume exists
-    spreads: pl.DataFrame | None  # forecast spreads, when high, low and volume exist
-    has: dict[str, bool]
-
-    def run(self, weights: pl.DataFrame, config: "BacktestConfig") -> pl.DataFrame:
-        return run_backtest(
-            weights,
-            self.returns,
-            lag=config.lag,
-            fill=config.fill,
-            costs=self.costs,
-            liquid=self.liquid,
-            spreads=self.spreads,
-            band=config.no_trade_band,
-        )
-
-
-def has_ohlcv(market_prices: pl.DataFrame) -> dict[str, bool]:
-    """Which of the optional price columns carry data."""
-    return {
-        c: c in market_prices.columns and market_prices[c].is_not_null().any()
-        for c in ("open", "high", "low", "volume")
-    }
-
-
-def spread_forecasts(config: CostConfig, market_prices: pl.DataFrame) -> pl.DataFrame | None:
-    """``[symbol, date, spread_forecast, ...]`` from the configured spread source
-    (``config.costs``), or None when it is ``none`` or the prices lack its columns."""
-    has = has_ohlcv(market_prices)
-    needs = ("high", "low", "volume") + (("open",) if config.costs == "edge" else ())
-    if config.costs == "none" or not all(has[c] for c in needs):
-        return None
-    usable = market_prices.drop_nulls([c for c in needs if c != "volume"])
-    return forecast_spreads(spread_estimates(usable, estimator=config.costs))
-
-
-def cost_rates(config: CostConfig, market_prices: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
-    """``[date, symbol, cost]``: the expected cost per unit traded on each of ``dates`` (the mean
-    of the buy and sell commissions plus the floored and capped forecast half-spread), as the
-    backtest will charge it, for the cost-aware books."""
-    sell = config.cost_bps if config.sell_cost_bps is None else config.sell_cost_bps
-    commission = (config.cost_bps + sell) / 2 / 1e4
-    spreads = spread_forecasts(config, market_prices)
-    names = market_prices.select("symbol").unique()
-    grid = names.join(pl.DataFrame({"date": dates}), how="cross")
-    if spreads is None:
-        return grid.with_columns(cost=pl.lit(commission)).select("date", "symbol", "cost")
-    half = (0.5 * pl.col("spread_forecast")).clip(
-        config.spread_floor_bps / 1e4, config.spread_cap_bps / 1e4
-    )
-    return (
-        grid.join(
-            spreads.select("symbol", "date", half.alias("half")), on=["symbol", "date"], how="left"
-        )
-        .with_columns(cost=commission + pl.col("half").fill_null(config.spread_floor_bps / 1e4))
-        .select("date", "symbol", "cost")
-    )
-
-
-def row_costs(config: CostConfig, market_prices: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
-    """The cost per unit traded of each ``[symbol, date]`` row of ``keys``: the mean commission
-    plus the floored and capped half of the spread estimate known at that date (the estimate
-    the backtest's forecast tracks), for the net-return tuning objective."""
-    sell = config.cost_bps if config.sell_cost_bps is None else config.sell_cost_bps
-    commission = (config.cost_bps + sell) / 2 / 1e4
-    floor, cap = config.spread_floor_bps / 1e4, config.spread_cap_bps / 1e4
-    has = has_ohlcv(market_prices)
-    needs = ("high", "low", "volume") + (("open",) if config.costs == "edge" else ())
-    if config.costs == "none" or not all(has[c] for c in needs):
-        return np.full(len(keys), commission + floor * (config.costs != "none"))
-    usable = market_prices.drop_nulls([c for c in needs if c != "volume"])
-    half = spread_estimates(usable, estimator=config.costs).select(
-        "symbol", "date", (0.5 * pl.col("spread")).clip(floor, cap).alias("half")
-    )
-    joined = keys.join(half, on=["symbol", "date"], how="left", maintain_order="left")
-    return (commission + joined["half"].fill_null(floor)).to_numpy()
-
-
-def cost_model(config: "BacktestConfig", market_prices: pl.DataFrame) -> CostModel:
-    """Returns, proportional (buy and sell) costs, square-root impact (where volume exists) and
-    the forecast spread of the configured source (where its columns exist) for ``config``."""
-    returns = (session_returns if config.fill == "open" else daily_returns)(market_prices)
-    has = has_ohlcv(market_prices)
-    costs = Costs(
-        config.cost_bps,
-        config.impact_coef if has["volume"] else 0.0,
-        config.capital,
-        config.borrow_bps,
-        sell_bps=config.sell_cost_bps,
-        spread_floor_bps=config.spread_floor_bps,
-        spread_cap_bps=config.spread_cap_bps,
-    )
-    liquid = liquidity(market_prices) if has["volume"] else None
-    return CostModel(returns, costs, liquid, spread_forecasts(config, market_prices), has)
-
-
 @asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
 def backtest(
     context: AssetExecutionContext,
@@ -502,7 +349,7 @@ def backtest(
     targets = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
     books = screen_weights(targets, universe)
     daily = pl.concat(
-        model.run(w.drop("strategy", "kind"), config).with_columns(
+        model.run(w.drop("strategy", "kind")).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
         )
         for (name, kind), w in books.group_by("strategy", "kind", maintain_order=True)

@@ -9,10 +9,10 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
+from assets._config import BacktestConfig, cost_model
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
-from assets.portfolio import BacktestConfig, CostModel, cost_model
 from assets.ports import ReportStore, Tracker
-from models.backtest import performance
+from models.backtest import CostModel, performance
 from models.genetic import Candidate, blended_scores, genetic_search
 from models.momentum import lstm_momentum_scores
 from models.nets import one_torch_thread
@@ -197,10 +197,10 @@ def _rl_portfolio(
         lambda: risk_parity_weights(costs.returns, rebalance_dates(oos["date"], 21)),
     )
     net = (
-        costs.run(ls, config)
+        costs.run(ls)
         .select("date", pl.col("net").alias("ls"))
         .join(
-            costs.run(rp, config).select("date", pl.col("net").alias("rp")),
+            costs.run(rp).select("date", pl.col("net").alias("rp")),
             on="date",
             how="full",
             coalesce=True,
@@ -244,7 +244,7 @@ def _genetic(
     def fitness(c: Candidate) -> float:
         scores = blended_scores(oos, costs.returns, c.blend)
         w = top_k_weights(scores, rebalance_dates(scores["date"], c.every), c.top_k)
-        net = costs.run(w, config)
+        net = costs.run(w)
         early = net.filter(pl.col("date") < cut)["net"].to_numpy()
         late = net.filter(pl.col("date") >= cut)["net"].to_numpy()
         weights[c] = w

@@ -25,8 +25,8 @@ from optuna.trial import TrialState
 from pydantic import Field
 from sklearn.linear_model import LinearRegression, Ridge
 
+from assets._config import CostConfig
 from assets._meta import frame_metadata, image, measure_peak, png_bytes, table, yield_to_fits
-from assets.portfolio import CostConfig, row_costs
 from assets.ports import (
     REGISTERED_MODEL,
     Compute,
@@ -54,6 +54,7 @@ from models.plots import (
     parameter_importance,
 )
 from models.stacking import StackedEnsemble, walk_forward_meta
+from models.trading_costs import row_costs
 from models.training import (
     BaseModels,
     cv_problems,
@@ -260,7 +261,7 @@ def base_models(
         keys = ds.frame.select("symbol", "date")
         scorer = BookScorer(
             keys["symbol"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
-            row_costs(config, market_prices, keys),
+            row_costs(market_prices, keys, config.spec()),
             config.book_top_k,
             config.book_every,
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from assets.portfolio import BacktestConfig, cost_model
+from assets._config import BacktestConfig, cost_model
 from models.backtest import performance
 from models.trading_costs import SPREAD_ESTIMATORS
 from pipelines.experiment import resolve
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         for (name,), w in books.group_by("strategy", maintain_order=True):
-            daily = model.run(w.drop("strategy", "kind"), config)
+            daily = model.run(w.drop("strategy", "kind"))
             perf = performance(daily["net"].to_numpy(), daily["turnover"].to_numpy())
             sharpes.setdefault(name, {})[source] = perf["sharpe"]
         print(f"{source}: {time.perf_counter() - began:.0f} s", file=sys.stderr)

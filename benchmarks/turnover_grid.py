@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.portfolio import BacktestConfig, cost_model
+from assets._config import BacktestConfig, cost_model
 from models.backtest import performance
 from models.overfitting import deflated_sharpe, sharpe
 from models.portfolio import (
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     config = BacktestConfig(**ops["backtest"]["config"])
     model = cost_model(config, prices.filter(pl.col("symbol").is_in(signals["symbol"].unique())))
     days = signals["date"]
-    bench = model.run(
-        equal_weights(signals.select("date", "symbol"), rebalance_dates(days, 5)), config
-    )
+    bench = model.run(equal_weights(signals.select("date", "symbol"), rebalance_dates(days, 5)))
     rows, nets = [], {}
     grid = itertools.product(("topk_dropout", "ml_hold_buffer"), (20, 50), (0, 5, 20), (5, 10))
     for book, k, halflife, every in grid:
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         dates = rebalance_dates(days, every)
         for knob in (2, 5) if book == "topk_dropout" else (k // 2, k):
             build = topk_dropout_weights if book == "topk_dropout" else hold_buffer_weights
-            daily = model.run(build(scores, dates, k, knob), config)
+            daily = model.run(build(scores, dates, k, knob))
             both = daily.join(bench, on="date", suffix="_ew")
             perf = performance(daily["net"].to_numpy(), daily["turnover"].to_numpy())
             gross = performance(daily["gross"].to_numpy())

@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 from skfolio.measures import get_drawdowns, max_drawdown, semi_deviation
 
-from models.panel import to_dense
+from models.panel import daily_returns, session_returns, to_dense
+from models.trading_costs import CostSpec, has_ohlcv, spread_forecasts
 from models.types import DATE, SYMBOL
 
 TRADING_DAYS = 252
@@ -325,3 +326,61 @@ def _longest_run(flags: np.ndarray) -> int:
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return int((ends - starts).max()) if len(starts) else 0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A backtest's whole setting, built once from the prices (:func:`cost_model`): returns,
+    costs, liquidity and spread forecasts, and when and how the books trade."""
+
+    returns: pl.DataFrame  # [symbol, date, ret] (+ overnight, intraday for fills at the open)
+    costs: Costs
+    liquid: pl.DataFrame | None  # sigma and ADV for the impact, when volume exists
+    spreads: pl.DataFrame | None  # forecast spreads, when high, low and volume exist
+    has: dict[str, bool]
+    lag: int = 1
+    fill: Literal["close", "open"] = "close"
+    band: float = 0.0
+
+    def run(self, weights: pl.DataFrame) -> pl.DataFrame:
+        """:func:`run_backtest` of target ``weights`` under this setting."""
+        return run_backtest(
+            weights,
+            self.returns,
+            lag=self.lag,
+            fill=self.fill,
+            costs=self.costs,
+            liquid=self.liquid,
+            spreads=self.spreads,
+            band=self.band,
+        )
+
+
+def cost_model(
+    prices: pl.DataFrame,
+    spec: CostSpec,
+    *,
+    lag: int = 1,
+    fill: Literal["close", "open"] = "close",
+    impact_coef: float = 1.0,
+    capital: float = 1e7,
+    borrow_bps: float = 50.0,
+    band: float = 0.0,
+) -> CostModel:
+    """Returns (close to close, or split at the open for fills there), proportional buy and
+    sell costs, square-root impact (where volume exists) and the forecast spread of
+    ``spec.costs`` (where its columns exist)."""
+    returns = (session_returns if fill == "open" else daily_returns)(prices)
+    has = has_ohlcv(prices)
+    costs = Costs(
+        spec.cost_bps,
+        impact_coef if has["volume"] else 0.0,
+        capital,
+        borrow_bps,
+        sell_bps=spec.sell_cost_bps,
+        spread_floor_bps=spec.spread_floor_bps,
+        spread_cap_bps=spec.spread_cap_bps,
+    )
+    liquid = liquidity(prices) if has["volume"] else None
+    spreads = spread_forecasts(prices, spec)
+    return CostModel(returns, costs, liquid, spreads, has, lag, fill, band)

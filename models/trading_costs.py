@@ -25,6 +25,7 @@ prediction block.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
@@ -211,3 +212,87 @@ def forecast_spreads(
         .rename({"target_date": DATE})
         .select(SYMBOL, DATE, "spread_forecast", "spread_realised", "spread_naive")
     )
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """What a unit traded costs, as the experiment file says it (the same names): a commission
+    on buys (``cost_bps``) and sales (``sell_cost_bps``, default the same), plus half the
+    forecast spread of the estimator ``costs`` (or ``none``), held within
+    ``[spread_floor_bps, spread_cap_bps]``."""
+
+    cost_bps: float = 10.0
+    sell_cost_bps: float | None = None
+    costs: str = "edge"
+    spread_floor_bps: float = 1.0
+    spread_cap_bps: float = 50.0
+
+    @property
+    def commission(self) -> float:
+        """The mean of the buy and sell commissions, per unit traded."""
+        sell = self.cost_bps if self.sell_cost_bps is None else self.sell_cost_bps
+        return (self.cost_bps + sell) / 2 / 1e4
+
+    def needs(self) -> tuple[str, ...]:
+        """The price columns its spread estimator reads besides the close."""
+        return ("high", "low", "volume") + (("open",) if self.costs == "edge" else ())
+
+
+def has_ohlcv(prices: pl.DataFrame) -> dict[str, bool]:
+    """Which of the optional price columns carry data."""
+    return {
+        c: c in prices.columns and prices[c].is_not_null().any()
+        for c in ("open", "high", "low", "volume")
+    }
+
+
+def _spread_inputs(prices: pl.DataFrame, spec: CostSpec) -> pl.DataFrame | None:
+    has = has_ohlcv(prices)
+    if spec.costs == "none" or not all(has[c] for c in spec.needs()):
+        return None
+    return prices.drop_nulls([c for c in spec.needs() if c != "volume"])
+
+
+def spread_forecasts(prices: pl.DataFrame, spec: CostSpec) -> pl.DataFrame | None:
+    """``[symbol, date, spread_forecast, ...]`` from the spread source ``spec.costs``, or None
+    when it is ``none`` or the prices lack its columns."""
+    usable = _spread_inputs(prices, spec)
+    if usable is None:
+        return None
+    return forecast_spreads(spread_estimates(usable, estimator=spec.costs))
+
+
+def cost_rates(prices: pl.DataFrame, dates: pl.Series, spec: CostSpec) -> pl.DataFrame:
+    """``[date, symbol, cost]``: the expected cost per unit traded on each of ``dates`` (the mean
+    of the buy and sell commissions plus the floored and capped forecast half-spread), as the
+    backtest will charge it, for the cost-aware books."""
+    spreads = spread_forecasts(prices, spec)
+    names = prices.select("symbol").unique()
+    grid = names.join(pl.DataFrame({"date": dates}), how="cross")
+    if spreads is None:
+        return grid.with_columns(cost=pl.lit(spec.commission)).select("date", "symbol", "cost")
+    half = (0.5 * pl.col("spread_forecast")).clip(
+        spec.spread_floor_bps / 1e4, spec.spread_cap_bps / 1e4
+    )
+    return (
+        grid.join(
+            spreads.select("symbol", "date", half.alias("half")), on=["symbol", "date"], how="left"
+        )
+        .with_columns(cost=spec.commission + pl.col("half").fill_null(spec.spread_floor_bps / 1e4))
+        .select("date", "symbol", "cost")
+    )
+
+
+def row_costs(prices: pl.DataFrame, keys: pl.DataFrame, spec: CostSpec) -> np.ndarray:
+    """The cost per unit traded of each ``[symbol, date]`` row of ``keys``: the mean commission
+    plus the floored and capped half of the spread estimate known at that date (the estimate
+    the backtest's forecast tracks), for the net-return tuning objective."""
+    floor, cap = spec.spread_floor_bps / 1e4, spec.spread_cap_bps / 1e4
+    usable = _spread_inputs(prices, spec)
+    if usable is None:
+        return np.full(len(keys), spec.commission + floor * (spec.costs != "none"))
+    half = spread_estimates(usable, estimator=spec.costs).select(
+        "symbol", "date", (0.5 * pl.col("spread")).clip(floor, cap).alias("half")
+    )
+    joined = keys.join(half, on=["symbol", "date"], how="left", maintain_order="left")
+    return (spec.commission + joined["half"].fill_null(floor)).to_numpy()

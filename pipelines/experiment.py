@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assets._config import SPREAD_SOURCES, BacktestConfig
 from assets.explain import ShapConfig
 from assets.features import FeaturesConfig, LabelsConfig
 from assets.ingest import PanelConfig, PricesConfig, UniverseConfig
@@ -38,13 +39,7 @@ from assets.microstructure import (
     LobLabelsConfig,
     LobModelsConfig,
 )
-from assets.portfolio import (
-    SPREAD_SOURCES,
-    STRATEGIES,
-    BacktestConfig,
-    PortfolioConfig,
-    StrategyTableConfig,
-)
+from assets.portfolio import STRATEGIES, PortfolioConfig, StrategyTableConfig
 from assets.risk import (
     AnomalyConfig,
     CorrelationConfig,

@@ -143,6 +143,23 @@ def test_assets_do_not_import_pipelines():
     assert "pipelines" not in _imported_modules("assets")
 
 
+def test_no_asset_module_imports_another():
+    """Each group's module stands alone: shared pieces live in the helper modules (``_meta``
+    for metadata, ``_config`` for the settings several groups read, ``ports`` for the
+    protocols), domain logic in ``models/``."""
+    helpers = {"assets._meta", "assets._config", "assets.ports"}
+    for path in (ROOT / "assets").glob("*.py"):
+        if f"assets.{path.stem}" in helpers or path.stem == "__init__":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert not {m for m in imported if m.startswith("assets.")} - helpers, path.name
+
+
 def test_assets_track_through_the_port_and_never_import_mlflow():
     """Runs, trials, figures and the registry go through ``assets/ports.py``'s ``Tracker``
     (``pipelines/resources.py`` and ``pipelines/registry.py`` hold the MLflow code)."""
