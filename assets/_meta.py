@@ -22,6 +22,7 @@ from dagster import (
 from matplotlib.figure import Figure
 
 from models.columns import KINDS, Column, describe, display, once_text
+from models.report import to_markdown  # noqa: F401 (the assets' markdown tables)
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -71,22 +72,6 @@ def _describe(column: Column) -> str:
     }.get(column.kind)
     text = column.description or "Not described yet (models/columns.py)."
     return f"{text.rstrip('.')}, {extra}." if extra and unit else text
-
-
-def to_markdown(frame: pl.DataFrame, floatfmt: str = ".4f") -> str:
-    """Polars' own markdown rendering, every row and column shown."""
-    digits = int(floatfmt.strip(".f"))
-    with pl.Config(
-        tbl_formatting="MARKDOWN",
-        tbl_hide_column_data_types=True,
-        tbl_hide_dataframe_shape=True,
-        float_precision=digits,
-        tbl_rows=-1,
-        tbl_cols=-1,
-        fmt_str_lengths=120,
-        tbl_width_chars=60_000,
-    ):
-        return str(frame)
 
 
 def schema(frame: pl.DataFrame, descriptions: dict[str, str] | None = None) -> TableSchema:

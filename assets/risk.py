@@ -1,9 +1,6 @@
 """Risk group: VaR / ES by six methods and their backtest, generated scenarios, and stress
 tests of today's book."""
 
-import json
-from datetime import date
-
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
@@ -12,13 +9,14 @@ from pydantic import Field
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.anomaly import anomalies
-from models.backtest import performance
 from models.correlation import compare_correlation_forecasts
 from models.panel import daily_returns
 from models.plots import correlation_change, scenario_realism, var_backtest_plot
-from models.risk import STRESS_EPISODES, hypothetical_shocks, stress_test
-from models.scenarios import WindowGAN, generate_scenarios, return_windows, scenario_var
-from models.var import METHODS, var_table
+from models.risk import STRESS_EPISODES
+from models.risk_report import risk_json, risk_markdown
+from models.risk_report import risk_report as build_risk_report
+from models.scenarios import WindowGAN, generate_scenarios, return_windows
+from models.var import METHODS
 from models.var_backtest import backtest_var, coverage_table
 
 
@@ -293,78 +291,26 @@ def risk_report(
     """VaR and ES of every strategy's out-of-sample net returns by every method, the VaR
     backtest's coverage, and today's book under stress: historical episodes, hypothetical
     market and volatility shocks, and Monte Carlo over the generated scenarios."""
-    backtest = backtest.filter(pl.col("role") == "strategy")  # not the variants tried
-    var = pl.concat(
-        var_table(p["net"].to_numpy(), config.levels, config.horizons, config.methods)
-        .with_columns(strategy=pl.lit(name))
-        .select("strategy", "horizon_days", "method", "level", "var", "es", "note")
-        for (name,), p in backtest.group_by("strategy", maintain_order=True)
-    )
     live = portfolio_weights.filter(
         (pl.col("kind") == "live") & (pl.col("strategy") == config.strategy)
     )
-    benchmark = alt_data.filter(pl.col("series") == "SP500").select(
-        "date", pl.col("value").alias("close"), symbol=pl.lit("SP500")
-    )
-    episodes = {
-        name: (date.fromisoformat(a), date.fromisoformat(b))
-        for name, (a, b) in config.stress_episodes.items()
-    }
-    book = dict(zip(live["symbol"], live["weight"], strict=True))
-    stress = stress_test(book, market_prices, episodes, benchmark=benchmark)
-    shocks = hypothetical_shocks(
-        book,
-        daily_returns(market_prices),
-        daily_returns(benchmark).select("date", "ret"),
-        level=max(config.levels),
-    )
-    scenario = scenario_var(
-        stress_scenarios["windows"],
-        stress_scenarios["symbols"],
-        book,
-        config.levels,
-        sorted({1, stress_scenarios["windows"].shape[1]}),
-    ).with_columns(source=pl.lit(stress_scenarios["source"]))
-    perf = pl.DataFrame(
-        [
-            {"strategy": name, **performance(p["net"].to_numpy())}
-            for (name,), p in backtest.group_by("strategy", maintain_order=True)
-        ]
-    )
-    coverage = coverage_table(var_backtest)
-    png = png_bytes(var_backtest_plot(var_backtest, max(config.levels)))
-    flagged = return_anomalies.filter(pl.col("anomaly")).sort("score", descending=True).head(15)
-    markdown = _markdown(
-        perf,
-        var,
-        coverage,
-        stress,
-        shocks,
-        scenario,
-        stress_scenarios["reason"],
+    risk = build_risk_report(
+        backtest.filter(pl.col("role") == "strategy"),  # not the variants tried
         live,
-        flagged,
-        context.run_id,
+        market_prices,
+        alt_data.filter(pl.col("series") == "SP500"),
+        var_backtest,
+        return_anomalies,
+        stress_scenarios,
+        levels=config.levels,
+        horizons=config.horizons,
+        methods=config.methods,
+        stress_episodes=config.stress_episodes,
     )
+    var, png = risk.var, png_bytes(var_backtest_plot(var_backtest, max(config.levels)))
     written = [
-        reports.write("risk_report.md", markdown),
-        reports.write(
-            "risk_report.json",
-            json.dumps(
-                {
-                    "var": var.to_dicts(),
-                    "var_backtest": coverage.to_dicts(),
-                    "shocks": shocks.to_dicts(),
-                    "scenario_var": scenario.to_dicts(),
-                    "stress": stress.with_columns(
-                        pl.col("start", "end").cast(pl.String)
-                    ).to_dicts(),
-                    "performance": perf.to_dicts(),
-                    "anomalies": flagged.with_columns(pl.col("date").cast(pl.String)).to_dicts(),
-                },
-                indent=2,
-            ),
-        ),
+        reports.write("risk_report.md", risk_markdown(risk, live, context.run_id)),
+        reports.write("risk_report.json", risk_json(risk)),
         reports.write("var_backtest.png", png),
     ]
     with tracker.asset_run(context) as run:
@@ -374,73 +320,14 @@ def risk_report(
         for path in written:
             run.log_artifact(str(path), "report")
     return Output(
-        {
-            "var": var,
-            "var_backtest": coverage,
-            "stress": stress,
-            "shocks": shocks,
-            "scenario_var": scenario,
-            "scenario_source": stress_scenarios["reason"],
-            "performance": perf,
-        },
+        risk.lake(),
         metadata={
             "var": table(var),
-            "stress": table(stress),
+            "stress": table(risk.stress),
             "report": MetadataValue.path(str(written[0])),
             "var_backtest": image(png, "returns vs VaR"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
-    )
-
-
-def _markdown(
-    perf: pl.DataFrame,
-    var: pl.DataFrame,
-    coverage: pl.DataFrame,
-    stress: pl.DataFrame,
-    shocks: pl.DataFrame,
-    scenario: pl.DataFrame,
-    scenario_reason: str,
-    live: pl.DataFrame,
-    flagged: pl.DataFrame,
-    run_id: str,
-) -> str:
-    return (
-        "\n\n".join(
-            [
-                "# AlphaForge risk report",
-                f"Dagster run `{run_id}`. Every figure below is out-of-sample and net of costs. "
-                "The bundled universe is today's S&P 500 names: survivorship bias flatters the results.",
-                "## Strategy performance (out-of-sample)",
-                to_markdown(perf),
-                "![equity curves](equity_curve.png)",
-                "## Value at risk and expected shortfall (loss as a fraction of value)",
-                to_markdown(var),
-                "## VaR backtest: rolling one-day-ahead forecasts of the assessed strategy",
-                to_markdown(coverage, ".3f"),
-                "![returns vs VaR](var_backtest.png)",
-                "## Stress test: today's book replayed through historical episodes",
-                to_markdown(stress),
-                "## Hypothetical shocks through today's book's exposures",
-                to_markdown(shocks),
-                f"## Monte Carlo VaR of today's book over generated scenarios ({scenario_reason})",
-                to_markdown(scenario),
-                "## Today's book",
-                to_markdown(live.select("symbol", "weight")),
-                "## Surveillance: most unusual asset-days lately (isolation forest fitted on earlier days)",
-                to_markdown(
-                    flagged.select(
-                        "symbol",
-                        "date",
-                        "score",
-                        *[c for c in ("ret_1", "vol_20") if c in flagged.columns],
-                    )
-                )
-                if flagged.height
-                else "No asset-day stood out.",
-            ]
-        )
-        + "\n"
     )
 
 

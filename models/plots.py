@@ -150,7 +150,14 @@ def var_backtest_plot(forecasts: pl.DataFrame, level: float, title: str = "") ->
 def shap_summary(explanation: shap.Explanation, max_display: int = 15) -> Figure:
     """SHAP beeswarm summary (shap draws on pyplot's current figure)."""
     plt.close("all")
-    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    # the beeswarm breaks ties with numpy's global generator: seeded here (and restored), the
+    # same explanation draws the same picture from run to run
+    state = np.random.get_state()  # noqa: NPY002 (shap reads the legacy global generator)
+    np.random.seed(0)  # noqa: NPY002
+    try:
+        shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
     fig = plt.gcf()
     fig.set_size_inches(9, 6)
     fig.tight_layout()

@@ -182,3 +182,19 @@ def report_json(sections: list[Section]) -> str:
         for s in sections
     }
     return json.dumps(out, indent=1, default=default, allow_nan=False)
+
+
+def to_markdown(frame: pl.DataFrame, floatfmt: str = ".4f") -> str:
+    """Polars' own markdown rendering, every row and column shown."""
+    digits = int(floatfmt.strip(".f"))
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        float_precision=digits,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=120,
+        tbl_width_chars=60_000,
+    ):
+        return str(frame)
