@@ -1,7 +1,6 @@
 """Metadata helpers shared by the assets: tables, schemas and figures for the Dagster UI."""
 
 import base64
-import io
 import os
 import re
 import resource
@@ -19,16 +18,10 @@ from dagster import (
     TableRecord,
     TableSchema,
 )
-from matplotlib.figure import Figure
 
 from models.columns import KINDS, Column, describe, display, once_text
+from models.plots import png_bytes  # noqa: F401 (the assets' figures)
 from models.report import to_markdown  # noqa: F401 (the assets' markdown tables)
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
 
 
 def image(png: bytes, alt: str) -> MetadataValue:

@@ -1,5 +1,7 @@
 """Figures people would rather look at than tables. Pure: each returns a matplotlib Figure."""
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
@@ -8,6 +10,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from models.scenarios import abs_autocorrelations, window_correlation
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes (110 dpi), the form every picture is stored and shown in."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 def line_styles(names: list[str]) -> dict[str, dict]:

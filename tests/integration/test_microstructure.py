@@ -125,11 +125,15 @@ def test_without_lob_data_the_group_is_skipped_with_the_reason(tmp_path, alphafo
 
 
 def test_the_run_report_shows_the_microstructure_pictures(lob_materialized, materialized):
-    from assets.reports import _microstructure
+    from assets.reports import _stored_figures
     from models.report import html_report
+    from models.run_report import _microstructure
     from pipelines.resources import ReportsResource
 
-    (section,) = _microstructure(ReportsResource(base_dir=str(materialized.home / "reports")))
+    reports = ReportsResource(base_dir=str(materialized.home / "reports"))
+    (section,) = _microstructure(
+        _stored_figures(reports), reports.read("lob_models.json"), reports.read("lob_impact.json")
+    )
     page = html_report("r", "s", [section])
     assert "Microstructure" in page and "Depth heat-map GOOG_2012-06-21" in page
     assert "Impact curve" in page and page.count("data:image/png") >= 5
