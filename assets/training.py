@@ -23,7 +23,6 @@ from dagster import (
 )
 from optuna.trial import TrialState
 from pydantic import Field
-from sklearn.linear_model import LinearRegression, Ridge
 
 from assets._config import CostConfig
 from assets._meta import frame_metadata, image, measure_peak, png_bytes, table, yield_to_fits
@@ -40,11 +39,7 @@ from models.dataset import assemble
 from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.metrics import (
     daily_ic,
-    ic_summary,
-    label_horizon,
     long_short,
-    mean_rank_ic,
-    rank_ic_tstat,
 )
 from models.objectives import OBJECTIVES, BookScorer
 from models.plots import (
@@ -53,7 +48,13 @@ from models.plots import (
     optimisation_history,
     parameter_importance,
 )
-from models.stacking import StackedEnsemble, walk_forward_meta
+from models.promotion import (
+    champion_test_rank_ic,
+    final_ensemble,
+    ic_summaries,
+    promotion_decision,
+    version_description,
+)
 from models.trading_costs import row_costs
 from models.training import (
     BaseModels,
@@ -156,27 +157,6 @@ class EnsembleConfig(Config):
         "daily test Rank IC that it must exceed to be promoted, champion or not: significantly "
         "above zero.",
     )
-
-
-def _small_lightgbm():
-    from lightgbm import LGBMRegressor
-
-    return LGBMRegressor(
-        n_estimators=100,
-        num_leaves=7,
-        learning_rate=0.05,
-        min_child_samples=200,
-        verbose=-1,
-        random_state=0,
-        n_jobs=1,
-    )
-
-
-META_LEARNERS = {
-    "positive_linear": lambda: LinearRegression(positive=True),
-    "ridge": lambda: Ridge(alpha=1.0, positive=True),
-    "lightgbm": _small_lightgbm,
-}
 
 
 class OOFConfig(Config):
@@ -377,13 +357,6 @@ def base_models(
     )
 
 
-def _summaries(oof: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    d, y = oof["date"].to_numpy(), oof["label"].to_numpy()
-    return pl.DataFrame(
-        [{"model": c.removeprefix("pred_"), **ic_summary(d, oof[c].to_numpy(), y)} for c in columns]
-    )
-
-
 LEAKAGE = "check_no_leakage"
 
 
@@ -436,7 +409,7 @@ def oof_predictions(
     ls = pl.concat(
         long_short(d, oof[c].to_numpy(), y).with_columns(model=pl.lit(c[5:])) for c in pred_cols
     )
-    summary = _summaries(oof, pred_cols)
+    summary = ic_summaries(oof, pred_cols)
     horizon = int(np.median((oof["label_end"] - oof["date"]).dt.total_days().to_numpy()) * 5 / 7)
     figures = {
         "oof_rank_ic": ic_over_time(ic),
@@ -490,17 +463,6 @@ GATE = "champion_gate"
 CHAMPION_AGE = "champion_age"
 
 
-def _test_rank_ic(model, features: pl.DataFrame, ds, test_start) -> float | None:
-    """Mean daily Rank IC of a registered ensemble on the final test period, or None when its
-    inputs are not in today's feature matrix."""
-    names, window = list(getattr(model, "features_", [])), int(getattr(model, "window_", 1))
-    if not names or not set(names) <= set(features.columns):
-        return None
-    test = ds.dates >= np.datetime64(test_start)
-    X = ds.inputs(names, window, rows=np.flatnonzero(test)).astype(np.float64)
-    return mean_rank_ic(ds.dates[test], model.predict(X), ds.label[test])
-
-
 @asset(
     group_name="training",
     kinds={"sklearn", "mlflow"},
@@ -534,77 +496,33 @@ def ensemble_model(
     """The meta-learner fitted only on out-of-fold predictions dated before the final test
     period, over base models fitted before it; scored on that period, registered in MLflow as
     ``alphaforge-ensemble`` with alias ``challenger``, and promoted to ``champion`` by the gate."""
-    base = base_models
-    pred_cols = [f"pred_{m}" for m in base.params]
-    test_start = base.test_start
-    before = oof_predictions.filter(pl.col("label_end") < test_start)
-    meta = META_LEARNERS[config.meta_learner]
-    ensemble = StackedEnsemble(base.fitted, meta(), base.input_columns()).fit(
-        before.select(pred_cols).to_numpy(), before["target"].to_numpy()
-    )
-    ensemble.features_, ensemble.window_ = list(base.feature_names), base.window
-    coef = getattr(ensemble.final_estimator_, "coef_", None)
-    weights = dict(zip(base.params, coef.tolist(), strict=True)) if coef is not None else {}
-    # walk-forward meta on the OOF folds: every base model and the ensemble on the same rows
-    history = walk_forward_meta(oof_predictions, pred_cols, meta(), "target")
-    same_dates = _summaries(history, [*pred_cols, "ensemble"])
-    # the final test period, scored by the very model being registered
-    ds = assemble(feature_matrix, labels, base.target)
-    test = ds.dates >= np.datetime64(test_start)
-    # the final test period's rows only (the ensemble's input as it is served: float64)
-    X_test = base.dataset_inputs(ds, np.flatnonzero(test)).astype(np.float64)
-    test_pred = ensemble.predict(X_test)
-    test_metrics = ic_summary(ds.dates[test], test_pred, ds.label[test])
-    horizon = label_horizon(ds.dates, ds.label_end)
-    test_metrics["rank_ic_t"] = rank_ic_tstat(ds.dates[test], test_pred, ds.label[test], horizon)
-    train_label_end = str(ds.label_end[~test & (ds.label_end < np.datetime64(test_start))].max())
-    example = pl.DataFrame(X_test[-5:], schema=base.input_names, orient="row").to_pandas()
+    base, test_start = base_models, base_models.test_start
+    fit = final_ensemble(oof_predictions, base, feature_matrix, labels, config.meta_learner)
     registry = tracker.registry()
     with tracker.asset_run(context) as run:
-        run.log_params({f"meta_weight_{k}": round(v, 6) for k, v in weights.items()})
-        run.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
+        run.log_params({f"meta_weight_{k}": round(v, 6) for k, v in fit.weights.items()})
+        run.log_metrics({f"test_{k}": v for k, v in fit.test_metrics.items() if np.isfinite(v)})
         version = registry.register(
-            ensemble,
+            fit.ensemble,
             name=REGISTERED_MODEL,
             artifact="ensemble",
-            example=example,
-            output=ensemble.predict(example.to_numpy()),
+            example=fit.example,
+            output=fit.ensemble.predict(fit.example.to_numpy()),
             pip_requirements=PIP_REQUIREMENTS,
         )
         registry.describe(REGISTERED_MODEL, MODEL_DESCRIPTION)
         symbols = feature_matrix["symbol"].n_unique()
-        registry.describe(
-            REGISTERED_MODEL,
-            f"{config.meta_learner} meta-learner over {', '.join(base.params)} "
-            f"({len(base.feature_names)} features of {symbols} symbols, "
-            f"{ds.frame['date'].min()} to {ds.frame['date'].max()}). Base models fitted on "
-            f"labels ending by {train_label_end}, the meta-learner on their out-of-fold "
-            f"predictions before {test_start}. Final test period {test_start} to "
-            f"{ds.frame['date'].max()}: Rank IC {test_metrics['rank_ic']:+.4f} "
-            f"(t {test_metrics['rank_ic_t']:.2f}, {int(test_metrics['n_dates'])} days). "
-            f"Dagster run {context.run_id}.",
-            version=version,
-        )
-        registry.tag_version(
-            REGISTERED_MODEL,
-            version,
-            {
-                "dagster_run_id": context.run_id,
-                "test_start": str(test_start),
-                "train_label_end": train_label_end,
-                "test_rank_ic": f"{test_metrics['rank_ic']:.6f}",
-                "test_rank_ic_t": f"{test_metrics['rank_ic_t']:.4f}",
-                "base_models": ",".join(base.params),
-            },
-        )
+        described = version_description(fit, base, config.meta_learner, symbols, context.run_id)
+        registry.describe(REGISTERED_MODEL, described, version=version)
+        registry.tag_version(REGISTERED_MODEL, version, _version_tags(fit, base, context.run_id))
         decision = _champion_gate(
             registry,
             version,
-            mean_rank_ic(ds.dates[test], test_pred, ds.label[test]),
-            test_metrics["rank_ic_t"],
+            fit.test_rank_ic,
+            fit.test_metrics["rank_ic_t"],
             config,
             feature_matrix,
-            ds,
+            fit.ds,
             test_start,
         )
         run.set_tags({f"gate.{k}": str(v) for k, v in decision.items()})
@@ -612,8 +530,8 @@ def ensemble_model(
         tracker.log_headline(
             context,
             {
-                "ensemble_test_rank_ic": test_metrics["rank_ic"],
-                "ensemble_test_rank_ic_t": test_metrics["rank_ic_t"],
+                "ensemble_test_rank_ic": fit.test_metrics["rank_ic"],
+                "ensemble_test_rank_ic_t": fit.test_metrics["rank_ic_t"],
                 "ensemble_promoted": float(decision["decision"] == "promoted"),
             },
         )
@@ -622,18 +540,35 @@ def ensemble_model(
         f"{decision['decision']} ({decision['reason']})"
     )
     yield Output(
-        ensemble,
+        fit.ensemble,
         metadata={
-            "meta_weights": MetadataValue.json(weights),
+            "meta_weights": MetadataValue.json(fit.weights),
             "registered_model": f"{REGISTERED_MODEL}@challenger (version {version})",
             "promotion": f"{decision['decision']}: {decision['reason']}",
             "model_version": MetadataValue.url(tracker.model_url(REGISTERED_MODEL, version)),
-            "oos_metrics_same_dates": table(same_dates),
-            "test_period": f"{test_start} to {ds.frame['date'].max()}",
-            "test_metrics": table(pl.DataFrame([{"model": "ensemble", **test_metrics}])),
+            "oos_metrics_same_dates": table(fit.same_dates),
+            "test_period": f"{test_start} to {fit.last_date}",
+            "test_metrics": table(pl.DataFrame([{"model": "ensemble", **fit.test_metrics}])),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },
     )
+    yield from _gate_checks(decision, champion, config.max_champion_age_days)
+
+
+def _version_tags(fit, base: BaseModels, run_id: str) -> dict[str, str]:
+    return {
+        "dagster_run_id": run_id,
+        "test_start": str(base.test_start),
+        "train_label_end": fit.train_label_end,
+        "test_rank_ic": f"{fit.test_metrics['rank_ic']:.6f}",
+        "test_rank_ic_t": f"{fit.test_metrics['rank_ic_t']:.4f}",
+        "base_models": ",".join(base.params),
+    }
+
+
+def _gate_checks(decision: dict, champion, max_age_days: float):
+    """The gate's check (a warning unless promoted or already champion) and the champion's
+    age check."""
     yield AssetCheckResult(
         check_name=GATE,
         passed=decision["decision"] in ("promoted", "already champion"),
@@ -657,28 +592,15 @@ def ensemble_model(
     age_days = (time.time() * 1000 - champion.creation_timestamp) / 86_400_000
     yield AssetCheckResult(
         check_name=CHAMPION_AGE,
-        passed=age_days <= config.max_champion_age_days,
+        passed=age_days <= max_age_days,
         severity=AssetCheckSeverity.WARN,
         description=f"@champion is version {champion.version}, trained {age_days:.1f} days ago "
-        f"(limit {config.max_champion_age_days})",
+        f"(limit {max_age_days})",
         metadata={
             "champion_version": MetadataValue.text(str(champion.version)),
             "age_days": MetadataValue.float(round(age_days, 2)),
         },
     )
-
-
-def weak_evidence(rank_ic: float, t: float, floor: float, min_t: float) -> str | None:
-    """Why a challenger's test Rank IC does not earn promotion, or None when it is above the
-    ``floor`` with a t-statistic above ``min_t``."""
-    if not (np.isfinite(rank_ic) and rank_ic > floor):
-        return f"test Rank IC {rank_ic:+.4f} is not above the floor {floor:+.4f}"
-    if not (np.isfinite(t) and t > min_t):
-        return (
-            f"test Rank IC {rank_ic:+.4f} is not significantly above zero "
-            f"(t {t:.2f}, needs more than {min_t:.2f})"
-        )
-    return None
 
 
 def _champion_gate(
@@ -691,65 +613,36 @@ def _champion_gate(
     ds,
     test_start,
 ) -> dict:
-    """Decide on the challenger: refused when its test Rank IC is not significantly above zero
-    (champion or not); else compared with the champion on the same final test period and
-    promoted when it wins by the margin (or when there is no champion). The evidence is tagged
-    on the challenger version."""
-    margin = config.promotion_margin
-    champion = registry.version(REGISTERED_MODEL, "champion")
-    evidence = {
-        "challenger_version": version,
-        "challenger_test_rank_ic": challenger_ic,
-        "challenger_test_rank_ic_t": t,
-        "min_test_rank_ic": config.min_test_rank_ic,
-        "min_test_rank_ic_t": config.min_test_rank_ic_t,
-        "test_start": str(test_start),
-        "margin": margin,
-    }
-    weak = weak_evidence(challenger_ic, t, config.min_test_rank_ic, config.min_test_rank_ic_t)
-    if weak:
-        decision = "refused"
-        reason = weak + (
-            f"; @champion stays version {champion.version}" if champion else "; no @champion"
-        )
-    elif champion is None:
-        decision = "promoted"
-        reason = "no champion yet, and the test Rank IC clears the floor and the t-statistic bar"
-    elif champion.version == str(version):
-        decision, reason = "already champion", f"version {version}"
-    elif champion.tags.get("train_label_end", "9999") >= str(test_start):
-        decision = "kept champion"
-        reason = (
-            f"champion v{champion.version} was fitted on labels to "
-            f"{champion.tags.get('train_label_end')}, inside this test period (from {test_start}): "
-            "no honest comparison, so no promotion"
-        )
-    else:
+    """``models.promotion.promotion_decision`` on the registry's champion (loaded as the scorer
+    loads it, and only when the comparison needs it); the alias follows the decision and the
+    evidence is tagged on the challenger version."""
+
+    def score_champion() -> tuple[float | None, str | None]:
         try:  # the champion as the scorer loads it: registry, digest, trusted types
             model = registry.load(REGISTERED_MODEL, "champion")
         except ModelRefused as err:
-            model, refused = None, str(err)
-        champion_ic = _test_rank_ic(model, features, ds, test_start) if model else None
-        evidence.update(champion_version=champion.version, champion_test_rank_ic=champion_ic)
-        if model is None:  # an artifact that cannot be trusted is not a champion to keep
-            decision, reason = "promoted", f"the champion could not be loaded safely: {refused}"
-        elif champion_ic is None:
-            decision, reason = "kept champion", "the champion's features are not in today's matrix"
-        elif challenger_ic >= champion_ic + margin:
-            decision = "promoted"
-            reason = f"Rank IC {challenger_ic:+.4f} >= champion's {champion_ic:+.4f} + {margin}"
-        else:
-            decision = "kept champion"
-            reason = f"Rank IC {challenger_ic:+.4f} < champion's {champion_ic:+.4f} + {margin}"
-    if decision == "promoted":
+            return None, str(err)
+        return champion_test_rank_ic(model, features, ds, test_start), None
+
+    evidence = promotion_decision(
+        version,
+        challenger_ic,
+        t,
+        registry.version(REGISTERED_MODEL, "champion"),
+        test_start,
+        min_test_rank_ic=config.min_test_rank_ic,
+        min_test_rank_ic_t=config.min_test_rank_ic_t,
+        margin=config.promotion_margin,
+        score_champion=score_champion,
+    )
+    if evidence["decision"] == "promoted":
         registry.set_alias(REGISTERED_MODEL, "champion", version)
-    evidence.update(decision=decision, reason=reason)
     registry.tag_version(
         REGISTERED_MODEL,
         version,
         {
-            "promotion": decision,
-            "promotion_reason": reason,
+            "promotion": evidence["decision"],
+            "promotion_reason": evidence["reason"],
             "promotion_evidence": json.dumps(evidence, default=str),
         },
     )

@@ -20,8 +20,8 @@ from assets.training import (
     REGISTERED_MODEL,
     EnsembleConfig,
     _champion_gate,
-    weak_evidence,
 )
+from models.promotion import weak_evidence
 from pipelines.definitions import FULL_JOB
 from pipelines.registry import MLflowRegistry
 from pipelines.settings import load_settings
