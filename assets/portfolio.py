@@ -1,7 +1,6 @@
 """Portfolio group: ensemble signals, strategy weights, a cost-aware backtest and the strategy
 table with its honesty figures."""
 
-import time
 from datetime import date
 
 import numpy as np
@@ -18,7 +17,6 @@ from dagster import (
     asset,
 )
 from pydantic import Field
-from threadpoolctl import threadpool_limits
 
 from assets._config import BacktestConfig, CostConfig, cost_model
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
@@ -26,27 +24,10 @@ from assets.ports import ReportStore, Tracker
 from models.backtest import performance
 from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
 from models.metrics import daily_ic, ic_summary
-from models.panel import daily_returns
 from models.plots import cluster_exposure_map, drawdown_curves, equity_curves, logit_histogram
-from models.portfolio import (
-    buy_and_hold,
-    cluster_exposure,
-    clusters_before,
-    equal_weights,
-    hold_buffer_weights,
-    hrp_weights,
-    mean_variance_weights,
-    ml_expected_returns,
-    rebalance_dates,
-    risk_parity_weights,
-    smooth_scores,
-    top_k_weights,
-    topk_dropout_weights,
-)
+from models.portfolio.books import portfolio_books
 from models.stacking import StackedEnsemble, walk_forward_meta
 from models.strategies import strategy_table as build_strategy_table
-from models.strategies import top_k_variants
-from models.trading_costs import cost_rates
 from models.training import BaseModels
 from models.universe import investable, screen_weights, without_stale_days
 
@@ -64,6 +45,28 @@ STRATEGIES = (
     "equal_weight",
     "buy_and_hold",
 )
+
+
+# the settings the books read under their own names (the rest: costs, strategies, start_date)
+BOOK_SETTINGS = {
+    "top_k",
+    "rebalance_every",
+    "optimise_every",
+    "hrp_lookback",
+    "ic",
+    "risk_aversion",
+    "max_weight",
+    "max_turnover",
+    "n_clusters",
+    "max_cluster_weight",
+    "variant_top_k",
+    "variant_every",
+    "turnover_k",
+    "dropout_n",
+    "hold_buffer",
+    "smooth_halflife",
+    "cost_aversion",
+}
 
 
 class PortfolioConfig(CostConfig):
@@ -219,108 +222,41 @@ def portfolio_weights(
     oos = signals.filter(pl.col("kind") == "oos")
     if config.start_date is not None:
         oos = oos.filter(pl.col("date") >= date.fromisoformat(config.start_date))
-    live = signals.filter(pl.col("kind") == "live")
-    dates = rebalance_dates(oos["date"], config.rebalance_every)
-    every = config.optimise_every or config.rebalance_every
-    slow = rebalance_dates(oos["date"], every)
-    universe = market_prices.filter(pl.col("symbol").is_in(oos["symbol"].unique().implode()))
-    returns = daily_returns(universe)
-    lookback = config.hrp_lookback
-    smoothed = smooth_scores(oos, config.smooth_halflife)
-    seconds: dict[str, float] = {}
-    k_turnover = config.turnover_k or config.top_k
 
-    def progress(book: str):
-        """Logs a book's optimisations at every tenth of the way (hundreds of convex problems
-        on a large universe)."""
+    def progress(book: str, done: int, total: int) -> None:
+        if done % max(1, total // 10) == 0:  # every tenth of the way: hundreds of problems
+            context.log.info(f"{book}: rebalance {done + 1}/{total}")
 
-        def report(done: int, total: int) -> None:
-            if done % max(1, total // 10) == 0:
-                context.log.info(f"{book}: rebalance {done + 1}/{total}")
-
-        return report
-
-    def mean_variance(long_short: bool, with_costs: bool = False) -> pl.DataFrame:
-        mu = ml_expected_returns(smoothed if with_costs else oos, returns, config.ic)
-        rates = None
-        if with_costs:
-            # per unit traded, spread over the days a book is held: mu is a daily return
-            rates = cost_rates(universe, slow, config.spec()).with_columns(
-                pl.col("cost") * config.cost_aversion / every
-            )
-        return mean_variance_weights(
-            returns,
-            slow,
-            mu,
-            lookback=lookback,
-            risk_aversion=config.risk_aversion,
-            max_weight=config.max_weight,
-            long_short=long_short,
-            max_turnover=config.max_turnover,
-            max_cluster_weight=None if with_costs else config.max_cluster_weight,
-            n_clusters=config.n_clusters,
-            transaction_costs=rates,
-            progress=progress("mean_variance" + "_long_short" * long_short + "_tc" * with_costs),
-        )
-
-    build = {
-        "ml_top_k": lambda: top_k_weights(oos, dates, config.top_k),
-        "ml_long_short": lambda: top_k_weights(oos, dates, config.top_k, long_short=True),
-        "topk_dropout": lambda: topk_dropout_weights(smoothed, dates, k_turnover, config.dropout_n),
-        "ml_hold_buffer": lambda: hold_buffer_weights(
-            smoothed, dates, k_turnover, config.hold_buffer
-        ),
-        "mean_variance": lambda: mean_variance(False),
-        "mean_variance_long_short": lambda: mean_variance(True),
-        "mean_variance_tc": lambda: mean_variance(False, with_costs=True),
-        "mean_variance_long_short_tc": lambda: mean_variance(True, with_costs=True),
-        "risk_parity": lambda: risk_parity_weights(
-            returns, slow, lookback, progress("risk_parity")
-        ),
-        "hrp": lambda: hrp_weights(returns, slow, lookback, progress("hrp")),
-        "equal_weight": lambda: equal_weights(universe, dates),
-        "buy_and_hold": lambda: buy_and_hold(universe, dates),
-    }
-    books = []
-    for name in config.strategies:
-        began = time.perf_counter()
-        # one BLAS thread: the optimisers' 500 x 500 solves gain nothing from two, and two
-        # threads that spin beside other work took 30x as long (0.22 s instead of 7 ms)
-        with threadpool_limits(1, user_api="blas"):
-            books.append((name, build[name](), "oos"))
-        seconds[name] = round(time.perf_counter() - began, 2)
-    books += [
-        (name, w, "variant")
-        for name, w in top_k_variants(oos, config.variant_top_k, config.variant_every)
-    ]
-    books.append(("ml_top_k", top_k_weights(live, live["date"].unique(), config.top_k), "live"))
-    frame = pl.concat(
-        w.with_columns(strategy=pl.lit(name), kind=pl.lit(kind)) for name, w, kind in books
-    ).select("strategy", "date", "symbol", "weight", "kind")
-    today = frame.filter(pl.col("kind") == "live").select("symbol", "weight")
-    # clusters known at the start of the out-of-sample period, for every book's exposure
-    clusters = clusters_before(returns, oos["date"].min(), lookback, config.n_clusters)
-    exposure = cluster_exposure(frame.filter(pl.col("kind") == "oos"), clusters)
-    exposure_png = png_bytes(cluster_exposure_map(exposure))
+    built = portfolio_books(
+        config.strategies,
+        oos,
+        signals.filter(pl.col("kind") == "live"),
+        market_prices,
+        config.spec(),
+        **config.model_dump(include=BOOK_SETTINGS),
+        progress=progress,
+    )
+    frame, seconds = built.weights, built.seconds
+    exposure_png = png_bytes(cluster_exposure_map(built.exposure))
     return Output(
         frame,
         metadata={
             **frame_metadata(frame),
             "clusters": table(
-                clusters.group_by("cluster")
+                built.clusters.group_by("cluster")
                 .agg(pl.col("symbol").sort())
                 .sort("cluster")
                 .with_columns(pl.col("symbol").list.join(", "))
             ),
             "cluster_exposure": image(exposure_png, "mean net weight per correlation cluster"),
-            "cluster_exposure_table": table(exposure),
-            "rebalances": len(dates),
+            "cluster_exposure_table": table(built.exposure),
+            "rebalances": built.rebalances,
             "strategies": ", ".join(config.strategies),
             "seconds_per_book": table(
                 pl.DataFrame({"book": list(seconds), "seconds": list(seconds.values())})
             ),
-            "variants": len(books) - len(config.strategies) - 1,
-            "live_book": table(today),
+            "variants": built.variants,
+            "live_book": table(frame.filter(pl.col("kind") == "live").select("symbol", "weight")),
         },
     )
 
