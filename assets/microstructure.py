@@ -662,53 +662,21 @@ def lob_impact(
         "symbol", as_dict=True, maintain_order=True
     ).items():
         keys = ev[PARTITION].unique().sort().to_list()
-        days = [
-            impact_model.spreads(part.drop(PARTITION), books[k].drop(PARTITION))
-            for k, part in _days(ev)
-        ]
+        days = [(k, part.drop(PARTITION), books[k].drop(PARTITION)) for k, part in _days(ev)]
         first, last = ev["ts"].min().date(), ev["ts"].max().date()
         bars = lob_source.load_daily_bars(symbol, first - timedelta(days=60), last)
-        scale = impact_model.daily_scale(bars, first)
         mine = intervals.filter(pl.col(PARTITION).is_in(keys)).sort("ts")
-        fits = impact_model.impact_fits(mine, scale, config.train_fraction, config.interval_s)
-        cs, cs20 = impact_model.corwin_schultz_bp(bars, symbol, last)
-        levels = int(
-            books[keys[0]].select(pl.col("^ask_price_.*$").is_not_null().any()).sum_horizontal()[0]
+        row, curves[symbol] = impact_model.impact_summary(
+            symbol,
+            days,
+            mine,
+            bars,
+            train_fraction=config.train_fraction,
+            interval_s=config.interval_s,
         )
-        rows.append(
-            {
-                "symbol": symbol,
-                "days": ",".join(k.split("_")[-1] for k in keys),
-                "levels": levels,
-                "executions": sum(d["executions"] for d in days),
-                "quoted_half_spread_bp": float(np.mean([d["quoted_half_spread_bp"] for d in days])),
-                "effective_half_spread_bp": float(
-                    np.mean([d["effective_half_spread_bp"] for d in days])
-                ),
-                "kyle_lambda_bp_per_musd": fits["kyle"].coef,
-                "kyle_r2_in": fits["kyle"].r2_in,
-                "kyle_r2_oos": fits["kyle"].r2_oos,
-                "sqrt_coef": fits["sqrt"].coef,
-                "sqrt_r2_in": fits["sqrt"].r2_in,
-                "sqrt_r2_oos": fits["sqrt"].r2_oos,
-                "impact_exponent": fits["exponent"],
-                "daily_vol_bp": fits["scale"].sigma_bp,
-                "daily_volume": fits["scale"].volume,
-                "scale_source": fits["scale"].source,
-                "cs_half_spread_bp": cs,
-                "cs_half_spread_20d_bp": cs20,
-                "interval_s": config.interval_s,
-                "intervals_train": fits["kyle"].n_train,
-                "intervals_test": fits["kyle"].n_test,
-            }
-        )
-        curves[symbol] = {
-            **fits,
-            "price": float(mine["mid_open"].mean()),
-            "interval_s": config.interval_s,
-        }
+        rows.append(row)
         context.log.info(
-            f"{symbol}: effective half-spread {rows[-1]['effective_half_spread_bp']:.2f} bp, square-root Y {fits['sqrt'].coef:.2f} (OOS R² {fits['sqrt'].r2_oos:.2f})"
+            f"{symbol}: effective half-spread {row['effective_half_spread_bp']:.2f} bp, square-root Y {row['sqrt_coef']:.2f} (OOS R² {row['sqrt_r2_oos']:.2f})"
         )
     frame = pl.DataFrame(rows)
     png = png_bytes(impact_curve(curves))

@@ -124,7 +124,9 @@ class LakeIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> object:
         stem = self._path(context)
         if context.has_asset_partitions:
-            files = [stem / f"{k}.parquet" for k in context.asset_partition_keys]
+            # in key order: Dagster hands a dynamic partition set over in no fixed order, and
+            # the concatenation's column order follows it (a 10-level day first, or a 1-level)
+            files = [stem / f"{k}.parquet" for k in sorted(context.asset_partition_keys)]
             present = [f for f in files if f.exists()]
             return (
                 pl.concat([pl.read_parquet(f) for f in present], how="diagonal_relaxed")

@@ -243,3 +243,56 @@ def spreads(events: pl.DataFrame, book: pl.DataFrame) -> dict[str, float]:
         "executions": int(events["type"].is_in([4, 5]).sum()),
         "executed_shares": int(events.filter(pl.col("type").is_in([4, 5]))["size"].sum()),
     }
+
+
+def impact_summary(
+    symbol: str,
+    days: list[tuple[str, pl.DataFrame, pl.DataFrame]],
+    intervals: pl.DataFrame,
+    bars: pl.DataFrame | None,
+    *,
+    train_fraction: float,
+    interval_s: int,
+) -> tuple[dict, dict]:
+    """One ticker's costs from its ``days`` (``(day key, its executions and events, its book)``,
+    in order) and its ``intervals`` (the clock features of those days): quoted and effective
+    half-spread (bp), the temporary impact of signed flow per interval fitted as Kyle's lambda
+    and as the square-root law (each with its out-of-sample R^2), next to the Corwin-Schultz
+    half-spread of the same name and day from daily ``bars`` (None: not given). Returns the
+    row and what the impact curve plots."""
+    per_day = [spreads(events, book) for _, events, book in days]
+    first = min(e["ts"].min() for _, e, _ in days).date()
+    last = max(e["ts"].max() for _, e, _ in days).date()
+    scale = daily_scale(bars, first)
+    fits = impact_fits(intervals, scale, train_fraction, interval_s)
+    cs, cs20 = corwin_schultz_bp(bars, symbol, last)
+    keys = sorted(k for k, _, _ in days)
+    book = next(b for k, _, b in days if k == keys[0])
+    levels = int(book.select(pl.col("^ask_price_.*$").is_not_null().any()).sum_horizontal()[0])
+    row = {
+        "symbol": symbol,
+        "days": ",".join(k.split("_")[-1] for k in keys),
+        "levels": levels,
+        "executions": sum(d["executions"] for d in per_day),
+        "quoted_half_spread_bp": float(np.mean([d["quoted_half_spread_bp"] for d in per_day])),
+        "effective_half_spread_bp": float(
+            np.mean([d["effective_half_spread_bp"] for d in per_day])
+        ),
+        "kyle_lambda_bp_per_musd": fits["kyle"].coef,
+        "kyle_r2_in": fits["kyle"].r2_in,
+        "kyle_r2_oos": fits["kyle"].r2_oos,
+        "sqrt_coef": fits["sqrt"].coef,
+        "sqrt_r2_in": fits["sqrt"].r2_in,
+        "sqrt_r2_oos": fits["sqrt"].r2_oos,
+        "impact_exponent": fits["exponent"],
+        "daily_vol_bp": fits["scale"].sigma_bp,
+        "daily_volume": fits["scale"].volume,
+        "scale_source": fits["scale"].source,
+        "cs_half_spread_bp": cs,
+        "cs_half_spread_20d_bp": cs20,
+        "interval_s": interval_s,
+        "intervals_train": fits["kyle"].n_train,
+        "intervals_test": fits["kyle"].n_test,
+    }
+    curve = {**fits, "price": float(intervals["mid_open"].mean()), "interval_s": interval_s}
+    return row, curve
