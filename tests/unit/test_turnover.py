@@ -167,17 +167,13 @@ def test_fast_optimisers_equal_skfolio(returns, signals):
     """Same weights as skfolio's problem over every name, solved as tightly (Clarabel's
     defaults leave the sixth decimal loose); with costs, each date's problem from the same
     previous book (the L1 cost carries a 1e-8 difference from one date into the next)."""
-    from skfolio import RiskMeasure
-    from skfolio.moments import LedoitWolf
-    from skfolio.optimization import MeanRisk, ObjectiveFunction
-    from skfolio.prior import EmpiricalPrior
 
     from benchmarks.reference_portfolio import (
         TIGHT,
         mean_variance_reference,
         risk_parity_reference,
     )
-    from models.portfolio.allocators import ForecastMu, _rebalance_windows
+    from models.portfolio.allocators import _rebalance_windows
     from models.portfolio.solvers import mean_variance, shrunk_covariance
 
     dates = rebalance_dates(returns["date"].filter(returns["date"] >= date(2020, 1, 2)), 63)
@@ -202,20 +198,10 @@ def test_fast_optimisers_equal_skfolio(returns, signals):
             bounds = {"min_weights": -0.25, "max_long": 1.0, "max_short": 1.0, "budget": 0.0}
             if turnover is not None and prev.any():
                 bounds |= {"max_turnover": turnover}
-            ref = MeanRisk(
-                objective_function=ObjectiveFunction.MAXIMIZE_UTILITY,
-                risk_measure=RiskMeasure.VARIANCE,
-                risk_aversion=5.0,
-                prior_estimator=EmpiricalPrior(
-                    mu_estimator=ForecastMu(expected), covariance_estimator=LedoitWolf()
-                ),
-                max_weights=0.25,
-                transaction_costs=5e-4,
-                previous_weights=prev,
-                solver_params=TIGHT,
-                scale_objective=1e3,
-                **(bounds if long_short else {}),
-            ).fit(window)
+            ref = _skfolio_book(
+                expected, prev, scale_objective=1e3, **(bounds if long_short else {})
+            )
+            ref.fit(window)
             fast = mean_variance(
                 expected,
                 shrunk_covariance(window),
@@ -234,7 +220,7 @@ def test_the_reference_polished_on_its_active_set_is_the_working_sets_answer(ret
     """The bench's polish of skfolio's answer (its kinks kept, the rest solved exactly) lands on
     the working set's weights to 1e-8 on every date, with costs in the objective, long-only and
     long-short, and never lowers the reference's objective."""
-    from benchmarks.reference_portfolio import TIGHT, polish_on_active_set
+    from benchmarks.reference_portfolio import polish_on_active_set
     from models.portfolio.allocators import _rebalance_windows
     from models.portfolio.solvers import mean_variance, shrunk_covariance
 
@@ -243,28 +229,9 @@ def test_the_reference_polished_on_its_active_set_is_the_working_sets_answer(ret
     for long_short in (False, True):
         previous, polished_dates = {}, 0
         for _, names, keep, window, expected in _rebalance_windows(returns, dates, 252, mu):
-            from skfolio import RiskMeasure
-            from skfolio.moments import LedoitWolf
-            from skfolio.optimization import MeanRisk, ObjectiveFunction
-            from skfolio.prior import EmpiricalPrior
-
-            from models.portfolio.allocators import ForecastMu
-
             prev = np.array([previous.get(s, 0.0) for s in names[keep]])
             bounds = {"min_weights": -0.25, "max_long": 1.0, "max_short": 1.0, "budget": 0.0}
-            ref = MeanRisk(
-                objective_function=ObjectiveFunction.MAXIMIZE_UTILITY,
-                risk_measure=RiskMeasure.VARIANCE,
-                risk_aversion=5.0,
-                prior_estimator=EmpiricalPrior(
-                    mu_estimator=ForecastMu(expected), covariance_estimator=LedoitWolf()
-                ),
-                max_weights=0.25,
-                transaction_costs=5e-4,
-                previous_weights=prev,
-                solver_params=TIGHT,
-                **(bounds if long_short else {}),
-            ).fit(window)
+            ref = _skfolio_book(expected, prev, **(bounds if long_short else {})).fit(window)
             cov = shrunk_covariance(window)
             kw = {"risk_aversion": 5.0, "max_weight": 0.25, "long_short": long_short}
             fast = mean_variance(expected, cov, previous=prev, costs=5e-4, **kw)
@@ -274,3 +241,29 @@ def test_the_reference_polished_on_its_active_set_is_the_working_sets_answer(ret
                 assert_allclose(polished, fast, atol=1e-8)
             previous = dict(zip(names[keep], ref.weights_, strict=True))
         assert polished_dates == len(dates)
+
+
+def _skfolio_book(expected, previous, **bounds):
+    """skfolio's per-date problem with 5 bp costs in the objective (risk aversion 5, cap 0.25),
+    solved as tightly as the fast solvers."""
+    from skfolio import RiskMeasure
+    from skfolio.moments import LedoitWolf
+    from skfolio.optimization import MeanRisk, ObjectiveFunction
+    from skfolio.prior import EmpiricalPrior
+
+    from benchmarks.reference_portfolio import TIGHT
+    from models.portfolio.allocators import ForecastMu
+
+    return MeanRisk(
+        objective_function=ObjectiveFunction.MAXIMIZE_UTILITY,
+        risk_measure=RiskMeasure.VARIANCE,
+        risk_aversion=5.0,
+        prior_estimator=EmpiricalPrior(
+            mu_estimator=ForecastMu(expected), covariance_estimator=LedoitWolf()
+        ),
+        max_weights=0.25,
+        transaction_costs=5e-4,
+        previous_weights=previous,
+        solver_params=TIGHT,
+        **bounds,
+    )
