@@ -2,6 +2,9 @@
 (the portfolio and strategy assets backtest with them, training scores its net-return objective
 with them)."""
 
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
 from typing import Literal
 
 import polars as pl
@@ -41,13 +44,7 @@ class CostConfig(Config):
 
     def spec(self) -> CostSpec:
         """These fields as the models' cost specification (the same names)."""
-        return CostSpec(
-            cost_bps=self.cost_bps,
-            sell_cost_bps=self.sell_cost_bps,
-            costs=self.costs,
-            spread_floor_bps=self.spread_floor_bps,
-            spread_cap_bps=self.spread_cap_bps,
-        )
+        return CostSpec(**self.model_dump(include={f.name for f in fields(CostSpec)}))
 
 
 class BacktestConfig(CostConfig):
@@ -86,3 +83,14 @@ def cost_model(config: BacktestConfig, market_prices: pl.DataFrame) -> CostModel
         borrow_bps=config.borrow_bps,
         band=config.no_trade_band,
     )
+
+
+def keyword_settings(config: Config, function: Callable) -> dict:
+    """The ``config`` fields that ``function`` takes as keyword-only arguments, under the same
+    names: what an asset hands its ``models/`` call without copying a list of names."""
+    keywords = {
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return config.model_dump(include=keywords & set(type(config).model_fields))

@@ -703,18 +703,7 @@ def lob_impact(
         frame,
         metadata={
             **frame_metadata(frame),
-            "impact": table(
-                frame.select(
-                    "symbol",
-                    "quoted_half_spread_bp",
-                    "effective_half_spread_bp",
-                    "cs_half_spread_bp",
-                    "kyle_lambda_bp_per_musd",
-                    "kyle_r2_oos",
-                    "sqrt_coef",
-                    "sqrt_r2_oos",
-                )
-            ),
+            "impact": table(frame.select(impact_model.IMPACT_COLUMNS)),
             "impact_curve": image(png, "impact curve"),
             "mlflow_run": MetadataValue.url(tracker.run_url(run.run_id)),
         },

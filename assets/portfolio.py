@@ -18,7 +18,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._config import BacktestConfig, CostConfig, cost_model
+from assets._config import BacktestConfig, CostConfig, cost_model, keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.backtest import performance
@@ -45,28 +45,6 @@ STRATEGIES = (
     "equal_weight",
     "buy_and_hold",
 )
-
-
-# the settings the books read under their own names (the rest: costs, strategies, start_date)
-BOOK_SETTINGS = {
-    "top_k",
-    "rebalance_every",
-    "optimise_every",
-    "hrp_lookback",
-    "ic",
-    "risk_aversion",
-    "max_weight",
-    "max_turnover",
-    "n_clusters",
-    "max_cluster_weight",
-    "variant_top_k",
-    "variant_every",
-    "turnover_k",
-    "dropout_n",
-    "hold_buffer",
-    "smooth_halflife",
-    "cost_aversion",
-}
 
 
 class PortfolioConfig(CostConfig):
@@ -233,7 +211,7 @@ def portfolio_weights(
         signals.filter(pl.col("kind") == "live"),
         market_prices,
         config.spec(),
-        **config.model_dump(include=BOOK_SETTINGS),
+        **keyword_settings(config, portfolio_books),
         progress=progress,
     )
     frame, seconds = built.weights, built.seconds

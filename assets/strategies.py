@@ -7,28 +7,12 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
-from assets._config import BacktestConfig, cost_model
+from assets._config import BacktestConfig, cost_model, keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
 from models.plots import selection_vs_holdout
 from models.seed_strategies import SEED_STRATEGIES
 from models.seed_strategies import seed_strategies as build_seed_strategies
-
-# the settings the builder reads under their own names (the rest: the cost model's, strategies)
-SEED_SETTINGS = {
-    "top_k",
-    "rebalance_every",
-    "refit_every",
-    "net_epochs",
-    "n_pairs",
-    "pairs_reform_every",
-    "rl_timesteps",
-    "ga_population",
-    "ga_generations",
-    "ga_selection",
-    "lag",
-    "seed",
-}
 
 
 class SeedConfig(BacktestConfig):
@@ -82,7 +66,7 @@ def seed_strategies(
         market_prices,
         cost_model(config, market_prices),
         portfolio_weights,
-        **config.model_dump(include=SEED_SETTINGS),
+        **keyword_settings(config, build_seed_strategies),
         switch_cost=config.cost_bps / 1e4,
         log=context.log.info,
     )

@@ -444,7 +444,7 @@ def _optimiser_checks(opt: dict) -> dict[str, bool]:
 def _weight_gap(name, ours, tight, returns, dates, mu, cost) -> tuple[float, float, int]:
     """Largest weight difference to the tightly solved reference, and to that reference polished
     on its own active set (``polish_on_active_set``), with the number of dates the polish could
-    not improve; for the books with costs in the objective, per date from the reference's own
+    not certify (those keep the raw answer); for the books with costs in the objective, per date from the reference's own
     previous book (the books without costs are not polished: their gaps are below 1e-6)."""
     if not name.endswith("_tc"):
         joined = ours.join(tight, on=["date", "symbol"], how="full", coalesce=True).fill_null(0.0)

@@ -123,8 +123,8 @@ def polish_on_active_set(
     fixed[np.abs(weights - lo) < tol] = lo
     fixed[np.abs(weights - max_weight) < tol] = max_weight
     free = np.isnan(fixed)
-    if not free.any():
-        return fixed
+    if not free.any():  # nothing to solve, so no prices to certify it by: keep the raw answer
+        return None
     side = np.sign(weights - previous)[free]
     sign = np.sign(weights)[free]
     base = np.where(free, 0.0, fixed)

@@ -6,6 +6,7 @@ import io
 
 import polars as pl
 
+from models.microstructure.impact import IMPACT_COLUMNS
 from models.plots import equity_curves, png_bytes, universe_counts, var_backtest_plot
 from models.report import Figure, Section
 from models.universe import excluded_symbols
@@ -157,16 +158,7 @@ def _microstructure(
             "Trading costs measured on the trades, next to the Corwin-Schultz estimate from "
             "daily bars (half-spreads in bp; Kyle's lambda in bp per $1M of signed flow; Y the "
             "square-root coefficient; R² out of sample).",
-            pl.read_json(io.BytesIO(costs)).select(
-                "symbol",
-                "quoted_half_spread_bp",
-                "effective_half_spread_bp",
-                "cs_half_spread_bp",
-                "kyle_lambda_bp_per_musd",
-                "kyle_r2_oos",
-                "sqrt_coef",
-                "sqrt_r2_oos",
-            ),  # fmt: skip
+            pl.read_json(io.BytesIO(costs)).select(IMPACT_COLUMNS),
         ]
     pictures = sorted(name for name in figures if name.startswith("lob_"))
     captions = {

@@ -176,10 +176,10 @@ class TrackedRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         import mlflow
+        from mlflow.entities import RunTag
 
-        client = mlflow.MlflowClient()
-        for key, value in tags.items():
-            client.set_tag(self.run_id, key, value)
+        tagged = [RunTag(key, str(value)) for key, value in tags.items()]
+        mlflow.MlflowClient().log_batch(self.run_id, tags=tagged)  # one call, as mlflow.set_tags
 
     @contextmanager
     def nested(self, name: str, tags: dict[str, str] | None = None) -> Iterator["TrackedRun"]:

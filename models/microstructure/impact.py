@@ -50,6 +50,19 @@ class CostCalibration:
     last_day: str | None = None
 
 
+# what the impact table shows a reader (the UI's metadata and the run report)
+IMPACT_COLUMNS = (
+    "symbol",
+    "quoted_half_spread_bp",
+    "effective_half_spread_bp",
+    "cs_half_spread_bp",
+    "kyle_lambda_bp_per_musd",
+    "kyle_r2_oos",
+    "sqrt_coef",
+    "sqrt_r2_oos",
+)
+
+
 def calibration_frame(rows: list[CostCalibration]) -> pl.DataFrame:
     schema = {
         "symbol": pl.String,
