@@ -10,6 +10,7 @@ alphaforge tune-worker PROBLEM.npz [--name NAME]   join a shared Optuna study (s
 """
 
 import argparse
+import faulthandler
 import os
 import signal
 import subprocess
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("ALPHAFORGE_PG_PASSWORD", "")
     if args.command == "tune-worker":
         from pipelines.tuning import run_worker
+
+        # `kill -USR1 <pid>` prints every thread's stack to the worker's output: how a worker
+        # that stops making progress (a hung storage or tracking call) says where it is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
         ran = run_worker(
             Path(args.problem), settings.optuna_storage, settings.mlflow_uri, args.name

@@ -170,19 +170,38 @@ def test_dagster_asset_graph_shows_every_group(servers, browser, shots):
     assert all(group in body for group in GROUPS), body[:2000]
 
 
-def _show_markdown(browser, key: str) -> None:
-    """Click a metadata entry's "[Show Markdown]" link (long markdown opens in a dialog)."""
+def _show_markdown(browser, key: str, timeout: float = 90) -> list:
+    """Click a metadata entry's "[Show Markdown]" link (long markdown opens in a dialog) and
+    return the dialog's PNG images. Under load the page keeps re-rendering after its text is
+    there (a first-visit dialog, the events list refreshing, an earlier dialog still closing),
+    so a click can miss or be intercepted: it is tried again until an image shows."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    # a dialog an earlier test opened may still be closing over the page: wait until it is gone
     backdrop = (By.CSS_SELECTOR, ".bp5-overlay-backdrop")
-    if browser.find_elements(*backdrop):
-        browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
-        WebDriverWait(browser, 15).until(EC.invisibility_of_element_located(backdrop))
     link = (By.XPATH, f"//td[normalize-space()='{key}']/following-sibling::td//a")
-    WebDriverWait(browser, 15).until(EC.element_to_be_clickable(link)).click()
+    deadline = time.monotonic() + timeout
+    if browser.find_elements(*backdrop):  # an earlier test's dialog: close it and let it go
+        browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
+        while browser.find_elements(*backdrop) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    while True:
+        try:
+            links = browser.find_elements(*link)
+            if links and not browser.find_elements(*backdrop):
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", links[0])
+                links[0].click()
+            images = _png_images(browser, timeout=10)
+            if images:
+                return images
+            # an overlay without our image (a first-visit dialog, an earlier one closing)
+            _text_appears(browser, (), timeout=0)  # clicks a first-visit dialog's Skip
+            browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
+        except WebDriverException:  # the element went stale or the click was intercepted
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no picture opened from {key!r} in {timeout:.0f} s")
+        time.sleep(1)
 
 
 def test_asset_metadata_shows_its_plot(servers, browser, shots):
@@ -192,8 +211,7 @@ def test_asset_metadata_shows_its_plot(servers, browser, shots):
     browser.get(f"{dagster}/assets/backtest?view=events")
     body = _text_appears(browser, ("equity_curve", "performance", "drawdowns"))
     assert "equity_curve" in body and "drawdowns" in body, body
-    _show_markdown(browser, "equity_curve")  # opens the rendered plot in a dialog
-    images = _png_images(browser)
+    images = _show_markdown(browser, "equity_curve")  # the rendered plot, in a dialog
     browser.save_screenshot(str(shots / "dagster_equity_curve.png"))
     assert images and images[0].size["width"] > 200
     browser.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape closes the dialog
@@ -208,8 +226,7 @@ def test_dagster_shows_the_order_book_depth_heatmap(servers, browser, shots, lob
     browser.get(f"{dagster}/assets/lob_events?view=events")
     body = _text_appears(browser, (entry, "pairs"))
     assert entry in body, body[:2000]
-    _show_markdown(browser, entry)
-    images = _png_images(browser)
+    images = _show_markdown(browser, entry)
     browser.save_screenshot(str(shots / "dagster_depth_heatmap.png"))
     assert images and images[0].size["width"] > 200
 

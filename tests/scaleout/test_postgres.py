@@ -106,9 +106,19 @@ def _first_trial_line(
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    """Every worker's output once it has ended; a worker still going after ``timeout`` is asked
+    for its threads' stacks (the worker's SIGUSR1 handler) and killed, and the test fails with
+    them."""
     outs = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=timeout)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            out, _ = proc.communicate()
+            raise AssertionError(f"worker still running after {timeout:.0f} s:\n{out}") from None
         assert proc.returncode == 0, out
         outs.append(out)
     return outs
