@@ -151,3 +151,8 @@ def yield_to_fits() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):
         pass
+
+
+def contract_check(asset: str) -> str:
+    """The name of an ingest asset's blocking data-contract check: ``check_<asset>_contract``."""
+    return f"check_{asset}_contract"

@@ -26,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._meta import frame_metadata, image, png_bytes, table
+from assets._meta import contract_check, frame_metadata, image, png_bytes, table
 from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
@@ -36,7 +36,6 @@ from models.plots import universe_counts
 from models.sentiment import daily_sentiment
 from models.universe import ScreenRules, excluded_symbols, screen
 
-CHECK = "check_prices_contract"
 QUALITY = "check_market_prices_quality"
 
 
@@ -82,7 +81,7 @@ QUARANTINE_DOC = (
 
 def _contract_spec(asset: str) -> AssetCheckSpec:
     return AssetCheckSpec(
-        CHECK,
+        contract_check(asset),
         asset=asset,
         blocking=True,
         description="Great Expectations suite data_contracts/suites/market_prices.json plus "
@@ -121,7 +120,7 @@ def _ingest(
         )
     except ContractViolation as err:
         yield AssetCheckResult(
-            check_name=CHECK,
+            check_name=contract_check(asset),
             asset_key=asset,
             passed=False,
             description=str(err),
@@ -137,7 +136,7 @@ def _ingest(
     docs = reports.write(f"validation_{asset}.html", checked.report.html)
     rows_quarantined = int(checked.quarantine["source_row"].is_not_null().sum())
     yield AssetCheckResult(
-        check_name=CHECK,
+        check_name=contract_check(asset),
         asset_key=asset,
         passed=True,
         description="\n".join(str(v) for v in checked.violations) or "every row passed",

@@ -29,7 +29,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._meta import frame_metadata, image, png_bytes, table
+from assets._meta import contract_check, frame_metadata, image, png_bytes, table
 from assets.ports import LobSource, ModelRegistry, ReportStore, Tracker
 from data_contracts import ContractViolation
 from data_contracts.lob import check_lob
@@ -51,7 +51,6 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWa
 
 GROUP = "microstructure"
 LOB_PARTITIONS = DynamicPartitionsDefinition(name="lob_ticker_days")
-CHECK = "check_lob_contract"
 REGISTERED_MODEL = "alphaforge-lob"
 PARTITION = "lob_partition"
 ALL = {"partition_mapping": AllPartitionMapping()}
@@ -179,7 +178,7 @@ def _tick_units(tick: float) -> int:
     },
     check_specs=[
         AssetCheckSpec(
-            CHECK,
+            contract_check(name),
             asset=name,
             blocking=True,
             description="data_contracts/suites/lob_book.json plus file-level refusals: a pair "
@@ -211,7 +210,10 @@ def lob_ingest(
     if failures:
         for name in ("lob_events", "lob_book"):
             yield AssetCheckResult(
-                check_name=CHECK, asset_key=name, passed=False, description="\n".join(failures)
+                check_name=contract_check(name),
+                asset_key=name,
+                passed=False,
+                description="\n".join(failures),
             )
         raise Failure(description="\n".join(failures), allow_retries=False)
     events, books, counts, pictures = [], [], [], {}
@@ -244,7 +246,7 @@ def lob_ingest(
     summary = pl.DataFrame(counts)
     for name in ("lob_events", "lob_book"):
         yield AssetCheckResult(
-            check_name=CHECK,
+            check_name=contract_check(name),
             asset_key=name,
             passed=True,
             description=f"{len(checked)} pair(s), every line passed",

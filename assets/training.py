@@ -70,7 +70,7 @@ PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "t
 MODEL_DESCRIPTION = (
     "AlphaForge's stacked ensemble: a meta-learner over the base models' out-of-fold "
     "predictions, scoring each symbol's next-horizon return rank per day. @challenger is the "
-    "latest run's version; @champion the one the champion_gate promoted (test Rank IC "
+    "latest run's version; @champion the one the champion gate promoted (test Rank IC "
     "significantly above zero and beating the previous champion on the same test period); "
     "each version's description says what it was trained on and how it tested. Score with "
     "`alphaforge score` (default @champion)."
@@ -139,7 +139,7 @@ class EnsembleConfig(Config):
     )
     max_champion_age_days: float = Field(
         default=30.0,
-        description="Warn (champion_age check) when the @champion model is older than this.",
+        description="Warn (check_ensemble_model_champion_age) when the @champion model is older than this.",
     )
     promotion_margin: float = Field(
         default=0.0,
@@ -357,7 +357,7 @@ def base_models(
     )
 
 
-LEAKAGE = "check_no_leakage"
+LEAKAGE = "check_oof_predictions_no_leakage"
 
 
 @asset(
@@ -459,8 +459,8 @@ def oof_predictions(
     )
 
 
-GATE = "champion_gate"
-CHAMPION_AGE = "champion_age"
+GATE = "check_ensemble_model_champion_gate"
+CHAMPION_AGE = "check_ensemble_model_champion_age"
 
 
 @asset(

@@ -466,7 +466,7 @@ def weekly_schedule(full_job, all_assets_job, resolved: Resolved, timezone: str)
     job = full_job if window else all_assets_job
 
     @schedule(
-        name="weekly_rebuild",
+        name=f"{job.name}_schedule",
         job=job,
         cron_schedule=WEEKLY_CRON,
         execution_timezone=timezone,

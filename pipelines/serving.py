@@ -51,7 +51,7 @@ def _missing_alias(client, name: str, alias: str) -> str:
     why = latest.tags.get("promotion_reason") or "no reason recorded"
     aliases = ", ".join(f"@{a}" for a in latest.aliases) or "no alias"
     head = (
-        f"no @champion version of {name}: the champion_gate has promoted none"
+        f"no @champion version of {name}: the champion gate (check_ensemble_model_champion_gate) has promoted none"
         if alias == "champion"
         else f"no version of {name} carries @{alias}"
     )

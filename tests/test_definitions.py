@@ -50,14 +50,14 @@ def test_asset_checks_and_which_block():
     defs = definitions_from_env({"ALPHAFORGE_HOME": "/nonexistent/alphaforge"})
     specs = [s for a in defs.resolve_asset_graph().assets_defs for s in a.check_specs]
     assert sorted((s.asset_key.to_user_string(), s.name, s.blocking) for s in specs) == [
-        ("daily_prices", "check_prices_contract", True),
-        ("ensemble_model", "champion_age", False),
-        ("ensemble_model", "champion_gate", False),
-        ("lob_book", "check_lob_contract", True),
-        ("lob_events", "check_lob_contract", True),
+        ("daily_prices", "check_daily_prices_contract", True),
+        ("ensemble_model", "check_ensemble_model_champion_age", False),
+        ("ensemble_model", "check_ensemble_model_champion_gate", False),
+        ("lob_book", "check_lob_book_contract", True),
+        ("lob_events", "check_lob_events_contract", True),
         ("market_prices", "check_market_prices_quality", False),
-        ("oof_predictions", "check_no_leakage", True),
-        ("price_history", "check_prices_contract", True),
+        ("oof_predictions", "check_oof_predictions_no_leakage", True),
+        ("price_history", "check_price_history_contract", True),
         ("strategy_table", "check_strategy_table_plausible", False),
     ]
 
@@ -94,7 +94,7 @@ def test_nightly_schedule_targets_the_full_profile_after_the_us_close():
     assert {"var_backtest", "risk_report", "run_report"} <= nightly
     assert "stress_scenarios" not in nightly
     assert "stress_scenarios" in job_assets(defs.resolve_job_def("full_job"))
-    weekly = defs.get_schedule_def("weekly_rebuild")
+    weekly = defs.get_schedule_def("full_job_schedule")
     assert weekly.job_name == "full_job" and weekly.cron_schedule == "0 6 * * 6"
     saturday = datetime(2026, 11, 21, 6, 0, tzinfo=ZoneInfo("America/New_York"))
     (rebuild,) = weekly.evaluate_tick(

@@ -238,7 +238,7 @@ def test_no_data_check_fails_on_the_bundled_run(servers, browser, shots, materia
     dagster, _ = servers
     checks = materialized.result.get_asset_check_evaluations()
     failed = {c.check_name: c.description for c in checks if not c.passed}
-    gate = failed.pop("champion_gate", None)
+    gate = failed.pop("check_ensemble_model_champion_gate", None)
     assert not failed, failed
     if gate is not None:
         assert gate.startswith("refused: test Rank IC"), gate

@@ -75,7 +75,7 @@ def test_every_asset_is_materialized(materialized):
 
 def test_contract_check_passed_on_bundled_data(materialized):
     checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
-    contract = checks["check_prices_contract"]
+    contract = checks["check_price_history_contract"]
     assert contract.passed and contract.metadata["rows_read"].value == (
         contract.metadata["rows_clean"].value + contract.metadata["rows_quarantined"].value
     )
@@ -110,7 +110,7 @@ def test_the_universe_keeps_the_bundled_stocks_though_they_carry_no_volume(mater
 
 def test_no_leak_found_on_the_bundled_data(materialized):
     checks = {c.check_name: c for c in materialized.result.get_asset_check_evaluations()}
-    leakage = checks["check_no_leakage"]
+    leakage = checks["check_oof_predictions_no_leakage"]
     assert leakage.passed, leakage.description
     assert leakage.metadata["max_abs_feature_rank_ic"].value < 0.3
     assert leakage.metadata["folds_checked"].value == FAST_OUTER_FOLDS

@@ -57,8 +57,9 @@ def test_score_without_a_champion_says_why(materialized, alphaforge_cli):
             client.set_registered_model_alias("alphaforge-ensemble", "champion", champion)
     latest = client.get_model_version_by_alias("alphaforge-ensemble", "challenger")
     assert done.returncode == 2 and done.stdout == ""
-    assert "no @champion version of alphaforge-ensemble: the champion_gate has promoted none" in (
-        done.stderr
+    assert (
+        "no @champion version of alphaforge-ensemble: the champion gate (check_ensemble_model_champion_gate) has promoted none"
+        in (done.stderr)
     )
     reason = f"was {latest.tags['promotion']}: {latest.tags['promotion_reason']}"
     assert reason in " ".join(done.stderr.split()), done.stderr  # the gate's own words
