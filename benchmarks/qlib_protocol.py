@@ -301,7 +301,7 @@ def markdown(frame: pl.DataFrame) -> str:
 
 
 def log_mlflow(
-    card: pl.DataFrame, decay: pl.DataFrame, result, summary: dict, text: str
+    card: pl.DataFrame, decay: pl.DataFrame, result, summary: dict, text: str, min_t: float
 ) -> str | None:
     """The model card as an MLflow run (params: the chosen configuration; metrics: the
     ensemble's test figures; artefacts: the card and the decay table)."""
@@ -321,7 +321,14 @@ def log_mlflow(
     with mlflow.start_run(run_name="qlib-protocol") as run:
         chosen = result.data_variant.describe()
         mlflow.log_params({f"chosen_{k}": v for k, v in chosen.items()})
-        mlflow.log_params({"meta_learner": result.ensemble.meta, "n_trials": result.n_trials})
+        mlflow.log_params(
+            {
+                "meta_learner": result.ensemble.meta,
+                "n_trials": result.n_trials,
+                "folds": result.periods.folds,
+                "min_t": min_t,
+            }
+        )
         # a variant's name ("lightgbm+weights=recency") holds characters MLflow's keys refuse
         mlflow.log_params(
             {
@@ -346,6 +353,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every 25th ticker, small fits")
     parser.add_argument("--out", type=Path, default=None, help="write the model card here")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=3,
+        help="validation origins (3: valid 2011-12, 2013-14 and 2015-16; 1: Qlib's one block)",
+    )
+    parser.add_argument(
+        "--min-t",
+        type=float,
+        default=1.0,
+        help="a data change or a meta-learner is chosen over the base / the mean only with a "
+        "paired t of at least this on the valid rows (0: any gain)",
+    )
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument(
         "--save-members", type=Path, default=None, help="write the chosen members (JSON) here"
@@ -358,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    periods = Periods()
+    periods = Periods(folds=args.folds)
     saved = json.loads(args.replay.read_text()) if args.replay else None
     used = (
         {v["features"] for v in saved["members"]} if saved else {"raw", "rank", "both", "alpha360"}
@@ -376,10 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     search_started = time.perf_counter()
     if saved:
         members = [Variant(**v) for v in saved["members"]]
-        result = replay(data, members, periods, saved["n_trials"], args.n_jobs, log=_print)
+        result = replay(
+            data, members, periods, saved["n_trials"], args.n_jobs, log=_print, min_t=args.min_t
+        )
     else:
         base, options, families = variants(args.quick)
-        result = search(data, base, options, families, periods, n_jobs=args.n_jobs, log=_print)
+        result = search(
+            data,
+            base,
+            options,
+            families,
+            periods,
+            n_jobs=args.n_jobs,
+            log=_print,
+            min_t=args.min_t,
+        )
     search_s = time.perf_counter() - search_started
     if args.save_members:
         members = [asdict(v) for v in result.chosen_variants()]
@@ -435,9 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Qlib protocol on {n_symbols} tickers ({exp.features.set}); train to {periods.train_end}, "
             f"valid to {periods.valid_end}, test {periods.test_start}..{periods.test_end}; "
+            f"{periods.folds} validation origin(s): "
+            + ", ".join(
+                f"train to {f.train_end}, valid to {f.valid_end}" for f in periods.each_fold()
+            )
+            + f"; choices need a paired t >= {args.min_t:g}; "
             f"{result.n_trials} trials; chosen data settings: {result.data_variant.describe()}; "
             f"members {[t.variant.name for t in result.members]}, meta-learner {result.ensemble.meta} "
-            f"(valid second-half Rank IC by meta-learner: "
+            f"(Rank IC by meta-learner on {'the last valid block' if periods.folds > 1 else 'the second half of valid'}, fitted before it: "
             f"{ {k: round(v, 4) for k, v in result.ensemble.meta_scores.items()} })",
             markdown(card),
             "IC decay (Rank IC against the h-day return after the next close, test period):",
@@ -449,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     if not args.no_mlflow:
-        run_id = log_mlflow(card, decay, result, summary, text)
+        run_id = log_mlflow(card, decay, result, summary, text, args.min_t)
         print(f"MLflow run {run_id} (experiment qlib-protocol)")
     print(
         f"protocol: {total_s:.0f} s in all ({search_s:.0f} s in the search), "

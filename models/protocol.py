@@ -9,7 +9,10 @@ protocol on the pipeline's own pieces (``models.estimators``, ``models.tuning``,
 - every variant (model, training label, label transform, feature transform, sample weights,
   training window, seeds, Optuna trials) is fitted on rows whose *training* label ends on or
   before ``train_end`` and scored on the valid block; every one is a trial (``Trial``) and
-  counted;
+  counted. With ``Periods.folds`` > 1 it is also fitted at earlier origins (the split moved back
+  by the valid block's length) and scored on all the valid blocks together: a two-year block of
+  a hundred names gives a Rank IC a standard error about the size of the differences between
+  variants, and the choices were noise (issue 28's first run);
 - every choice (data settings, the best variant of each model family, the meta-learner and its
   weights) reads valid-period predictions and labels only; the test period's predictions are
   made by the fitted models and scored once, after everything is chosen (``holdout_scores``).
@@ -40,16 +43,52 @@ QLIB_LABEL = "qlib"  # the peer's one-day label: close t+1 -> t+2
 
 @dataclass(frozen=True)
 class Periods:
-    """The protocol's dates (Qlib's US benchmark split by default)."""
+    """The protocol's dates (Qlib's US benchmark split by default).
+
+    ``folds`` > 1 adds rolling validation origins before Qlib's: the same train / valid split
+    moved back by the valid block's length, ``folds - 1`` times (with 3: train to 2010, valid
+    2011-2012; to 2012, valid 2013-2014; to 2014, valid 2015-2016). Every choice then reads
+    the valid blocks of all folds, each predicted by a model trained only before it; the test
+    period is still predicted by the last fold's model (trained to ``train_end``, as Qlib's)."""
 
     train_end: date = date(2014, 12, 31)
     valid_end: date = date(2016, 12, 31)
     test_start: date = date(2017, 1, 1)
     test_end: date = date(2021, 4, 20)
+    folds: int = 1
 
     def __post_init__(self) -> None:
         if not self.train_end < self.valid_end < self.test_start <= self.test_end:
             raise ValueError(f"periods out of order: {self}")
+        if self.folds < 1:
+            raise ValueError(f"folds must be >= 1, got {self.folds}")
+
+    def fold(self, k: int) -> "Periods":
+        """The ``k``-th validation origin, oldest first (``folds - 1`` is this one)."""
+        back = self.folds - 1 - k
+        if not 0 <= back < self.folds:
+            raise ValueError(f"fold {k} of {self.folds}")
+        if back == 0:
+            return replace(self, folds=1)
+        span = self.valid_end - self.train_end
+        return replace(
+            self,
+            train_end=_years_back(self.train_end, span, back),
+            valid_end=_years_back(self.valid_end, span, back),
+            folds=1,
+        )
+
+    def each_fold(self) -> list["Periods"]:
+        return [self.fold(k) for k in range(self.folds)]
+
+
+def _years_back(day: date, span, times: int) -> date:
+    """``day`` moved back ``times`` valid spans: by whole years when the span is (so every
+    fold ends on a year end), else by days."""
+    years = round(span.days / 365.25)
+    if years and abs(span.days - years * 365.25) <= 1:
+        return day.replace(year=day.year - years * times)
+    return day - span * times
 
 
 def next_close_returns(prices: pl.LazyFrame, horizons: Sequence[int]) -> pl.LazyFrame:
@@ -225,7 +264,7 @@ class Trial:
     variant: Variant
     params: dict[str, Any]
     valid_score: dict[str, float]
-    valid_pred: np.ndarray  # over ProtocolRows.valid
+    valid_pred: np.ndarray  # over valid_rows(data, periods): every fold's valid block
     test_pred: np.ndarray  # over ProtocolRows.test
     n_trials: int  # fits this trial's choices cost (Optuna trials, or 1)
     fit_seconds: float = 0.0
@@ -256,6 +295,24 @@ def rows_for(
     valid = (d > train_end) & (score_end.astype("datetime64[D]") <= valid_end)
     test = (d >= np.datetime64(periods.test_start)) & (d <= np.datetime64(periods.test_end))
     return ProtocolRows(np.flatnonzero(train), np.flatnonzero(valid), np.flatnonzero(test))
+
+
+def valid_rows(data: ProtocolData, periods: Periods) -> np.ndarray:
+    """The valid rows of every fold, oldest fold first (the blocks share no date): the rows
+    every choice reads."""
+    return np.concatenate(
+        [rows_for(data, data.score_label, fold, None).valid for fold in periods.each_fold()]
+    )
+
+
+def paired_t(dates: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray) -> float:
+    """t-statistic of the mean daily difference between the Rank ICs of predictions ``a`` and
+    ``b`` on the same rows: whether ``a`` beats ``b`` by more than the day-to-day noise (the two
+    read the same days, so their noise is shared and the difference is what is tested)."""
+    ic_a = daily_ic(dates, a, label).rename({"ic": "a"})
+    ic_b = daily_ic(dates, b, label).rename({"ic": "b"})
+    both = ic_a.join(ic_b, on="date", how="inner")
+    return newey_west_t((both["a"] - both["b"]).to_numpy(), 0)
 
 
 def sample_weights(
@@ -308,18 +365,22 @@ def _fit_kwargs(model, weights, X_valid, y_valid, rounds: int | None) -> dict[st
 
 
 def _tune(
-    data: ProtocolData, variant: Variant, rows: ProtocolRows, y: np.ndarray, n_jobs: int
+    data: ProtocolData,
+    variant: Variant,
+    folds: Sequence[ProtocolRows],
+    y: np.ndarray,
+    n_jobs: int,
 ) -> tuple[dict, int]:
-    """Optuna (the pipeline's tuner) on one fold: fit on the training rows, score the valid
-    block's Rank IC against the scoring label."""
+    """Optuna (the pipeline's tuner) on the folds: fit on each fold's training rows, score its
+    valid block's Rank IC against the scoring label; the mean over folds is the objective."""
     import optuna
 
     from models.tuning import TuningProblem, best_params, tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     X = data.inputs(variant.features)
-    keep = np.concatenate([rows.train, rows.valid])
-    position = {"train": np.arange(len(rows.train)), "valid": np.arange(len(rows.train), len(keep))}
+    keep = np.unique(np.concatenate([np.concatenate([f.train, f.valid]) for f in folds]))
+    splits = [(np.searchsorted(keep, f.train), np.searchsorted(keep, f.valid)) for f in folds]
     score_label = data.labels[data.score_label][0]
     problem = TuningProblem(
         variant.model,
@@ -327,7 +388,7 @@ def _tune(
         np.where(np.isfinite(y[keep]), y[keep], 0.0),
         data.dates[keep],
         score_label[keep],
-        [(position["train"], position["valid"])],
+        splits,
         0,
         n_jobs,
     )
@@ -337,19 +398,20 @@ def _tune(
     return {**variant.params, **best_params(study)}, len(study.trials)
 
 
-def run_variant(data: ProtocolData, variant: Variant, periods: Periods, n_jobs: int = 2) -> Trial:
-    """Fit ``variant`` on its training rows (after Optuna on the valid block when it tunes),
-    predict the valid and the test rows, and score the valid block against the scoring label."""
-    import time
-
-    started = time.perf_counter()
-    rows = rows_for(data, variant.label, periods, variant.window_years)
+def _fit_fold(
+    data: ProtocolData,
+    variant: Variant,
+    params: dict[str, Any],
+    periods: Periods,
+    rows: ProtocolRows,
+    n_jobs: int,
+    test: bool,
+) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+    """One fold: fit on its training rows (early stopping on its valid block), predict its
+    valid rows and, when ``test``, the test rows; returns the boosters' best iterations too."""
     y = data.target(variant.label, variant.target)
     X = data.inputs(variant.features)
     spec = get_spec(variant.model)
-    params, n_trials = dict(variant.params), 1
-    if variant.tune_trials:
-        params, n_trials = _tune(data, variant, rows, y, n_jobs)
     train = rows.train[np.isfinite(y[rows.train])]
     # early stopping reads the valid block's training target (never the test period's)
     valid_label_ok = data.labels[variant.label][1][rows.valid].astype(
@@ -358,18 +420,47 @@ def run_variant(data: ProtocolData, variant: Variant, periods: Periods, n_jobs: 
     stop_rows = rows.valid[valid_label_ok & np.isfinite(y[rows.valid])]
     weights = sample_weights(data, variant, train, periods)
     valid_pred = np.zeros(len(rows.valid))
-    test_pred = np.zeros(len(rows.test))
+    test_pred = np.zeros(len(rows.test)) if test else None
+    best_iterations = []
     for seed in range(variant.seeds):
         model = spec.build(params, seed, n_jobs)
         kwargs = _fit_kwargs(model, weights, X[stop_rows], y[stop_rows], variant.early_stopping)
         model.fit(X[train], y[train], **kwargs)
         valid_pred += model.predict(X[rows.valid]) / variant.seeds
-        test_pred += model.predict(X[rows.test]) / variant.seeds
+        if test:
+            test_pred += model.predict(X[rows.test]) / variant.seeds
         best = getattr(model, "best_iteration_", None) or getattr(model, "best_iteration", None)
         if variant.early_stopping and best:
-            params.setdefault("best_iterations", []).append(int(best))
+            best_iterations.append(int(best))
+    return valid_pred, test_pred, best_iterations
+
+
+def run_variant(data: ProtocolData, variant: Variant, periods: Periods, n_jobs: int = 2) -> Trial:
+    """Fit ``variant`` on each fold's training rows (after Optuna on the folds when it tunes),
+    predict each fold's valid rows and, with the last fold's model, the test rows; score the
+    pooled valid rows against the scoring label."""
+    import time
+
+    started = time.perf_counter()
+    folds = periods.each_fold()
+    fold_rows = [rows_for(data, variant.label, f, variant.window_years) for f in folds]
+    y = data.target(variant.label, variant.target)
+    params, n_trials = dict(variant.params), 1
+    if variant.tune_trials:
+        params, n_trials = _tune(data, variant, fold_rows, y, n_jobs)
+    valid_preds, test_pred = [], None
+    for k, (fold, rows) in enumerate(zip(folds, fold_rows, strict=True)):
+        last = k == len(folds) - 1
+        pred, test, best = _fit_fold(data, variant, params, fold, rows, n_jobs, test=last)
+        valid_preds.append(pred)
+        if last:
+            test_pred = test
+            if best:  # the iterations of the models that predict the test period
+                params["best_iterations"] = best
+    valid = np.concatenate([r.valid for r in fold_rows])
+    valid_pred = np.concatenate(valid_preds)
     label = data.labels[data.score_label][0]
-    valid_score = score(data.dates[rows.valid], valid_pred, label[rows.valid])
+    valid_score = score(data.dates[valid], valid_pred, label[valid])
     return Trial(
         variant, params, valid_score, valid_pred, test_pred, n_trials, time.perf_counter() - started
     )
@@ -407,23 +498,36 @@ class Ensemble:
     test_pred: np.ndarray
 
 
-def stack(data: ProtocolData, trials: Sequence[Trial], periods: Periods) -> Ensemble:
-    """Combine the members' ranked predictions. The meta-learner is chosen walk-forward inside the
-    valid block (fitted on its first half of dates, scored on the second: out-of-fold for the base
-    models, and out of sample for the meta-learner), then refitted on the whole valid block."""
-    rows = rows_for(data, data.score_label, periods, None)
-    d = data.dates[rows.valid]
-    label = data.labels[data.score_label][0][rows.valid]
+def stack(
+    data: ProtocolData, trials: Sequence[Trial], periods: Periods, min_t: float = 0.0
+) -> Ensemble:
+    """Combine the members' ranked predictions. The meta-learner is chosen walk-forward inside
+    the valid rows: fitted on the earlier folds' valid blocks and scored on the last one (with
+    one fold: on its first half of dates and scored on the second), so out-of-fold for the base
+    models and out of sample for the meta-learner; then refitted on all valid rows. A learner
+    other than the plain mean is chosen only if it beats the mean there with a paired t of at
+    least ``min_t`` (0: whichever scores highest)."""
+    rows = valid_rows(data, periods)
+    d = data.dates[rows]
+    label = data.labels[data.score_label][0][rows]
     P = np.column_stack([centred_rank(d, t.valid_pred) for t in trials])
     y = centred_rank(d, label)
     ok = np.isfinite(y) & np.isfinite(P).all(axis=1)
-    halfway = np.sort(np.unique(d))[len(np.unique(d)) // 2]
-    first, second = ok & (d < halfway), ok & (d >= halfway)
-    meta_scores = {}
+    if periods.folds > 1:
+        split = np.datetime64(periods.train_end)  # the last fold's valid block starts after it
+        first, second = ok & (d <= split), ok & (d > split)
+    else:
+        halfway = np.sort(np.unique(d))[len(np.unique(d)) // 2]
+        first, second = ok & (d < halfway), ok & (d >= halfway)
+    meta_scores, meta_preds = {}, {}
     for kind in META_LEARNERS:
         w = _meta_weights(kind, P[first], y[first])
-        meta_scores[kind] = score(d[second], P[second] @ w, label[second])["rank_ic"]
+        meta_preds[kind] = P[second] @ w
+        meta_scores[kind] = score(d[second], meta_preds[kind], label[second])["rank_ic"]
     chosen = max(META_LEARNERS, key=lambda k: (meta_scores[k], -META_LEARNERS.index(k)))
+    if min_t > 0 and chosen != "mean":
+        t = paired_t(d[second], meta_preds[chosen], meta_preds["mean"], label[second])
+        chosen = chosen if t >= min_t else "mean"  # a NaN t keeps the mean
     w = _meta_weights(chosen, P[ok], y[ok])
     test_d = data.dates[rows_for(data, data.score_label, periods, None).test]
     T = np.column_stack([centred_rank(test_d, t.test_pred) for t in trials])
@@ -488,36 +592,53 @@ def search(
     periods: Periods = Periods(),
     n_jobs: int = 2,
     log=print,
+    min_t: float = 0.0,
 ) -> ProtocolResult:
     """The whole protocol.
 
     1. ``base`` and every one-at-a-time change of it in ``options`` (field -> values, e.g.
        ``{"target": ["sector_rank"], "weights": ["recency"]}``); each change that beats the base
        on valid is kept, and the combination of all kept changes is tried too; the best of these
-       is the data setting.
+       is the data setting. "Beats" means by a paired t (:func:`paired_t`, on the valid rows'
+       daily Rank ICs) of at least ``min_t``: with 0 any gain counts; with 1 a change must beat
+       the base by a standard error of the day-to-day difference, so that noise on a short
+       valid block does not pick the data settings every later family inherits.
     2. Each of ``families`` (other models, tuned or seeded versions) with the chosen data settings
        (the fields it sets itself win).
-    3. The best trial of each model family, stacked by :func:`stack`.
+    3. The best trial of each model family, stacked by :func:`stack` (with the same ``min_t``
+       against the plain mean).
     """
     trials: list[Trial] = []
+    rows = valid_rows(data, periods)
+    valid_dates, valid_label = data.dates[rows], data.labels[data.score_label][0][rows]
 
     def run(variant: Variant) -> Trial:
         trial = run_variant(data, variant, periods, n_jobs)
         trials.append(trial)
         s = trial.valid_score
         log(
-            f"trial {len(trials)} {variant.name}: valid Rank IC {s['rank_ic']:+.4f} (t {s['t']:.2f}), {trial.fit_seconds:.0f} s"
+            f"trial {len(trials)} {variant.name}: valid Rank IC {s['rank_ic']:+.4f} "
+            f"(t {s['t']:.2f}), {trial.fit_seconds:.0f} s"
         )
         return trial
 
     first = run(base)
+
+    def beats_base(trial: Trial) -> bool:
+        gain = trial.valid_score["rank_ic"] - first.valid_score["rank_ic"]
+        if not gain > 0:
+            return False
+        if min_t <= 0:
+            return True
+        return paired_t(valid_dates, trial.valid_pred, first.valid_pred, valid_label) >= min_t
+
     kept: dict[str, Any] = {}
     stage1 = [first]
     for key, values in options.items():
         for value in values:
             trial = run(replace(base, name=f"{base.name}+{key}={value}", **{key: value}))
             stage1.append(trial)
-            if trial.valid_score["rank_ic"] > first.valid_score["rank_ic"] and (
+            if beats_base(trial) and (
                 key not in kept or trial.valid_score["rank_ic"] > kept[key][1]
             ):
                 kept[key] = (value, trial.valid_score["rank_ic"])
@@ -532,7 +653,7 @@ def search(
                 )
             )
         )
-    chosen = best_of(stage1)
+    chosen = best_of([first, *(t for t in stage1[1:] if beats_base(t))])
     data_variant = chosen.variant
     settings = {
         k: getattr(data_variant, k)
@@ -549,7 +670,7 @@ def search(
     for t in trials:
         by_family.setdefault(t.variant.kind, []).append(t)
     members = [best_of(ts) for ts in by_family.values()]
-    ensemble = stack(data, members, periods)
+    ensemble = stack(data, members, periods, min_t)
     return ProtocolResult(trials, data_variant, members, ensemble, periods)
 
 
@@ -580,6 +701,7 @@ def replay(
     prior_trials: int = 0,
     n_jobs: int = 2,
     log=print,
+    min_t: float = 0.0,
 ) -> ProtocolResult:
     """Refit the members an earlier :func:`search` chose (on a subset of names, say) on ``data``,
     and choose their meta-learner and weights again on this data's valid block."""
@@ -588,5 +710,5 @@ def replay(
         trial = run_variant(data, variant, periods, n_jobs)
         trials.append(trial)
         log(f"member {variant.name}: valid Rank IC {trial.valid_score['rank_ic']:+.4f}")
-    ensemble = stack(data, trials, periods)
+    ensemble = stack(data, trials, periods, min_t)
     return ProtocolResult(trials, members[0], trials, ensemble, periods, prior_trials)

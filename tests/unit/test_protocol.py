@@ -86,24 +86,39 @@ def _data(dates, X, label, end, sectors, liquidity):
 TREES = {"n_estimators": 20, "num_leaves": 4, "learning_rate": 0.1, "min_child_samples": 20}
 
 
-def _search(data):
+def _search(data, periods=PERIODS, min_t=0.0):
     base = Variant("lgb", "lightgbm", TREES)
     options = {"target": ["sector_rank"], "weights": ["recency", "liquidity"], "window_years": [2]}
     families = [
         Variant("ridge", "ridge", {"alpha": 10.0}, features="rank"),
         Variant("lgb_tuned", "lightgbm", tune_trials=2, family="lightgbm"),
     ]
-    return search(data, base, options, families, PERIODS, n_jobs=1, log=lambda m: None)
+    return search(data, base, options, families, periods, n_jobs=1, log=lambda m: None, min_t=min_t)
 
 
-def test_perturbing_the_test_periods_labels_changes_no_choice():
+def test_rolling_origins_move_the_split_back_by_whole_valid_blocks():
+    folds = Periods(folds=3).each_fold()
+    assert [(f.train_end, f.valid_end) for f in folds] == [
+        (date(2010, 12, 31), date(2012, 12, 31)),
+        (date(2012, 12, 31), date(2014, 12, 31)),
+        (date(2014, 12, 31), date(2016, 12, 31)),
+    ]
+    assert {(f.test_start, f.test_end, f.folds) for f in folds} == {
+        (date(2017, 1, 1), date(2021, 4, 20), 1)
+    }
+
+
+@pytest.mark.parametrize(
+    "periods, min_t", [(PERIODS, 0.0), (replace(PERIODS, folds=2), 1.0)], ids=["one", "folds"]
+)
+def test_perturbing_the_test_periods_labels_changes_no_choice(periods, min_t):
     dates, X, label, end, sectors, liquidity = _panel()
-    result = _search(_data(dates, X, label, end, sectors, liquidity))
+    result = _search(_data(dates, X, label, end, sectors, liquidity), periods, min_t)
     in_test = dates >= np.datetime64(PERIODS.test_start)
     shuffled = label.copy()
     shuffled[in_test] = np.random.default_rng(9).permutation(label[in_test]) * 5 - 1
     perturbed_data = _data(dates, X, shuffled, end, sectors, liquidity)
-    perturbed = _search(perturbed_data)
+    perturbed = _search(perturbed_data, periods, min_t)
     # every data setting, member, hyper-parameter (Optuna's too), meta-learner and weight
     assert perturbed.choices() == result.choices()
     assert len(result.trials) == 1 + 4 + 2 and result.n_trials == len(result.trials) - 1 + 2
@@ -113,6 +128,28 @@ def test_perturbing_the_test_periods_labels_changes_no_choice():
     before = holdout_scores(_data(dates, X, label, end, sectors, liquidity), result, labels)
     after = holdout_scores(perturbed_data, perturbed, labels)
     assert before["qlib_rank_ic"][-1] > 0.1 and abs(after["qlib_rank_ic"][-1]) < 0.1
+
+
+def test_an_earlier_origins_predictions_read_no_label_after_its_training_block():
+    """With two folds the first fold's model is trained to 2012: shuffling every label after
+    that changes none of its valid predictions (2013-2014), while the second fold's move."""
+    from models.protocol import run_variant, valid_rows
+
+    periods = replace(PERIODS, folds=2)
+    dates, X, label, end, sectors, liquidity = _panel(4)
+    after = dates > np.datetime64(periods.fold(0).train_end)
+    shuffled = label.copy()
+    shuffled[after] = np.random.default_rng(1).permutation(label[after])
+    variant = Variant("lgb", "lightgbm", TREES)
+    trials = [
+        run_variant(_data(dates, X, y, end, sectors, liquidity), variant, periods, 1)
+        for y in (label, shuffled)
+    ]
+    rows = valid_rows(_data(dates, X, label, end, sectors, liquidity), periods)
+    first = dates[rows] <= np.datetime64(periods.train_end)
+    assert 0 < first.sum() < len(rows)
+    np.testing.assert_array_equal(trials[0].valid_pred[first], trials[1].valid_pred[first])
+    assert not np.allclose(trials[0].valid_pred[~first], trials[1].valid_pred[~first])
 
 
 def test_a_rolling_window_and_recency_weights_see_only_the_training_block():
