@@ -11,9 +11,9 @@ import polars as pl
 from dagster import Config
 from pydantic import Field
 
-from models.backtest import CostModel
-from models.backtest import cost_model as build_cost_model
-from models.trading_costs import SPREAD_ESTIMATORS, CostSpec
+from models.backtest.costs import SPREAD_ESTIMATORS, CostSpec
+from models.backtest.engine import CostModel
+from models.backtest.engine import cost_model as build_cost_model
 
 SPREAD_SOURCES = (*SPREAD_ESTIMATORS, "none")
 
@@ -72,7 +72,7 @@ class BacktestConfig(CostConfig):
 
 
 def cost_model(config: BacktestConfig, market_prices: pl.DataFrame) -> CostModel:
-    """The backtest's setting for ``config`` on ``market_prices`` (``models.backtest``)."""
+    """The backtest's setting for ``config`` on ``market_prices`` (``models.backtest.engine``)."""
     return build_cost_model(
         market_prices,
         config.spec(),

@@ -19,9 +19,9 @@ from dagster import (
     TableSchema,
 )
 
-from models.columns import KINDS, Column, describe, display, once_text
-from models.plots import png_bytes  # noqa: F401 (the assets' figures)
-from models.report import to_markdown  # noqa: F401 (the assets' markdown tables)
+from models.reporting.columns import KINDS, Column, describe, display, once_text
+from models.reporting.html import to_markdown  # noqa: F401 (the assets' markdown tables)
+from models.reporting.plots import png_bytes  # noqa: F401 (the assets' figures)
 
 
 def image(png: bytes, alt: str) -> MetadataValue:
@@ -31,7 +31,7 @@ def image(png: bytes, alt: str) -> MetadataValue:
 
 def table(frame: pl.DataFrame) -> MetadataValue:
     """A small frame as a Dagster table: each column typed and described from the column
-    registry (``models/columns.py``), its values as a person reads them (fractions in percent,
+    registry (``models/reporting/columns.py``), its values as a person reads them (fractions in percent,
     integers as integers; the unit in the heading and the description), and the figures that are
     one per table (PBO) said once, in the schema's constraints, instead of on every row."""
     shown = display(frame)
@@ -63,7 +63,7 @@ def _describe(column: Column) -> str:
         "seconds": "in seconds",
         "multiple": "times the book",
     }.get(column.kind)
-    text = column.description or "Not described yet (models/columns.py)."
+    text = column.description or "Not described yet (models/reporting/columns.py)."
     return f"{text.rstrip('.')}, {extra}." if extra and unit else text
 
 

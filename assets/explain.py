@@ -7,9 +7,10 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.dataset import feature_inputs
-from models.estimators import get_spec
-from models.explain import (
+from models.features.registry import describe
+from models.learning.dataset import feature_inputs
+from models.learning.estimators import get_spec
+from models.learning.explain import (
     distil,
     ensemble_shap,
     gradient_shap,
@@ -17,11 +18,10 @@ from models.explain import (
     reasons,
     tree_shap,
 )
-from models.features.registry import describe
-from models.nets import TorchRegressor
-from models.plots import shap_dependence, shap_summary
-from models.stacking import StackedEnsemble
-from models.training import BaseModels
+from models.learning.nets import TorchRegressor
+from models.learning.stacking import StackedEnsemble
+from models.learning.training import BaseModels
+from models.reporting.plots import shap_dependence, shap_summary
 
 
 class ShapConfig(Config):

@@ -6,7 +6,7 @@ from dagster import Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets._meta import frame_metadata, table
-from models.dataset import compact_floats
+from models.data.universe import investable, without_stale_days
 from models.features import (
     ENGINE,
     build_feature_matrix,
@@ -19,9 +19,9 @@ from models.features.alternative import describe_sentiment, sentiment_features
 from models.features.pipeline import RANKED
 from models.features.statistical import describe_statistical, statistical_features
 from models.features.technical import MARKET_RET
-from models.label_transforms import transform_labels
-from models.labels import excess_returns, forward_returns, triple_barrier
-from models.universe import investable, without_stale_days
+from models.learning.dataset import compact_floats
+from models.learning.label_transforms import transform_labels
+from models.learning.labels import excess_returns, forward_returns, triple_barrier
 
 
 class FeaturesConfig(Config):
@@ -186,7 +186,7 @@ def labels(
     """``[symbol, date, label, label_end]``: the configured label and the date its horizon ends,
     on the panel without market-wide stale days, for the rows the universe screen lets in; a
     label across a hole in a symbol's history is dropped (``max_gap_days``); transformed per
-    date when asked (``models.label_transforms``), over the screened rows."""
+    date when asked (``models.learning.label_transforms``), over the screened rows."""
     prices = without_stale_days(market_prices, universe).lazy()
     if config.kind == "forward":
         frame = forward_returns(

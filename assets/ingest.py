@@ -30,11 +30,11 @@ from assets._meta import contract_check, frame_metadata, image, png_bytes, table
 from assets.ports import AltDataSource, PriceSource, ReportStore
 from data_contracts import ContractViolation, check_prices
 from data_contracts.quality import QualityRules, quality_findings, summarize
-from models.corporate_actions import reconcile
-from models.panel import partition_keys
-from models.plots import universe_counts
-from models.sentiment import daily_sentiment
-from models.universe import ScreenRules, excluded_symbols, screen
+from models.data.corporate_actions import reconcile
+from models.data.panel import partition_keys
+from models.data.sentiment import daily_sentiment
+from models.data.universe import ScreenRules, excluded_symbols, screen
+from models.reporting.plots import universe_counts
 
 QUALITY = "check_market_prices_quality"
 
@@ -215,7 +215,7 @@ def price_history(
 
 def per_partition(clean: pl.DataFrame, quarantine: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """``[partition, rows_read, rows_clean, rows_quarantined]``: where the lake puts each row
-    (:func:`models.panel.partition_keys`, as the IO manager does); files skipped whole count in
+    (:func:`models.data.panel.partition_keys`, as the IO manager does); files skipped whole count in
     no partition's rows."""
     rows = quarantine.filter(pl.col("source_row").is_not_null())
     counts = [
@@ -331,7 +331,7 @@ def market_prices(
     close, ..., raw_close]`` sorted by symbol and date, every price on one adjusted basis:
     split- and dividend-adjusted when the source gives those columns (the adjustment of all
     history changes when a new split arrives, so it is applied here, on the whole panel, not
-    per day), else by the vendor's ``adj_close / close`` (``models.corporate_actions.
+    per day), else by the vendor's ``adj_close / close`` (``models.data.corporate_actions.
     reconcile``); ``raw_close`` is the close as traded."""
     daily = daily_prices if daily_prices.width else price_history.clear()
     panel = pl.concat([price_history, daily], how="diagonal_relaxed").sort("symbol", "date")
@@ -431,7 +431,7 @@ def universe(
     price_source: ResourceParam[PriceSource],
 ) -> Output[pl.DataFrame]:
     """The investable universe, point in time: ``[symbol, date, eligible, rule, reason]`` for
-    every row of the panel (``models/universe.py``: minimum price, median dollar volume,
+    every row of the panel (``models/data/universe.py``: minimum price, median dollar volume,
     history, stale runs, open blocking findings, market-wide stale days). Models train, and
     books trade, only on eligible rows; the count per date is plotted."""
     adjusted_only = bool(getattr(price_source, "adjusted_only", False))

@@ -21,15 +21,20 @@ from pydantic import Field
 from assets._config import BacktestConfig, CostConfig, cost_model, keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.backtest import performance
-from models.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
-from models.metrics import daily_ic, ic_summary
-from models.plots import cluster_exposure_map, drawdown_curves, equity_curves, logit_histogram
+from models.backtest.engine import performance
+from models.backtest.strategy_table import strategy_table as build_strategy_table
+from models.data.universe import investable, screen_weights, without_stale_days
+from models.learning.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
+from models.learning.metrics import daily_ic, ic_summary
+from models.learning.stacking import StackedEnsemble, walk_forward_meta
+from models.learning.training import BaseModels
 from models.portfolio.books import portfolio_books
-from models.stacking import StackedEnsemble, walk_forward_meta
-from models.strategies import strategy_table as build_strategy_table
-from models.training import BaseModels
-from models.universe import investable, screen_weights, without_stale_days
+from models.reporting.plots import (
+    cluster_exposure_map,
+    drawdown_curves,
+    equity_curves,
+    logit_histogram,
+)
 
 STRATEGIES = (
     "ml_top_k",
@@ -325,7 +330,7 @@ def backtest(
 
 
 def performance_frame(rows: list[dict]) -> pl.DataFrame:
-    """One row per book of :func:`models.backtest.performance` figures, each a Float64 and
+    """One row per book of :func:`models.backtest.engine.performance` figures, each a Float64 and
     every non-finite figure null: one book's odd figure must not type the column as
     ``object`` (polars then fails to find a supertype of f64 and object)."""
     if not rows:

@@ -16,8 +16,8 @@ from dagster import AssetExecutionContext
 
 from data_contracts import RawPrices
 from data_contracts.lob import RawLob
+from models.learning.tuning import Workers
 from models.microstructure.reader import LobPair
-from models.tuning import Workers
 
 
 class PriceSource(Protocol):
@@ -178,7 +178,7 @@ class Tuning(Protocol):
 class Compute(Protocol):
     def engine(self, kind: str, log=None) -> AbstractContextManager:
         """Where the boosting fits run while the block is open: None for ``local`` (this
-        process), a ``models.distributed.DaskEngine`` for ``dask``."""
+        process), a ``models.learning.distributed.DaskEngine`` for ``dask``."""
 
 
 class ReportStore(Protocol):

@@ -11,8 +11,8 @@ from dagster import (
 )
 
 from assets.ports import ReportStore, Tracker
-from models.report import html_report, report_json
-from models.run_report import STORED_FIGURES, run_report_sections
+from models.reporting.html import html_report, report_json
+from models.reporting.run_report import STORED_FIGURES, run_report_sections
 
 
 @asset(group_name="reports", kinds={"html", "mlflow"}, io_manager_key="lake")

@@ -8,16 +8,16 @@ from pydantic import Field
 
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.anomaly import anomalies
-from models.correlation import compare_correlation_forecasts
-from models.panel import daily_returns
-from models.plots import correlation_change, scenario_realism, var_backtest_plot
-from models.risk import STRESS_EPISODES
-from models.risk_report import risk_json, risk_markdown
-from models.risk_report import risk_report as build_risk_report
-from models.scenarios import WindowGAN, generate_scenarios, return_windows
-from models.var import METHODS
-from models.var_backtest import backtest_var, coverage_table
+from models.data.panel import daily_returns
+from models.reporting.plots import correlation_change, scenario_realism, var_backtest_plot
+from models.risk.anomaly import anomalies
+from models.risk.correlation import compare_correlation_forecasts
+from models.risk.report import risk_json, risk_markdown
+from models.risk.report import risk_report as build_risk_report
+from models.risk.scenarios import WindowGAN, generate_scenarios, return_windows
+from models.risk.stress import STRESS_EPISODES
+from models.risk.var import METHODS
+from models.risk.var_backtest import backtest_var, coverage_table
 
 
 class RiskConfig(Config):

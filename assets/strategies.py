@@ -10,9 +10,9 @@ from pydantic import Field
 from assets._config import BacktestConfig, cost_model, keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.plots import selection_vs_holdout
-from models.seed_strategies import SEED_STRATEGIES
-from models.seed_strategies import seed_strategies as build_seed_strategies
+from models.reporting.plots import selection_vs_holdout
+from models.strategies.seeds import SEED_STRATEGIES
+from models.strategies.seeds import seed_strategies as build_seed_strategies
 
 
 class SeedConfig(BacktestConfig):
@@ -59,7 +59,7 @@ def seed_strategies(
 ) -> Output[pl.DataFrame]:
     """Target weights ``[strategy, date, symbol, weight, kind]`` of the seed's strategies over
     the out-of-sample period (``oos``) and the genetic search's candidates (``variant``); see
-    ``models/seed_strategies.py`` for how each is built."""
+    ``models/strategies/seeds.py`` for how each is built."""
     built = build_seed_strategies(
         config.strategies,
         signals.filter(pl.col("kind") == "oos"),

@@ -35,28 +35,22 @@ from assets.ports import (
     Tracker,
     Tuning,
 )
-from models.dataset import assemble
-from models.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
-from models.metrics import (
+from models.backtest.costs import row_costs
+from models.learning.dataset import assemble
+from models.learning.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
+from models.learning.metrics import (
     daily_ic,
     long_short,
 )
-from models.objectives import OBJECTIVES, BookScorer
-from models.plots import (
-    cumulative_long_short,
-    ic_over_time,
-    optimisation_history,
-    parameter_importance,
-)
-from models.promotion import (
+from models.learning.objectives import OBJECTIVES, BookScorer
+from models.learning.promotion import (
     champion_test_rank_ic,
     final_ensemble,
     ic_summaries,
     promotion_decision,
     version_description,
 )
-from models.trading_costs import row_costs
-from models.training import (
+from models.learning.training import (
     BaseModels,
     cv_problems,
     inner_splits,
@@ -64,6 +58,12 @@ from models.training import (
     test_period_start,
     tune_and_fit,
     tuning_window,
+)
+from models.reporting.plots import (
+    cumulative_long_short,
+    ic_over_time,
+    optimisation_history,
+    parameter_importance,
 )
 
 PIP_REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost", "numpy", "polars", "torch"]
@@ -613,7 +613,7 @@ def _champion_gate(
     ds,
     test_start,
 ) -> dict:
-    """``models.promotion.promotion_decision`` on the registry's champion (loaded as the scorer
+    """``models.learning.promotion.promotion_decision`` on the registry's champion (loaded as the scorer
     loads it, and only when the comparison needs it); the alias follows the decision and the
     evidence is tagged on the challenger version."""
 

@@ -42,10 +42,10 @@ import pandas as pd
 import polars as pl
 
 from benchmarks.reference import alpha158_pandas
-from models.backtest import Costs, liquidity, run_backtest
+from models.backtest.engine import Costs, liquidity, run_backtest
+from models.data.panel import daily_returns, session_returns
 from models.features import ENGINE, compute, spec
 from models.features.alpha158 import ALPHA158
-from models.panel import daily_returns, session_returns
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -241,7 +241,7 @@ def bench_treeshap(rows: int) -> dict:
     from lightgbm import LGBMRegressor
     from xgboost import XGBRegressor
 
-    from models.explain import tree_contributions
+    from models.learning.explain import tree_contributions
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(rows, 30))
@@ -273,7 +273,7 @@ def bench_streaming(days: int) -> dict:
     batch features before them) scores each day."""
     from lightgbm import LGBMRegressor
 
-    from models.streaming import IncrementalFeatures
+    from models.features.streaming import IncrementalFeatures
     from pipelines.experiment import resolve
     from pipelines.sources import BundledAltSource, BundledPriceSource
     from pipelines.streaming import feature_builder, latency_summary, score_stream

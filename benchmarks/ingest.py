@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from data_contracts import check_prices
-from models.corporate_actions import adjust
+from models.data.corporate_actions import adjust
 from pipelines.sources import BundledPriceSource, FilePriceSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp500-alphavantage"

@@ -33,11 +33,11 @@ import optuna
 import polars as pl
 from dagster import AssetKey, AssetSelection, DagsterInstance
 
-from models.dataset import assemble
-from models.estimators import get_spec
-from models.metrics import mean_rank_ic
-from models.training import inner_splits, model_inputs, test_period_start, tuning_window
-from models.tuning import open_storage
+from models.learning.dataset import assemble
+from models.learning.estimators import get_spec
+from models.learning.metrics import mean_rank_ic
+from models.learning.training import inner_splits, model_inputs, test_period_start, tuning_window
+from models.learning.tuning import open_storage
 
 TARGET = 0.05
 REPEATS = 6

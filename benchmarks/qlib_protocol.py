@@ -4,8 +4,8 @@
                                        [--quick] [--out FILE.md]
 
 The experiment file gives the data (the shared S&P 500 set), the feature set (Alpha158) and our
-configured label; the protocol's dates are Qlib's US benchmark split (``models.protocol.Periods``:
-train to 2014-12-31, valid 2015-2016, test 2017-01-01 to 2021-04-20). ``models.protocol.search``
+configured label; the protocol's dates are Qlib's US benchmark split (``models.learning.protocol.Periods``:
+train to 2014-12-31, valid 2015-2016, test 2017-01-01 to 2021-04-20). ``models.learning.protocol.search``
 tries the variants below, chooses everything on the valid block, and only then scores every
 trial and the ensemble once on the test period, against Qlib's one-day label (close t+1 -> t+2)
 and our configured label, with IC, Rank IC, ICIR, the Newey-West t and the IC decay over 1-20
@@ -30,13 +30,13 @@ import numpy as np
 import polars as pl
 
 from data_contracts import check_prices
-from models.corporate_actions import adjust
+from models.backtest.overfitting import deflated_sharpe, sharpe
+from models.data.corporate_actions import adjust
 from models.features import ENGINE, build_feature_matrix, feature_columns
 from models.features.alternative import empty_alt
-from models.labels import excess_returns, forward_returns
-from models.metrics import daily_ic
-from models.overfitting import deflated_sharpe, sharpe
-from models.protocol import (
+from models.learning.labels import excess_returns, forward_returns
+from models.learning.metrics import daily_ic
+from models.learning.protocol import (
     QLIB_LABEL,
     Periods,
     ProtocolData,

@@ -114,11 +114,11 @@ def bare_fits(home: Path, settings_env: dict[str, str]) -> list[dict]:
     import polars as pl
     import xgboost as xgb
 
-    from models.dataset import assemble
-    from models.estimators import get_spec
-    from models.folds import lightgbm_params, xgboost_params
-    from models.training import inner_splits, model_inputs, tuning_window
-    from models.tuning import open_storage
+    from models.learning.dataset import assemble
+    from models.learning.estimators import get_spec
+    from models.learning.folds import lightgbm_params, xgboost_params
+    from models.learning.training import inner_splits, model_inputs, tuning_window
+    from models.learning.tuning import open_storage
     from pipelines.experiment import resolve
     from pipelines.io_managers import LakeIOManager
 
@@ -235,11 +235,11 @@ import json, sys, time
 import numpy as np, polars as pl
 from assets._meta import measure_peak
 from benchmarks.__main__ import read_shared, synthetic
-from models.dataset import assemble, compact_floats
+from models.learning.dataset import assemble, compact_floats
 from models.features import ENGINE, build_feature_matrix
 from models.features.alternative import empty_alt
-from models.folds import fold_fits
-from models.labels import forward_returns
+from models.learning.folds import fold_fits
+from models.learning.labels import forward_returns
 
 kind, arg = sys.argv[1], int(sys.argv[2])
 if kind == "shared":

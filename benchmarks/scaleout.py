@@ -27,8 +27,8 @@ import optuna
 import polars as pl
 from optuna.trial import TrialState
 
-from models.training import minimal_problem
-from models.tuning import TuningProblem
+from models.learning.training import minimal_problem
+from models.learning.tuning import TuningProblem
 from pipelines.settings import PG_DATABASES, postgres_url
 from pipelines.sources import BundledAltSource, BundledPriceSource
 from pipelines.tuning import share_study, start_worker

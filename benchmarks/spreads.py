@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 
 from assets._config import BacktestConfig, cost_model
-from models.backtest import performance
-from models.trading_costs import SPREAD_ESTIMATORS
+from models.backtest.costs import SPREAD_ESTIMATORS
+from models.backtest.engine import performance
 from pipelines.experiment import resolve
 
 LOBSTER = Path(__file__).resolve().parents[2] / "shared" / "data" / "lobster-2012-06-21"
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     names = {"AAPL": "AAPL", "GOOG": "GOOGL"}
     check = []
     for source in SPREAD_ESTIMATORS:
-        from models.trading_costs import spread_estimates
+        from models.backtest.costs import spread_estimates
 
         usable = prices.filter(pl.col("symbol").is_in(list(names.values())))
         if not usable.height:

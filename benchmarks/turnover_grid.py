@@ -20,8 +20,9 @@ from pathlib import Path
 import polars as pl
 
 from assets._config import BacktestConfig, cost_model
-from models.backtest import performance
-from models.overfitting import deflated_sharpe, sharpe
+from models.backtest.engine import performance
+from models.backtest.overfitting import deflated_sharpe, sharpe
+from models.backtest.strategy_table import excess_over
 from models.portfolio import (
     equal_weights,
     hold_buffer_weights,
@@ -29,7 +30,6 @@ from models.portfolio import (
     smooth_scores,
     topk_dropout_weights,
 )
-from models.strategies import excess_over
 from pipelines.experiment import resolve
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.__main__ import SHARED, read_shared
-from models.var import METHODS
-from models.var_backtest import backtest_var, coverage_table
+from models.risk.var import METHODS
+from models.risk.var_backtest import backtest_var, coverage_table
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = ["book", "method", "level", "days", "exceptions", "expected", "kupiec_p",

@@ -138,7 +138,7 @@ def judge(lake: Path) -> dict:
         .agg(eligible=pl.col("eligible").sum(), listed=pl.len())
         .sort("date")
     )
-    from models.universe import excluded_symbols
+    from models.data.universe import excluded_symbols
 
     excluded = excluded_symbols(universe)
     return {

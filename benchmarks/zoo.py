@@ -3,7 +3,7 @@
     python -m benchmarks.zoo --data shared [--symbols 100] [--start 2010-01-01] [--trials 10]
     python -m benchmarks.zoo --lake .alphaforge/lake        (what `make run` materialized)
 
-Protocol (``models.training``): Optuna TPE on purged walk-forward folds inside the tuning window,
+Protocol (``models.learning.training``): Optuna TPE on purged walk-forward folds inside the tuning window,
 then out-of-fold predictions on outer walk-forward folds after it, then the meta-learner
 (non-negative least squares) refitted walk-forward on earlier folds only. Every figure is
 out-of-sample and every model is scored on the same rows. The nets, whose results move with the
@@ -22,16 +22,22 @@ import optuna
 import polars as pl
 from sklearn.linear_model import LinearRegression
 
-from models.dataset import Dataset, assemble
-from models.estimators import MODEL_SPECS
 from models.features import ENGINE, build_feature_matrix
 from models.features.alternative import empty_alt
 from models.features.statistical import statistical_features
-from models.labels import forward_returns
-from models.metrics import ic_summary
-from models.nets import ARCHITECTURES
-from models.stacking import walk_forward_meta
-from models.training import BaseModels, inner_splits, oof_frame, tune_and_fit, tuning_window
+from models.learning.dataset import Dataset, assemble
+from models.learning.estimators import MODEL_SPECS
+from models.learning.labels import forward_returns
+from models.learning.metrics import ic_summary
+from models.learning.nets import ARCHITECTURES
+from models.learning.stacking import walk_forward_meta
+from models.learning.training import (
+    BaseModels,
+    inner_splits,
+    oof_frame,
+    tune_and_fit,
+    tuning_window,
+)
 
 RESULTS = Path(__file__).parent / "results"
 EMPTY_ALT = empty_alt()

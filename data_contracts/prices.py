@@ -19,7 +19,7 @@ PRICE_COLUMNS: dict[str, pl.DataType] = {
     "close": pl.Float64(),
     # the vendor's adjusted close beside its traded one (Yahoo's "Adj Close"), or a CRSP-style
     # cumulative factor (adjusted = raw / price_factor): market_prices puts open, high, low and
-    # volume on the adjusted close's basis (models/corporate_actions.py::reconcile)
+    # volume on the adjusted close's basis (models/data/corporate_actions.py::reconcile)
     "adj_close": pl.Float64(),
     "price_factor": pl.Float64(),
     "volume": pl.Float64(),

@@ -199,7 +199,7 @@ def data_problems(resolved: Resolved) -> list[str]:
 
     import polars as pl
 
-    from models.training import cv_problems
+    from models.learning.training import cv_problems
     from pipelines.definitions import price_source
 
     exp = resolved.experiment
@@ -727,7 +727,7 @@ def _artifact_root(settings: Settings) -> Path | None:
 def _stream(settings: Settings, resolved: Resolved, args: argparse.Namespace) -> int:
     import polars as pl
 
-    from models.streaming import IncrementalFeatures
+    from models.features.streaming import IncrementalFeatures
     from pipelines.serving import check_model_uri, load_model
     from pipelines.streaming import (
         days_from_lines,

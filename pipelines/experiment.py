@@ -49,13 +49,13 @@ from assets.risk import (
 )
 from assets.strategies import SEED_STRATEGIES, SeedConfig
 from assets.training import EnsembleConfig, OOFConfig, TrainingConfig
-from models.estimators import MODEL_SPECS, STATISTICAL_MODELS
 from models.features import FEATURE_SETS, REGISTRY, spec
-from models.label_transforms import LABEL_TRANSFORMS
-from models.labels import LABEL_KINDS
-from models.objectives import OBJECTIVES
-from models.risk import STRESS_EPISODES
-from models.var import METHODS
+from models.learning.estimators import MODEL_SPECS, STATISTICAL_MODELS
+from models.learning.label_transforms import LABEL_TRANSFORMS
+from models.learning.labels import LABEL_KINDS
+from models.learning.objectives import OBJECTIVES
+from models.risk.stress import STRESS_EPISODES
+from models.risk.var import METHODS
 
 ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 # An experiment is a page of settings: a file larger than this is refused before it is parsed,

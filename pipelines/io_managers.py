@@ -27,8 +27,8 @@ from dagster import (
 from pydantic import PrivateAttr
 
 from assets._meta import peak_rss_mib, start_peak_window
-from models.folds import release_memory
-from models.panel import partition_keys
+from models.data.panel import partition_keys
+from models.learning.folds import release_memory
 from pipelines.atomic import sweep_orphans, write_atomic
 from pipelines.lock import RunLock, dead_holders
 

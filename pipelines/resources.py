@@ -478,7 +478,7 @@ class DaskResource(ConfigurableResource):
 
     @contextmanager
     def engine(self, kind: str, log=None) -> Iterator["DaskEngine | None"]:  # noqa: F821
-        """None for the local engine; a connected :class:`models.distributed.DaskEngine` for
+        """None for the local engine; a connected :class:`models.learning.distributed.DaskEngine` for
         ``dask``, closed (and a local cluster stopped) when the block exits."""
         if kind == "local":
             yield None
@@ -489,7 +489,7 @@ class DaskResource(ConfigurableResource):
 
         from distributed import Client, LocalCluster
 
-        from models.distributed import DaskEngine
+        from models.learning.distributed import DaskEngine
         from pipelines.experiment import resolve_env_refs
 
         address = resolve_env_refs(self.scheduler, "models.dask_scheduler")

@@ -27,7 +27,7 @@ from dagster import ConfigurableResource
 
 from data_contracts import PRICE_COLUMNS, ContractViolation, RawPrices, Violation
 from data_contracts.prices import REQUIRED
-from models.panel import wide_to_long
+from models.data.panel import wide_to_long
 
 # GICS sectors of skfolio's 20 bundled stocks (public classification, as of 2024).
 BUNDLED_SECTORS = {

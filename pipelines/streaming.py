@@ -2,7 +2,7 @@
 
 Bars are CSV lines ``symbol,date,open,high,low,close,volume`` (open/high/low/volume may be
 empty). A day is complete when a bar of a later date arrives or the stream ends. Each day's
-bars update the incremental features (``models.streaming``), the champion scores them, and the
+bars update the incremental features (``models.features.streaming``), the champion scores them, and the
 signals are emitted with the time from the day's last bar to its scores.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from models.features import build_feature_matrix
-from models.streaming import IncrementalFeatures
+from models.features.streaming import IncrementalFeatures
 
 BAR_SCHEMA = {
     "symbol": pl.String,

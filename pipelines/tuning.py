@@ -4,7 +4,7 @@ The pipeline's ``base_models`` step is the coordinator: it queues each study's t
 runs trials itself; with ``models.workers`` > 1 it starts that many more ``alphaforge
 tune-worker`` processes here. Workers on other machines join the same way, given the problem
 file and the same storage. A worker takes queued trials until none is left
-(``models.tuning.work``) and logs each as a nested MLflow run under the model's run.
+(``models.learning.tuning.work``) and logs each as a nested MLflow run under the model's run.
 
 The problem file (``<lake>/tuning/<study>.npz``) holds the model's inputs, the folds and the
 study's identity, never a secret: the Optuna storage URL and the MLflow URI come from each
@@ -24,8 +24,8 @@ import numpy as np
 import optuna
 from dagster import ConfigurableResource
 
-from models.objectives import BookScorer
-from models.tuning import (
+from models.learning.objectives import BookScorer
+from models.learning.tuning import (
     HEARTBEAT_S,
     TuningProblem,
     Workers,

@@ -34,12 +34,12 @@ def test_alphaforge_ui_serves_mlflow_where_the_links_point(tmp_path):
 
 def test_catalog_text_drops_rst_markup_and_joins_wrapped_lines():
     doc = """Daily ``[date, net]`` of every strategy, see
-    :func:`models.backtest.performance`.
+    :func:`models.backtest.engine.performance`.
 
     - ``a``: one
       wrapped item;
     - b: two."""
     assert catalog_text(doc) == (
-        "Daily [date, net] of every strategy, see models.backtest.performance.\n\n"
+        "Daily [date, net] of every strategy, see models.backtest.engine.performance.\n\n"
         "- a: one wrapped item;\n- b: two."
     )

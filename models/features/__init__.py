@@ -2,7 +2,7 @@
 
 Every function here maps a ``LazyFrame`` to a ``LazyFrame`` and uses only rows whose date (or,
 for alternative data, whose ``available_date``) is on or before the row being computed:
-``tests/unit/test_features.py`` proves it by perturbing the future and comparing.
+``tests/unit/features/test_features.py`` proves it by perturbing the future and comparing.
 """
 
 from models.features.alternative import alt_features, join_alt_features

@@ -3,7 +3,7 @@
 A :class:`FeatureSpec` builds one polars expression over one symbol's rows sorted by date; the
 engine (``technical.compute``) runs it per symbol and nulls every row that has fewer than
 ``lookback`` earlier rows, so a window never reaches into another symbol
-(``tests/unit/test_feature_library.py`` checks each feature symbol by symbol) and never into the
+(``tests/unit/features/test_feature_library.py`` checks each feature symbol by symbol) and never into the
 future (the perturbation test).
 
 Two ways to do less work, both declared by the feature, never guessed by the engine:

@@ -4,7 +4,7 @@ Both are fitted per symbol with their libraries (statsmodels ``ARIMA``, arch ``a
 a trailing window of daily returns, refitted every ``refit_every`` trading days, and between
 refits *filtered* forward with the fixed parameters. A value dated ``t`` uses parameters
 estimated on returns strictly before the block it lies in and returns up to ``t`` only, so it is
-known at ``t``'s close (the perturbation test in ``tests/unit/test_statistical.py`` proves it).
+known at ``t``'s close (the perturbation test in ``tests/unit/features/test_statistical.py`` proves it).
 
 Why the filter is written here: statsmodels and arch re-run their filters over the whole
 sample on each call (``apply``/``fix``), which makes a point-in-time series O(n^2). The two

@@ -4,7 +4,7 @@ Every feature of event ``n`` reads events ``<= n`` only (the message on line ``n
 after it); windows never reach before the day's first event (a window the day has not filled
 yet is null). Counts, sizes and prices (in LOBSTER's integer units, dollars x 10,000) are summed
 as integers, so the incremental scorer (``replay.py``) gets the same sums exactly and every
-feature to floating-point rounding; ``tests/unit/test_lob_features.py`` checks both against a
+feature to floating-point rounding; ``tests/unit/microstructure/test_lob_features.py`` checks both against a
 plain event loop, and that perturbing the future changes nothing before it.
 
 Families (``k`` a book level, ``w`` a window in events, ``T`` in seconds):

@@ -18,7 +18,7 @@
   Q counts the executions in these files only (one venue, NASDAQ in LOBSTER's data), while V
   from daily bars is every venue's volume: Y is fitted on the visible share of the flow.
 - **Corwin-Schultz** (2012) half-spread of the same name on the same day from daily bars
-  (``models.trading_costs``), for comparison.
+  (``models.backtest.costs``), for comparison.
 
 The calibrated figures leave as :class:`CostCalibration` rows (``calibration_frame``), the
 shape the daily backtest can take through ``portfolio.costs``.
@@ -226,7 +226,7 @@ def corwin_schultz_bp(
     its 20-day mean, from ``[date, high, low, close, volume]`` daily bars."""
     if bars is None or bars.is_empty() or not {"high", "low"} <= set(bars.columns):
         return None, None
-    from models.trading_costs import SPREAD_ESTIMATORS, corwin_schultz_daily
+    from models.backtest.costs import SPREAD_ESTIMATORS, corwin_schultz_daily
 
     frame = bars.filter(pl.col("date") <= day).with_columns(symbol=pl.lit(symbol))
     frame = frame.select("symbol", "date", "high", "low")

@@ -18,7 +18,7 @@ from skfolio.optimization import (
 )
 from skfolio.prior import EmpiricalPrior
 
-from models.panel import to_dense
+from models.data.panel import to_dense
 from models.portfolio.clusters import cluster_constraints, correlation_clusters
 from models.portfolio.solvers import mean_variance, risk_parity, shrunk_covariance
 from models.types import DATE, SYMBOL

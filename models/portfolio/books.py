@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from models.panel import daily_returns
+from models.backtest.costs import CostSpec, cost_rates
+from models.backtest.strategy_table import top_k_variants
+from models.data.panel import daily_returns
 from models.portfolio.allocators import (
     buy_and_hold,
     equal_weights,
@@ -23,8 +25,6 @@ from models.portfolio.allocators import (
 )
 from models.portfolio.clusters import cluster_exposure, clusters_before
 from models.portfolio.turnover import hold_buffer_weights, smooth_scores, topk_dropout_weights
-from models.strategies import top_k_variants
-from models.trading_costs import CostSpec, cost_rates
 
 
 @dataclass

@@ -10,7 +10,7 @@ import polars as pl
 from skfolio.cluster import HierarchicalClustering
 from skfolio.distance import PearsonDistance
 
-from models.panel import to_dense
+from models.data.panel import to_dense
 from models.types import DATE, SYMBOL
 
 

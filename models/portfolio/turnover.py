@@ -12,7 +12,7 @@ more than their edge); these books trade only where the ranking says it must:
   rank ``k + buffer``; the book is refilled to ``k`` from the best names not held.
 
 In both, held names keep their drifted weights (the targets are null: "keep") and the buys
-share what the sales free, equally, as Qlib spends its cash (``models.backtest`` executes the
+share what the sales free, equally, as Qlib spends its cash (``models.backtest.engine`` executes the
 null targets so). The selections are path dependent, so they are computed date by date (one
 iteration per rebalance date, the cross-section in numpy).
 """

@@ -6,7 +6,7 @@ from conftest import random_walk_panel
 
 from assets.features import LabelsConfig, labels
 from models.features.alternative import empty_alt
-from models.labels import forward_returns
+from models.learning.labels import forward_returns
 
 
 def _run(transform: str, sectors: pl.DataFrame) -> pl.DataFrame:

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 
 from assets.portfolio import performance_frame
-from models.backtest import performance
+from models.backtest.engine import performance
 
 
 def test_every_figure_is_a_float_or_null_whatever_one_book_holds():

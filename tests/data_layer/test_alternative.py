@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from data_contracts import ContractViolation
+from models.data.sentiment import MARKET, daily_sentiment
 from models.features import join_alt_features
-from models.sentiment import MARKET, daily_sentiment
 from pipelines.sources import BundledAltSource, BundledPriceSource
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from data_contracts import check_prices
 from data_contracts.quality import find_unadjusted_splits
-from models.corporate_actions import adjust
+from models.data.corporate_actions import adjust
 from pipelines.sources import FilePriceSource
 
 SHARED_SP500 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sp500-alphavantage"

@@ -16,7 +16,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from data_contracts import check_prices
-from models.corporate_actions import reconcile
+from models.data.corporate_actions import reconcile
 from pipelines.sources import FilePriceSource, resolve_columns
 
 RUN = date(2026, 1, 5)

@@ -12,12 +12,12 @@ import pytest
 from conftest import random_walk_panel
 from dagster import AssetKey, DagsterInstance
 
-from models.dataset import assemble
 from models.features import build_feature_matrix
 from models.features.alternative import empty_alt
-from models.folds import fit_final, fold_fits
-from models.labels import forward_returns
-from models.training import inner_splits, tuning_window
+from models.learning.dataset import assemble
+from models.learning.folds import fit_final, fold_fits
+from models.learning.labels import forward_returns
+from models.learning.training import inner_splits, tuning_window
 from pipelines.resources import DaskResource
 
 pytestmark = [pytest.mark.integration]

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from models.dataset import assemble
-from models.training import outer_splits
+from models.learning.dataset import assemble
+from models.learning.training import outer_splits
 from pipelines.definitions import JOB, build_definitions, job_assets
 from pipelines.experiment import resolve
 from pipelines.settings import load_settings, prepare_home

@@ -126,8 +126,8 @@ def test_without_lob_data_the_group_is_skipped_with_the_reason(tmp_path, alphafo
 
 def test_the_run_report_shows_the_microstructure_pictures(lob_materialized, materialized):
     from assets.reports import _stored_figures
-    from models.report import html_report
-    from models.run_report import _microstructure
+    from models.reporting.html import html_report
+    from models.reporting.run_report import _microstructure
     from pipelines.resources import ReportsResource
 
     reports = ReportsResource(base_dir=str(materialized.home / "reports"))

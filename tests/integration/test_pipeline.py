@@ -171,7 +171,7 @@ def test_var_backtest_forecasts_only_from_earlier_returns(materialized):
     assert forecasts.select(pl.col("var", "es").is_finite().all()).row(0) == (True, True)
     assert (forecasts["exception"] == (forecasts["ret"] < -forecasts["var"])).all()
     # the forecast for a day equals the estimate from the 500 returns before it
-    from models.var import estimate
+    from models.risk.var import estimate
 
     day = book["date"][700]
     net = book["net"].to_numpy()
@@ -363,7 +363,7 @@ def test_seed_strategies_trade_only_out_of_sample_from_earlier_information(mater
 def test_strategy_table_reports_before_and_after_costs_and_honesty(materialized):
     from assets.portfolio import STRATEGIES
     from assets.strategies import SEED_STRATEGIES
-    from models.strategies import TABLE_COLUMNS
+    from models.backtest.strategy_table import TABLE_COLUMNS
 
     books = len(STRATEGIES) + len(SEED_STRATEGIES)
     table = pl.read_parquet(materialized.home / "lake" / "strategy_table.parquet")

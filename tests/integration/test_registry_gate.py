@@ -21,7 +21,7 @@ from assets.training import (
     EnsembleConfig,
     _champion_gate,
 )
-from models.promotion import weak_evidence
+from models.learning.promotion import weak_evidence
 from pipelines.definitions import FULL_JOB
 from pipelines.registry import MLflowRegistry
 from pipelines.settings import load_settings

@@ -98,7 +98,7 @@ def _bars(home: Path, days: int, path: Path) -> list:
 
 
 def test_incremental_features_equal_the_batch_feature_matrix(materialized, tmp_path):
-    from models.streaming import IncrementalFeatures
+    from models.features.streaming import IncrementalFeatures
     from pipelines.experiment import resolve
     from pipelines.streaming import days_from_lines, feature_builder
 

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from models.tuning import open_storage
+from models.learning.tuning import open_storage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,10 +23,10 @@ SCRIPT = textwrap.dedent(
     import numpy as np, polars as pl
     sys.path.insert(0, {tests!r})
     from conftest import random_walk_panel
-    from models.dataset import assemble
+    from models.learning.dataset import assemble
     from models.features import build_feature_matrix
-    from models.labels import forward_returns
-    from models.training import inner_splits, tune_and_fit, tuning_window
+    from models.learning.labels import forward_returns
+    from models.learning.training import inner_splits, tune_and_fit, tuning_window
 
     panel = random_walk_panel(n_symbols=8, n_days=600, seed=2)
     alt = pl.DataFrame(schema={{"series": pl.String, "kind": pl.String, "date": pl.Date,

@@ -12,9 +12,9 @@ import pytest
 
 from assets._meta import to_markdown
 from benchmarks.zoo import zoo_table
-from models.dataset import assemble
-from models.estimators import MODEL_SPECS
 from models.features.statistical import statistical_features
+from models.learning.dataset import assemble
+from models.learning.estimators import MODEL_SPECS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

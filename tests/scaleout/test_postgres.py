@@ -22,8 +22,8 @@ import pytest
 from conftest import HAVE_PG, STACK, random_walk_panel
 from optuna.trial import TrialState
 
-from models.training import minimal_problem
-from models.tuning import (
+from models.learning.training import minimal_problem
+from models.learning.tuning import (
     TuningProblem,
 )
 from pipelines.settings import PG_DATABASES, postgres_url

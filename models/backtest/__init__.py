@@ -1,0 +1,1 @@
+"""Backtesting: the vectorised engine, trading-cost estimates, overfitting statistics and the strategy table."""
