@@ -32,7 +32,7 @@ import numpy as np
 from lightgbm import LGBMRegressor
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 def _pct_rank(values: np.ndarray) -> np.ndarray:
@@ -136,6 +136,11 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # LightGBM sends a missing value down its own branch
+        return tags
+
     def _sub_model(self, seed: int) -> LGBMRegressor:
         return LGBMRegressor(
             n_estimators=self.epochs,
@@ -164,7 +169,14 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
         return weights
 
     def fit(self, X, y, sample_weight=None) -> "DoubleEnsembleRegressor":
-        X, y = check_X_y(X, y, ensure_all_finite="allow-nan", dtype=[np.float32, np.float64])
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            ensure_all_finite="allow-nan",
+            dtype=[np.float32, np.float64],
+            y_numeric=True,
+        )
         y = y.astype(np.float64)
         if len(self.sample_ratios) != self.bins_fs:
             raise ValueError(
@@ -174,8 +186,11 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"num_models must be >= 1, got {self.num_models}")
         sub_weights = self._weights()
         base = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        if base.shape != (len(y),) or not np.all(np.isfinite(base)) or base.min() < 0:
+            raise ValueError("sample_weight must be finite and non-negative, one per row")
+        if not base.sum() > 0:
+            raise ValueError("sample_weight is zero everywhere: nothing to fit")
         rng = np.random.default_rng(self.random_state)
-        self.n_features_in_ = X.shape[1]
         features = np.arange(X.shape[1])
         weights = np.ones(len(y))
         self.models_, self.features_ = [], []
@@ -255,7 +270,9 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "models_")
-        X = check_array(X, ensure_all_finite="allow-nan", dtype=[np.float32, np.float64])
+        X = validate_data(
+            self, X, reset=False, ensure_all_finite="allow-nan", dtype=[np.float32, np.float64]
+        )
         weights = self._weights()
         pred = np.zeros(len(X))
         for w, model, feats in zip(weights, self.models_, self.features_, strict=True):

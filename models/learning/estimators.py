@@ -30,6 +30,7 @@ from sklearn.linear_model import ElasticNet, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVR
+from sklearn.utils.validation import check_is_fitted, validate_data
 from xgboost import XGBRegressor
 
 from models.features.statistical import PREFIX as STAT_PREFIX
@@ -217,13 +218,21 @@ class ColumnSignal(RegressorMixin, BaseEstimator):
     def __init__(self, sign: float = 1.0):
         self.sign = sign
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing statistical forecast predicts 0
+        tags.regressor_tags.poor_score = True  # it learns nothing from y, by design
+        return tags
+
     def fit(self, X, y) -> "ColumnSignal":
-        self.n_features_in_ = np.asarray(X).shape[1]
+        validate_data(self, X, y, ensure_all_finite="allow-nan", y_numeric=True)
+        self.fitted_ = True
         return self
 
     def predict(self, X) -> np.ndarray:
-        column = np.asarray(X, dtype=np.float64)[:, 0] * self.sign
-        return np.nan_to_num(column, nan=0.0)
+        check_is_fitted(self, "fitted_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return np.nan_to_num(X[:, 0] * self.sign, nan=0.0)
 
 
 def _no_space(trial: optuna.Trial) -> Params:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 ARCHITECTURES = ("mlp", "lstm", "tcn", "transformer")
@@ -167,6 +167,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing input becomes the training mean
+        return tags
+
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
         """Standardise with the training rows' statistics; a missing (or infinite) value becomes
         the mean."""
@@ -187,14 +192,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None) -> "TorchRegressor":
         """Minimise the (sample-weighted, when weights are given) mean squared error."""
-        X = np.asarray(X, dtype=np.float32)
+        # infinities pass: a ratio over a zero (volume, say) is read as missing, like NaN
+        X, y = validate_data(
+            self, X, y, dtype=[np.float32, np.float64], ensure_all_finite=False, y_numeric=True
+        )
+        X = X.astype(np.float32, copy=False)
         if X.shape[1] % self.window:
             raise ValueError(f"X has {X.shape[1]} columns, not a multiple of window={self.window}")
         torch.manual_seed(self.random_state)
         generator = torch.Generator().manual_seed(self.random_state)
         device = pick_device(self.device)
         self.device_ = device.type
-        self.n_features_in_ = X.shape[1]
         with np.errstate(invalid="ignore"):
             if np.isinf(X).any():  # a ratio over a zero (volume, say): missing, like NaN
                 X = np.where(np.isinf(X), np.float32(np.nan), X)
@@ -207,10 +215,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         weight = None
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (len(X),) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
-                raise ValueError(
-                    "sample_weight must be finite, non-negative, one per row, not all 0"
-                )
+            if w.shape != (len(X),) or not np.all(np.isfinite(w)) or w.min() < 0:
+                raise ValueError("sample_weight must be finite and non-negative, one per row")
+            if not w.sum() > 0:
+                raise ValueError("sample_weight is zero everywhere: nothing to fit")
             # scaled to mean 1, so the learning rate means the same with and without weights
             weight = torch.as_tensor((w / w.mean()).astype(np.float32)).to(device)
         net = self._network(inputs.shape[2]).to(device)
@@ -254,6 +262,9 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "net_")
+        X = validate_data(
+            self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
+        )
         inputs = self._tensor(X)
         with torch.no_grad():
             out = [self.net_(inputs[i : i + 8192]) for i in range(0, len(inputs), 8192)]
