@@ -4,16 +4,15 @@ with them)."""
 
 import inspect
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Literal
 
 import polars as pl
 from dagster import Config
 from pydantic import Field
 
+from models.backtest import engine
 from models.backtest.costs import SPREAD_ESTIMATORS, CostSpec
-from models.backtest.engine import CostModel
-from models.backtest.engine import cost_model as build_cost_model
 
 SPREAD_SOURCES = (*SPREAD_ESTIMATORS, "none")
 
@@ -71,9 +70,10 @@ class BacktestConfig(CostConfig):
     )
 
 
-def cost_model(config: BacktestConfig, market_prices: pl.DataFrame) -> CostModel:
-    """The backtest's setting for ``config`` on ``market_prices`` (``models.backtest.engine``)."""
-    return build_cost_model(
+def build_cost_model(config: BacktestConfig, market_prices: pl.DataFrame) -> engine.CostModel:
+    """The backtest's setting for ``config`` on ``market_prices`` (``models.backtest.engine``),
+    carrying the settings it was built from."""
+    model = engine.cost_model(
         market_prices,
         config.spec(),
         lag=config.lag,
@@ -83,6 +83,7 @@ def cost_model(config: BacktestConfig, market_prices: pl.DataFrame) -> CostModel
         borrow_bps=config.borrow_bps,
         band=config.no_trade_band,
     )
+    return replace(model, settings=config.model_dump())
 
 
 def keyword_settings(config: Config, function: Callable) -> dict:

@@ -18,10 +18,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets._config import BacktestConfig, CostConfig, cost_model, keyword_settings
+from assets._config import BacktestConfig, CostConfig, build_cost_model, keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
-from models.backtest.engine import performance
+from models.backtest.engine import CostModel, performance
 from models.backtest.strategy_table import strategy_table as build_strategy_table
 from models.data.universe import investable, screen_weights, without_stale_days
 from models.learning.leakage import MAX_STRATEGY_SHARPE, strategy_leaks
@@ -244,13 +244,28 @@ def portfolio_weights(
     )
 
 
+@asset(group_name="portfolio", kinds={"polars"}, io_manager_key="lake")
+def cost_model(
+    config: BacktestConfig, market_prices: pl.DataFrame, universe: pl.DataFrame
+) -> Output[CostModel]:
+    """What trading costs and how every book trades, built once for the seed strategies and
+    the backtest: returns on trading days (market-wide stale days, a closed day filled with
+    the previous closes, are none), proportional buy and sell costs, square-root impact where
+    volume exists, the forecast half-spread where OHLC exists, the signal-to-trade lag, the
+    fill and the no-trade band (``models.backtest.engine.cost_model``)."""
+    model = build_cost_model(config, without_stale_days(market_prices, universe))
+    return Output(
+        model,
+        metadata={**model.describe(), "has": MetadataValue.json(model.has)},
+    )
+
+
 @asset(group_name="portfolio", kinds={"polars", "mlflow"}, io_manager_key="lake")
 def backtest(
     context: AssetExecutionContext,
-    config: BacktestConfig,
     portfolio_weights: pl.DataFrame,
     seed_strategies: pl.DataFrame,
-    market_prices: pl.DataFrame,
+    cost_model: CostModel,
     universe: pl.DataFrame,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
@@ -262,9 +277,7 @@ def backtest(
     borrowing on shorts. Every book's targets are screened: a name the universe excludes on a
     rebalance date is not bought, its side's weight going to the rest; market-wide stale days
     (a closed day filled with the previous closes) are no trading days."""
-    model = cost_model(config, without_stale_days(market_prices, universe))
-    spreads, has = model.spreads, model.has
-    spread_quality = _spread_quality(spreads) if spreads is not None else {}
+    model = cost_model
     targets = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
     books = screen_weights(targets, universe)
     daily = pl.concat(
@@ -295,7 +308,7 @@ def backtest(
     equity, drawdown = png_bytes(equity_curves(main)), png_bytes(drawdown_curves(main))
     paths = [reports.write("equity_curve.png", equity), reports.write("drawdowns.png", drawdown)]
     with tracker.asset_run(context) as run:
-        run.log_params(config.model_dump())
+        run.log_params(dict(model.settings))
         for row in summary.to_dicts():
             run.log_metrics(
                 {
@@ -311,16 +324,7 @@ def backtest(
         metadata={
             **frame_metadata(daily),
             "performance": table(summary),
-            "market_impact": "square-root law on volume"
-            if has["volume"]
-            else "not charged: the prices carry no volume",
-            "spread_cost": f"half the LightGBM forecast of the {config.costs} spread, within "
-            f"[{config.spread_floor_bps}, {config.spread_cap_bps}] bp"
-            if spreads is not None
-            else "not charged (portfolio.costs: none)"
-            if config.costs == "none"
-            else f"not charged: the prices lack the columns {config.costs} needs",
-            **spread_quality,
+            **model.describe(),
             "targets_screened_out": len(targets) - len(books),
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),
@@ -349,13 +353,6 @@ def _figure(value) -> float | None:
     except (TypeError, ValueError):  # complex, None, or anything else that is not a figure
         return None
     return value if np.isfinite(value) else None
-
-
-def _spread_quality(spreads: pl.DataFrame) -> dict[str, float]:
-    """Out-of-sample mean absolute error of the spread forecast and of the naive one."""
-    scored = spreads.drop_nulls("spread_realised")
-    err = lambda c: float((scored[c] - scored["spread_realised"]).abs().mean())  # noqa: E731
-    return {"spread_mae_lightgbm": err("spread_forecast"), "spread_mae_naive": err("spread_naive")}
 
 
 class StrategyTableConfig(Config):

@@ -4,19 +4,20 @@ backtest; the genetic search's candidates join the variants that the strategy ta
 trials."""
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, ResourceParam, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, ResourceParam, asset
 from pydantic import Field
 
-from assets._config import BacktestConfig, cost_model, keyword_settings
+from assets._config import keyword_settings
 from assets._meta import frame_metadata, image, png_bytes, table, to_markdown
 from assets.ports import ReportStore, Tracker
+from models.backtest.engine import CostModel
 from models.reporting.plots import selection_vs_holdout
 from models.strategies.seeds import SEED_STRATEGIES
 from models.strategies.seeds import seed_strategies as build_seed_strategies
 
 
-class SeedConfig(BacktestConfig):
-    """The cost model is the backtest's (the experiment sets both from ``portfolio``)."""
+class SeedConfig(Config):
+    """The seed books trade under the backtest's cost model (the ``cost_model`` asset)."""
 
     strategies: list[str] = Field(
         default=list(SEED_STRATEGIES), description=f"Of {', '.join(SEED_STRATEGIES)}."
@@ -54,6 +55,7 @@ def seed_strategies(
     signals: pl.DataFrame,
     portfolio_weights: pl.DataFrame,
     market_prices: pl.DataFrame,
+    cost_model: CostModel,
     tracker: ResourceParam[Tracker],
     reports: ResourceParam[ReportStore],
 ) -> Output[pl.DataFrame]:
@@ -64,16 +66,16 @@ def seed_strategies(
         config.strategies,
         signals.filter(pl.col("kind") == "oos"),
         market_prices,
-        cost_model(config, market_prices),
+        cost_model,
         portfolio_weights,
         **keyword_settings(config, build_seed_strategies),
-        switch_cost=config.cost_bps / 1e4,
+        switch_cost=cost_model.costs.cost_bps / 1e4,
         log=context.log.info,
     )
     metadata = {name: table(frame) for name, frame in built.tables.items()}
     artefacts = _genetic_outputs(built.tables.get("genetic_candidates"), reports, metadata)
     with tracker.asset_run(context) as run:
-        run.log_params(config.model_dump())
+        run.log_params(config.model_dump() | dict(cost_model.settings))
         run.log_metrics(built.metrics)  # timings stay in the metadata: metrics must reproduce
         for path in artefacts:
             run.log_artifact(str(path))

@@ -544,17 +544,17 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("portfolio", "ga_selection"): ("seed_strategies", "ga_selection"),
     ("portfolio", "variant_top_k"): ("portfolio_weights", "variant_top_k"),
     ("portfolio", "variant_every"): ("portfolio_weights", "variant_every"),
-    ("portfolio", "cost_bps"): ("backtest", "cost_bps"),
-    ("portfolio", "lag"): ("backtest", "lag"),
-    ("portfolio", "fill"): ("backtest", "fill"),
-    ("portfolio", "impact_coef"): ("backtest", "impact_coef"),
-    ("portfolio", "capital"): ("backtest", "capital"),
-    ("portfolio", "borrow_bps"): ("backtest", "borrow_bps"),
-    ("portfolio", "sell_cost_bps"): ("backtest", "sell_cost_bps"),
-    ("portfolio", "costs"): ("backtest", "costs"),
-    ("portfolio", "spread_floor_bps"): ("backtest", "spread_floor_bps"),
-    ("portfolio", "spread_cap_bps"): ("backtest", "spread_cap_bps"),
-    ("portfolio", "no_trade_band"): ("backtest", "no_trade_band"),
+    ("portfolio", "cost_bps"): ("cost_model", "cost_bps"),
+    ("portfolio", "lag"): ("cost_model", "lag"),
+    ("portfolio", "fill"): ("cost_model", "fill"),
+    ("portfolio", "impact_coef"): ("cost_model", "impact_coef"),
+    ("portfolio", "capital"): ("cost_model", "capital"),
+    ("portfolio", "borrow_bps"): ("cost_model", "borrow_bps"),
+    ("portfolio", "sell_cost_bps"): ("cost_model", "sell_cost_bps"),
+    ("portfolio", "costs"): ("cost_model", "costs"),
+    ("portfolio", "spread_floor_bps"): ("cost_model", "spread_floor_bps"),
+    ("portfolio", "spread_cap_bps"): ("cost_model", "spread_cap_bps"),
+    ("portfolio", "no_trade_band"): ("cost_model", "no_trade_band"),
     ("portfolio", "turnover_k"): ("portfolio_weights", "turnover_k"),
     ("portfolio", "dropout_n"): ("portfolio_weights", "dropout_n"),
     ("portfolio", "hold_buffer"): ("portfolio_weights", "hold_buffer"),
@@ -635,9 +635,9 @@ class Resolved:
         # the VaR backtest assesses the report's strategy at its levels with its methods
         for key in ("strategy", "levels", "methods"):
             ops["var_backtest"]["config"][key] = ops["risk_report"]["config"][key]
-        # the seed strategies trade under the backtest's cost model, hold the ML book's top k,
+        # the seed strategies (under the cost_model asset's costs) hold the ML book's top k,
         # rebalance with it and take the models' seed
-        ops["seed_strategies"]["config"] |= ops["backtest"]["config"] | {
+        ops["seed_strategies"]["config"] |= {
             "top_k": dumped["portfolio"]["top_k"],
             "rebalance_every": dumped["portfolio"]["rebalance_every"],
             "seed": dumped["models"]["seed"],
@@ -645,7 +645,7 @@ class Resolved:
         # the cost-aware books and the net-return objective see the costs the backtest charges
         cost_keys = ("cost_bps", "sell_cost_bps", "costs", "spread_floor_bps", "spread_cap_bps")
         for asset in ("portfolio_weights", "base_models"):
-            ops[asset]["config"] |= {k: ops["backtest"]["config"][k] for k in cost_keys}
+            ops[asset]["config"] |= {k: ops["cost_model"]["config"][k] for k in cost_keys}
         # the net-return objective scores the book the pipeline trades
         ops["base_models"]["config"] |= {
             "book_top_k": dumped["portfolio"]["top_k"],

@@ -176,7 +176,8 @@ def test_schema_defaults_are_the_asset_config_defaults():
     assert exp.portfolio.top_k == PortfolioConfig.model_fields["top_k"].default
     ops = resolve(None, environ={}).run_config()["ops"]
     assert ops["base_models"]["config"]["models"] == ["lightgbm", "xgboost"]
-    assert ops["backtest"]["config"] == {
+    assert "backtest" not in ops  # it trades under the cost_model asset's settings
+    assert ops["cost_model"]["config"] == {
         "cost_bps": 10.0,
         "lag": 1,
         "fill": "close",

@@ -1,8 +1,9 @@
 """A vectorised daily backtest: drifting weights, proportional costs, square-root market impact
 and a borrowing fee on shorts."""
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -341,6 +342,8 @@ class CostModel:
     lag: int = 1
     fill: Literal["close", "open"] = "close"
     band: float = 0.0
+    spread_source: str = "none"  # the spread estimator behind ``spreads`` (CostSpec.costs)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # what it was built from
 
     def run(self, weights: pl.DataFrame) -> pl.DataFrame:
         """:func:`run_backtest` of target ``weights`` under this setting."""
@@ -354,6 +357,32 @@ class CostModel:
             spreads=self.spreads,
             band=self.band,
         )
+
+    def describe(self) -> dict[str, str | float]:
+        """What is charged, in words, and the spread forecast's out-of-sample mean absolute
+        error next to the naive forecast's (the last realised spread)."""
+        c = self.costs
+        if self.spreads is not None:
+            spread = (
+                f"half the LightGBM forecast of the {self.spread_source} spread, within "
+                f"[{c.spread_floor_bps}, {c.spread_cap_bps}] bp"
+            )
+        elif self.spread_source == "none":
+            spread = "not charged (portfolio.costs: none)"
+        else:
+            spread = f"not charged: the prices lack the columns {self.spread_source} needs"
+        out: dict[str, str | float] = {
+            "market_impact": "square-root law on volume"
+            if self.has["volume"]
+            else "not charged: the prices carry no volume",
+            "spread_cost": spread,
+        }
+        if self.spreads is not None:
+            scored = self.spreads.drop_nulls("spread_realised")
+            for name, column in (("lightgbm", "spread_forecast"), ("naive", "spread_naive")):
+                err = (scored[column] - scored["spread_realised"]).abs().mean()
+                out[f"spread_mae_{name}"] = float(err)
+        return out
 
 
 def cost_model(
@@ -383,4 +412,4 @@ def cost_model(
     )
     liquid = liquidity(prices) if has["volume"] else None
     spreads = spread_forecasts(prices, spec)
-    return CostModel(returns, costs, liquid, spreads, has, lag, fill, band)
+    return CostModel(returns, costs, liquid, spreads, has, lag, fill, band, spec.costs)

@@ -28,6 +28,7 @@ ALL_ASSETS = {
     "ensemble_model",
     "signals",
     "portfolio_weights",
+    "cost_model",
     "backtest",
     "strategy_table",
     "seed_strategies",
