@@ -24,7 +24,7 @@ from dagster import (
 from optuna.trial import TrialState
 from pydantic import Field
 
-from assets._config import CostConfig
+from assets._config import CostConfig, keyword_settings
 from assets._meta import frame_metadata, image, measure_peak, png_bytes, table, yield_to_fits
 from assets.ports import (
     REGISTERED_MODEL,
@@ -35,14 +35,12 @@ from assets.ports import (
     Tracker,
     Tuning,
 )
-from models.backtest.costs import row_costs
 from models.learning.dataset import assemble
 from models.learning.leakage import feature_label_ic, feature_leaks, oos_leaks, split_leaks
 from models.learning.metrics import (
     daily_ic,
     long_short,
 )
-from models.learning.objectives import OBJECTIVES, BookScorer
 from models.learning.promotion import (
     champion_test_rank_ic,
     final_ensemble,
@@ -52,12 +50,10 @@ from models.learning.promotion import (
 )
 from models.learning.training import (
     BaseModels,
-    cv_problems,
-    inner_splits,
+    ImpossibleCV,
     oof_frame,
-    test_period_start,
+    plan_training,
     tune_and_fit,
-    tuning_window,
 )
 from models.reporting.plots import (
     cumulative_long_short,
@@ -218,35 +214,13 @@ def base_models(
     peaks: dict[str, float] = {}
     with measure_peak(peaks, "peak_rss_mib_dataset"):
         ds = assemble(feature_matrix, labels, config.target)
-    problems = cv_problems(
-        len(np.unique(ds.dates)),
-        horizon=config.horizon,
-        tune_fraction=config.tune_fraction,
-        inner_splits=config.inner_splits,
-        outer_splits=config.outer_splits,
-        test_days=config.test_days,
-        scheme=config.cv_scheme,
-    )
-    if problems:  # before any tuning: nothing to resume, nothing half-written
-        raise Failure(
-            description="impossible CV settings:\n" + "\n".join(f"  - {p}" for p in problems),
-            allow_retries=False,
+    try:
+        plan = plan_training(
+            ds, market_prices, config.spec(), **keyword_settings(config, plan_training)
         )
-    tune_end, mask = tuning_window(ds, config.tune_fraction)
-    test_start = test_period_start(ds, config.test_days, tune_end)
-    splits = inner_splits(ds, mask, config.inner_splits, config.cv_scheme, config.horizon)
-    fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
-    scorer = None
-    if config.objective == "net_return":
-        keys = ds.frame.select("symbol", "date")
-        scorer = BookScorer(
-            keys["symbol"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
-            row_costs(market_prices, keys, config.spec()),
-            config.book_top_k,
-            config.book_every,
-        )
-    elif config.objective != "rank_ic":
-        raise ValueError(f"unknown objective {config.objective!r}; known: {OBJECTIVES}")
+    except ImpossibleCV as err:  # before any tuning: nothing to resume, nothing half-written
+        raise Failure(description=str(err), allow_retries=False) from err
+    tune_end, test_start, splits = plan.tune_end, plan.test_start, plan.splits
     result = BaseModels(
         {}, {}, tune_end, config.target, ds.feature_names, config.seed, config.n_jobs, test_start
     )
@@ -299,7 +273,7 @@ def base_models(
                             ds,
                             name,
                             splits=splits,
-                            fit_rows=fit_rows,
+                            fit_rows=plan.fit_rows,
                             n_trials=config.n_trials,
                             seed=config.seed,
                             n_jobs=config.n_jobs,
@@ -311,7 +285,7 @@ def base_models(
                             # the workers started here share this machine's cores
                             trial_jobs=max(1, config.n_jobs // config.workers),
                             on_tuned=tuned,
-                            scorer=scorer,
+                            scorer=plan.scorer,
                             engine=engine,
                         )
                     refit_seconds += time.perf_counter() - tuned_at[-1]

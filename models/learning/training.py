@@ -19,11 +19,12 @@ import optuna
 import polars as pl
 from sklearn.base import RegressorMixin
 
+from models.backtest.costs import CostSpec, row_costs
 from models.learning.cv import purged_combinatorial, purged_walk_forward
 from models.learning.dataset import Dataset, assemble, feature_inputs, window_columns
 from models.learning.estimators import Params, get_spec
 from models.learning.folds import fit_final, fold_fits
-from models.learning.objectives import BookScorer
+from models.learning.objectives import OBJECTIVES, BookScorer
 from models.learning.tuning import (
     HEARTBEAT_S,
     TrialCallback,
@@ -165,6 +166,78 @@ def outer_splits(
         train_size=n_tune,
         purge=horizon_days(ds.dates, ds.label_end) if horizon is None else horizon,
     )
+
+
+class ImpossibleCV(ValueError):
+    """CV settings whose folds cannot fit the panel; ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("impossible CV settings:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Where a training run's dates fall: the tuning window's end, the final test period's
+    start, the purged inner folds, the rows the final fit reads, and the tuning score (None:
+    the mean per-date Rank IC; else the book's net return)."""
+
+    tune_end: date
+    test_start: date
+    splits: list[Split]
+    fit_rows: np.ndarray
+    scorer: BookScorer | None
+
+
+def plan_training(
+    ds: Dataset,
+    prices: pl.DataFrame,
+    cost_spec: CostSpec,
+    *,
+    horizon: int,
+    tune_fraction: float,
+    inner_splits: int,
+    outer_splits: int | None,
+    test_days: int,
+    cv_scheme: str = "walk_forward",
+    objective: str = "rank_ic",
+    book_top_k: int = 5,
+    book_every: int = 5,
+) -> TrainingPlan:
+    """The protocol's dates and folds for ``ds`` (raises :class:`ImpossibleCV` before any
+    tuning when they cannot fit); with ``objective="net_return"`` the trials are scored by the
+    net return of the top-``book_top_k`` book rebalanced every ``book_every`` days under
+    ``cost_spec``'s costs on ``prices``."""
+    problems = cv_problems(
+        len(np.unique(ds.dates)),
+        horizon=horizon,
+        tune_fraction=tune_fraction,
+        inner_splits=inner_splits,
+        outer_splits=outer_splits,
+        test_days=test_days,
+        scheme=cv_scheme,
+    )
+    if problems:
+        raise ImpossibleCV(problems)
+    tune_end, mask = tuning_window(ds, tune_fraction)
+    test_start = test_period_start(ds, test_days, tune_end)
+    splits = _inner_splits(ds, mask, inner_splits, cv_scheme, horizon)
+    fit_rows = np.flatnonzero(ds.label_end < np.datetime64(test_start))
+    scorer = None
+    if objective == "net_return":
+        keys = ds.frame.select("symbol", "date")
+        scorer = BookScorer(
+            keys["symbol"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64),
+            row_costs(prices, keys, cost_spec),
+            book_top_k,
+            book_every,
+        )
+    elif objective != "rank_ic":
+        raise ValueError(f"unknown objective {objective!r}; known: {OBJECTIVES}")
+    return TrainingPlan(tune_end, test_start, splits, fit_rows, scorer)
+
+
+_inner_splits = inner_splits  # plan_training's keyword of the same name shadows it
 
 
 def model_inputs(ds: Dataset, model: str) -> np.ndarray:
