@@ -71,3 +71,35 @@ def test_the_backtest_called_directly_is_the_pipelines_and_logs_its_settings(
         "equity_curve.png",
     ]
     assert out.metadata["spread_cost"] == costs.metadata["spread_cost"]
+
+
+def test_the_strategy_table_called_directly_is_the_pipelines_with_a_run_per_strategy(
+    materialized, lake, tmp_path
+):
+    from assets.portfolio import StrategyTableConfig, strategy_table
+    from pipelines.io_managers import LakeIOManager
+
+    folder = materialized.home / "lake"
+    base_models = LakeIOManager(base_dir=str(folder)).read_pickle(folder / "base_models.pkl")
+    tracker = FakeTracker()
+    events = list(
+        strategy_table(
+            build_asset_context(),
+            config=StrategyTableConfig(),
+            backtest=lake("backtest"),
+            base_models=base_models,
+            tracker=tracker,
+            reports=ReportsResource(base_dir=str(tmp_path)),
+        )
+    )
+    output, check = events
+    assert_frame_equal(output.value, lake("strategy_table"))
+    assert check.check_name == "check_strategy_table_plausible" and check.passed
+    parent = tracker.runs["strategy_table"]
+    assert {c.tags["strategy"] for c in parent.children} == set(output.value["strategy"])
+    assert 0 <= parent.metrics["pbo"] <= 1
+    assert set(tracker.headlines["strategy_table"]) == {
+        "best_net_sharpe",
+        "best_net_sharpe_dsr",
+        "pbo",
+    }
