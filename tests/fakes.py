@@ -1,9 +1,14 @@
-"""A fake of our own tracking port (``assets.ports.Tracker``), not of MLflow: it keeps what an
-asset logs in memory, so a test can call an asset function directly and read what it tracked."""
+"""Test doubles, the one copy of each: a fake of our own tracking port
+(``assets.ports.Tracker``, not of MLflow: it keeps what an asset logs in memory, so a test can
+call an asset function directly and read what it tracked), and HTTP stubs on loopback of the
+outside services the pipeline talks to (a vendor's price API, an alert webhook)."""
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 
 @dataclass
@@ -91,3 +96,61 @@ class FakeTracker:
 
     def log_headline(self, context, metrics: dict[str, float]) -> None:
         self.headlines[context.asset_key.to_user_string()] = dict(metrics)
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]):
+    """``handler`` served on a free loopback port for the block; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def vendor_stub(bodies: dict[str, bytes], key: str):
+    """A vendor's price API: ``GET <any path>?symbol=S&apikey=K`` answers ``bodies[S]`` (200),
+    404 for a symbol it has not, 401 for another key. Yields the base URL and the list of
+    every request's parsed query, in order."""
+    queries: list[dict[str, list[str]]] = []
+
+    class Vendor(_Quiet):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            query = parse_qs(urlparse(self.path).query)
+            queries.append(query)
+            if query.get("apikey") != [key]:
+                status, body = 401, b""
+            else:
+                body = bodies.get(query.get("symbol", [""])[0], b"")
+                status = 200 if body else 404
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body)
+
+    with http_server(Vendor) as url:
+        yield url, queries
+
+
+@contextmanager
+def webhook_stub(decode=None):
+    """An alert webhook: every ``POST`` is answered 204 and kept as ``(path, body)``, or as
+    ``decode(body)`` when given (``json.loads``). Yields the base URL and that list."""
+    received: list = []
+
+    class Hook(_Quiet):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body) if decode is None else decode(body))
+            self.send_response(204)
+            self.end_headers()
+
+    with http_server(Hook) as url:
+        yield url, received

@@ -6,12 +6,13 @@ import threading
 import time
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import arch.data.nasdaq
 import arch.data.sp500
 import polars as pl
 import pytest
+from fakes import vendor_stub
 
 from data_contracts import ContractViolation, check_prices
 from pipelines.sources import HttpPriceSource
@@ -49,32 +50,14 @@ def vendor():
         # what AlphaVantage answers (HTTP 200) for a symbol it cannot serve
         "BF.B": b'{\n    "Error Message": "Invalid API call. Please retry or visit the documentation."\n}',
     }
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            query = parse_qs(urlparse(self.path).query)
-            seen.append(query)
-            if query.get("apikey") != [KEY]:
-                self.send_response(401)
-                self.end_headers()
-                return
-            body = responses.get(query["symbol"][0])
-            self.send_response(200 if body else 404)
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = (
-        f"http://127.0.0.1:{server.server_port}/query?function=TIME_SERIES_DAILY_ADJUSTED"
-        "&symbol={symbol}&apikey={api_key}&datatype=csv"
-    )
-    yield url, seen
-    server.shutdown()
+    with vendor_stub(responses, KEY) as (base, seen):
+        yield (
+            (
+                f"{base}/query?function=TIME_SERIES_DAILY_ADJUSTED"
+                "&symbol={symbol}&apikey={api_key}&datatype=csv"
+            ),
+            seen,
+        )
 
 
 def test_http_source_maps_validates_and_names_what_it_skips(vendor):

@@ -3,8 +3,6 @@ server) and a failed ingest that leaves the last good data in place."""
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from dagster import (
@@ -18,6 +16,7 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
+from fakes import webhook_stub
 
 from pipelines.definitions import JOB, definitions_from_env
 from pipelines.sensors import AlertResource, alert_on_run_failure
@@ -26,28 +25,10 @@ from pipelines.settings import load_settings, prepare_home
 pytestmark = [pytest.mark.integration]
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Hook.received = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/alert", _Hook.received
-    server.shutdown()
-    server.server_close()
+    with webhook_stub(decode=json.loads) as (url, received):
+        yield f"{url}/alert", received
 
 
 def _evaluate(sensor, instance, cursor):

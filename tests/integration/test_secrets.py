@@ -21,59 +21,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import quote
 
 import polars as pl
 import pytest
 from conftest import HAVE_PG, free_port
+from fakes import vendor_stub, webhook_stub
 
 from pipelines.sources import BundledPriceSource
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-class _Vendor(BaseHTTPRequestHandler):
-    bodies: dict[str, bytes] = {}
-    key = ""
-    calls: list[bool] = []
-
-    def do_GET(self):  # noqa: N802
-        query = parse_qs(urlparse(self.path).query)
-        ok = query.get("apikey") == [self.key]
-        _Vendor.calls.append(ok)
-        body = self.bodies.get(query.get("symbol", [""])[0]) if ok else None
-        self.send_response(200 if body else 401)
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args):
-        pass
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[str, bytes]] = []
-
-    def do_POST(self):  # noqa: N802
-        _Hook.received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def _serve(handler) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def _optuna_database(stack: dict) -> str:
@@ -157,23 +121,23 @@ def planted(request, tmp_path_factory):
         "PYTHONUNBUFFERED": "1",
     }
     prices = BundledPriceSource().load_prices().frame
-    _Vendor.bodies = {
+    bodies = {
         symbol: part.select(timestamp="date", close="close").write_csv().encode()
         for (symbol,), part in prices.group_by("symbol")
     }
-    _Vendor.key, _Vendor.calls, _Hook.received = planted["vendor key"], [], []
-    vendor, hook = _serve(_Vendor), _serve(_Hook)
-    env["ALPHAFORGE_ALERT_WEBHOOK"] = (
-        f"http://127.0.0.1:{hook.server_port}/services/T0/{planted['webhook URL']}"
-    )
-    url = f"http://127.0.0.1:{vendor.server_port}/q?symbol={{symbol}}&apikey={{api_key}}"
+    services = ExitStack()
+    request.addfinalizer(services.close)
+    vendor, queries = services.enter_context(vendor_stub(bodies, planted["vendor key"]))
+    hook, received = services.enter_context(webhook_stub())
+    env["ALPHAFORGE_ALERT_WEBHOOK"] = f"{hook}/services/T0/{planted['webhook URL']}"
+    url = f"{vendor}/q?symbol={{symbol}}&apikey={{api_key}}"
     config = root / "experiment.yaml"
     config.write_text(
         "profile: fast\n"
         "data:\n  source: http\n"
         f"  url: '{url}'\n"
         "  api_key: ${env:VENDOR_KEY}\n"
-        f"  universe: {sorted(_Vendor.bodies)}\n"
+        f"  universe: {sorted(bodies)}\n"
         "  columns: {date: timestamp}\n  end_date: 2022-12-28\n"
         "models: {n_trials: 2}\n"
         + ("tracking: {optuna_storage: '${env:OPTUNA_URL}'}\n" if HAVE_PG else "")
@@ -203,13 +167,12 @@ def planted(request, tmp_path_factory):
             "run", "--config", str(config), "--select", "price_history",
             "--set", f"data.url={url}&x= y", env=env,
         )  # fmt: skip
-        alert = _send_failure_alert(home, env)
+        alert = _send_failure_alert(home, env, received)
         graphql = _query_webserver(port, webserver)
     finally:
         os.killpg(webserver.pid, signal.SIGKILL)
         webserver.wait()
-        vendor.shutdown()
-        hook.shutdown()
+        services.close()
     yield {
         "planted": planted,
         "home": home,
@@ -220,11 +183,14 @@ def planted(request, tmp_path_factory):
         "alert": alert,
         "graphql": graphql,
         "webserver_log": web_log.read_text(),
+        # the key reached the vendor on the good run's requests
+        "vendor_keys_ok": [q.get("apikey") == [planted["vendor key"]] for q in queries],
+        "n_symbols": len(bodies),
     }
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _send_failure_alert(home: Path, env: dict) -> dict:
+def _send_failure_alert(home: Path, env: dict, received: list) -> dict:
     """What the daemon's run-failure sensor does for the failed run, with the code location's
     own alert resource (its webhook resolved from the environment, as in the daemon)."""
     from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
@@ -252,7 +218,7 @@ def _send_failure_alert(home: Path, env: dict) -> dict:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return {"received": list(_Hook.received)}
+    return {"received": list(received)}
 
 
 def _failed_run(instance) -> str:
@@ -308,7 +274,8 @@ def test_the_secrets_did_their_work(planted):
     """The control: the run used every secret where it belongs."""
     good, home = planted["good"], planted["home"]
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
-    assert _Vendor.calls and all(_Vendor.calls[: len(_Vendor.bodies)])  # the key reached the vendor
+    keys_ok = planted["vendor_keys_ok"]
+    assert keys_ok and all(keys_ok[: planted["n_symbols"]])  # the key reached the vendor
     assert pl.read_parquet(home / "lake" / "market_prices.parquet")["symbol"].n_unique() == 20
     assert (planted["tracking"] / "mlflow.db").stat().st_size > 100_000  # tracked there
     assert planted["alert"]["received"], "the webhook got no alert"
