@@ -153,20 +153,52 @@ class Materialized:
     env: dict[str, str]
 
 
+@dataclass
+class TempPipeline:
+    """The pipeline's Definitions on a temporary home: what a test runs jobs of."""
+
+    settings: object
+    resolved: object
+    defs: object
+    instance: object
+
+    def job(self, name: str):
+        return self.defs.resolve_job_def(name)
+
+
+def temp_pipeline(
+    env: dict[str, str],
+    config: Path | None = None,
+    overrides: dict[str, str] | None = None,
+    *,
+    check_files: bool = True,
+    instance=None,
+    prepare: bool = True,
+) -> TempPipeline:
+    """Settings from ``env``, the experiment (``config`` and ``overrides`` over the profile)
+    resolved, the home prepared (unless ``prepare=False``), Definitions built, and a Dagster
+    instance in the home's dagster folder unless ``instance`` is given: the one copy of what
+    a test does before it runs a job on a home of its own."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.experiment import resolve
+    from pipelines.settings import load_settings, prepare_home
+
+    settings = load_settings(env)
+    if prepare:
+        prepare_home(settings)
+    resolved = resolve(config, environ=env, overrides=overrides or {}, check_files=check_files)
+    defs = build_definitions(settings, resolved, env)
+    if instance is None:
+        instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
+    return TempPipeline(settings, resolved, defs, instance)
+
+
 @pytest.fixture(scope="session")
 def materialized(tmp_path_factory) -> Materialized:
     """The whole graph, fast profile, in a temporary ALPHAFORGE_HOME (about a minute)."""
-    from dagster import DagsterInstance
-
-    from pipelines.definitions import (
-        FULL_JOB,
-        build_definitions,
-        full_run_window,
-        job_assets,
-        partition_range_tags,
-    )
-    from pipelines.experiment import resolve
-    from pipelines.settings import load_settings, prepare_home
+    from pipelines.definitions import FULL_JOB, full_run_window, job_assets, partition_range_tags
 
     home = tmp_path_factory.mktemp("alphaforge_home")
     # the MLflow UI the links in metadata name: a free port, which the browser tests serve
@@ -176,11 +208,8 @@ def materialized(tmp_path_factory) -> Materialized:
         "ALPHAFORGE_PROFILE": "fast",
         "ALPHAFORGE_MLFLOW_UI": f"http://127.0.0.1:{free_port()}",
     }
-    settings = load_settings(env)
-    prepare_home(settings)
-    instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
-    resolved = resolve(None, environ=env)
-    defs = build_definitions(settings, resolved, env)
+    pipeline = temp_pipeline(env)
+    resolved, defs, instance = pipeline.resolved, pipeline.defs, pipeline.instance
     # what `make run` runs: the history, December 2022 as daily partitions, everything after
     job = defs.resolve_job_def(FULL_JOB)
     result = job.execute_in_process(
@@ -433,14 +462,11 @@ def lob_materialized(materialized, tmp_path_factory) -> LobMaterialized:
     (GOOG 10 levels, AAPL 1 level) when ../shared is there, else synthetic days."""
     from pipelines.definitions import (
         LOB_JOB,
-        build_definitions,
         job_assets,
         lob_source,
         partition_range_tags,
     )
-    from pipelines.experiment import resolve
     from pipelines.lob import LOB_PARTITIONS, register_partitions
-    from pipelines.settings import load_settings
 
     folder = tmp_path_factory.mktemp("lobster")
     for ticker, levels, lines, seed in (("GOOG", 10, 6000, 1), ("AAPL", 1, 3000, 2)):
@@ -457,8 +483,8 @@ def lob_materialized(materialized, tmp_path_factory) -> LobMaterialized:
     experiment = folder / "lob.yaml"
     experiment.write_text(LOB_TEST_EXPERIMENT.format(folder=folder))
     env = dict(materialized.env)
-    resolved = resolve(experiment, environ=env)
-    defs = build_definitions(load_settings(env), resolved, env)
+    pipeline = temp_pipeline(env, experiment, instance=materialized.instance, prepare=False)
+    resolved, defs = pipeline.resolved, pipeline.defs
     keys = register_partitions(materialized.instance, lob_source(resolved))
     every = materialized.instance.get_dynamic_partitions(LOB_PARTITIONS.name)
     job = defs.resolve_job_def(LOB_JOB)

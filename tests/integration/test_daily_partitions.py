@@ -10,11 +10,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance
+from conftest import temp_pipeline
+from dagster import AssetKey
 
-from pipelines.definitions import DAILY_JOB, JOB, build_definitions, job_assets
-from pipelines.experiment import resolve
-from pipelines.settings import load_settings, prepare_home
+from pipelines.definitions import DAILY_JOB, JOB, job_assets
 
 pytestmark = pytest.mark.integration
 SETTINGS = {"data.start_date": "2022-01-03", "data.daily_from": "2022-12-22"}
@@ -31,11 +30,13 @@ def _materialization(result, key: str):
 
 def test_nightly_partition_touches_only_the_new_day_and_a_range_is_one_run(tmp_path):
     env = {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
-    settings = load_settings(env)
-    prepare_home(settings)
-    resolved = resolve(None, environ=env, overrides=SETTINGS)
-    defs = build_definitions(settings, resolved, env)
-    instance = DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
+    pipeline = temp_pipeline(env, overrides=SETTINGS)
+    settings, resolved, defs, instance = (
+        pipeline.settings,
+        pipeline.resolved,
+        pipeline.defs,
+        pipeline.instance,
+    )
     full, daily = defs.resolve_job_def(JOB), defs.resolve_job_def(DAILY_JOB)
     lake = settings.lake
 
@@ -129,8 +130,6 @@ def test_a_backfill_keeps_every_quarantined_row_in_the_partition_of_its_day(tmp_
         (incoming / f"prices_{day}.csv").write_text("symbol,date,close\n" + "\n".join(rows) + "\n")
         expected[day.isoformat()] = (len(rows), len(bad.get(day, [])))
     env = {"ALPHAFORGE_HOME": str(tmp_path / "home"), "ALPHAFORGE_PROFILE": "fast"}
-    settings = load_settings(env)
-    prepare_home(settings)
     overrides = {
         "data.source": "files",
         "data.path": str(incoming / "prices_{date}.csv"),
@@ -139,12 +138,12 @@ def test_a_backfill_keeps_every_quarantined_row_in_the_partition_of_its_day(tmp_
         "data.end_date": "2022-12-23",
         "data.max_quarantine_share": "0.5",
     }
-    resolved = resolve(None, environ=env, overrides=overrides, check_files=False)
-    defs = build_definitions(settings, resolved, env)
-    job = defs.resolve_job_def(FULL_JOB)
+    pipeline = temp_pipeline(env, overrides=overrides, check_files=False)
+    settings, resolved = pipeline.settings, pipeline.resolved
+    job = pipeline.job(FULL_JOB)
     result = job.execute_in_process(
         run_config=resolved.run_config(job_assets(job)),
-        instance=DagsterInstance.local_temp(tempdir=str(settings.dagster_home)),
+        instance=pipeline.instance,
         asset_selection=[AssetKey("daily_prices"), AssetKey("daily_quarantine")],
         tags=partition_range_tags("2022-12-19", "2022-12-23"),
     )

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import polars as pl
 import pytest
-from conftest import random_walk_panel
+from conftest import random_walk_panel, temp_pipeline
 from dagster import AssetKey, DagsterInstance
 
 from models.features import build_feature_matrix
@@ -106,10 +106,6 @@ def test_base_models_on_dask_train_predict_and_log_like_the_local_engine(
 ):
     """The Dagster steps on a scheduler named by reference (``${env:...}``), on the fast
     profile's feature matrix; the home's MLflow store is a copy of the materialized one."""
-    from pipelines.definitions import build_definitions
-    from pipelines.experiment import resolve
-    from pipelines.settings import load_settings
-
     home = tmp_path / "home"
     (home / "lake").mkdir(parents=True)
     for name in ("feature_matrix", "labels", "market_prices"):  # the costs base_models reads
@@ -117,10 +113,8 @@ def test_base_models_on_dask_train_predict_and_log_like_the_local_engine(
     shutil.copy(materialized.home / "mlflow.db", home / "mlflow.db")  # migrated once already
     monkeypatch.setenv("TEST_DASK_SCHEDULER", engine.client.scheduler.address)
     env = {"ALPHAFORGE_HOME": str(home), "ALPHAFORGE_PROFILE": "fast"}
-    settings = load_settings(env)
-    resolved = resolve(
-        None,
-        environ=env,
+    pipeline = temp_pipeline(
+        env,
         overrides={
             "models.engine": "dask",
             "models.dask_scheduler": "${env:TEST_DASK_SCHEDULER}",
@@ -129,13 +123,15 @@ def test_base_models_on_dask_train_predict_and_log_like_the_local_engine(
             "cv.outer_splits": "2",
             "tracking.experiment": "dask-engine",
         },
+        instance=DagsterInstance.ephemeral(),
+        prepare=False,  # the copied store stays as it is
     )
+    settings, resolved = pipeline.settings, pipeline.resolved
     assert "${env:TEST_DASK_SCHEDULER}" in resolved.to_yaml()  # the address itself is not
-    defs = build_definitions(settings, resolved, env)
-    job = defs.resolve_job_def("all_assets_job")
+    job = pipeline.job("all_assets_job")
     result = job.execute_in_process(
         run_config=resolved.run_config({"base_models", "oof_predictions"}),
-        instance=DagsterInstance.ephemeral(),
+        instance=pipeline.instance,
         asset_selection=[AssetKey("base_models"), AssetKey("oof_predictions")],
     )
     assert result.success

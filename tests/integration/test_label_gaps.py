@@ -8,13 +8,13 @@ from datetime import date
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance
+from conftest import temp_pipeline
+from dagster import AssetKey
 
 from models.learning.dataset import assemble
 from models.learning.training import outer_splits
-from pipelines.definitions import JOB, build_definitions, job_assets
-from pipelines.experiment import resolve
-from pipelines.settings import load_settings, prepare_home
+from pipelines.definitions import JOB, job_assets
+from pipelines.settings import load_settings
 from pipelines.sources import BundledPriceSource
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,8 +53,6 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(
     }
     for name, value in env.items():  # as a shell would have them: secrets by reference
         monkeypatch.setenv(name, value)
-    settings = load_settings(env)
-    prepare_home(settings)
     overrides = {
         "data.source": "files",
         "data.path": str(folder / "*.csv"),
@@ -64,12 +62,12 @@ def test_a_symbol_missing_a_year_neither_breaks_nor_moves_the_folds(
         "explain.model": "lightgbm",
         "tracking.experiment": "label-gaps",  # the shared store, not the shared experiment
     }
-    resolved = resolve(None, environ=env, overrides=overrides)
-    defs = build_definitions(settings, resolved, env)
-    job = defs.resolve_job_def(JOB)
+    pipeline = temp_pipeline(env, overrides=overrides)
+    settings, resolved = pipeline.settings, pipeline.resolved
+    job = pipeline.job(JOB)
     result = job.execute_in_process(
         run_config=resolved.run_config(job_assets(job)),
-        instance=DagsterInstance.local_temp(tempdir=str(settings.dagster_home)),
+        instance=pipeline.instance,
         asset_selection=[AssetKey(a) for a in UPSTREAM],
         raise_on_error=False,
     )
