@@ -45,7 +45,7 @@ class SeedConfig(Config):
         description="Genetic search: share of the out-of-sample period its fitness (net Sharpe) "
         "reads; the rest is a hold-out it never sees.",
     )
-    seed: int = Field(default=0, description="Seeds the nets, the DQN and the genetic search.")
+    seed: int = Field(default=42, description="Seeds the nets, the DQN and the genetic search.")
 
 
 @asset(group_name="portfolio", kinds={"polars", "pytorch", "mlflow"}, io_manager_key="lake")

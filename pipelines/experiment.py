@@ -7,8 +7,9 @@ error names its key path, the bad value and what was expected, all at once, and 
 a "did you mean". Secrets never live in the file: a value may be a reference ``${env:VAR}``,
 resolved only when resources are built and never logged resolved.
 
-Defaults and descriptions of the fields that reach an asset come from that asset's ``Config``
-class (``ROUTES``), so there is one source of truth for them.
+A field that reaches assets names them where it is declared (``_to("asset.field", ...)``); its
+default and description come from that asset's ``Config`` class, and the routes (``ROUTES``)
+are read off the declarations, so there is one source of truth for them.
 """
 
 import difflib
@@ -71,11 +72,59 @@ ENV_PREFIX = "ALPHAFORGE__"  # ALPHAFORGE__MODELS__N_TRIALS=5 overrides models.n
 BUNDLED_LAST_DATE = date(2022, 12, 28)
 
 
-def _inherit(config: type, name: str, **constraints: Any) -> Any:
-    """A field with the default and description of an asset Config class's field, plus bounds
-    (``ge``, ``lt``, ...) that the experiment checks before anything runs."""
-    spec = config.model_fields[name]
-    return Field(default=spec.default, description=spec.description, **constraints)
+# Each asset that takes settings, and its Config class: a setting of the experiment names the
+# asset fields it goes to (``_to``), and its default and description are that Config's.
+ASSET_CONFIGS: dict[str, type] = {
+    "price_history": PricesConfig,
+    "market_prices": PanelConfig,
+    "universe": UniverseConfig,
+    "feature_matrix": FeaturesConfig,
+    "labels": LabelsConfig,
+    "base_models": TrainingConfig,
+    "oof_predictions": OOFConfig,
+    "ensemble_model": EnsembleConfig,
+    "portfolio_weights": PortfolioConfig,
+    "seed_strategies": SeedConfig,
+    "cost_model": BacktestConfig,
+    "strategy_table": StrategyTableConfig,
+    "risk_report": RiskConfig,
+    "var_backtest": VarBacktestConfig,
+    "stress_scenarios": ScenarioConfig,
+    "correlation_forecasts": CorrelationConfig,
+    "return_anomalies": AnomalyConfig,
+    "shap_explanations": ShapConfig,
+    "lob_events": LobIngestConfig,
+    "lob_features": LobFeaturesConfig,
+    "lob_labels": LobLabelsConfig,
+    "lob_models": LobModelsConfig,
+    "lob_impact": LobImpactConfig,
+}
+
+
+def _to(*targets: str, **field: Any) -> Any:
+    """A setting that goes to the asset fields ``targets`` (``"asset.field"``; several when
+    more than one asset reads it: the cost fields, top_k, the seed), with the first one's
+    default and description, plus bounds (``ge``, ``lt``, ...) that the experiment checks
+    before anything runs. Every target must exist and share the first one's default: a
+    shared setting cannot drift apart between the assets that read it."""
+    specs = []
+    for target in targets:
+        asset, name = target.split(".")
+        fields = ASSET_CONFIGS[asset].model_fields
+        if name not in fields:
+            raise AttributeError(f"{ASSET_CONFIGS[asset].__name__} has no field {name!r}")
+        specs.append(fields[name])
+    first = specs[0]
+    defaults = {repr(s.get_default(call_default_factory=True)) for s in specs}
+    if len(defaults) > 1:
+        raise ValueError(f"the fields {targets} have different defaults: {sorted(defaults)}")
+    field.setdefault("description", first.description)
+    if "default" not in field and "default_factory" not in field:
+        if first.default_factory is not None:
+            field["default_factory"] = first.default_factory
+        else:
+            field["default"] = first.default
+    return Field(**field, json_schema_extra={"routes": list(targets)})
 
 
 class Section(BaseModel):
@@ -123,20 +172,14 @@ class DataSection(Section):
         None,
         description="CSV with symbol and sector columns (files source; bundled data has its own).",
     )
-    universe: list[str] | None = _inherit(PricesConfig, "symbols")
-    start_date: date = Field(
-        date(1990, 1, 1), description=PricesConfig.model_fields["start_date"].description
-    )
-    end_date: date | None = Field(
-        None, description=PricesConfig.model_fields["end_date"].description
-    )
-    max_quarantine_share: float = _inherit(PricesConfig, "max_quarantine_share", ge=0, le=1)
-    daily_from: date = Field(
-        date(2022, 12, 1), description=PricesConfig.model_fields["daily_from"].description
-    )
-    max_gap_days: int = _inherit(PanelConfig, "max_gap_days", ge=1)
-    stale_run: int = _inherit(PanelConfig, "stale_run", ge=2)
-    max_age_days: int | None = _inherit(PanelConfig, "max_age_days", ge=0)
+    universe: list[str] | None = _to("price_history.symbols")
+    start_date: date = _to("price_history.start_date", default=date(1990, 1, 1))
+    end_date: date | None = _to("price_history.end_date", default=None)
+    max_quarantine_share: float = _to("price_history.max_quarantine_share", ge=0, le=1)
+    daily_from: date = _to("price_history.daily_from", default=date(2022, 12, 1))
+    max_gap_days: int = _to("market_prices.max_gap_days", "labels.max_gap_days", ge=1)
+    stale_run: int = _to("market_prices.stale_run", ge=2)
+    max_age_days: int | None = _to("market_prices.max_age_days", ge=0)
     lob: str | None = Field(
         None,
         description="Folder or glob of LOBSTER message/order-book files (.csv or .csv.gz, any "
@@ -164,29 +207,29 @@ class DataSection(Section):
 
 
 class MicrostructureSection(Section):
-    tick: float = _inherit(LobIngestConfig, "tick", gt=0)
-    levels: int = _inherit(LobFeaturesConfig, "levels", ge=1)
-    ofi_windows: list[int] = _inherit(LobFeaturesConfig, "ofi_windows", min_length=1)
-    trade_windows: list[int] = _inherit(LobFeaturesConfig, "trade_windows", min_length=1)
-    rate_windows_s: list[int] = _inherit(LobFeaturesConfig, "rate_windows_s", min_length=1)
-    vol_windows_s: list[int] = _inherit(LobFeaturesConfig, "vol_windows_s", min_length=1)
-    kyle_trades: int = _inherit(LobFeaturesConfig, "kyle_trades", ge=2)
-    clocks_s: list[int] = _inherit(LobFeaturesConfig, "clocks_s", min_length=1)
-    horizons: list[str] = _inherit(LobLabelsConfig, "horizons", min_length=1)
-    ticker: str | None = _inherit(LobModelsConfig, "ticker")
-    models: list[Literal["majority", "persistence", "cks_ofi", "lightgbm", "deeplob"]] = _inherit(
-        LobModelsConfig, "models", min_length=1
+    tick: float = _to("lob_events.tick", gt=0)
+    levels: int = _to("lob_features.levels", ge=1)
+    ofi_windows: list[int] = _to("lob_features.ofi_windows", min_length=1)
+    trade_windows: list[int] = _to("lob_features.trade_windows", min_length=1)
+    rate_windows_s: list[int] = _to("lob_features.rate_windows_s", min_length=1)
+    vol_windows_s: list[int] = _to("lob_features.vol_windows_s", min_length=1)
+    kyle_trades: int = _to("lob_features.kyle_trades", ge=2)
+    clocks_s: list[int] = _to("lob_features.clocks_s", min_length=1)
+    horizons: list[str] = _to("lob_labels.horizons", min_length=1)
+    ticker: str | None = _to("lob_models.ticker")
+    models: list[Literal["majority", "persistence", "cks_ofi", "lightgbm", "deeplob"]] = _to(
+        "lob_models.models", min_length=1
     )
-    train_fraction: float = _inherit(LobModelsConfig, "train_fraction", gt=0, lt=1)
-    valid_fraction: float = _inherit(LobModelsConfig, "valid_fraction", gt=0, lt=1)
-    stationary_share: float = _inherit(LobModelsConfig, "stationary_share", gt=0, lt=1)
-    dead_zones_bp: dict[str, float] = _inherit(LobModelsConfig, "dead_zones_bp")
-    serve_horizon: str = _inherit(LobModelsConfig, "serve_horizon")
-    deeplob_epochs: int = _inherit(LobModelsConfig, "deeplob_epochs", ge=1)
-    deeplob_windows: int = _inherit(LobModelsConfig, "deeplob_windows", ge=100)
-    deeplob_threads: int = _inherit(LobModelsConfig, "deeplob_threads", ge=1)
-    impact_interval_s: int = _inherit(LobImpactConfig, "interval_s", ge=1)
-    impact_train_fraction: float = _inherit(LobImpactConfig, "train_fraction", gt=0, lt=1)
+    train_fraction: float = _to("lob_models.train_fraction", gt=0, lt=1)
+    valid_fraction: float = _to("lob_models.valid_fraction", gt=0, lt=1)
+    stationary_share: float = _to("lob_models.stationary_share", gt=0, lt=1)
+    dead_zones_bp: dict[str, float] = _to("lob_models.dead_zones_bp")
+    serve_horizon: str = _to("lob_models.serve_horizon")
+    deeplob_epochs: int = _to("lob_models.deeplob_epochs", ge=1)
+    deeplob_windows: int = _to("lob_models.deeplob_windows", ge=100)
+    deeplob_threads: int = _to("lob_models.deeplob_threads", ge=1)
+    impact_interval_s: int = _to("lob_impact.interval_s", ge=1)
+    impact_train_fraction: float = _to("lob_impact.train_fraction", gt=0, lt=1)
 
     @field_validator("horizons")
     @classmethod
@@ -201,27 +244,25 @@ class UniverseSection(Section):
     """The investable-universe screen (the ``universe`` asset): what models train on and books
     may hold."""
 
-    min_price: float = _inherit(UniverseConfig, "min_price", ge=0)
-    min_dollar_volume: float = _inherit(UniverseConfig, "min_dollar_volume", ge=0)
-    volume_window: int = _inherit(UniverseConfig, "volume_window", ge=1)
-    min_history: int = _inherit(UniverseConfig, "min_history", ge=0)
-    stale_run: int = _inherit(UniverseConfig, "stale_run", ge=2)
-    finding_days: int = _inherit(UniverseConfig, "finding_days", ge=0)
-    stale_day_share: float = _inherit(UniverseConfig, "stale_day_share", gt=0, le=1)
+    min_price: float = _to("universe.min_price", ge=0)
+    min_dollar_volume: float = _to("universe.min_dollar_volume", ge=0)
+    volume_window: int = _to("universe.volume_window", ge=1)
+    min_history: int = _to("universe.min_history", ge=0)
+    stale_run: int = _to("universe.stale_run", ge=2)
+    finding_days: int = _to("universe.finding_days", ge=0)
+    stale_day_share: float = _to("universe.stale_day_share", gt=0, le=1)
 
 
 class FeaturesSection(Section):
-    set: Literal[FEATURE_SETS] = _inherit(FeaturesConfig, "feature_set")
-    names: list[str] = _inherit(FeaturesConfig, "names")
-    windows: list[int] = _inherit(FeaturesConfig, "windows")
-    cs_rank: list[str] = _inherit(FeaturesConfig, "cs_rank")
-    cs_zscore: list[str] = _inherit(FeaturesConfig, "cs_zscore")
-    winsorize: float | None = Field(
-        None, gt=0, lt=0.5, description=FeaturesConfig.model_fields["winsorize"].description
-    )
-    sector_neutral: list[str] = _inherit(FeaturesConfig, "sector_neutral")
-    statistical: bool = _inherit(FeaturesConfig, "statistical")
-    dtype: Literal["float32", "float64"] = _inherit(FeaturesConfig, "dtype")
+    set: Literal[FEATURE_SETS] = _to("feature_matrix.feature_set")
+    names: list[str] = _to("feature_matrix.names")
+    windows: list[int] = _to("feature_matrix.windows")
+    cs_rank: list[str] = _to("feature_matrix.cs_rank")
+    cs_zscore: list[str] = _to("feature_matrix.cs_zscore")
+    winsorize: float | None = _to("feature_matrix.winsorize", default=None, gt=0, lt=0.5)
+    sector_neutral: list[str] = _to("feature_matrix.sector_neutral")
+    statistical: bool = _to("feature_matrix.statistical")
+    dtype: Literal["float32", "float64"] = _to("feature_matrix.dtype")
 
     @field_validator("windows")
     @classmethod
@@ -232,36 +273,36 @@ class FeaturesSection(Section):
 
 
 class LabelsSection(Section):
-    kind: Literal[LABEL_KINDS] = _inherit(LabelsConfig, "kind")
-    barrier_k: float = _inherit(LabelsConfig, "barrier_k", gt=0)
-    vol_window: int = _inherit(LabelsConfig, "vol_window", ge=2)
-    horizon: int = _inherit(LabelsConfig, "horizon", ge=1)
-    skip: int = _inherit(LabelsConfig, "skip", ge=0)
+    kind: Literal[LABEL_KINDS] = _to("labels.kind")
+    barrier_k: float = _to("labels.barrier_k", gt=0)
+    vol_window: int = _to("labels.vol_window", ge=2)
+    horizon: int = _to("labels.horizon", ge=1)
+    skip: int = _to("labels.skip", ge=0)
     match_rebalance: bool = Field(
         False,
         description="Set the label horizon to portfolio.rebalance_every (the books then hold "
         "each forecast for the horizon it was trained on).",
     )
-    transform: Literal[LABEL_TRANSFORMS] = _inherit(LabelsConfig, "transform")
-    target: Literal["rank", "raw"] = _inherit(TrainingConfig, "target")
+    transform: Literal[LABEL_TRANSFORMS] = _to("labels.transform")
+    target: Literal["rank", "raw"] = _to("base_models.target")
 
 
 class CVSection(Section):
-    tune_fraction: float = _inherit(TrainingConfig, "tune_fraction", ge=0.1, le=0.9)
-    inner_splits: int = _inherit(TrainingConfig, "inner_splits", ge=2)
-    outer_splits: int = _inherit(OOFConfig, "outer_splits", ge=2)
-    scheme: Literal["walk_forward", "cpcv"] = _inherit(TrainingConfig, "cv_scheme")
-    test_days: int = _inherit(TrainingConfig, "test_days", ge=5)
+    tune_fraction: float = _to("base_models.tune_fraction", ge=0.1, le=0.9)
+    inner_splits: int = _to("base_models.inner_splits", ge=2)
+    outer_splits: int = _to("oof_predictions.outer_splits", "base_models.outer_splits", ge=2)
+    scheme: Literal["walk_forward", "cpcv"] = _to("base_models.cv_scheme")
+    test_days: int = _to("base_models.test_days", ge=5)
 
 
 class ModelsSection(Section):
-    names: list[str] = _inherit(TrainingConfig, "models")
-    n_trials: int = _inherit(TrainingConfig, "n_trials", ge=1)
-    seed: int = _inherit(TrainingConfig, "seed")
-    n_jobs: int = _inherit(TrainingConfig, "n_jobs", ge=1)
-    workers: int = _inherit(TrainingConfig, "workers", ge=1)
-    objective: Literal[OBJECTIVES] = _inherit(TrainingConfig, "objective")
-    engine: Literal["local", "dask"] = _inherit(TrainingConfig, "engine")
+    names: list[str] = _to("base_models.models")
+    n_trials: int = _to("base_models.n_trials", ge=1)
+    seed: int = _to("base_models.seed", "seed_strategies.seed", "lob_models.seed")
+    n_jobs: int = _to("base_models.n_jobs", "lob_models.n_jobs", ge=1)
+    workers: int = _to("base_models.workers", ge=1)
+    objective: Literal[OBJECTIVES] = _to("base_models.objective")
+    engine: Literal["local", "dask"] = _to("base_models.engine")
     dask_scheduler: str | None = Field(
         None,
         description="engine dask: the scheduler's address (tcp://host:8786), as a reference "
@@ -278,93 +319,111 @@ class ModelsSection(Section):
 
 
 class EnsembleSection(Section):
-    meta_learner: Literal["positive_linear", "ridge", "lightgbm"] = _inherit(
-        EnsembleConfig, "meta_learner"
+    meta_learner: Literal["positive_linear", "ridge", "lightgbm"] = _to(
+        "ensemble_model.meta_learner"
     )
-    promotion_margin: float = _inherit(EnsembleConfig, "promotion_margin", ge=0)
-    min_test_rank_ic: float = _inherit(EnsembleConfig, "min_test_rank_ic", ge=-1, le=1)
-    min_test_rank_ic_t: float = _inherit(EnsembleConfig, "min_test_rank_ic_t")
-    max_champion_age_days: float = _inherit(EnsembleConfig, "max_champion_age_days", gt=0)
+    promotion_margin: float = _to("ensemble_model.promotion_margin", ge=0)
+    min_test_rank_ic: float = _to("ensemble_model.min_test_rank_ic", ge=-1, le=1)
+    min_test_rank_ic_t: float = _to("ensemble_model.min_test_rank_ic_t")
+    max_champion_age_days: float = _to("ensemble_model.max_champion_age_days", gt=0)
 
 
 class PortfolioSection(Section):
-    top_k: int = _inherit(PortfolioConfig, "top_k", ge=1)
-    rebalance_every: int = _inherit(PortfolioConfig, "rebalance_every", ge=1)
-    optimise_every: int | None = Field(
-        None, ge=1, description=PortfolioConfig.model_fields["optimise_every"].description
+    top_k: int = _to(
+        "portfolio_weights.top_k", "seed_strategies.top_k", "base_models.book_top_k", ge=1
     )
-    hrp_lookback: int = _inherit(PortfolioConfig, "hrp_lookback", ge=20)
-    strategies: list[Literal[STRATEGIES]] = _inherit(PortfolioConfig, "strategies", min_length=1)
-    ic: float = _inherit(PortfolioConfig, "ic", gt=0, lt=1)
-    risk_aversion: float = _inherit(PortfolioConfig, "risk_aversion", gt=0)
-    max_weight: float = _inherit(PortfolioConfig, "max_weight", gt=0, le=1)
-    max_turnover: float | None = Field(
-        None, gt=0, description=PortfolioConfig.model_fields["max_turnover"].description
+    rebalance_every: int = _to(
+        "portfolio_weights.rebalance_every",
+        "seed_strategies.rebalance_every",
+        "base_models.book_every",
+        ge=1,
     )
-    n_clusters: int = _inherit(PortfolioConfig, "n_clusters", ge=2)
-    max_cluster_weight: float | None = Field(
-        None, gt=0, le=1, description=PortfolioConfig.model_fields["max_cluster_weight"].description
+    optimise_every: int | None = _to("portfolio_weights.optimise_every", default=None, ge=1)
+    hrp_lookback: int = _to("portfolio_weights.hrp_lookback", ge=20)
+    strategies: list[Literal[STRATEGIES]] = _to("portfolio_weights.strategies", min_length=1)
+    ic: float = _to("portfolio_weights.ic", gt=0, lt=1)
+    risk_aversion: float = _to("portfolio_weights.risk_aversion", gt=0)
+    max_weight: float = _to("portfolio_weights.max_weight", gt=0, le=1)
+    max_turnover: float | None = _to("portfolio_weights.max_turnover", default=None, gt=0)
+    n_clusters: int = _to("portfolio_weights.n_clusters", ge=2)
+    max_cluster_weight: float | None = _to(
+        "portfolio_weights.max_cluster_weight", default=None, gt=0, le=1
     )
-    seed_strategies: list[Literal[SEED_STRATEGIES]] = _inherit(SeedConfig, "strategies")
-    seed_refit_every: int = _inherit(SeedConfig, "refit_every", ge=21)
-    net_epochs: int = _inherit(SeedConfig, "net_epochs", ge=1)
-    n_pairs: int = _inherit(SeedConfig, "n_pairs", ge=1)
-    pairs_reform_every: int = _inherit(SeedConfig, "pairs_reform_every", ge=21)
-    rl_timesteps: int = _inherit(SeedConfig, "rl_timesteps", ge=100)
-    ga_population: int = _inherit(SeedConfig, "ga_population", ge=2)
-    ga_generations: int = _inherit(SeedConfig, "ga_generations", ge=0)
-    ga_selection: float = _inherit(SeedConfig, "ga_selection", gt=0, lt=1)
-    variant_top_k: list[int] = _inherit(PortfolioConfig, "variant_top_k", min_length=1)
-    variant_every: list[int] = _inherit(PortfolioConfig, "variant_every", min_length=1)
-    cost_bps: float = _inherit(BacktestConfig, "cost_bps", ge=0)
-    lag: int = _inherit(BacktestConfig, "lag", ge=0)
-    fill: Literal["close", "open"] = _inherit(BacktestConfig, "fill")
-    impact_coef: float = _inherit(BacktestConfig, "impact_coef", ge=0)
-    capital: float = _inherit(BacktestConfig, "capital", gt=0)
-    borrow_bps: float = _inherit(BacktestConfig, "borrow_bps", ge=0)
-    sell_cost_bps: float | None = Field(
-        None, ge=0, description=BacktestConfig.model_fields["sell_cost_bps"].description
+    seed_strategies: list[Literal[SEED_STRATEGIES]] = _to("seed_strategies.strategies")
+    seed_refit_every: int = _to("seed_strategies.refit_every", ge=21)
+    net_epochs: int = _to("seed_strategies.net_epochs", ge=1)
+    n_pairs: int = _to("seed_strategies.n_pairs", ge=1)
+    pairs_reform_every: int = _to("seed_strategies.pairs_reform_every", ge=21)
+    rl_timesteps: int = _to("seed_strategies.rl_timesteps", ge=100)
+    ga_population: int = _to("seed_strategies.ga_population", ge=2)
+    ga_generations: int = _to("seed_strategies.ga_generations", ge=0)
+    ga_selection: float = _to("seed_strategies.ga_selection", gt=0, lt=1)
+    variant_top_k: list[int] = _to("portfolio_weights.variant_top_k", min_length=1)
+    variant_every: list[int] = _to("portfolio_weights.variant_every", min_length=1)
+    cost_bps: float = _to(
+        "cost_model.cost_bps", "portfolio_weights.cost_bps", "base_models.cost_bps", ge=0
     )
-    costs: Literal[SPREAD_SOURCES] = _inherit(BacktestConfig, "costs")
-    spread_floor_bps: float = _inherit(BacktestConfig, "spread_floor_bps", ge=0)
-    spread_cap_bps: float = _inherit(BacktestConfig, "spread_cap_bps", gt=0)
-    no_trade_band: float = _inherit(BacktestConfig, "no_trade_band", ge=0, lt=1)
-    turnover_k: int | None = Field(
-        None, ge=1, description=PortfolioConfig.model_fields["turnover_k"].description
+    lag: int = _to("cost_model.lag", ge=0)
+    fill: Literal["close", "open"] = _to("cost_model.fill")
+    impact_coef: float = _to("cost_model.impact_coef", ge=0)
+    capital: float = _to("cost_model.capital", gt=0)
+    borrow_bps: float = _to("cost_model.borrow_bps", ge=0)
+    sell_cost_bps: float | None = _to(
+        "cost_model.sell_cost_bps",
+        "portfolio_weights.sell_cost_bps",
+        "base_models.sell_cost_bps",
+        default=None,
+        ge=0,
     )
-    dropout_n: int = _inherit(PortfolioConfig, "dropout_n", ge=0)
-    hold_buffer: int = _inherit(PortfolioConfig, "hold_buffer", ge=0)
-    smooth_halflife: float = _inherit(PortfolioConfig, "smooth_halflife", ge=0)
-    cost_aversion: float = _inherit(PortfolioConfig, "cost_aversion", ge=0)
-    start_date: date | None = Field(
-        None, description=PortfolioConfig.model_fields["start_date"].description
+    costs: Literal[SPREAD_SOURCES] = _to(
+        "cost_model.costs", "portfolio_weights.costs", "base_models.costs"
     )
-    prior_trials: int = _inherit(StrategyTableConfig, "prior_trials", ge=0)
-    benchmark: Literal[STRATEGIES] = _inherit(StrategyTableConfig, "benchmark")
+    spread_floor_bps: float = _to(
+        "cost_model.spread_floor_bps",
+        "portfolio_weights.spread_floor_bps",
+        "base_models.spread_floor_bps",
+        ge=0,
+    )
+    spread_cap_bps: float = _to(
+        "cost_model.spread_cap_bps",
+        "portfolio_weights.spread_cap_bps",
+        "base_models.spread_cap_bps",
+        gt=0,
+    )
+    no_trade_band: float = _to("cost_model.no_trade_band", ge=0, lt=1)
+    turnover_k: int | None = _to("portfolio_weights.turnover_k", default=None, ge=1)
+    dropout_n: int = _to("portfolio_weights.dropout_n", ge=0)
+    hold_buffer: int = _to("portfolio_weights.hold_buffer", ge=0)
+    smooth_halflife: float = _to("portfolio_weights.smooth_halflife", ge=0)
+    cost_aversion: float = _to("portfolio_weights.cost_aversion", ge=0)
+    start_date: date | None = _to("portfolio_weights.start_date", default=None)
+    prior_trials: int = _to("strategy_table.prior_trials", ge=0)
+    benchmark: Literal[STRATEGIES] = _to("strategy_table.benchmark")
 
 
 class RiskSection(Section):
-    levels: list[float] = _inherit(RiskConfig, "levels")
-    horizons: list[int] = _inherit(RiskConfig, "horizons")
-    strategy: Literal[STRATEGIES] = _inherit(RiskConfig, "strategy")
-    methods: list[Literal[METHODS]] = _inherit(RiskConfig, "methods")
-    var_window: int = _inherit(VarBacktestConfig, "window", ge=60)
-    var_refit_every: int = _inherit(VarBacktestConfig, "refit_every", ge=1)
-    scenario_length: int = _inherit(ScenarioConfig, "length", ge=1, le=250)
-    scenarios: int = _inherit(ScenarioConfig, "n_scenarios", ge=100)
-    scenario_history_days: int = _inherit(ScenarioConfig, "history_days", ge=250)
-    scenario_max_assets: int = _inherit(ScenarioConfig, "max_assets", ge=2, le=200)
-    gan: bool = _inherit(ScenarioConfig, "gan")
-    gan_steps: int = _inherit(ScenarioConfig, "gan_steps", ge=1)
-    correlation_test_days: int = _inherit(CorrelationConfig, "test_days", ge=60)
-    correlation_horizon: int = _inherit(CorrelationConfig, "horizon", ge=5)
-    stress_episodes: dict[str, tuple[date, date]] = Field(
-        default_factory=lambda: dict(STRESS_EPISODES),
-        description=RiskConfig.model_fields["stress_episodes"].description,
+    levels: list[float] = _to("risk_report.levels", "var_backtest.levels")
+    horizons: list[int] = _to("risk_report.horizons")
+    strategy: Literal[STRATEGIES] = _to(
+        "risk_report.strategy", "var_backtest.strategy", "correlation_forecasts.strategy"
+    )
+    methods: list[Literal[METHODS]] = _to("risk_report.methods", "var_backtest.methods")
+    var_window: int = _to("var_backtest.window", ge=60)
+    var_refit_every: int = _to("var_backtest.refit_every", ge=1)
+    scenario_length: int = _to("stress_scenarios.length", ge=1, le=250)
+    scenarios: int = _to("stress_scenarios.n_scenarios", ge=100)
+    scenario_history_days: int = _to("stress_scenarios.history_days", ge=250)
+    scenario_max_assets: int = _to("stress_scenarios.max_assets", ge=2, le=200)
+    gan: bool = _to("stress_scenarios.gan")
+    gan_steps: int = _to("stress_scenarios.gan_steps", ge=1)
+    correlation_test_days: int = _to("correlation_forecasts.test_days", ge=60)
+    correlation_horizon: int = _to("correlation_forecasts.horizon", ge=5)
+    stress_episodes: dict[str, tuple[date, date]] = _to(
+        "risk_report.stress_episodes", default_factory=lambda: dict(STRESS_EPISODES)
     )
 
-    anomaly_days: int = _inherit(AnomalyConfig, "days", ge=5)
-    anomaly_contamination: float = _inherit(AnomalyConfig, "contamination", gt=0, lt=0.5)
+    anomaly_days: int = _to("return_anomalies.days", ge=5)
+    anomaly_contamination: float = _to("return_anomalies.contamination", gt=0, lt=0.5)
 
     @field_validator("stress_episodes")
     @classmethod
@@ -383,8 +442,8 @@ class RiskSection(Section):
 
 
 class ExplainSection(Section):
-    model: str = _inherit(ShapConfig, "model")
-    n_rows: int = _inherit(ShapConfig, "n_rows", ge=10)
+    model: str = _to("shap_explanations.model")
+    n_rows: int = _to("shap_explanations.n_rows", ge=10)
 
 
 class ScheduleSection(Section):
@@ -472,138 +531,24 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
+
 # experiment (section, key) -> (asset, Config field)
-ROUTES: dict[tuple[str, str], tuple[str, str]] = {
-    ("data", "start_date"): ("price_history", "start_date"),
-    ("data", "end_date"): ("price_history", "end_date"),
-    ("data", "universe"): ("price_history", "symbols"),
-    ("data", "max_quarantine_share"): ("price_history", "max_quarantine_share"),
-    ("data", "daily_from"): ("price_history", "daily_from"),
-    ("data", "max_gap_days"): ("market_prices", "max_gap_days"),
-    ("data", "stale_run"): ("market_prices", "stale_run"),
-    ("data", "max_age_days"): ("market_prices", "max_age_days"),
-    ("universe", "min_price"): ("universe", "min_price"),
-    ("universe", "min_dollar_volume"): ("universe", "min_dollar_volume"),
-    ("universe", "volume_window"): ("universe", "volume_window"),
-    ("universe", "min_history"): ("universe", "min_history"),
-    ("universe", "stale_run"): ("universe", "stale_run"),
-    ("universe", "finding_days"): ("universe", "finding_days"),
-    ("universe", "stale_day_share"): ("universe", "stale_day_share"),
-    ("features", "set"): ("feature_matrix", "feature_set"),
-    ("features", "names"): ("feature_matrix", "names"),
-    ("features", "windows"): ("feature_matrix", "windows"),
-    ("features", "cs_rank"): ("feature_matrix", "cs_rank"),
-    ("features", "cs_zscore"): ("feature_matrix", "cs_zscore"),
-    ("features", "winsorize"): ("feature_matrix", "winsorize"),
-    ("features", "sector_neutral"): ("feature_matrix", "sector_neutral"),
-    ("features", "statistical"): ("feature_matrix", "statistical"),
-    ("features", "dtype"): ("feature_matrix", "dtype"),
-    ("labels", "kind"): ("labels", "kind"),
-    ("labels", "barrier_k"): ("labels", "barrier_k"),
-    ("labels", "vol_window"): ("labels", "vol_window"),
-    ("labels", "horizon"): ("labels", "horizon"),
-    ("labels", "skip"): ("labels", "skip"),
-    ("labels", "transform"): ("labels", "transform"),
-    ("labels", "target"): ("base_models", "target"),
-    ("cv", "tune_fraction"): ("base_models", "tune_fraction"),
-    ("cv", "inner_splits"): ("base_models", "inner_splits"),
-    ("cv", "outer_splits"): ("oof_predictions", "outer_splits"),
-    ("cv", "scheme"): ("base_models", "cv_scheme"),
-    ("cv", "test_days"): ("base_models", "test_days"),
-    ("models", "names"): ("base_models", "models"),
-    ("models", "n_trials"): ("base_models", "n_trials"),
-    ("models", "seed"): ("base_models", "seed"),
-    ("models", "n_jobs"): ("base_models", "n_jobs"),
-    ("models", "workers"): ("base_models", "workers"),
-    ("models", "objective"): ("base_models", "objective"),
-    ("models", "engine"): ("base_models", "engine"),
-    ("ensemble", "meta_learner"): ("ensemble_model", "meta_learner"),
-    ("ensemble", "promotion_margin"): ("ensemble_model", "promotion_margin"),
-    ("ensemble", "min_test_rank_ic"): ("ensemble_model", "min_test_rank_ic"),
-    ("ensemble", "min_test_rank_ic_t"): ("ensemble_model", "min_test_rank_ic_t"),
-    ("ensemble", "max_champion_age_days"): ("ensemble_model", "max_champion_age_days"),
-    ("portfolio", "top_k"): ("portfolio_weights", "top_k"),
-    ("portfolio", "rebalance_every"): ("portfolio_weights", "rebalance_every"),
-    ("portfolio", "optimise_every"): ("portfolio_weights", "optimise_every"),
-    ("portfolio", "hrp_lookback"): ("portfolio_weights", "hrp_lookback"),
-    ("portfolio", "strategies"): ("portfolio_weights", "strategies"),
-    ("portfolio", "ic"): ("portfolio_weights", "ic"),
-    ("portfolio", "risk_aversion"): ("portfolio_weights", "risk_aversion"),
-    ("portfolio", "max_weight"): ("portfolio_weights", "max_weight"),
-    ("portfolio", "max_turnover"): ("portfolio_weights", "max_turnover"),
-    ("portfolio", "n_clusters"): ("portfolio_weights", "n_clusters"),
-    ("portfolio", "max_cluster_weight"): ("portfolio_weights", "max_cluster_weight"),
-    ("portfolio", "seed_strategies"): ("seed_strategies", "strategies"),
-    ("portfolio", "seed_refit_every"): ("seed_strategies", "refit_every"),
-    ("portfolio", "net_epochs"): ("seed_strategies", "net_epochs"),
-    ("portfolio", "n_pairs"): ("seed_strategies", "n_pairs"),
-    ("portfolio", "pairs_reform_every"): ("seed_strategies", "pairs_reform_every"),
-    ("portfolio", "rl_timesteps"): ("seed_strategies", "rl_timesteps"),
-    ("portfolio", "ga_population"): ("seed_strategies", "ga_population"),
-    ("portfolio", "ga_generations"): ("seed_strategies", "ga_generations"),
-    ("portfolio", "ga_selection"): ("seed_strategies", "ga_selection"),
-    ("portfolio", "variant_top_k"): ("portfolio_weights", "variant_top_k"),
-    ("portfolio", "variant_every"): ("portfolio_weights", "variant_every"),
-    ("portfolio", "cost_bps"): ("cost_model", "cost_bps"),
-    ("portfolio", "lag"): ("cost_model", "lag"),
-    ("portfolio", "fill"): ("cost_model", "fill"),
-    ("portfolio", "impact_coef"): ("cost_model", "impact_coef"),
-    ("portfolio", "capital"): ("cost_model", "capital"),
-    ("portfolio", "borrow_bps"): ("cost_model", "borrow_bps"),
-    ("portfolio", "sell_cost_bps"): ("cost_model", "sell_cost_bps"),
-    ("portfolio", "costs"): ("cost_model", "costs"),
-    ("portfolio", "spread_floor_bps"): ("cost_model", "spread_floor_bps"),
-    ("portfolio", "spread_cap_bps"): ("cost_model", "spread_cap_bps"),
-    ("portfolio", "no_trade_band"): ("cost_model", "no_trade_band"),
-    ("portfolio", "turnover_k"): ("portfolio_weights", "turnover_k"),
-    ("portfolio", "dropout_n"): ("portfolio_weights", "dropout_n"),
-    ("portfolio", "hold_buffer"): ("portfolio_weights", "hold_buffer"),
-    ("portfolio", "smooth_halflife"): ("portfolio_weights", "smooth_halflife"),
-    ("portfolio", "cost_aversion"): ("portfolio_weights", "cost_aversion"),
-    ("portfolio", "start_date"): ("portfolio_weights", "start_date"),
-    ("portfolio", "prior_trials"): ("strategy_table", "prior_trials"),
-    ("portfolio", "benchmark"): ("strategy_table", "benchmark"),
-    ("risk", "levels"): ("risk_report", "levels"),
-    ("risk", "horizons"): ("risk_report", "horizons"),
-    ("risk", "strategy"): ("risk_report", "strategy"),
-    ("risk", "methods"): ("risk_report", "methods"),
-    ("risk", "stress_episodes"): ("risk_report", "stress_episodes"),
-    ("risk", "var_window"): ("var_backtest", "window"),
-    ("risk", "var_refit_every"): ("var_backtest", "refit_every"),
-    ("risk", "scenario_length"): ("stress_scenarios", "length"),
-    ("risk", "scenarios"): ("stress_scenarios", "n_scenarios"),
-    ("risk", "scenario_history_days"): ("stress_scenarios", "history_days"),
-    ("risk", "scenario_max_assets"): ("stress_scenarios", "max_assets"),
-    ("risk", "gan"): ("stress_scenarios", "gan"),
-    ("risk", "gan_steps"): ("stress_scenarios", "gan_steps"),
-    ("risk", "correlation_test_days"): ("correlation_forecasts", "test_days"),
-    ("risk", "correlation_horizon"): ("correlation_forecasts", "horizon"),
-    ("risk", "anomaly_days"): ("return_anomalies", "days"),
-    ("risk", "anomaly_contamination"): ("return_anomalies", "contamination"),
-    ("explain", "model"): ("shap_explanations", "model"),
-    ("explain", "n_rows"): ("shap_explanations", "n_rows"),
-    ("microstructure", "tick"): ("lob_events", "tick"),
-    ("microstructure", "levels"): ("lob_features", "levels"),
-    ("microstructure", "ofi_windows"): ("lob_features", "ofi_windows"),
-    ("microstructure", "trade_windows"): ("lob_features", "trade_windows"),
-    ("microstructure", "rate_windows_s"): ("lob_features", "rate_windows_s"),
-    ("microstructure", "vol_windows_s"): ("lob_features", "vol_windows_s"),
-    ("microstructure", "kyle_trades"): ("lob_features", "kyle_trades"),
-    ("microstructure", "clocks_s"): ("lob_features", "clocks_s"),
-    ("microstructure", "horizons"): ("lob_labels", "horizons"),
-    ("microstructure", "ticker"): ("lob_models", "ticker"),
-    ("microstructure", "models"): ("lob_models", "models"),
-    ("microstructure", "train_fraction"): ("lob_models", "train_fraction"),
-    ("microstructure", "valid_fraction"): ("lob_models", "valid_fraction"),
-    ("microstructure", "stationary_share"): ("lob_models", "stationary_share"),
-    ("microstructure", "dead_zones_bp"): ("lob_models", "dead_zones_bp"),
-    ("microstructure", "serve_horizon"): ("lob_models", "serve_horizon"),
-    ("microstructure", "deeplob_epochs"): ("lob_models", "deeplob_epochs"),
-    ("microstructure", "deeplob_windows"): ("lob_models", "deeplob_windows"),
-    ("microstructure", "deeplob_threads"): ("lob_models", "deeplob_threads"),
-    ("microstructure", "impact_interval_s"): ("lob_impact", "interval_s"),
-    ("microstructure", "impact_train_fraction"): ("lob_impact", "train_fraction"),
-}
+def _routes() -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+    """(section, key) -> the (asset, field) pairs it goes to, read off the sections' ``_to``
+    fields."""
+    out = {}
+    for section, info in Experiment.model_fields.items():
+        model = info.annotation
+        if not (isinstance(model, type) and issubclass(model, Section)):
+            continue
+        for key, field_info in model.model_fields.items():
+            extra = field_info.json_schema_extra or {}
+            if "routes" in extra:
+                out[(section, key)] = tuple(tuple(t.split(".")) for t in extra["routes"])
+    return out
+
+
+ROUTES = _routes()
 
 
 class ExperimentError(ValueError):
@@ -629,52 +574,24 @@ class Resolved:
         when given (a job must not get config for ops it lacks)."""
         ops: dict[str, dict[str, Any]] = {}
         dumped = self.experiment.model_dump(mode="json")
-        for (section, key), (asset, name) in ROUTES.items():
-            ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
+        for (section, key), targets in ROUTES.items():
+            for asset, name in targets:
+                ops.setdefault(asset, {"config": {}})["config"][name] = dumped[section][key]
         ops["daily_prices"] = ops["price_history"]  # the daily ingest shares the history's Config
-        # the VaR backtest assesses the report's strategy at its levels with its methods
-        for key in ("strategy", "levels", "methods"):
-            ops["var_backtest"]["config"][key] = ops["risk_report"]["config"][key]
-        # the seed strategies (under the cost_model asset's costs) hold the ML book's top k,
-        # rebalance with it and take the models' seed
-        ops["seed_strategies"]["config"] |= {
-            "top_k": dumped["portfolio"]["top_k"],
-            "rebalance_every": dumped["portfolio"]["rebalance_every"],
-            "seed": dumped["models"]["seed"],
-        }
-        # the cost-aware books and the net-return objective see the costs the backtest charges
-        cost_keys = ("cost_bps", "sell_cost_bps", "costs", "spread_floor_bps", "spread_cap_bps")
-        for asset in ("portfolio_weights", "base_models"):
-            ops[asset]["config"] |= {k: ops["cost_model"]["config"][k] for k in cost_keys}
-        # the net-return objective scores the book the pipeline trades
-        ops["base_models"]["config"] |= {
-            "book_top_k": dumped["portfolio"]["top_k"],
-            "book_every": dumped["portfolio"]["rebalance_every"],
-        }
         # the order-book models and clock read the features' settings (the registered model
-        # records how its inputs were built), and take the models' seed and threads
+        # records how its inputs were built)
         lob = ops["lob_features"]["config"]
         ops["lob_clock_features"] = {"config": dict(lob)}
-        ops["lob_models"]["config"] |= lob | {
-            "seed": dumped["models"]["seed"],
-            "n_jobs": dumped["models"]["n_jobs"],
-        }
-        # and the correlation study the holdings of that strategy
-        ops["correlation_forecasts"]["config"]["strategy"] = ops["risk_report"]["config"][
-            "strategy"
-        ]
-        # statistical forecasts span the label's horizon, and the models that read them turn
-        # them on
-        # labels across a hole longer than the gap rule's are dropped; the models purge by
-        # the label horizon and check every CV setting, the outer folds' too, before tuning
+        ops["lob_models"]["config"] |= lob
+        # the label horizon may follow the rebalance; the models purge by it (plus the skip)
+        # and check every CV setting, the outer folds' too, before tuning; statistical
+        # forecasts span it, and the models that read them turn them on
         if dumped["labels"]["match_rebalance"]:
             ops["labels"]["config"]["horizon"] = dumped["portfolio"]["rebalance_every"]
-        ops["labels"]["config"]["max_gap_days"] = dumped["data"]["max_gap_days"]
         # a label ends skip + horizon trading days after its row: that is what the folds purge
         ops["base_models"]["config"]["horizon"] = (
             ops["labels"]["config"]["horizon"] + dumped["labels"]["skip"]
         )
-        ops["base_models"]["config"]["outer_splits"] = dumped["cv"]["outer_splits"]
         features = ops["feature_matrix"]["config"]
         features["horizon"] = ops["labels"]["config"]["horizon"]
         if set(dumped["models"]["names"]) & set(STATISTICAL_MODELS):
