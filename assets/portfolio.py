@@ -244,7 +244,7 @@ def portfolio_weights(
     )
 
 
-@asset(group_name="portfolio", kinds={"polars"}, io_manager_key="lake")
+@asset(group_name="portfolio", kinds={"python"}, io_manager_key="lake")
 def cost_model(
     config: BacktestConfig, market_prices: pl.DataFrame, universe: pl.DataFrame
 ) -> Output[CostModel]:

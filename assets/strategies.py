@@ -69,6 +69,7 @@ def seed_strategies(
         cost_model,
         portfolio_weights,
         **keyword_settings(config, build_seed_strategies),
+        lag=cost_model.lag,
         switch_cost=cost_model.costs.cost_bps / 1e4,
         log=context.log.info,
     )

@@ -51,6 +51,8 @@ STAGES = {
     "reports": (
         "signals",
         "portfolio_weights",
+        "seed_strategies",
+        "cost_model",
         "backtest",
         "strategy_table",
         "var_backtest",

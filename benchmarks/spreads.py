@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from assets._config import BacktestConfig, cost_model
+from assets._config import BacktestConfig, build_cost_model
 from models.backtest.costs import SPREAD_ESTIMATORS
 from models.backtest.engine import performance
 from pipelines.experiment import resolve
@@ -54,14 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             pl.read_parquet(lake / "seed_strategies.parquet"),
         ]
     ).filter(pl.col("kind") == "oos")
-    ops = resolve(args.config, environ={}).run_config({"backtest"})["ops"]
-    base = BacktestConfig(**ops["backtest"]["config"])
+    ops = resolve(args.config, environ={}).run_config({"cost_model"})["ops"]
+    base = BacktestConfig(**ops["cost_model"]["config"])
     start = books["date"].min()
     rows, sharpes = [], {}
     for source in (*SPREAD_ESTIMATORS, "none"):
         began = time.perf_counter()
         config = base.model_copy(update={"costs": source})
-        model = cost_model(config, prices)
+        model = build_cost_model(config, prices)
         if model.spreads is not None:
             oos = model.spreads.filter(pl.col("date") >= start)
             half = 0.5 * oos["spread_forecast"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from assets._config import BacktestConfig, cost_model
+from assets._config import BacktestConfig, build_cost_model
 from models.backtest.engine import performance
 from models.backtest.overfitting import deflated_sharpe, sharpe
 from models.backtest.strategy_table import excess_over
@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     lake = Path(os.environ["ALPHAFORGE_HOME"]) / "lake"
     prices = pl.read_parquet(lake / "market_prices.parquet")
     signals = pl.read_parquet(lake / "signals.parquet").filter(pl.col("kind") == "oos")
-    ops = resolve(args.config, environ={}).run_config({"backtest"})["ops"]
-    config = BacktestConfig(**ops["backtest"]["config"])
-    model = cost_model(config, prices.filter(pl.col("symbol").is_in(signals["symbol"].unique())))
+    ops = resolve(args.config, environ={}).run_config({"cost_model"})["ops"]
+    config = BacktestConfig(**ops["cost_model"]["config"])
+    model = build_cost_model(
+        config, prices.filter(pl.col("symbol").is_in(signals["symbol"].unique()))
+    )
     days = signals["date"]
     bench = model.run(equal_weights(signals.select("date", "symbol"), rebalance_dates(days, 5)))
     rows, nets = [], {}

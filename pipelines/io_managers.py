@@ -152,7 +152,13 @@ class LakeIOManager(ConfigurableIOManager):
                 "put in its place or changed, or written by an older AlphaForge); "
                 "materialize the asset again to rewrite it"
             )
-        return pickle.loads(payload)  # noqa: S301 (our own bytes: the digest matched)
+        try:
+            return pickle.loads(payload)  # noqa: S301 (our own bytes: the digest matched)
+        except (ModuleNotFoundError, AttributeError) as err:  # a class that moved or went
+            raise ValueError(
+                f"cannot read {path}: it was written by another AlphaForge version ({err}); "
+                "materialize the asset again to rewrite it"
+            ) from err
 
     def _key(self, create: bool = True) -> bytes:
         """The lake's pickle key, made once (atomically: several step processes may race)."""

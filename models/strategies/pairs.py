@@ -107,19 +107,25 @@ def transformer_pairs_weights(
         ]
         if not pairs:
             continue
-        spreads = []
+        spreads, kept = [], []
         xs, ys = [], []
         for a, b, beta, alpha, p in pairs:
             spread = logp[:, a] - beta * logp[:, b] - alpha
             mean, std = spread[f - formation_days : f].mean(), spread[f - formation_days : f].std()
+            if not std > 0:  # a constant spread over the formation: nothing to forecast
+                continue
             z = (spread - mean) / std
             x, y = _samples(z[f - formation_days : f], window, horizon)
             xs.append(x)
             ys.append(y)
             spreads.append(z)
+            kept.append((a, b, beta, alpha, p))
             formed.append(
                 (dates[f].astype("datetime64[D]").item(), symbols[a], symbols[b], beta, p)
             )
+        pairs = kept
+        if not sum(len(y) for y in ys):  # formation too short for one sample
+            continue
         net = TorchRegressor(
             arch="transformer",
             window=window,
