@@ -271,7 +271,12 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "models_")
         X = validate_data(
-            self, X, reset=False, ensure_all_finite="allow-nan", dtype=[np.float32, np.float64]
+            self,
+            X,
+            reset=False,
+            ensure_all_finite="allow-nan",
+            dtype=[np.float32, np.float64],
+            ensure_min_samples=0,
         )
         weights = self._weights()
         pred = np.zeros(len(X))

@@ -262,10 +262,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "net_")
-        X = validate_data(
-            self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
+        X = validate_data(  # no rows in, none out (a day nothing is scored on)
+            self,
+            X,
+            reset=False,
+            dtype=[np.float32, np.float64],
+            ensure_all_finite=False,
+            ensure_min_samples=0,
         )
+        if not len(X):
+            return np.empty(0)
         inputs = self._tensor(X)
         with torch.no_grad():
             out = [self.net_(inputs[i : i + 8192]) for i in range(0, len(inputs), 8192)]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+        return torch.cat(out).numpy().astype(np.float64)
