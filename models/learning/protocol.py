@@ -607,7 +607,8 @@ def search(
        valid block does not pick the data settings every later family inherits.
     2. Each of ``families`` (other models, tuned or seeded versions) with the chosen data settings
        (the fields it sets itself win).
-    3. The best trial of each model family, stacked by :func:`stack` (with the same ``min_t``
+    3. The best trial of each model family (any trial but the family's first only if it beats
+       that one by the same paired t), stacked by :func:`stack` (with the same ``min_t``
        against the plain mean).
     """
     trials: list[Trial] = []
@@ -626,13 +627,16 @@ def search(
 
     first = run(base)
 
-    def beats_base(trial: Trial) -> bool:
-        gain = trial.valid_score["rank_ic"] - first.valid_score["rank_ic"]
+    def beats(trial: Trial, reference: Trial) -> bool:
+        gain = trial.valid_score["rank_ic"] - reference.valid_score["rank_ic"]
         if not gain > 0:
             return False
         if min_t <= 0:
             return True
-        return paired_t(valid_dates, trial.valid_pred, first.valid_pred, valid_label) >= min_t
+        return paired_t(valid_dates, trial.valid_pred, reference.valid_pred, valid_label) >= min_t
+
+    def beats_base(trial: Trial) -> bool:
+        return beats(trial, first)
 
     kept: dict[str, Any] = {}
     stage1 = [first]
@@ -671,7 +675,11 @@ def search(
     by_family: dict[str, list[Trial]] = {}
     for t in trials:
         by_family.setdefault(t.variant.kind, []).append(t)
-    members = [best_of(ts) for ts in by_family.values()]
+    # each family's member: its first trial (the base, for the base's family) unless another
+    # beats it by the same paired t (a seeded or tuned variant, a data change)
+    members = [
+        best_of([ts[0], *(t for t in ts[1:] if beats(t, ts[0]))]) for ts in by_family.values()
+    ]
     ensemble = stack(data, members, periods, min_t)
     return ProtocolResult(trials, data_variant, members, ensemble, periods)
 

@@ -214,3 +214,17 @@ def test_the_net_reads_an_infinite_input_as_missing():
     pred = fitted.predict(X)
     assert np.isfinite(fitted.mean_).all() and np.isfinite(pred).all()
     assert np.corrcoef(pred, X[:, 0])[0, 1] > 0.8
+
+
+def test_with_an_unreachable_t_every_choice_falls_back_to_the_simplest():
+    """min_t guards every choice: the data settings (the base), each family's member (its
+    first trial: the base for LightGBM, though a recency-weighted or tuned one may score
+    higher on valid) and the meta-learner (the plain mean)."""
+    data = _data(*_panel(10))
+    result = _search(data, replace(PERIODS, folds=2), min_t=100.0)
+    assert result.data_variant.name == "lgb"
+    assert [t.variant.name for t in result.members] == ["lgb", "ridge"]
+    assert result.ensemble.meta == "mean"
+    scores = {t.variant.name: t.valid_score["rank_ic"] for t in result.trials}
+    # recency weights scored higher on valid, and lost: not by a paired t of 100
+    assert max(scores, key=scores.get) == "lgb+weights=recency"
