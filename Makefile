@@ -28,7 +28,7 @@ test-fast: install  ## unit and asset tests only
 ui: install  ## Dagster UI on :3000 and MLflow UI on :5000, both on 127.0.0.1
 	$(BIN)/alphaforge ui
 
-# the peer's protocol on every fifth ticker (27 min on 2 cores, 21 of them DoubleEnsemble); PROTOCOL= for all 504
+# the peer's protocol on every fifth ticker, three validation origins (82 min on 2 cores, 64 of them DoubleEnsemble); PROTOCOL= for all 504
 PROTOCOL ?= --every 5
 
 bench: install  ## a fresh-home first run timed first (idle machine), then the others
