@@ -277,11 +277,10 @@ def backtest(
     borrowing on shorts. Every book's targets are screened: a name the universe excludes on a
     rebalance date is not bought, its side's weight going to the rest; market-wide stale days
     (a closed day filled with the previous closes) are no trading days."""
-    model = cost_model
     targets = pl.concat([portfolio_weights, seed_strategies]).filter(pl.col("kind") != "live")
     books = screen_weights(targets, universe)
     daily = pl.concat(
-        model.run(w.drop("strategy", "kind")).with_columns(
+        cost_model.run(w.drop("strategy", "kind")).with_columns(
             strategy=pl.lit(name), role=pl.lit("strategy" if kind == "oos" else "variant")
         )
         for (name, kind), w in books.group_by("strategy", "kind", maintain_order=True)
@@ -308,7 +307,7 @@ def backtest(
     equity, drawdown = png_bytes(equity_curves(main)), png_bytes(drawdown_curves(main))
     paths = [reports.write("equity_curve.png", equity), reports.write("drawdowns.png", drawdown)]
     with tracker.asset_run(context) as run:
-        run.log_params(dict(model.settings))
+        run.log_params(dict(cost_model.settings))
         for row in summary.to_dicts():
             run.log_metrics(
                 {
@@ -324,7 +323,7 @@ def backtest(
         metadata={
             **frame_metadata(daily),
             "performance": table(summary),
-            **model.describe(),
+            **cost_model.describe(),
             "targets_screened_out": len(targets) - len(books),
             "equity_curve": image(equity, "equity curve"),
             "drawdowns": image(drawdown, "drawdowns"),

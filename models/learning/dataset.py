@@ -199,3 +199,14 @@ def assemble(
     return Dataset(
         frame=keys.drop("_row"), matrix=matrix, feature_names=feature_names, target=target
     )
+
+
+def check_sample_weight(sample_weight, n_rows: int) -> np.ndarray:
+    """``sample_weight`` as float64, refused unless it is one finite, non-negative weight per
+    row and not zero everywhere (what the estimators we write accept)."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n_rows,) or not np.all(np.isfinite(w)) or w.min() < 0:
+        raise ValueError("sample_weight must be finite and non-negative, one per row")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight is zero everywhere: nothing to fit")
+    return w

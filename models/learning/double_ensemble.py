@@ -34,6 +34,8 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models.learning.dataset import check_sample_weight
+
 
 def _pct_rank(values: np.ndarray) -> np.ndarray:
     """Percentile ranks in (0, 1], ties averaged (pandas' ``rank(pct=True)``)."""
@@ -185,11 +187,9 @@ class DoubleEnsembleRegressor(RegressorMixin, BaseEstimator):
         if self.num_models < 1:
             raise ValueError(f"num_models must be >= 1, got {self.num_models}")
         sub_weights = self._weights()
-        base = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
-        if base.shape != (len(y),) or not np.all(np.isfinite(base)) or base.min() < 0:
-            raise ValueError("sample_weight must be finite and non-negative, one per row")
-        if not base.sum() > 0:
-            raise ValueError("sample_weight is zero everywhere: nothing to fit")
+        base = (
+            np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
+        )
         rng = np.random.default_rng(self.random_state)
         features = np.arange(X.shape[1])
         weights = np.ones(len(y))

@@ -22,6 +22,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from models.learning.dataset import check_sample_weight
+
 ARCHITECTURES = ("mlp", "lstm", "tcn", "transformer")
 
 
@@ -214,11 +216,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         target = torch.as_tensor(np.asarray(y, dtype=np.float32)).to(device)
         weight = None
         if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (len(X),) or not np.all(np.isfinite(w)) or w.min() < 0:
-                raise ValueError("sample_weight must be finite and non-negative, one per row")
-            if not w.sum() > 0:
-                raise ValueError("sample_weight is zero everywhere: nothing to fit")
+            w = check_sample_weight(sample_weight, len(X))
             # scaled to mean 1, so the learning rate means the same with and without weights
             weight = torch.as_tensor((w / w.mean()).astype(np.float32)).to(device)
         net = self._network(inputs.shape[2]).to(device)

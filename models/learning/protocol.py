@@ -317,6 +317,16 @@ def paired_t(dates: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray)
     return newey_west_t((both["a"] - both["b"]).to_numpy(), 0)
 
 
+def wins(
+    gain: float, dates: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray, min_t: float
+) -> bool:
+    """Whether predictions ``a`` beat ``b``: a positive ``gain`` in mean Rank IC and, with
+    ``min_t`` > 0, a :func:`paired_t` of at least ``min_t`` (a NaN t does not win)."""
+    if not gain > 0:
+        return False
+    return min_t <= 0 or paired_t(dates, a, b, label) >= min_t
+
+
 def sample_weights(
     data: ProtocolData, variant: Variant, rows: np.ndarray, periods: Periods
 ) -> np.ndarray | None:
@@ -527,9 +537,10 @@ def stack(
         meta_preds[kind] = P[second] @ w
         meta_scores[kind] = score(d[second], meta_preds[kind], label[second])["rank_ic"]
     chosen = max(META_LEARNERS, key=lambda k: (meta_scores[k], -META_LEARNERS.index(k)))
-    if min_t > 0 and chosen != "mean":
-        t = paired_t(d[second], meta_preds[chosen], meta_preds["mean"], label[second])
-        chosen = chosen if t >= min_t else "mean"  # a NaN t keeps the mean
+    gain = meta_scores[chosen] - meta_scores["mean"]
+    if min_t > 0 and chosen != "mean":  # with 0, the highest score stands (ties: the earlier)
+        args = (d[second], meta_preds[chosen], meta_preds["mean"], label[second], min_t)
+        chosen = chosen if wins(gain, *args) else "mean"
     w = _meta_weights(chosen, P[ok], y[ok])
     test_d = data.dates[rows_for(data, data.score_label, periods, None).test]
     T = np.column_stack([centred_rank(test_d, t.test_pred) for t in trials])
@@ -629,11 +640,7 @@ def search(
 
     def beats(trial: Trial, reference: Trial) -> bool:
         gain = trial.valid_score["rank_ic"] - reference.valid_score["rank_ic"]
-        if not gain > 0:
-            return False
-        if min_t <= 0:
-            return True
-        return paired_t(valid_dates, trial.valid_pred, reference.valid_pred, valid_label) >= min_t
+        return wins(gain, valid_dates, trial.valid_pred, reference.valid_pred, valid_label, min_t)
 
     def beats_base(trial: Trial) -> bool:
         return beats(trial, first)
